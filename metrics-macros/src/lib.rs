@@ -1,0 +1,2 @@
+extern crate proc_macro;
+//! x

@@ -1,0 +1,2 @@
+//! fnmetrics
+pub use fnmetrics_core::*;

@@ -1,2 +1,3 @@
-//! fnmetrics
+//! placeholder
 pub use fnmetrics_core::*;
+pub use fnmetrics_macros::measured;

@@ -368,6 +368,11 @@ impl IdGen {
         }
     }
 
+    /// The low bits of the instance number (a per-process random value).
+    pub(crate) fn instance_bits(&self) -> u64 {
+        self.instance
+    }
+
     /// The next id, for an entry created at `unix_ms`.
     ///
     /// ```

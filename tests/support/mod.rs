@@ -1,0 +1,75 @@
+//! The one test fixture: throw-away `redis-server` and PostgreSQL servers on free loopback ports,
+//! in temporary directories that are removed when the server value is dropped.
+//!
+//! Every integration test that needs a server starts its own, so tests run in parallel and can
+//! stop and restart their server mid-run.
+
+#![allow(dead_code, unreachable_pub)]
+
+pub mod postgres;
+pub mod redis;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A free loopback TCP port (the listener is closed before the port is used).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+/// Finds `binary` on PATH or in `extra_dirs`, or panics saying which Debian package to install.
+pub fn find_binary(binary: &str, extra_dirs: &[PathBuf], package: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(extra_dirs.iter().cloned())
+        .map(|d| d.join(binary))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "`{binary}` was not found: install the Debian package `{package}` \
+                 (apt-get install -y {package}), or run scripts/test, which installs it"
+            )
+        })
+}
+
+/// A fresh directory under the system temp dir, removed by [`TempDir`]'s drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "fnmetrics-{tag}-{}-{n}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).expect("cannot create a temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Polls `cond` every 10 ms until it is true, panicking with `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

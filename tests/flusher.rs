@@ -1,0 +1,253 @@
+//! The flusher against an in-memory sink: triggers, retries, bounds, shutdown.
+//!
+//! One flusher runs per process, so these tests take a lock; each uses its own function names
+//! and looks only at its own entries.
+
+mod support;
+
+use fnmetrics::measured;
+use fnmetrics::sink::{AggregateDelta, EntryRecord, FlushBatch, FlusherConfig, Sink};
+use fnmetrics::{Error, ErrorKind};
+use parking_lot::Mutex;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use std::sync::Arc;
+use std::time::Duration;
+use support::wait_until;
+
+static ONE_FLUSHER: Mutex<()> = Mutex::new(());
+
+/// A sink that keeps what it is given, applies each flush id once, and can be switched off.
+#[derive(Clone, Default)]
+struct Memory {
+    down: Arc<AtomicBool>,
+    attempts: Arc<AtomicU64>,
+    applied: Arc<Mutex<HashSet<[u8; 16]>>>,
+    entries: Arc<Mutex<Vec<EntryRecord>>>,
+    aggregates: Arc<Mutex<Vec<AggregateDelta>>>,
+    /// Every flush id and entry ids of every attempt, to check that retries resend the same.
+    tried: Arc<Mutex<Vec<([u8; 16], Vec<[u8; 16]>)>>>,
+}
+
+impl Sink for Memory {
+    fn write(&mut self, batch: &FlushBatch) -> Result<(), Error> {
+        self.attempts.fetch_add(1, Relaxed);
+        self.tried.lock().push((
+            batch.flush_id,
+            batch.entries.iter().map(|e| e.id).collect(),
+        ));
+        if self.down.load(Relaxed) {
+            return Err(Error::new(ErrorKind::Unavailable, "memory sink is down"));
+        }
+        if self.applied.lock().insert(batch.flush_id) {
+            self.entries.lock().extend(batch.entries.iter().cloned());
+            self.aggregates.lock().extend(batch.aggregates.iter().cloned());
+        }
+        Ok(())
+    }
+}
+
+impl Memory {
+    fn entries_of(&self, name: &str) -> Vec<EntryRecord> {
+        self.entries
+            .lock()
+            .iter()
+            .filter(|e| &*e.func_name == name)
+            .cloned()
+            .collect()
+    }
+
+    fn calls_of(&self, name: &str) -> u64 {
+        self.aggregates
+            .lock()
+            .iter()
+            .filter(|a| &*a.name == name)
+            .map(|a| a.calls)
+            .sum()
+    }
+}
+
+fn config(batch: usize, interval: Duration, max_pending: usize) -> FlusherConfig {
+    let mut c = FlusherConfig::default();
+    c.batch_size = batch;
+    c.flush_interval = interval;
+    c.max_pending_entries = max_pending;
+    c.min_backoff = Duration::from_millis(5);
+    c.max_backoff = Duration::from_millis(20);
+    c.on_error = Arc::new(|_| {});
+    c
+}
+
+#[measured(name = "flusher::by_size")]
+fn by_size() {}
+
+#[test]
+fn a_full_batch_is_flushed_without_waiting_for_the_interval() {
+    let _one = ONE_FLUSHER.lock();
+    let sink = Memory::default();
+    let guard = fnmetrics::sink::start(
+        config(100, Duration::from_secs(3600), 10_000),
+        Box::new(sink.clone()),
+        None,
+    )
+    .unwrap();
+    for _ in 0..1_000 {
+        by_size();
+    }
+    wait_until("1000 entries by size", Duration::from_secs(10), || {
+        sink.entries_of("flusher::by_size").len() == 1_000
+    });
+    assert!(guard.stats().flushes >= 10);
+}
+
+#[measured(name = "flusher::by_time")]
+fn by_time() -> Result<(), ()> {
+    Err(())
+}
+
+#[test]
+fn a_small_batch_is_flushed_when_the_interval_passes() {
+    let _one = ONE_FLUSHER.lock();
+    let sink = Memory::default();
+    let _guard = fnmetrics::sink::start(
+        config(10_000, Duration::from_millis(200), 100_000),
+        Box::new(sink.clone()),
+        None,
+    )
+    .unwrap();
+    for _ in 0..10 {
+        let _ = by_time();
+    }
+    wait_until("10 entries by time", Duration::from_secs(10), || {
+        sink.entries_of("flusher::by_time").len() == 10
+    });
+    let entries = sink.entries_of("flusher::by_time");
+    assert!(entries.iter().all(|e| e.error_occurred));
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    for e in &entries {
+        assert!((now_us - e.created_at_micros).abs() < 60_000_000, "created_at far off");
+        assert_eq!(e.id[6] >> 4, 7, "UUID version 7");
+    }
+    let ids: HashSet<_> = entries.iter().map(|e| e.id).collect();
+    assert_eq!(ids.len(), 10);
+}
+
+#[measured(name = "flusher::retried")]
+fn retried(i: u64) -> u64 {
+    i
+}
+
+#[test]
+fn a_failed_flush_is_retried_with_the_same_ids_and_applied_once() {
+    let _one = ONE_FLUSHER.lock();
+    let sink = Memory::default();
+    sink.down.store(true, Relaxed);
+    let guard = fnmetrics::sink::start(
+        config(50, Duration::from_millis(50), 100_000),
+        Box::new(sink.clone()),
+        None,
+    )
+    .unwrap();
+    for i in 0..500 {
+        retried(i);
+    }
+    wait_until("a few failed attempts", Duration::from_secs(10), || {
+        sink.attempts.load(Relaxed) >= 3
+    });
+    sink.down.store(false, Relaxed);
+    guard.flush().unwrap();
+    assert_eq!(sink.entries_of("flusher::retried").len(), 500);
+    assert_eq!(sink.calls_of("flusher::retried"), 500);
+    // Every attempt of one flush id carried the same entry ids.
+    let tried = sink.tried.lock();
+    for (id, entries) in tried.iter() {
+        for (id2, entries2) in tried.iter() {
+            if id == id2 {
+                assert_eq!(entries, entries2);
+            }
+        }
+    }
+    assert!(guard.stats().failed_writes >= 3);
+}
+
+#[measured(name = "flusher::overflow")]
+fn overflow() {}
+
+#[test]
+fn entries_past_the_bound_are_dropped_and_counted_and_aggregates_stay_exact() {
+    let _one = ONE_FLUSHER.lock();
+    let sink = Memory::default();
+    sink.down.store(true, Relaxed);
+    let guard = fnmetrics::sink::start(
+        config(100, Duration::from_millis(20), 1_000),
+        Box::new(sink.clone()),
+        None,
+    )
+    .unwrap();
+    for _ in 0..5_000 {
+        overflow();
+    }
+    wait_until("the bound to be hit", Duration::from_secs(10), || {
+        fnmetrics::get("flusher::overflow").unwrap().dropped_entries >= 4_000
+    });
+    sink.down.store(false, Relaxed);
+    guard.flush().unwrap();
+    let kept = sink.entries_of("flusher::overflow").len() as u64;
+    let m = fnmetrics::get("flusher::overflow").unwrap();
+    assert_eq!(m.calls, 5_000);
+    assert_eq!(kept + m.dropped_entries, 5_000);
+    assert_eq!(kept, 1_000);
+    assert_eq!(sink.calls_of("flusher::overflow"), 5_000);
+    assert!(guard.stats().dropped_entries >= 4_000);
+}
+
+#[measured(name = "flusher::on_drop")]
+fn on_drop() {}
+
+#[test]
+fn dropping_the_guard_flushes_what_is_pending() {
+    let _one = ONE_FLUSHER.lock();
+    let sink = Memory::default();
+    let guard = fnmetrics::sink::start(
+        config(10_000, Duration::from_secs(3600), 100_000),
+        Box::new(sink.clone()),
+        None,
+    )
+    .unwrap();
+    for _ in 0..321 {
+        on_drop();
+    }
+    drop(guard);
+    assert_eq!(sink.entries_of("flusher::on_drop").len(), 321);
+    assert_eq!(sink.calls_of("flusher::on_drop"), 321);
+}
+
+#[test]
+fn a_second_flusher_is_refused_and_bad_settings_are_typed_errors() {
+    let _one = ONE_FLUSHER.lock();
+    let sink = Memory::default();
+    let guard = fnmetrics::sink::start(
+        config(10, Duration::from_secs(1), 100),
+        Box::new(sink.clone()),
+        None,
+    )
+    .unwrap();
+    let again = fnmetrics::sink::start(
+        config(10, Duration::from_secs(1), 100),
+        Box::new(sink.clone()),
+        None,
+    );
+    assert_eq!(again.unwrap_err().kind(), ErrorKind::AlreadyRunning);
+    drop(guard);
+    for bad in [
+        config(0, Duration::from_secs(1), 100),
+        config(10, Duration::ZERO, 100),
+        config(100, Duration::from_secs(1), 10),
+    ] {
+        let err = fnmetrics::sink::start(bad, Box::new(sink.clone()), None).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{err}");
+    }
+}

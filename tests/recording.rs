@@ -1,0 +1,95 @@
+//! Recording in this process: exact counts under concurrency, thread exit, names.
+
+use fnmetrics::measured;
+use std::time::Duration;
+
+#[derive(Debug)]
+struct Odd;
+
+#[measured(name = "recording::exact")]
+fn exact(i: u64) -> Result<u64, Odd> {
+    if i % 7 == 0 {
+        Err(Odd)
+    } else {
+        Ok(i)
+    }
+}
+
+#[test]
+fn counts_are_exact_with_four_threads_of_a_million_calls() {
+    const THREADS: u64 = 4;
+    const CALLS: u64 = 1_000_000;
+    let handles: Vec<_> = (0..THREADS)
+        .map(|_| {
+            std::thread::spawn(|| {
+                for i in 0..CALLS {
+                    let _ = exact(i);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let m = fnmetrics::get("recording::exact").unwrap();
+    assert_eq!(m.calls, THREADS * CALLS);
+    assert_eq!(m.errors, THREADS * CALLS.div_ceil(7));
+    assert_eq!(m.histogram().count(), THREADS * CALLS);
+    assert_eq!(m.panics, 0);
+}
+
+#[measured(name = "recording::short_lived")]
+fn short_lived() {}
+
+#[test]
+fn calls_made_on_threads_that_exited_are_kept() {
+    for round in 0..50u64 {
+        std::thread::spawn(move || {
+            for _ in 0..=round {
+                short_lived();
+            }
+        })
+        .join()
+        .unwrap();
+    }
+    let m = fnmetrics::get("recording::short_lived").unwrap();
+    assert_eq!(m.calls, (1..=50).sum::<u64>());
+}
+
+#[measured(name = "recording::sleepy")]
+fn sleepy(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+#[test]
+fn times_and_quantiles_follow_the_calls() {
+    for ms in [2, 4, 8, 16] {
+        sleepy(ms);
+    }
+    let m = fnmetrics::get("recording::sleepy").unwrap();
+    assert_eq!(m.calls, 4);
+    assert!(m.min >= Duration::from_millis(2), "{:?}", m.min);
+    assert!(m.max >= Duration::from_millis(16), "{:?}", m.max);
+    assert!(m.total >= Duration::from_millis(30), "{:?}", m.total);
+    assert!(m.min <= m.quantile(0.5) && m.quantile(0.5) <= m.max);
+    // The median of four is the second: 4 ms plus scheduling noise, well under 8 ms.
+    let p50 = m.quantile(0.5);
+    assert!(p50 >= Duration::from_millis(4) && p50 < Duration::from_millis(8), "{p50:?}");
+    assert!(m.quantile(1.0) <= m.max);
+}
+
+#[test]
+fn unknown_names_are_none() {
+    assert!(fnmetrics::get("recording::never_called").is_none());
+}
+
+#[test]
+fn snapshot_all_lists_every_function_sorted() {
+    exact(1).unwrap();
+    short_lived();
+    let all = fnmetrics::snapshot_all();
+    let names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
+    assert!(names.contains(&"recording::exact"));
+    assert!(names.contains(&"recording::short_lived"));
+    assert!(names.windows(2).all(|w| w[0] <= w[1]));
+}

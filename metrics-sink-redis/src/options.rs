@@ -1,0 +1,156 @@
+//! Where the keys live and how long to wait for the server.
+
+use fnmetrics_core::{Error, ErrorKind};
+use std::time::Duration;
+
+/// Key names and timeouts shared by [`RedisSink`](crate::RedisSink),
+/// [`RedisQueue`](crate::RedisQueue) and [`RedisReader`](crate::RedisReader).
+///
+/// The full keys are `{key_prefix}{entries_key}` for the entry list and
+/// `{key_prefix}{aggregate_prefix}{func_name}` for a function's aggregates; the bookkeeping keys
+/// of fnmetrics itself (flush ids, the function set, claims) are `{key_prefix}fnmetrics:…`.
+///
+/// ```
+/// use fnmetrics_sink_redis::RedisOptions;
+/// use std::time::Duration;
+///
+/// let o = RedisOptions::default()
+///     .with_key_prefix("shop:")
+///     .with_io_timeout(Duration::from_secs(3));
+/// assert_eq!(o.entries_key, "metrics_list");
+/// assert_eq!(o.aggregate_prefix, "app:metrics:");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisOptions {
+    /// Put in front of every key (default empty).
+    pub key_prefix: String,
+    /// The list of per-call entries (default `metrics_list`).
+    pub entries_key: String,
+    /// Put in front of a function's name to make its aggregate hash (default `app:metrics:`).
+    pub aggregate_prefix: String,
+    /// How long connecting (TCP connect, AUTH, PING) may take (default 2 s).
+    pub connect_timeout: Duration,
+    /// How long one command may wait for its reply (default 10 s). After a timeout the
+    /// connection is dropped and a new one is made on the next call.
+    pub io_timeout: Duration,
+    /// How long a flush id is remembered, which bounds how late a retry of an applied flush is
+    /// still recognised (default 7 days). Each remembered flush costs about 100 bytes of Redis
+    /// memory.
+    pub flush_id_ttl: Duration,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        RedisOptions {
+            key_prefix: String::new(),
+            entries_key: "metrics_list".into(),
+            aggregate_prefix: "app:metrics:".into(),
+            connect_timeout: Duration::from_secs(2),
+            io_timeout: Duration::from_secs(10),
+            flush_id_ttl: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+impl RedisOptions {
+    /// Sets [`key_prefix`](Self::key_prefix).
+    ///
+    /// ```
+    /// let o = fnmetrics_sink_redis::RedisOptions::default().with_key_prefix("test:");
+    /// assert_eq!(o.key_prefix, "test:");
+    /// ```
+    pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// Sets [`entries_key`](Self::entries_key).
+    ///
+    /// ```
+    /// let o = fnmetrics_sink_redis::RedisOptions::default().with_entries_key("calls");
+    /// assert_eq!(o.entries_key, "calls");
+    /// ```
+    pub fn with_entries_key(mut self, key: impl Into<String>) -> Self {
+        self.entries_key = key.into();
+        self
+    }
+
+    /// Sets [`aggregate_prefix`](Self::aggregate_prefix).
+    ///
+    /// ```
+    /// let o = fnmetrics_sink_redis::RedisOptions::default().with_aggregate_prefix("agg:");
+    /// assert_eq!(o.aggregate_prefix, "agg:");
+    /// ```
+    pub fn with_aggregate_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.aggregate_prefix = prefix.into();
+        self
+    }
+
+    /// Sets [`connect_timeout`](Self::connect_timeout).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let o = fnmetrics_sink_redis::RedisOptions::default()
+    ///     .with_connect_timeout(Duration::from_millis(500));
+    /// assert_eq!(o.connect_timeout, Duration::from_millis(500));
+    /// ```
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets [`io_timeout`](Self::io_timeout).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let o = fnmetrics_sink_redis::RedisOptions::default().with_io_timeout(Duration::from_secs(1));
+    /// assert_eq!(o.io_timeout, Duration::from_secs(1));
+    /// ```
+    pub fn with_io_timeout(mut self, timeout: Duration) -> Self {
+        self.io_timeout = timeout;
+        self
+    }
+
+    /// Sets [`flush_id_ttl`](Self::flush_id_ttl).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let o = fnmetrics_sink_redis::RedisOptions::default()
+    ///     .with_flush_id_ttl(Duration::from_secs(24 * 3600));
+    /// assert_eq!(o.flush_id_ttl, Duration::from_secs(86_400));
+    /// ```
+    pub fn with_flush_id_ttl(mut self, ttl: Duration) -> Self {
+        self.flush_id_ttl = ttl;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        let bad = |m: &str| Err(Error::new(ErrorKind::InvalidConfig, m));
+        if self.entries_key.is_empty() {
+            return bad("entries_key must not be empty");
+        }
+        if self.connect_timeout.is_zero() || self.io_timeout.is_zero() {
+            return bad("connect_timeout and io_timeout must be longer than zero");
+        }
+        if self.flush_id_ttl.as_secs() == 0 {
+            return bad("flush_id_ttl must be at least one second");
+        }
+        Ok(())
+    }
+
+    /// `{key_prefix}{entries_key}`.
+    pub(crate) fn entries_list(&self) -> String {
+        format!("{}{}", self.key_prefix, self.entries_key)
+    }
+
+    /// `{key_prefix}{aggregate_prefix}{name}`.
+    pub(crate) fn aggregate_hash(&self, name: &str) -> String {
+        format!("{}{}{}", self.key_prefix, self.aggregate_prefix, name)
+    }
+
+    /// `{key_prefix}fnmetrics:{suffix}`.
+    pub(crate) fn internal(&self, suffix: &str) -> String {
+        format!("{}fnmetrics:{}", self.key_prefix, suffix)
+    }
+}

@@ -1,0 +1,145 @@
+//! Fleet-wide aggregates, read back from the per-function hashes.
+
+use crate::conn::Conn;
+use crate::options::RedisOptions;
+use fnmetrics_core::{Error, ErrorKind, Histogram, Snapshot, SnapshotParts};
+
+/// Reads the aggregates every process flushed to Redis: fleet-wide totals per function.
+///
+/// ```no_run
+/// use fnmetrics_sink_redis::{RedisOptions, RedisReader};
+///
+/// let mut reader = RedisReader::connect("redis://127.0.0.1/", RedisOptions::default())?;
+/// for name in reader.functions()? {
+///     if let Some(m) = reader.get(&name)? {
+///         println!("{name}: {} calls, p99 {:?}", m.calls, m.quantile(0.99));
+///     }
+/// }
+/// # Ok::<(), fnmetrics_core::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct RedisReader {
+    conn: Conn,
+}
+
+impl RedisReader {
+    /// Parses `url`, connects and PINGs; see [`RedisSink::connect`](crate::RedisSink::connect).
+    ///
+    /// # Errors
+    /// As [`RedisSink::connect`](crate::RedisSink::connect).
+    ///
+    /// ```no_run
+    /// use fnmetrics_sink_redis::{RedisOptions, RedisReader};
+    /// let reader = RedisReader::connect("redis://127.0.0.1/", RedisOptions::default())?;
+    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// ```
+    pub fn connect(url: &str, options: RedisOptions) -> Result<RedisReader, Error> {
+        Ok(RedisReader {
+            conn: Conn::connect(url, options, &[])?,
+        })
+    }
+
+    /// The fleet-wide metrics of function `name` (its hash `{prefix}{aggregate_prefix}{name}`),
+    /// or `None` if no process flushed any.
+    ///
+    /// # Errors
+    /// [`Decode`] if a field is not a non-negative integer, [`Schema`] if the key is not a hash;
+    /// connection and server errors as [`RedisSink::write_batch`](crate::RedisSink::write_batch).
+    ///
+    /// [`Decode`]: fnmetrics_core::ErrorKind::Decode
+    /// [`Schema`]: fnmetrics_core::ErrorKind::Schema
+    ///
+    /// ```no_run
+    /// # use fnmetrics_sink_redis::{RedisOptions, RedisReader};
+    /// # let mut reader = RedisReader::connect("redis://127.0.0.1/", RedisOptions::default())?;
+    /// if let Some(m) = reader.get("my_app::load_user")? {
+    ///     println!("{} calls, {} errors, mean {:?}", m.calls, m.errors, m.mean());
+    /// }
+    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// ```
+    pub fn get(&mut self, name: &str) -> Result<Option<Snapshot>, Error> {
+        let key = self.conn.opts.aggregate_hash(name);
+        let fields: Vec<(String, String)> =
+            self.conn.run("cannot read aggregates from Redis", |c| {
+                redis::cmd("HGETALL").arg(&key).query(c)
+            })?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let mut p = SnapshotParts {
+            name: name.to_string(),
+            calls: 0,
+            errors: 0,
+            panics: 0,
+            cancelled: 0,
+            dropped_entries: 0,
+            total_ns: 0,
+            min_ns: u64::MAX,
+            max_ns: 0,
+            histogram: Histogram::new(),
+        };
+        for (field, value) in &fields {
+            let n: u64 = value.parse().map_err(|e| {
+                Error::with_source(
+                    ErrorKind::Decode,
+                    format!("field {field} of {key} is not a non-negative integer"),
+                    e,
+                )
+            })?;
+            match field.as_str() {
+                "calls" => p.calls = n,
+                "errors" => p.errors = n,
+                "panics" => p.panics = n,
+                "cancelled" => p.cancelled = n,
+                "dropped_entries" => p.dropped_entries = n,
+                "total_ns" => p.total_ns = n,
+                "min_ns" => p.min_ns = n,
+                "max_ns" => p.max_ns = n,
+                f => {
+                    // Bucket fields are `b<index>`; other fields (a newer version's) are skipped.
+                    if let Some(i) = f.strip_prefix('b').and_then(|i| i.parse::<usize>().ok()) {
+                        p.histogram.add_to_bucket(i, n);
+                    }
+                }
+            }
+        }
+        Ok(Some(Snapshot::from_parts(p)))
+    }
+
+    /// The names of every function any process flushed aggregates for, sorted.
+    ///
+    /// # Errors
+    /// [`Decode`] if a stored name is not UTF-8; connection and server errors as
+    /// [`RedisSink::write_batch`](crate::RedisSink::write_batch).
+    ///
+    /// [`Decode`]: fnmetrics_core::ErrorKind::Decode
+    ///
+    /// ```no_run
+    /// # use fnmetrics_sink_redis::{RedisOptions, RedisReader};
+    /// # let mut reader = RedisReader::connect("redis://127.0.0.1/", RedisOptions::default())?;
+    /// let names: Vec<String> = reader.functions()?;
+    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// ```
+    pub fn functions(&mut self) -> Result<Vec<String>, Error> {
+        let key = self.conn.opts.internal("functions");
+        let raw: Vec<Vec<u8>> = self
+            .conn
+            .run("cannot read function names from Redis", |c| {
+                redis::cmd("SMEMBERS").arg(&key).query(c)
+            })?;
+        let mut names = raw
+            .into_iter()
+            .map(|b| {
+                String::from_utf8(b).map_err(|e| {
+                    Error::with_source(
+                        ErrorKind::Decode,
+                        format!("a name in {key} is not UTF-8"),
+                        e,
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        names.sort();
+        Ok(names)
+    }
+}

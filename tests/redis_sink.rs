@@ -1,0 +1,567 @@
+//! The Redis sink against real `redis-server`s: stage 1 flushes, the stage-2 queue, fleet-wide
+//! reads, and what happens when the server refuses, is missing or restarts.
+
+mod support;
+
+use fnmetrics_core::{AggregateDelta, EntryRecord, ErrorKind, FlushBatch, Histogram, IdGen, Sink};
+use fnmetrics_sink_redis::{RedisOptions, RedisQueue, RedisReader, RedisSink, WriteOutcome};
+use redis::Commands;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use support::redis::RedisServer;
+use support::wait_until;
+
+const NAMES: [&str; 3] = [
+    "app::load_user",
+    "app::checkout",
+    "app::a name with spaces ✓",
+];
+
+/// `n` entries spread over [`NAMES`], with call times that cover many histogram buckets.
+fn entries(ids: &mut IdGen, n: usize, seed: u64) -> Vec<EntryRecord> {
+    (0..n)
+        .map(|i| {
+            let i = i as u64 + seed * 1_000_003;
+            EntryRecord {
+                id: ids.next_id(1_700_000_000_000 + i),
+                func_name: NAMES[(i % 3) as usize].into(),
+                execution_time: Duration::from_nanos(1 + (i * 7919) % 5_000_000),
+                error_occurred: i.is_multiple_of(7),
+                created_at_micros: 1_700_000_000_000_000 + i as i64,
+            }
+        })
+        .collect()
+}
+
+/// The aggregate deltas of `entries`, per function, as the flusher would make them.
+fn deltas(entries: &[EntryRecord]) -> Vec<AggregateDelta> {
+    let mut by: BTreeMap<&str, (AggregateDelta, Histogram)> = BTreeMap::new();
+    for e in entries {
+        let (d, h) = by.entry(&e.func_name).or_insert_with(|| {
+            (
+                AggregateDelta {
+                    name: e.func_name.clone(),
+                    calls: 0,
+                    errors: 0,
+                    panics: 0,
+                    cancelled: 0,
+                    dropped_entries: 0,
+                    total_ns: 0,
+                    min_ns: u64::MAX,
+                    max_ns: 0,
+                    buckets: vec![],
+                },
+                Histogram::new(),
+            )
+        });
+        let ns = e.execution_time.as_nanos() as u64;
+        d.calls += 1;
+        d.errors += u64::from(e.error_occurred);
+        d.total_ns += ns;
+        d.min_ns = d.min_ns.min(ns);
+        d.max_ns = d.max_ns.max(ns);
+        h.record(e.execution_time);
+    }
+    by.into_values()
+        .map(|(mut d, h)| {
+            d.buckets = h.nonzero().map(|(i, c)| (i as u16, c)).collect();
+            d
+        })
+        .collect()
+}
+
+fn batch(flush: u8, entries: Vec<EntryRecord>) -> FlushBatch {
+    FlushBatch {
+        flush_id: [flush; 16],
+        aggregates: deltas(&entries),
+        entries,
+    }
+}
+
+fn sink(server: &RedisServer) -> RedisSink {
+    RedisSink::connect(&server.url(), RedisOptions::default()).expect("connect")
+}
+
+fn stored_entries(server: &RedisServer, key: &str) -> Vec<EntryRecord> {
+    let raw: Vec<Vec<u8>> = server.client().lrange(key, 0, -1).unwrap();
+    raw.iter()
+        .map(|b| EntryRecord::decode(b).unwrap())
+        .collect()
+}
+
+/// What the aggregates of `entries` read back should be, per function.
+fn expected(entries: &[EntryRecord], name: &str) -> (u64, u64, u64, u64, u64, Histogram) {
+    let mut h = Histogram::new();
+    let (mut calls, mut errors, mut total, mut min, mut max) = (0, 0, 0u64, u64::MAX, 0);
+    for e in entries.iter().filter(|e| &*e.func_name == name) {
+        let ns = e.execution_time.as_nanos() as u64;
+        calls += 1;
+        errors += u64::from(e.error_occurred);
+        total += ns;
+        min = min.min(ns);
+        max = max.max(ns);
+        h.record(e.execution_time);
+    }
+    (calls, errors, total, min, max, h)
+}
+
+fn assert_aggregates(reader: &mut RedisReader, entries: &[EntryRecord]) {
+    for name in NAMES {
+        let (calls, errors, total, min, max, h) = expected(entries, name);
+        let got = reader.get(name).unwrap().expect("aggregates stored");
+        assert_eq!(got.name, name);
+        assert_eq!(got.calls, calls, "{name}");
+        assert_eq!(got.errors, errors, "{name}");
+        assert_eq!((got.panics, got.cancelled, got.dropped_entries), (0, 0, 0));
+        assert_eq!(got.total_nanos(), total, "{name}");
+        assert_eq!(got.min, Duration::from_nanos(min), "{name}");
+        assert_eq!(got.max, Duration::from_nanos(max), "{name}");
+        assert_eq!(got.histogram(), &h, "{name}");
+    }
+}
+
+#[test]
+fn flush_stores_entries_and_exact_aggregates() {
+    let server = RedisServer::start();
+    let mut sink = sink(&server);
+    let mut reader = RedisReader::connect(&server.url(), RedisOptions::default()).unwrap();
+    let mut ids = IdGen::with_instance(1);
+
+    // More than 1000 entries: the script pushes them in chunks.
+    let first = entries(&mut ids, 2345, 0);
+    assert_eq!(
+        sink.write_batch(&batch(1, first.clone())).unwrap(),
+        WriteOutcome::Applied
+    );
+    assert_eq!(stored_entries(&server, "metrics_list"), first);
+    assert_aggregates(&mut reader, &first);
+
+    // A second flush adds to the counts and histograms and keeps min/max across flushes.
+    let second = entries(&mut ids, 999, 1);
+    sink.write(&batch(2, second.clone())).unwrap();
+    let all: Vec<_> = first.iter().chain(&second).cloned().collect();
+    assert_eq!(stored_entries(&server, "metrics_list"), all);
+    assert_aggregates(&mut reader, &all);
+
+    let mut names: Vec<String> = NAMES.iter().map(|s| s.to_string()).collect();
+    names.sort();
+    assert_eq!(reader.functions().unwrap(), names);
+    assert_eq!(reader.get("app::never_called").unwrap(), None);
+}
+
+#[test]
+fn keys_follow_the_options() {
+    let server = RedisServer::start();
+    let opts = RedisOptions::default()
+        .with_key_prefix("p:")
+        .with_entries_key("calls")
+        .with_aggregate_prefix("agg:");
+    let mut sink = RedisSink::connect(&server.url(), opts.clone()).unwrap();
+    let batch = batch(1, entries(&mut IdGen::with_instance(2), 10, 0));
+    sink.write(&batch).unwrap();
+
+    let mut c = server.client();
+    let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut c).unwrap();
+    keys.sort();
+    let flush_key = format!("p:fnmetrics:flush:{}", "01".repeat(16));
+    let mut want = vec![
+        "p:calls".to_string(),
+        "p:fnmetrics:functions".to_string(),
+        flush_key.clone(),
+    ];
+    want.extend(NAMES.iter().map(|n| format!("p:agg:{n}")));
+    want.sort();
+    assert_eq!(keys, want);
+    let ttl: i64 = c.ttl(&flush_key).unwrap();
+    assert!((604_700..=604_800).contains(&ttl), "ttl {ttl}");
+
+    let mut reader = RedisReader::connect(&server.url(), opts).unwrap();
+    assert_aggregates(&mut reader, &batch.entries);
+}
+
+#[test]
+fn min_and_max_are_exact_above_2_pow_53() {
+    // Lua numbers are doubles: 2^53 + 1 and 2^53 + 2 are the same double.
+    let server = RedisServer::start();
+    let mut sink = sink(&server);
+    let mut reader = RedisReader::connect(&server.url(), RedisOptions::default()).unwrap();
+    let base = 1u64 << 53;
+    let delta = |min_ns: u64, max_ns: u64| AggregateDelta {
+        name: "big".into(),
+        calls: 1,
+        errors: 0,
+        panics: 0,
+        cancelled: 0,
+        dropped_entries: 0,
+        total_ns: 5,
+        min_ns,
+        max_ns,
+        buckets: vec![(3, 1)],
+    };
+    let write = |sink: &mut RedisSink, id: u8, d: AggregateDelta| {
+        let b = FlushBatch {
+            flush_id: [id; 16],
+            entries: vec![],
+            aggregates: vec![d],
+        };
+        sink.write(&b).unwrap();
+    };
+    write(&mut sink, 1, delta(base + 2, base + 1));
+    write(&mut sink, 2, delta(base + 1, base + 2));
+    write(&mut sink, 3, delta(base + 3, u64::MAX - 1));
+    // No calls yet in this process: min_ns is u64::MAX and must be ignored.
+    write(&mut sink, 4, delta(u64::MAX, 0));
+    let got = reader.get("big").unwrap().unwrap();
+    assert_eq!(got.min, Duration::from_nanos(base + 1));
+    assert_eq!(got.max, Duration::from_nanos(u64::MAX - 1));
+    assert_eq!(got.calls, 4);
+    assert_eq!(got.total_nanos(), 20);
+    assert_eq!(got.histogram().bucket(3), 4);
+}
+
+#[test]
+fn total_saturates_instead_of_failing_the_flush() {
+    let server = RedisServer::start();
+    let mut sink = sink(&server);
+    let mut reader = RedisReader::connect(&server.url(), RedisOptions::default()).unwrap();
+    let mut d = deltas(&entries(&mut IdGen::with_instance(3), 1, 0)).remove(0);
+    d.total_ns = i64::MAX as u64 - 10;
+    let name = d.name.to_string();
+    for id in 1..=2 {
+        let b = FlushBatch {
+            flush_id: [id; 16],
+            entries: vec![],
+            aggregates: vec![d.clone()],
+        };
+        sink.write(&b).unwrap();
+    }
+    let got = reader.get(&name).unwrap().unwrap();
+    assert_eq!(got.total_nanos(), i64::MAX as u64);
+    assert_eq!(got.calls, 2);
+}
+
+#[test]
+fn a_retried_flush_changes_nothing() {
+    let server = RedisServer::start();
+    let mut sink = sink(&server);
+    let mut reader = RedisReader::connect(&server.url(), RedisOptions::default()).unwrap();
+    let b = batch(7, entries(&mut IdGen::with_instance(4), 1500, 0));
+    assert_eq!(sink.write_batch(&b).unwrap(), WriteOutcome::Applied);
+    // The retry comes on a fresh connection, as after a timeout.
+    let mut other = RedisSink::connect(&server.url(), RedisOptions::default()).unwrap();
+    assert_eq!(other.write_batch(&b).unwrap(), WriteOutcome::AlreadyApplied);
+    other.write(&b).unwrap();
+    assert_eq!(stored_entries(&server, "metrics_list"), b.entries);
+    assert_aggregates(&mut reader, &b.entries);
+}
+
+#[test]
+fn the_same_flush_racing_on_two_connections_applies_once() {
+    // Big enough batches that one connection's check often runs while the other's transaction is
+    // still being queued: then WATCH makes the second EXEC do nothing, and it finds the flush
+    // applied.
+    let server = RedisServer::start();
+    let url = server.url();
+    let mut ids = IdGen::with_instance(12);
+    let batches: Vec<FlushBatch> = (0..20u8)
+        .map(|f| batch(f, entries(&mut ids, 2000, u64::from(f))))
+        .collect();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let outcomes: Vec<Vec<WriteOutcome>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let (url, batches, barrier) = (&url, &batches, barrier.clone());
+                s.spawn(move || {
+                    let mut sink = RedisSink::connect(url, RedisOptions::default()).unwrap();
+                    batches
+                        .iter()
+                        .map(|b| {
+                            barrier.wait();
+                            sink.write_batch(b).unwrap()
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (a, b) in outcomes[0].iter().zip(&outcomes[1]) {
+        let applied = [a, b]
+            .iter()
+            .filter(|o| ***o == WriteOutcome::Applied)
+            .count();
+        assert_eq!(applied, 1, "{a:?} {b:?}");
+    }
+    let all: Vec<EntryRecord> = batches.iter().flat_map(|b| b.entries.clone()).collect();
+    let mut stored = stored_entries(&server, "metrics_list");
+    stored.sort_by_key(|e| e.id);
+    let mut want = all.clone();
+    want.sort_by_key(|e| e.id);
+    assert_eq!(stored, want);
+    let mut reader = RedisReader::connect(&url, RedisOptions::default()).unwrap();
+    assert_aggregates(&mut reader, &all);
+}
+
+#[test]
+fn flushed_scripts_are_loaded_again() {
+    let server = RedisServer::start();
+    let mut sink = sink(&server);
+    let mut queue = RedisQueue::connect(&server.url(), RedisOptions::default()).unwrap();
+    let mut c = server.client();
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut c).unwrap();
+    let b = batch(1, entries(&mut IdGen::with_instance(13), 10, 0));
+    assert_eq!(sink.write_batch(&b).unwrap(), WriteOutcome::Applied);
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut c).unwrap();
+    assert_eq!(sink.write_batch(&b).unwrap(), WriteOutcome::AlreadyApplied);
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut c).unwrap();
+    assert_eq!(queue.pending_len().unwrap(), 10);
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut c).unwrap();
+    let claim = queue.claim(100, Duration::from_secs(60)).unwrap().unwrap();
+    assert_eq!(claim.entries, b.entries);
+}
+
+#[test]
+fn concurrent_sinks_sum_exactly() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let threads: Vec<_> = (0..2u8)
+        .map(|t| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let mut sink = RedisSink::connect(&url, RedisOptions::default()).unwrap();
+                let mut ids = IdGen::with_instance(100 + u64::from(t));
+                let mut all = Vec::new();
+                for f in 0..40u8 {
+                    let e = entries(&mut ids, 250, u64::from(t) * 1000 + u64::from(f));
+                    let mut b = batch(0, e.clone());
+                    b.flush_id[0] = t;
+                    b.flush_id[1] = f;
+                    sink.write(&b).unwrap();
+                    all.extend(e);
+                }
+                all
+            })
+        })
+        .collect();
+    let mut all: Vec<EntryRecord> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let mut stored = stored_entries(&server, "metrics_list");
+    assert_eq!(stored.len(), 2 * 40 * 250);
+    all.sort_by_key(|e| e.id);
+    stored.sort_by_key(|e| e.id);
+    assert_eq!(stored, all);
+    let mut reader = RedisReader::connect(&url, RedisOptions::default()).unwrap();
+    assert_aggregates(&mut reader, &all);
+}
+
+#[test]
+fn a_wrongly_typed_key_fails_the_flush_before_anything_is_written() {
+    let server = RedisServer::start();
+    let mut c = server.client();
+    let _: () = c.set("metrics_list", "not a list").unwrap();
+    let mut sink = sink(&server);
+    let b = batch(1, entries(&mut IdGen::with_instance(5), 20, 0));
+    let err = sink.write(&b).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Schema, "{err:?}");
+    let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut c).unwrap();
+    keys.sort();
+    assert_eq!(keys, ["metrics_list"]);
+
+    // Once fixed, the same flush applies (its id was not used up).
+    let _: () = c.del("metrics_list").unwrap();
+    assert_eq!(sink.write_batch(&b).unwrap(), WriteOutcome::Applied);
+    assert_eq!(stored_entries(&server, "metrics_list"), b.entries);
+}
+
+#[test]
+fn claims_hand_out_each_entry_once_and_ack_removes_them() {
+    let server = RedisServer::start();
+    let stored = entries(&mut IdGen::with_instance(6), 2500, 0);
+    sink(&server).write(&batch(1, stored.clone())).unwrap();
+    let lease = Duration::from_secs(60);
+    let mut q1 = RedisQueue::connect(&server.url(), RedisOptions::default()).unwrap();
+    let mut q2 = RedisQueue::connect(&server.url(), RedisOptions::default()).unwrap();
+    assert_eq!(q1.pending_len().unwrap(), 2500);
+
+    let a = q1.claim(1000, lease).unwrap().unwrap();
+    let b = q2.claim(1000, lease).unwrap().unwrap();
+    let c = q1.claim(1000, lease).unwrap().unwrap();
+    assert_eq!(q2.claim(1000, lease).unwrap(), None);
+    assert_eq!(a.entries, stored[..1000]);
+    assert_eq!(b.entries, stored[1000..2000]);
+    assert_eq!(c.entries, stored[2000..]);
+    assert!(a.id != b.id && b.id != c.id && a.id != c.id);
+    // Claimed but not acknowledged: still pending.
+    assert_eq!(q2.pending_len().unwrap(), 2500);
+
+    q1.ack(&a).unwrap();
+    q2.ack(&b).unwrap();
+    assert_eq!(q1.pending_len().unwrap(), 500);
+    q1.ack(&c).unwrap();
+    q1.ack(&c).unwrap(); // twice: nothing happens
+    assert_eq!(q1.pending_len().unwrap(), 0);
+    assert_eq!(q1.claim(1000, lease).unwrap(), None);
+    let mut conn = server.client();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("fnmetrics:claim*")
+        .query(&mut conn)
+        .unwrap();
+    assert!(keys.is_empty(), "{keys:?}");
+}
+
+#[test]
+fn an_expired_claim_is_taken_over_with_the_same_entries() {
+    let server = RedisServer::start();
+    let stored = entries(&mut IdGen::with_instance(7), 30, 0);
+    sink(&server).write(&batch(1, stored.clone())).unwrap();
+    let mut dead = RedisQueue::connect(&server.url(), RedisOptions::default()).unwrap();
+    let mut alive = RedisQueue::connect(&server.url(), RedisOptions::default()).unwrap();
+
+    let first = dead.claim(100, Duration::from_secs(2)).unwrap().unwrap();
+    assert_eq!(first.entries, stored);
+    // While the lease holds, nobody else gets these entries.
+    let started = Instant::now();
+    let during = alive.claim(100, Duration::from_secs(60)).unwrap();
+    assert!(during.is_none() || started.elapsed() >= Duration::from_secs(2));
+
+    let mut taken = None;
+    wait_until("the lease to run out", Duration::from_secs(10), || {
+        taken = alive.claim(100, Duration::from_secs(60)).unwrap();
+        taken.is_some()
+    });
+    let taken = taken.unwrap();
+    assert_eq!(taken, first);
+    // The new lease holds.
+    assert_eq!(dead.claim(100, Duration::from_secs(60)).unwrap(), None);
+
+    // The first drainer committed after all and acknowledges late; the taker's ack is a no-op.
+    dead.ack(&first).unwrap();
+    alive.ack(&taken).unwrap();
+    assert_eq!(alive.pending_len().unwrap(), 0);
+}
+
+#[test]
+fn a_malformed_entry_fails_the_claim_and_is_kept() {
+    let server = RedisServer::start();
+    let good = entries(&mut IdGen::with_instance(8), 3, 0);
+    sink(&server).write(&batch(1, good.clone())).unwrap();
+    let mut c = server.client();
+    let _: () = c.rpush("metrics_list", b"garbage".as_slice()).unwrap();
+    let mut q = RedisQueue::connect(&server.url(), RedisOptions::default()).unwrap();
+    let err = q.claim(10, Duration::from_secs(60)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Decode, "{err:?}");
+    assert_eq!(q.pending_len().unwrap(), 4);
+    let claims: Vec<String> = c.zrange("fnmetrics:claims", 0, -1).unwrap();
+    assert_eq!(claims.len(), 1);
+    let kept: Vec<Vec<u8>> = c
+        .lrange(format!("fnmetrics:claim:{}", claims[0]), 0, -1)
+        .unwrap();
+    assert_eq!(kept.len(), 4);
+    assert_eq!(kept[3], b"garbage");
+}
+
+#[test]
+fn a_bad_url_is_invalid_url() {
+    for url in [
+        "not a url",
+        "http://127.0.0.1/",
+        "redis://127.0.0.1:notaport/",
+    ] {
+        let err = RedisSink::connect(url, RedisOptions::default()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidUrl, "{url}: {err:?}");
+        assert!(std::error::Error::source(&err).is_some());
+    }
+}
+
+#[test]
+fn nothing_listening_is_unavailable() {
+    let url = format!("redis://127.0.0.1:{}/", support::free_port());
+    let err = RedisSink::connect(&url, RedisOptions::default()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err:?}");
+    let err = RedisQueue::connect(&url, RedisOptions::default()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err:?}");
+}
+
+#[test]
+fn a_missing_or_wrong_password_is_auth() {
+    let server = RedisServer::start_with_password("s3cret");
+    let no_password = server.url_without_password();
+    let wrong = format!("redis://:wrong@127.0.0.1:{}/", server.port());
+    for url in [no_password, wrong] {
+        let err = RedisSink::connect(&url, RedisOptions::default()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Auth, "{url}: {err:?}");
+    }
+    let mut sink = RedisSink::connect(&server.url(), RedisOptions::default()).unwrap();
+    sink.write(&batch(1, entries(&mut IdGen::with_instance(9), 5, 0)))
+        .unwrap();
+}
+
+#[test]
+fn bad_options_are_invalid_config() {
+    let opts = RedisOptions::default().with_io_timeout(Duration::ZERO);
+    let err = RedisSink::connect("redis://127.0.0.1/", opts).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+}
+
+#[test]
+fn a_restarted_server_keeps_its_data_and_the_retry_succeeds() {
+    let mut server = RedisServer::start();
+    let mut sink = sink(&server);
+    let mut ids = IdGen::with_instance(10);
+    let before = entries(&mut ids, 1200, 0);
+    sink.write(&batch(1, before.clone())).unwrap();
+
+    server.stop();
+    let after = batch(2, entries(&mut ids, 800, 1));
+    for _ in 0..2 {
+        // The first attempt finds the old connection broken, the second cannot connect.
+        let err = sink.write(&after).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unavailable, "{err:?}");
+    }
+
+    server.restart();
+    // The same sink reconnects and reloads its script (the restarted server has none).
+    assert_eq!(sink.write_batch(&after).unwrap(), WriteOutcome::Applied);
+    let all: Vec<_> = before.iter().chain(&after.entries).cloned().collect();
+    assert_eq!(stored_entries(&server, "metrics_list"), all);
+    let mut reader = RedisReader::connect(&server.url(), RedisOptions::default()).unwrap();
+    assert_aggregates(&mut reader, &all);
+    // The flush id of the first batch survived the restart too.
+    assert_eq!(
+        sink.write_batch(&batch(1, before)).unwrap(),
+        WriteOutcome::AlreadyApplied
+    );
+}
+
+/// Stage-1 throughput: `cargo test --release -p fnmetrics --test redis_sink -- --ignored
+/// --nocapture stage1_throughput`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn stage1_throughput() {
+    for fsync in ["everysec", "always"] {
+        let server = RedisServer::start_with_args(&["--appendfsync", fsync]);
+        let mut sink = sink(&server);
+        let mut ids = IdGen::with_instance(11);
+        let batches: Vec<FlushBatch> = (0..100u8)
+            .map(|f| {
+                let mut e = entries(&mut ids, 10_000, u64::from(f));
+                for x in &mut e {
+                    x.func_name = "bench::fifty_byte_entry".into(); // 34 + 23 bytes = 57
+                }
+                batch(f, e)
+            })
+            .collect();
+        let start = Instant::now();
+        for b in &batches {
+            sink.write(b).unwrap();
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let n = batches.len() * 10_000;
+        println!(
+            "appendfsync {fsync}: {n} entries in {secs:.3} s = {:.0} entries/s",
+            n as f64 / secs
+        );
+    }
+}

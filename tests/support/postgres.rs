@@ -1,1 +1,271 @@
-//! stub
+//! The PostgreSQL half of the fixture: a throw-away cluster (`initdb` + `postgres`) on a free
+//! loopback port, in a temporary directory.
+//!
+//! PostgreSQL refuses to run as root; when the tests run as root, `initdb` and `postgres` run as
+//! the `postgres` user (set with `CommandExt::uid`/`gid`, so the child we keep and signal is the
+//! postmaster itself, not a `runuser` wrapper).
+
+use super::{find_binary, free_port, wait_until, TempDir};
+use postgres::{Client, NoTls};
+use std::fs::OpenOptions;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a server may take to start or stop.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running throw-away PostgreSQL server with a database `fnmetrics`. Dropping it stops the
+/// server (also when a test panics) and removes its directory.
+pub struct PostgresServer {
+    bin_dir: PathBuf,
+    port: u16,
+    /// `(uid, gid)` of the `postgres` user when we run as root.
+    run_as: Option<(u32, u32)>,
+    child: Option<Child>,
+    /// Declared last: removed after `Drop::drop` stopped the server.
+    dir: TempDir,
+}
+
+impl PostgresServer {
+    /// Creates a cluster, starts it on a free port and creates the database `fnmetrics`.
+    pub fn start() -> PostgresServer {
+        let initdb = find_binary("initdb", &pg_bin_dirs(), "postgresql");
+        // `postgres` must be the same version as `initdb`: take it from the same directory.
+        let bin_dir = initdb
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .expect("initdb has no parent directory");
+        let dir = TempDir::new("postgres");
+        let run_as = is_root().then(postgres_user_ids);
+        if let Some((uid, gid)) = run_as {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
+                .expect("cannot chown the temp dir to the postgres user");
+        }
+        let data = dir.path().join("data");
+        let out = command(&bin_dir.join("initdb"), run_as)
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ])
+            .current_dir(dir.path())
+            .output()
+            .expect("cannot run initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut server = PostgresServer {
+            bin_dir,
+            port: 0,
+            run_as,
+            child: None,
+            dir,
+        };
+        // Another process may take the free port before postgres binds it: try a few ports.
+        let mut attempt = 0;
+        loop {
+            server.port = free_port();
+            match server.spawn_and_wait() {
+                Ok(()) => break,
+                Err(log) if attempt < 5 && log.contains("could not bind") => attempt += 1,
+                Err(log) => panic!("postgres did not start:\n{log}"),
+            }
+        }
+        server
+            .admin_client()
+            .batch_execute("CREATE DATABASE fnmetrics")
+            .expect("cannot create the database fnmetrics");
+        server
+    }
+
+    /// `postgres://postgres@127.0.0.1:<port>/fnmetrics`.
+    pub fn url(&self) -> String {
+        self.url_for("fnmetrics")
+    }
+
+    /// The URL of another database on this server, as the `postgres` role.
+    pub fn url_for(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// The server's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The directory of the server's binaries (`psql` is there too).
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
+    /// A client connected to the `fnmetrics` database.
+    pub fn client(&self) -> Client {
+        Client::connect(&self.url(), NoTls).expect("cannot connect to the test PostgreSQL")
+    }
+
+    /// A client connected to the `postgres` database.
+    pub fn admin_client(&self) -> Client {
+        Client::connect(&self.url_for("postgres"), NoTls)
+            .expect("cannot connect to the test PostgreSQL")
+    }
+
+    /// Stops the server (fast shutdown: clients are disconnected) and waits until it is gone.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        // SIGINT is PostgreSQL's "fast" shutdown.
+        let signalled = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
+        while signalled && Instant::now() < deadline {
+            match child.try_wait() {
+                Ok(Some(_)) => return,
+                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                Err(_) => break,
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Starts the server again, with the same data and port, and waits until it accepts
+    /// connections.
+    pub fn restart(&mut self) {
+        self.stop();
+        if let Err(log) = self.spawn_and_wait() {
+            panic!("postgres did not restart:\n{log}");
+        }
+    }
+
+    /// Spawns the postmaster on `self.port` and waits until it accepts connections; on failure,
+    /// returns the server log.
+    fn spawn_and_wait(&mut self) -> Result<(), String> {
+        let log_path = self.dir.path().join("postgres.log");
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("cannot open the postgres log");
+        let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
+        let stderr = log.try_clone().expect("cannot clone the log file handle");
+        let child = command(&self.bin_dir.join("postgres"), self.run_as)
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-p", &self.port.to_string()])
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .arg("-k")
+            .arg(self.dir.path())
+            .args(["-c", "fsync=off"])
+            .args(["-c", "synchronous_commit=off"])
+            .args(["-c", "full_page_writes=off"])
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(stderr)
+            .spawn()
+            .expect("cannot spawn postgres");
+        let child = self.child.insert(child);
+
+        let mut config = postgres::Config::new();
+        config
+            .host("127.0.0.1")
+            .port(self.port)
+            .user("postgres")
+            .dbname("postgres")
+            .connect_timeout(Duration::from_secs(2));
+        let mut exited: Option<ExitStatus> = None;
+        wait_until("PostgreSQL to accept connections", STARTUP_TIMEOUT, || {
+            if let Ok(Some(status)) = child.try_wait() {
+                exited = Some(status);
+                return true;
+            }
+            config.connect(NoTls).is_ok()
+        });
+        match exited {
+            None => Ok(()),
+            Some(status) => {
+                self.child = None;
+                let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let new = text.get(log_start as usize..).unwrap_or(&text);
+                Err(format!("postgres exited with {status}; its log:\n{new}"))
+            }
+        }
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A command for a PostgreSQL binary, run as the `postgres` user when `run_as` is set.
+fn command(binary: &Path, run_as: Option<(u32, u32)>) -> Command {
+    let mut cmd = Command::new(binary);
+    if let Some((uid, gid)) = run_as {
+        // std drops the supplementary groups (setgroups(0)) when it changes the uid as root.
+        cmd.uid(uid).gid(gid);
+    }
+    cmd
+}
+
+/// Where Debian puts the server binaries: `/usr/lib/postgresql/<version>/bin`, newest first,
+/// with 15 (the version this project is tested with) first of all.
+fn pg_bin_dirs() -> Vec<PathBuf> {
+    let mut dirs = vec![PathBuf::from("/usr/lib/postgresql/15/bin")];
+    let mut others: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse().ok()?;
+            Some((version, e.path().join("bin")))
+        })
+        .collect();
+    others.sort_by_key(|o| std::cmp::Reverse(o.0));
+    dirs.extend(others.into_iter().map(|(_, d)| d));
+    dirs
+}
+
+/// Whether this process runs as root (`/proc/self` belongs to the process's effective uid).
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// The uid and gid of the `postgres` user, from `/etc/passwd`.
+fn postgres_user_ids() -> (u32, u32) {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .find_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() < 4 || f[0] != "postgres" {
+                return None;
+            }
+            Some((f[2].parse().ok()?, f[3].parse().ok()?))
+        })
+        .expect(
+            "running as root needs a `postgres` user to run PostgreSQL as \
+             (installing the Debian package `postgresql` creates it)",
+        )
+}

@@ -4,7 +4,7 @@
 
 use fnmetrics_core::Error;
 use fnmetrics_sink_postgres::{PostgresOptions, PostgresSink};
-use fnmetrics_sink_redis::{RedisOptions, RedisQueue};
+use fnmetrics_sink_redis::{Claim, RedisOptions, RedisQueue};
 use std::time::Duration;
 
 /// Moves entries from Redis into PostgreSQL. Any number of drainers, in any processes, can work
@@ -29,6 +29,9 @@ pub struct Drainer {
     pg: PostgresSink,
     batch: usize,
     lease: Duration,
+    /// A claim whose write or acknowledgement failed: retried first, so its entries do not wait
+    /// for the lease to expire.
+    held: Option<Claim>,
 }
 
 impl Drainer {
@@ -55,6 +58,7 @@ impl Drainer {
             pg: PostgresSink::connect(postgres_url, postgres_options)?,
             batch: 50_000,
             lease: Duration::from_secs(60),
+            held: None,
         })
     }
 
@@ -92,12 +96,26 @@ impl Drainer {
     /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn drain_once(&mut self) -> Result<u64, Error> {
-        let Some(claim) = self.queue.claim(self.batch, self.lease)? else {
-            return Ok(0);
+        let claim = match self.held.take() {
+            Some(claim) => claim,
+            None => match self.queue.claim(self.batch, self.lease)? {
+                Some(claim) => claim,
+                None => return Ok(0),
+            },
         };
-        self.pg.write_batch(&claim.entries)?;
-        self.queue.ack(&claim)?;
-        Ok(claim.entries.len() as u64)
+        // Written again after a failure, rows dedupe by id; acknowledged after the lease was
+        // taken over, the other drainer's write dedupes too.
+        let done = self
+            .pg
+            .write_batch(&claim.entries)
+            .and_then(|_| self.queue.ack(&claim));
+        match done {
+            Ok(()) => Ok(claim.entries.len() as u64),
+            Err(e) => {
+                self.held = Some(claim);
+                Err(e)
+            }
+        }
     }
 
     /// Drains until Redis has nothing unclaimed left; returns how many entries moved.

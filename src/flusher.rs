@@ -48,7 +48,9 @@ pub struct FlusherBuilder {
     key_prefix: String,
     table: Option<String>,
     run_drain: bool,
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     drain_batch: usize,
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     lease: Duration,
 }
 

@@ -111,6 +111,43 @@ impl Ring {
 }
 
 static RINGS: Mutex<Vec<Arc<Ring>>> = Mutex::new(Vec::new());
+
+/// Where entries go when a thread's ring is full (a burst faster than the flusher drains): a
+/// shared queue, bounded by `max_pending_entries`. Only this overflow path pays for a shared
+/// write; past the bound the entry is dropped and counted.
+struct Spill {
+    tx: crossbeam_channel::Sender<RawEntry>,
+    rx: crossbeam_channel::Receiver<RawEntry>,
+    len: AtomicUsize,
+    cap: AtomicUsize,
+}
+
+static SPILL: once_cell::sync::Lazy<Spill> = once_cell::sync::Lazy::new(|| {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    Spill {
+        tx,
+        rx,
+        len: AtomicUsize::new(0),
+        cap: AtomicUsize::new(0),
+    }
+});
+
+pub(crate) fn set_spill_capacity(cap: usize) {
+    SPILL.cap.store(cap, Relaxed);
+}
+
+#[cold]
+#[inline(never)]
+fn spill(e: RawEntry) -> bool {
+    let s = &*SPILL;
+    if s.len.fetch_add(1, Relaxed) >= s.cap.load(Relaxed) {
+        s.len.fetch_sub(1, Relaxed);
+        return false;
+    }
+    // The receiver lives in the same static, so the send cannot fail.
+    let _ = s.tx.send(e);
+    true
+}
 static NUDGE: Mutex<Option<crossbeam_channel::Sender<()>>> = Mutex::new(None);
 
 pub(crate) fn set_nudge(tx: Option<crossbeam_channel::Sender<()>>) {
@@ -152,7 +189,12 @@ impl LocalRing {
             self.head_seen.set(ring.head.load(Acquire));
             if tail - self.head_seen.get() >= RING_CAP {
                 nudge();
-                return false;
+                return spill(RawEntry {
+                    metric,
+                    outcome,
+                    nanos,
+                    end_raw,
+                });
             }
         }
         // SAFETY: the slot at `tail` is outside head..tail, so the consumer does not read it.
@@ -195,6 +237,13 @@ pub(crate) fn drain_rings(out: &mut Vec<RawEntry>) -> usize {
         n += r.drain_into(out);
     }
     rings.retain(|r| !(r.closed.load(Acquire) && r.is_empty()));
+    drop(rings);
+    let s = &*SPILL;
+    for e in s.rx.try_iter() {
+        s.len.fetch_sub(1, Relaxed);
+        out.push(e);
+        n += 1;
+    }
     n
 }
 

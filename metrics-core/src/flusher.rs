@@ -93,6 +93,8 @@ pub struct FlushStats {
     pub entries_drained: u64,
     /// Failed stage 2 attempts.
     pub failed_drains: u64,
+    /// Entries held in memory now, waiting to be written (at most `max_pending_entries`).
+    pub pending_entries: u64,
 }
 
 #[derive(Default)]
@@ -103,6 +105,7 @@ struct SharedStats {
     dropped_entries: AtomicU64,
     entries_drained: AtomicU64,
     failed_drains: AtomicU64,
+    pending_entries: AtomicU64,
 }
 
 impl SharedStats {
@@ -114,6 +117,7 @@ impl SharedStats {
             dropped_entries: self.dropped_entries.load(Relaxed),
             entries_drained: self.entries_drained.load(Relaxed),
             failed_drains: self.failed_drains.load(Relaxed),
+            pending_entries: self.pending_entries.load(Relaxed),
         }
     }
 }
@@ -261,6 +265,7 @@ impl Flusher {
         let stats = Arc::new(SharedStats::default());
         let mut worker = Worker::new(config.clone(), sink, drain, stats.clone());
         entry::set_nudge(Some(nudge_tx));
+        entry::set_spill_capacity(config.max_pending_entries);
         entry::set_mode(Some(config.entries));
         let handle = std::thread::Builder::new()
             .name("fnmetrics-flusher".into())
@@ -451,6 +456,14 @@ impl Worker {
                 created_at_micros: micros,
             });
         }
+        self.publish_pending();
+    }
+
+    fn publish_pending(&self) {
+        let in_flight = self.in_flight.as_ref().map_or(0, |b| b.entries.len());
+        self.stats
+            .pending_entries
+            .store((self.pending.len() + in_flight) as u64, Relaxed);
     }
 
     fn name(&mut self, metric: u32) -> Option<Arc<str>> {
@@ -513,6 +526,7 @@ impl Worker {
                         .entries_written
                         .fetch_add(batch.entries.len() as u64, Relaxed);
                     self.in_flight = None;
+                    self.publish_pending();
                     self.retry_at = None;
                     self.backoff = self.cfg.min_backoff;
                     self.last_flush = Instant::now();

@@ -1,0 +1,400 @@
+//! The whole pipeline against real, throw-away Redis and PostgreSQL servers: process → Redis →
+//! PostgreSQL, with servers stopped mid-run, drainers abandoned mid-batch, and several processes.
+//!
+//! One flusher runs per process, so the tests that start one take a lock.
+
+mod support;
+
+use fnmetrics::postgres::{PostgresOptions, PostgresSink};
+use fnmetrics::redis::{RedisOptions, RedisQueue, RedisReader, RedisSink};
+use fnmetrics::sink::{EntryRecord, FlushBatch, IdGen, Sink};
+use fnmetrics::{measured, Drainer, ErrorKind, Flusher, FlusherGuard};
+use parking_lot::Mutex;
+use std::collections::HashSet;
+use std::hint::black_box;
+use std::time::{Duration, SystemTime};
+use support::postgres::PostgresServer;
+use support::redis::RedisServer;
+use support::wait_until;
+
+static ONE_FLUSHER: Mutex<()> = Mutex::new(());
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn spin(n: u64) -> u64 {
+    (0..n).fold(0, |a, i| black_box(a ^ i.wrapping_mul(31)))
+}
+
+fn start(redis: &RedisServer, postgres: Option<&PostgresServer>) -> FlusherGuard {
+    let mut b = Flusher::builder()
+        .redis(redis.url())
+        .batch_size(500)
+        .flush_interval(Duration::from_millis(50))
+        .backoff(Duration::from_millis(10), Duration::from_millis(100))
+        .on_error(|_| {});
+    if let Some(pg) = postgres {
+        b = b.postgres(pg.url());
+    }
+    b.start().expect("flusher starts")
+}
+
+/// `flush()` until it succeeds: right after a server comes back, the first attempt may meet the
+/// connection that broke.
+fn flush_until_ok(guard: &FlusherGuard) {
+    wait_until("a successful flush", WAIT, || guard.flush().is_ok());
+}
+
+fn redis_entries(redis: &RedisServer, name: &str) -> Vec<EntryRecord> {
+    let mut c = redis.client();
+    let raw: Vec<Vec<u8>> = redis::cmd("LRANGE")
+        .arg("metrics_list")
+        .arg(0)
+        .arg(-1)
+        .query(&mut c)
+        .unwrap();
+    raw.iter()
+        .map(|b| EntryRecord::decode(b).unwrap())
+        .filter(|e| &*e.func_name == name)
+        .collect()
+}
+
+fn fleet(redis: &RedisServer, name: &str) -> fnmetrics::Snapshot {
+    RedisReader::connect(&redis.url(), RedisOptions::default())
+        .unwrap()
+        .get(name)
+        .unwrap()
+        .expect("aggregates in Redis")
+}
+
+fn pg(postgres: &PostgresServer) -> PostgresSink {
+    PostgresSink::connect(&postgres.url(), PostgresOptions::default()).unwrap()
+}
+
+fn queue(redis: &RedisServer) -> RedisQueue {
+    RedisQueue::connect(&redis.url(), RedisOptions::default()).unwrap()
+}
+
+#[derive(Debug)]
+struct Declined;
+
+#[measured(name = "pipeline::agree")]
+fn agree(i: u64) -> Result<u64, Declined> {
+    let v = spin(200 + (i % 50) * 40);
+    if i % 10 == 3 {
+        Err(Declined)
+    } else {
+        Ok(v)
+    }
+}
+
+#[test]
+fn local_redis_and_postgres_agree_on_the_same_calls() {
+    let _one = ONE_FLUSHER.lock();
+    let (redis, postgres) = (RedisServer::start(), PostgresServer::start());
+    let guard = start(&redis, Some(&postgres));
+    assert_eq!(guard.mode(), "redis+postgres");
+    let from = SystemTime::now() - Duration::from_secs(1);
+    for i in 0..5_000 {
+        let _ = agree(i);
+    }
+    guard.flush().unwrap();
+    let to = SystemTime::now() + Duration::from_secs(1);
+
+    let local = fnmetrics::get("pipeline::agree").unwrap();
+    let fleet = fleet(&redis, "pipeline::agree");
+    let window = pg(&postgres).window("pipeline::agree", from, to).unwrap();
+    assert_eq!((local.calls, local.errors), (5_000, 500));
+    assert_eq!((fleet.calls, fleet.errors), (5_000, 500));
+    assert_eq!((window.calls, window.errors), (5_000, 500));
+    assert_eq!(fleet.total, local.total);
+    assert_eq!((fleet.min, fleet.max), (local.min, local.max));
+    assert_eq!(fleet.histogram(), local.histogram());
+    let close = |a: Duration, b: Duration, tol: f64| {
+        let (a, b) = (a.as_secs_f64(), b.as_secs_f64());
+        (a - b).abs() <= tol * b.max(1e-9)
+    };
+    assert!(close(window.mean, local.mean(), 1e-3), "{window:?} vs {local:?}");
+    assert!(close(window.max, local.max, 1e-6));
+    for (q, from_pg) in [(0.5, window.p50), (0.99, window.p99)] {
+        assert!(
+            close(local.quantile(q), from_pg, 0.03),
+            "q{q}: local {:?} vs PostgreSQL {from_pg:?}",
+            local.quantile(q)
+        );
+    }
+    assert_eq!(queue(&redis).pending_len().unwrap(), 0, "Redis keeps nothing saved");
+}
+
+#[measured(name = "pipeline::redis_restart")]
+fn redis_restart() {}
+
+#[test]
+fn redis_stopped_mid_run_then_restarted_loses_nothing_and_doubles_nothing() {
+    let _one = ONE_FLUSHER.lock();
+    let mut redis = RedisServer::start();
+    let guard = start(&redis, None);
+    for _ in 0..2_000 {
+        redis_restart();
+    }
+    guard.flush().unwrap();
+    redis.stop();
+    let failed = guard.stats().failed_writes;
+    for _ in 0..3_000 {
+        redis_restart();
+    }
+    wait_until("the flusher to meet the stopped server", WAIT, || {
+        guard.stats().failed_writes > failed + 2
+    });
+    redis.restart();
+    flush_until_ok(&guard);
+
+    let entries = redis_entries(&redis, "pipeline::redis_restart");
+    assert_eq!(entries.len(), 5_000);
+    let ids: HashSet<_> = entries.iter().map(|e| e.id).collect();
+    assert_eq!(ids.len(), 5_000, "no entry twice");
+    let fleet = fleet(&redis, "pipeline::redis_restart");
+    assert_eq!(fleet.calls, 5_000, "aggregates not doubled by retries");
+    assert_eq!(fleet.dropped_entries, 0);
+}
+
+#[measured(name = "pipeline::postgres_restart")]
+fn postgres_restart() {}
+
+#[test]
+fn postgres_stopped_mid_run_entries_wait_in_redis_and_arrive_once() {
+    let _one = ONE_FLUSHER.lock();
+    let (redis, mut postgres) = (RedisServer::start(), PostgresServer::start());
+    let guard = start(&redis, Some(&postgres));
+    for _ in 0..2_000 {
+        postgres_restart();
+    }
+    guard.flush().unwrap();
+    assert_eq!(pg(&postgres).count_for("pipeline::postgres_restart").unwrap(), 2_000);
+    postgres.stop();
+    for _ in 0..3_000 {
+        postgres_restart();
+    }
+    assert!(guard.flush().is_err(), "stage 2 cannot succeed without PostgreSQL");
+    // Waiting in Redis: in the list, or in a claim the drainer holds.
+    assert_eq!(queue(&redis).pending_len().unwrap(), 3_000);
+    postgres.restart();
+    flush_until_ok(&guard);
+    assert_eq!(pg(&postgres).count_for("pipeline::postgres_restart").unwrap(), 5_000);
+    assert_eq!(queue(&redis).pending_len().unwrap(), 0);
+}
+
+fn batch(ids: &mut IdGen, name: &str, n: usize) -> FlushBatch {
+    let now_us = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    FlushBatch {
+        flush_id: ids.next_id(now_us as u64 / 1000),
+        entries: (0..n)
+            .map(|i| EntryRecord {
+                id: ids.next_id(now_us as u64 / 1000),
+                func_name: name.into(),
+                execution_time: Duration::from_micros(i as u64 + 1),
+                error_occurred: i % 4 == 0,
+                created_at_micros: now_us,
+            })
+            .collect(),
+        aggregates: Vec::new(),
+    }
+}
+
+#[test]
+fn drainers_abandoned_between_claim_and_commit_or_commit_and_ack_lose_and_double_nothing() {
+    let (redis, postgres) = (RedisServer::start(), PostgresServer::start());
+    let mut sink = RedisSink::connect(&redis.url(), RedisOptions::default()).unwrap();
+    let mut ids = IdGen::new();
+    for _ in 0..3 {
+        sink.write(&batch(&mut ids, "pipeline::abandoned", 1_000)).unwrap();
+    }
+    let lease = Duration::from_millis(300);
+
+    // Killed between claim and commit: claimed, never written, never acknowledged.
+    let mut q1 = queue(&redis);
+    let claimed = q1.claim(1_000, lease).unwrap().unwrap();
+    assert_eq!(claimed.entries.len(), 1_000);
+    drop(q1);
+
+    // Killed between commit and acknowledgement: written, never acknowledged.
+    let mut q2 = queue(&redis);
+    let committed = q2.claim(1_000, lease).unwrap().unwrap();
+    assert_eq!(pg(&postgres).write_batch(&committed.entries).unwrap(), 1_000);
+    drop(q2);
+
+    let mut drainer = Drainer::connect(
+        &redis.url(),
+        RedisOptions::default(),
+        &postgres.url(),
+        PostgresOptions::default(),
+    )
+    .unwrap()
+    .batch_size(1_000)
+    .lease(lease);
+    // The free batch moves at once; the two abandoned ones once their leases expire.
+    wait_until("every claim to be saved", WAIT, || {
+        drainer.drain_all().unwrap();
+        queue(&redis).pending_len().unwrap() == 0
+    });
+    assert_eq!(pg(&postgres).count_for("pipeline::abandoned").unwrap(), 3_000);
+}
+
+#[measured(name = "pipeline::overflow")]
+fn overflow() {}
+
+#[test]
+fn entries_over_the_bound_are_dropped_counted_in_redis_and_aggregates_stay_exact() {
+    let _one = ONE_FLUSHER.lock();
+    let mut redis = RedisServer::start();
+    let guard = Flusher::builder()
+        .redis(redis.url())
+        .batch_size(100)
+        .max_pending_entries(1_000)
+        .flush_interval(Duration::from_millis(20))
+        .backoff(Duration::from_millis(10), Duration::from_millis(50))
+        .on_error(|_| {})
+        .start()
+        .unwrap();
+    redis.stop();
+    for _ in 0..10_000 {
+        overflow();
+    }
+    wait_until("the bound to be hit", WAIT, || {
+        fnmetrics::get("pipeline::overflow").unwrap().dropped_entries >= 9_000
+    });
+    assert!(guard.stats().pending_entries <= 1_000, "memory stays bounded");
+    redis.restart();
+    flush_until_ok(&guard);
+    let kept = redis_entries(&redis, "pipeline::overflow").len() as u64;
+    let fleet = fleet(&redis, "pipeline::overflow");
+    assert_eq!(kept, 1_000);
+    assert_eq!(fleet.calls, 10_000, "aggregates are never dropped");
+    assert_eq!(fleet.dropped_entries, 9_000, "the drop count reaches Redis");
+}
+
+#[test]
+fn bad_urls_credentials_and_schemas_are_typed_errors_from_start() {
+    let _one = ONE_FLUSHER.lock();
+    let kind = |b: fnmetrics::FlusherBuilder| b.start().unwrap_err().kind();
+    assert_eq!(
+        kind(Flusher::builder().redis("this is not a url")),
+        ErrorKind::InvalidUrl
+    );
+    let closed = support::free_port();
+    assert_eq!(
+        kind(Flusher::builder().redis(format!("redis://127.0.0.1:{closed}/"))),
+        ErrorKind::Unavailable
+    );
+    let locked = RedisServer::start_with_password("s3cret");
+    let wrong = format!("redis://:wrong@127.0.0.1:{}/", locked.port());
+    assert_eq!(kind(Flusher::builder().redis(wrong)), ErrorKind::Auth);
+    assert_eq!(
+        kind(Flusher::builder().postgres("postgres://127.0.0.1/x")),
+        ErrorKind::InvalidConfig
+    );
+
+    let (redis, postgres) = (RedisServer::start(), PostgresServer::start());
+    postgres
+        .client()
+        .batch_execute("CREATE TABLE metrics (id bigint primary key, func_name text)")
+        .unwrap();
+    let err = Flusher::builder()
+        .redis(redis.url())
+        .postgres(postgres.url())
+        .start()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Schema, "{err}");
+    let pg_closed = format!("postgres://postgres@127.0.0.1:{closed}/fnmetrics");
+    assert_eq!(
+        kind(Flusher::builder().redis(redis.url()).postgres(pg_closed)),
+        ErrorKind::Unavailable
+    );
+}
+
+#[measured(name = "pipeline::fleet")]
+fn fleet_call(i: u64) -> Result<u64, Declined> {
+    if i % 5 == 0 {
+        Err(Declined)
+    } else {
+        Ok(i)
+    }
+}
+
+const CHILD_CALLS: u64 = 20_000;
+
+/// Run by `two_processes_flushing_and_draining_save_every_call_once` in child processes.
+#[test]
+#[ignore = "a child process of another test"]
+fn child_process_flushes_and_drains() {
+    let (Ok(redis), Ok(postgres)) = (
+        std::env::var("FNMETRICS_CHILD_REDIS"),
+        std::env::var("FNMETRICS_CHILD_POSTGRES"),
+    ) else {
+        return;
+    };
+    let guard = Flusher::builder()
+        .redis(redis)
+        .postgres(postgres)
+        .batch_size(1_000)
+        .flush_interval(Duration::from_millis(20))
+        .on_error(|e| eprintln!("child: {e}"))
+        .start()
+        .unwrap();
+    for i in 0..CHILD_CALLS {
+        let _ = fleet_call(i);
+    }
+    drop(guard); // flushes and drains what is left
+}
+
+#[test]
+fn two_processes_flushing_and_draining_save_every_call_once() {
+    let (redis, postgres) = (RedisServer::start(), PostgresServer::start());
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            std::process::Command::new(&exe)
+                .args(["--ignored", "--exact", "child_process_flushes_and_drains"])
+                .env("FNMETRICS_CHILD_REDIS", redis.url())
+                .env("FNMETRICS_CHILD_POSTGRES", postgres.url())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Meanwhile a dedicated drainer in this process competes for the same batches.
+    let mut drainer = Drainer::connect(
+        &redis.url(),
+        RedisOptions::default(),
+        &postgres.url(),
+        PostgresOptions::default(),
+    )
+    .unwrap()
+    .batch_size(700);
+    let mut children = children;
+    while children.iter_mut().any(|c| c.try_wait().unwrap().is_none()) {
+        drainer.drain_once().unwrap();
+    }
+    for mut c in children {
+        assert!(c.wait().unwrap().success(), "a child process failed");
+    }
+    drainer.drain_all().unwrap();
+    assert_eq!(queue(&redis).pending_len().unwrap(), 0);
+    assert_eq!(
+        pg(&postgres).count_for("pipeline::fleet").unwrap(),
+        2 * CHILD_CALLS,
+        "rows in PostgreSQL = calls made"
+    );
+    let fleet = fleet(&redis, "pipeline::fleet");
+    assert_eq!((fleet.calls, fleet.errors), (2 * CHILD_CALLS, 2 * CHILD_CALLS / 5));
+    let window = pg(&postgres)
+        .window(
+            "pipeline::fleet",
+            SystemTime::now() - Duration::from_secs(600),
+            SystemTime::now() + Duration::from_secs(1),
+        )
+        .unwrap();
+    assert_eq!((window.calls, window.errors), (fleet.calls, fleet.errors));
+}

@@ -6,6 +6,7 @@
 mod shared;
 
 use criterion::Criterion;
+use metered::{ErrorCount, HitCount, ResponseTime};
 use shared::{limit, median_ns, work, Overflow, Pair};
 use std::hint::black_box;
 use std::time::Duration;
@@ -88,7 +89,10 @@ fn summary() {
             println!("{name:<12} (no estimate; was the bench filtered?)");
             continue;
         };
-        let (b1, b2) = (get("1t", "bare").unwrap_or(0.0), get("2t", "bare").unwrap_or(0.0));
+        let (b1, b2) = (
+            get("1t", "bare").unwrap_or(0.0),
+            get("2t", "bare").unwrap_or(0.0),
+        );
         let (o1, o2) = ((t1 - b1).max(0.0), (t2 - b2).max(0.0));
         over.insert(name, (o1, o2));
         println!("{name:<12} {t1:>10.2} {o1:>10.2} {t2:>10.2} {o2:>10.2}");
@@ -100,10 +104,22 @@ fn summary() {
         over.get("metered"),
         over.get("autometrics"),
     ) {
-        println!("\nfnmetrics overhead / limit overhead        = {:.2}  (goal <= 1.5)", ratio(f1, l1));
-        println!("metered overhead / fnmetrics overhead      = {:.2}  (goal >= 3)", ratio(m1, f1));
-        println!("autometrics overhead / fnmetrics overhead  = {:.2}", ratio(a1, f1));
-        println!("fnmetrics 2-thread / 1-thread overhead     = {:.2}  (goal <= 1.25)", ratio(f2, f1));
+        println!(
+            "\nfnmetrics overhead / limit overhead        = {:.2}  (goal <= 1.5)",
+            ratio(f1, l1)
+        );
+        println!(
+            "metered overhead / fnmetrics overhead      = {:.2}  (goal >= 3)",
+            ratio(m1, f1)
+        );
+        println!(
+            "autometrics overhead / fnmetrics overhead  = {:.2}",
+            ratio(a1, f1)
+        );
+        println!(
+            "fnmetrics 2-thread / 1-thread overhead     = {:.2}  (goal <= 1.25)",
+            ratio(f2, f1)
+        );
     }
 }
 

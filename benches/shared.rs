@@ -24,7 +24,10 @@ impl std::error::Error for Overflow {}
 /// The body every variant wraps: a few nanoseconds of real work that can fail.
 #[inline(never)]
 pub fn work(x: u64) -> Result<u64, Overflow> {
-    black_box(x).checked_mul(3).map(|v| v ^ 0x5a5a).ok_or(Overflow)
+    black_box(x)
+        .checked_mul(3)
+        .map(|v| v ^ 0x5a5a)
+        .ok_or(Overflow)
 }
 
 static CLOCK: once_cell::sync::Lazy<quanta::Clock> = once_cell::sync::Lazy::new(quanta::Clock::new);

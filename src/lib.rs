@@ -58,12 +58,12 @@
 mod drain;
 mod flusher;
 
+pub use flusher::{Flusher, FlusherBuilder, FlusherGuard};
 pub use fnmetrics_core::{
     get, reset, snapshot_all, EntryMode, Error, ErrorKind, FlushStats, Histogram, Snapshot,
     MAX_NAME_LEN,
 };
 pub use fnmetrics_macros::measured;
-pub use flusher::{Flusher, FlusherBuilder, FlusherGuard};
 
 #[cfg(all(feature = "redis", feature = "postgres"))]
 pub use drain::Drainer;

@@ -32,16 +32,17 @@ struct Memory {
 impl Sink for Memory {
     fn write(&mut self, batch: &FlushBatch) -> Result<(), Error> {
         self.attempts.fetch_add(1, Relaxed);
-        self.tried.lock().push((
-            batch.flush_id,
-            batch.entries.iter().map(|e| e.id).collect(),
-        ));
+        self.tried
+            .lock()
+            .push((batch.flush_id, batch.entries.iter().map(|e| e.id).collect()));
         if self.down.load(Relaxed) {
             return Err(Error::new(ErrorKind::Unavailable, "memory sink is down"));
         }
         if self.applied.lock().insert(batch.flush_id) {
             self.entries.lock().extend(batch.entries.iter().cloned());
-            self.aggregates.lock().extend(batch.aggregates.iter().cloned());
+            self.aggregates
+                .lock()
+                .extend(batch.aggregates.iter().cloned());
         }
         Ok(())
     }
@@ -128,7 +129,10 @@ fn a_small_batch_is_flushed_when_the_interval_passes() {
         .unwrap()
         .as_micros() as i64;
     for e in &entries {
-        assert!((now_us - e.created_at_micros).abs() < 60_000_000, "created_at far off");
+        assert!(
+            (now_us - e.created_at_micros).abs() < 60_000_000,
+            "created_at far off"
+        );
         assert_eq!(e.id[6] >> 4, 7, "UUID version 7");
     }
     let ids: HashSet<_> = entries.iter().map(|e| e.id).collect();

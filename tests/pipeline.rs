@@ -113,7 +113,10 @@ fn local_redis_and_postgres_agree_on_the_same_calls() {
         let (a, b) = (a.as_secs_f64(), b.as_secs_f64());
         (a - b).abs() <= tol * b.max(1e-9)
     };
-    assert!(close(window.mean, local.mean(), 1e-3), "{window:?} vs {local:?}");
+    assert!(
+        close(window.mean, local.mean(), 1e-3),
+        "{window:?} vs {local:?}"
+    );
     assert!(close(window.max, local.max, 1e-6));
     for (q, from_pg) in [(0.5, window.p50), (0.99, window.p99)] {
         assert!(
@@ -122,7 +125,11 @@ fn local_redis_and_postgres_agree_on_the_same_calls() {
             local.quantile(q)
         );
     }
-    assert_eq!(queue(&redis).pending_len().unwrap(), 0, "Redis keeps nothing saved");
+    assert_eq!(
+        queue(&redis).pending_len().unwrap(),
+        0,
+        "Redis keeps nothing saved"
+    );
 }
 
 #[measured(name = "pipeline::redis_restart")]
@@ -169,17 +176,30 @@ fn postgres_stopped_mid_run_entries_wait_in_redis_and_arrive_once() {
         postgres_restart();
     }
     guard.flush().unwrap();
-    assert_eq!(pg(&postgres).count_for("pipeline::postgres_restart").unwrap(), 2_000);
+    assert_eq!(
+        pg(&postgres)
+            .count_for("pipeline::postgres_restart")
+            .unwrap(),
+        2_000
+    );
     postgres.stop();
     for _ in 0..3_000 {
         postgres_restart();
     }
-    assert!(guard.flush().is_err(), "stage 2 cannot succeed without PostgreSQL");
+    assert!(
+        guard.flush().is_err(),
+        "stage 2 cannot succeed without PostgreSQL"
+    );
     // Waiting in Redis: in the list, or in a claim the drainer holds.
     assert_eq!(queue(&redis).pending_len().unwrap(), 3_000);
     postgres.restart();
     flush_until_ok(&guard);
-    assert_eq!(pg(&postgres).count_for("pipeline::postgres_restart").unwrap(), 5_000);
+    assert_eq!(
+        pg(&postgres)
+            .count_for("pipeline::postgres_restart")
+            .unwrap(),
+        5_000
+    );
     assert_eq!(queue(&redis).pending_len().unwrap(), 0);
 }
 
@@ -209,7 +229,8 @@ fn drainers_abandoned_between_claim_and_commit_or_commit_and_ack_lose_and_double
     let mut sink = RedisSink::connect(&redis.url(), RedisOptions::default()).unwrap();
     let mut ids = IdGen::new();
     for _ in 0..3 {
-        sink.write(&batch(&mut ids, "pipeline::abandoned", 1_000)).unwrap();
+        sink.write(&batch(&mut ids, "pipeline::abandoned", 1_000))
+            .unwrap();
     }
     let lease = Duration::from_millis(300);
 
@@ -222,7 +243,10 @@ fn drainers_abandoned_between_claim_and_commit_or_commit_and_ack_lose_and_double
     // Killed between commit and acknowledgement: written, never acknowledged.
     let mut q2 = queue(&redis);
     let committed = q2.claim(1_000, lease).unwrap().unwrap();
-    assert_eq!(pg(&postgres).write_batch(&committed.entries).unwrap(), 1_000);
+    assert_eq!(
+        pg(&postgres).write_batch(&committed.entries).unwrap(),
+        1_000
+    );
     drop(q2);
 
     let mut drainer = Drainer::connect(
@@ -239,7 +263,10 @@ fn drainers_abandoned_between_claim_and_commit_or_commit_and_ack_lose_and_double
         drainer.drain_all().unwrap();
         queue(&redis).pending_len().unwrap() == 0
     });
-    assert_eq!(pg(&postgres).count_for("pipeline::abandoned").unwrap(), 3_000);
+    assert_eq!(
+        pg(&postgres).count_for("pipeline::abandoned").unwrap(),
+        3_000
+    );
 }
 
 #[measured(name = "pipeline::overflow")]
@@ -263,9 +290,15 @@ fn entries_over_the_bound_are_dropped_counted_in_redis_and_aggregates_stay_exact
         overflow();
     }
     wait_until("the bound to be hit", WAIT, || {
-        fnmetrics::get("pipeline::overflow").unwrap().dropped_entries >= 9_000
+        fnmetrics::get("pipeline::overflow")
+            .unwrap()
+            .dropped_entries
+            >= 9_000
     });
-    assert!(guard.stats().pending_entries <= 1_000, "memory stays bounded");
+    assert!(
+        guard.stats().pending_entries <= 1_000,
+        "memory stays bounded"
+    );
     redis.restart();
     flush_until_ok(&guard);
     let kept = redis_entries(&redis, "pipeline::overflow").len() as u64;
@@ -388,7 +421,10 @@ fn two_processes_flushing_and_draining_save_every_call_once() {
         "rows in PostgreSQL = calls made"
     );
     let fleet = fleet(&redis, "pipeline::fleet");
-    assert_eq!((fleet.calls, fleet.errors), (2 * CHILD_CALLS, 2 * CHILD_CALLS / 5));
+    assert_eq!(
+        (fleet.calls, fleet.errors),
+        (2 * CHILD_CALLS, 2 * CHILD_CALLS / 5)
+    );
     let window = pg(&postgres)
         .window(
             "pipeline::fleet",

@@ -74,7 +74,10 @@ fn times_and_quantiles_follow_the_calls() {
     assert!(m.min <= m.quantile(0.5) && m.quantile(0.5) <= m.max);
     // The median of four is the second: 4 ms plus scheduling noise, well under 8 ms.
     let p50 = m.quantile(0.5);
-    assert!(p50 >= Duration::from_millis(4) && p50 < Duration::from_millis(8), "{p50:?}");
+    assert!(
+        p50 >= Duration::from_millis(4) && p50 < Duration::from_millis(8),
+        "{p50:?}"
+    );
     assert!(m.quantile(1.0) <= m.max);
 }
 

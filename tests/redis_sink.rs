@@ -534,34 +534,3 @@ fn a_restarted_server_keeps_its_data_and_the_retry_succeeds() {
         WriteOutcome::AlreadyApplied
     );
 }
-
-/// Stage-1 throughput: `cargo test --release -p fnmetrics --test redis_sink -- --ignored
-/// --nocapture stage1_throughput`.
-#[test]
-#[ignore = "a measurement, not a check"]
-fn stage1_throughput() {
-    for fsync in ["everysec", "always"] {
-        let server = RedisServer::start_with_args(&["--appendfsync", fsync]);
-        let mut sink = sink(&server);
-        let mut ids = IdGen::with_instance(11);
-        let batches: Vec<FlushBatch> = (0..100u8)
-            .map(|f| {
-                let mut e = entries(&mut ids, 10_000, u64::from(f));
-                for x in &mut e {
-                    x.func_name = "bench::fifty_byte_entry".into(); // 34 + 23 bytes = 57
-                }
-                batch(f, e)
-            })
-            .collect();
-        let start = Instant::now();
-        for b in &batches {
-            sink.write(b).unwrap();
-        }
-        let secs = start.elapsed().as_secs_f64();
-        let n = batches.len() * 10_000;
-        println!(
-            "appendfsync {fsync}: {n} entries in {secs:.3} s = {:.0} entries/s",
-            n as f64 / secs
-        );
-    }
-}

@@ -349,7 +349,8 @@ impl EntryRecord {
             1 => true,
             _ => return Err(DecodeError("bad error flag")),
         };
-        let name = std::str::from_utf8(&bytes[FIXED..]).map_err(|_| DecodeError("name not UTF-8"))?;
+        let name =
+            std::str::from_utf8(&bytes[FIXED..]).map_err(|_| DecodeError("name not UTF-8"))?;
         Ok(EntryRecord {
             id,
             func_name: name.into(),

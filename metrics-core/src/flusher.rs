@@ -593,7 +593,9 @@ impl Worker {
                 Ok(()) => break,
                 Err(e) => {
                     (self.cfg.on_error)(&e);
-                    let wait = self.backoff.min(deadline.saturating_duration_since(Instant::now()));
+                    let wait = self
+                        .backoff
+                        .min(deadline.saturating_duration_since(Instant::now()));
                     if wait.is_zero() {
                         let lost = self.pending.len()
                             + self.in_flight.as_ref().map_or(0, |b| b.entries.len());

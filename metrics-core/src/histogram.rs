@@ -239,7 +239,12 @@ mod tests {
         for us in 1..=10_000u64 {
             h.record(Duration::from_micros(us));
         }
-        for (q, want) in [(0.5, 5_000.0), (0.9, 9_000.0), (0.99, 9_900.0), (1.0, 10_000.0)] {
+        for (q, want) in [
+            (0.5, 5_000.0),
+            (0.9, 9_000.0),
+            (0.99, 9_900.0),
+            (1.0, 10_000.0),
+        ] {
             let got = h.quantile(q).as_nanos() as f64 / 1_000.0;
             assert!((got - want).abs() / want < 0.02, "q{q}: {got} vs {want}");
         }

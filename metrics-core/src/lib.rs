@@ -32,8 +32,8 @@ mod snapshot;
 pub use entry::{DecodeError, EntryMode, EntryRecord, IdGen};
 pub use error::{Error, ErrorKind};
 pub use flusher::{
-    AggregateDelta, Drain, ErrorHandler, FlushBatch, FlushStats, Flusher, FlusherConfig, FlusherGuard,
-    Sink,
+    AggregateDelta, Drain, ErrorHandler, FlushBatch, FlushStats, Flusher, FlusherConfig,
+    FlusherGuard, Sink,
 };
 pub use histogram::{bucket_index, bucket_low, bucket_width, Histogram, BUCKETS};
 pub use registry::{Outcome, MAX_NAME_LEN};

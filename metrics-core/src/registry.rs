@@ -173,8 +173,7 @@ impl Metric {
     fn take_slot(&self) -> &'static Slot {
         let mut slots = self.slots.lock();
         for s in slots.iter() {
-            if s
-                .in_use
+            if s.in_use
                 .compare_exchange(false, true, Acquire, Relaxed)
                 .is_ok()
             {

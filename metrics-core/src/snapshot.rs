@@ -114,8 +114,8 @@ impl Snapshot {
     ///
     /// ```
     /// # use fnmetrics_core::__private::{Guard, Site};
-/// # static S: Site = Site::new("doc::mean");
-/// # let f = || Guard::start(&S).finish(false);
+    /// # static S: Site = Site::new("doc::mean");
+    /// # let f = || Guard::start(&S).finish(false);
     /// f();
     /// assert!(fnmetrics_core::get("doc::mean").unwrap().mean() > std::time::Duration::ZERO);
     /// ```
@@ -131,8 +131,8 @@ impl Snapshot {
     ///
     /// ```
     /// # use fnmetrics_core::__private::{Guard, Site};
-/// # static S: Site = Site::new("doc::quantile");
-/// # let f = || Guard::start(&S).finish(false);
+    /// # static S: Site = Site::new("doc::quantile");
+    /// # let f = || Guard::start(&S).finish(false);
     /// f();
     /// let m = fnmetrics_core::get("doc::quantile").unwrap();
     /// assert!(m.quantile(0.99) <= m.max);
@@ -148,8 +148,8 @@ impl Snapshot {
     ///
     /// ```
     /// # use fnmetrics_core::__private::{Guard, Site};
-/// # static S: Site = Site::new("doc::error_rate");
-/// # let f = || Guard::start(&S).finish(true);
+    /// # static S: Site = Site::new("doc::error_rate");
+    /// # let f = || Guard::start(&S).finish(true);
     /// f();
     /// assert_eq!(fnmetrics_core::get("doc::error_rate").unwrap().error_rate(), 1.0);
     /// ```
@@ -165,8 +165,8 @@ impl Snapshot {
     ///
     /// ```
     /// # use fnmetrics_core::__private::{Guard, Site};
-/// # static S: Site = Site::new("doc::histogram");
-/// # let f = || Guard::start(&S).finish(false);
+    /// # static S: Site = Site::new("doc::histogram");
+    /// # let f = || Guard::start(&S).finish(false);
     /// f();
     /// assert_eq!(fnmetrics_core::get("doc::histogram").unwrap().histogram().count(), 1);
     /// ```
@@ -178,8 +178,8 @@ impl Snapshot {
     ///
     /// ```
     /// # use fnmetrics_core::__private::{Guard, Site};
-/// # static S: Site = Site::new("doc::total_nanos");
-/// # let f = || Guard::start(&S).finish(false);
+    /// # static S: Site = Site::new("doc::total_nanos");
+    /// # let f = || Guard::start(&S).finish(false);
     /// f();
     /// let m = fnmetrics_core::get("doc::total_nanos").unwrap();
     /// assert_eq!(m.total_nanos() as u128, m.total.as_nanos());
@@ -192,8 +192,8 @@ impl Snapshot {
     ///
     /// ```
     /// # use fnmetrics_core::__private::{Guard, Site};
-/// # static S: Site = Site::new("doc::merge");
-/// # let f = || Guard::start(&S).finish(false);
+    /// # static S: Site = Site::new("doc::merge");
+    /// # let f = || Guard::start(&S).finish(false);
     /// f();
     /// let mut a = fnmetrics_core::get("doc::merge").unwrap();
     /// let b = a.clone();

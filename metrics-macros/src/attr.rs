@@ -123,7 +123,10 @@ fn set<K: ToTokens, T: ToTokens>(
 fn check_name(lit: &LitStr) -> syn::Result<()> {
     let name = lit.value();
     if name.is_empty() {
-        return Err(syn::Error::new(lit.span(), "the metric name must not be empty"));
+        return Err(syn::Error::new(
+            lit.span(),
+            "the metric name must not be empty",
+        ));
     }
     if name.len() > MAX_NAME_LEN {
         return Err(syn::Error::new(

@@ -1,0 +1,264 @@
+//! Throughput of the two pipeline stages against their peers on the same box, in one run:
+//!
+//! - stage 1 (process → Redis): entries/s through `RedisSink` against `redis-benchmark -P 64`
+//!   RPUSH into the same server;
+//! - stage 2 (Redis → PostgreSQL): entries/s through `Drainer` (claim, binary COPY, insert,
+//!   acknowledge) against `psql \copy` of the same rows into the same table, and against a naive
+//!   one-INSERT-per-row writer.
+//!
+//! `cargo bench --bench pipeline`. Starts its own throw-away servers (the test fixture).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use fnmetrics::postgres::{PostgresOptions, PostgresSink};
+use fnmetrics::redis::{RedisOptions, RedisSink};
+use fnmetrics::sink::{AggregateDelta, EntryRecord, FlushBatch, IdGen, Sink};
+use fnmetrics::Drainer;
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use support::postgres::PostgresServer;
+use support::redis::RedisServer;
+
+const STAGE1_ENTRIES: usize = 1_000_000;
+const FLUSH: usize = 10_000;
+const STAGE2_ENTRIES: usize = 500_000;
+const NAIVE_ROWS: usize = 5_000;
+
+fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// `n` entries of about 50 bytes encoded, spread over 20 function names.
+fn entries(ids: &mut IdGen, n: usize) -> Vec<EntryRecord> {
+    let names: Vec<std::sync::Arc<str>> = (0..20)
+        .map(|i| format!("app::orders::fn_{i:02}").into())
+        .collect();
+    let t0 = now_micros();
+    (0..n)
+        .map(|i| {
+            let created = t0 + i as i64;
+            EntryRecord {
+                id: ids.next_id(created as u64 / 1000),
+                func_name: names[i % names.len()].clone(),
+                execution_time: Duration::from_nanos(1_000 + (i as u64 * 7_919) % 5_000_000),
+                error_occurred: i % 13 == 0,
+                created_at_micros: created,
+            }
+        })
+        .collect()
+}
+
+fn batches(ids: &mut IdGen, total: usize) -> Vec<FlushBatch> {
+    (0..total / FLUSH)
+        .map(|_| FlushBatch {
+            flush_id: ids.next_id(now_micros() as u64 / 1000),
+            entries: entries(ids, FLUSH),
+            aggregates: vec![AggregateDelta {
+                name: "app::orders::fn_00".into(),
+                calls: FLUSH as u64,
+                errors: 7,
+                panics: 0,
+                cancelled: 0,
+                dropped_entries: 0,
+                total_ns: 123_456_789,
+                min_ns: 1_000,
+                max_ns: 5_000_000,
+                buckets: (300..340).map(|b| (b, 250)).collect(),
+            }],
+        })
+        .collect()
+}
+
+fn rate(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+fn redis_benchmark(port: u16) -> Option<f64> {
+    let out = Command::new("redis-benchmark")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-P", "64", "-n", "1000000", "-d", "50", "-t", "rpush", "-q"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "RPUSH: 1388888.88 requests per second, p50=..." (after \r-separated progress lines)
+    let at = text.rfind("RPUSH: ")? + "RPUSH: ".len();
+    text[at..].split_whitespace().next()?.parse().ok()
+}
+
+fn stage1() -> (f64, Option<f64>) {
+    let redis = RedisServer::start_with_args(&["--appendfsync", "everysec"]);
+    let mut sink = RedisSink::connect(&redis.url(), RedisOptions::default()).expect("connect");
+    let mut ids = IdGen::with_instance(1);
+    let work = batches(&mut ids, STAGE1_ENTRIES);
+    let t = Instant::now();
+    for b in &work {
+        sink.write(b).expect("stage 1 write");
+    }
+    let ours = rate(STAGE1_ENTRIES, t.elapsed());
+    (ours, redis_benchmark(redis.port()))
+}
+
+/// `YYYY-MM-DD HH:MM:SS.ffffff+00` for microseconds since the Unix epoch (days to civil date:
+/// Howard Hinnant's algorithm).
+fn timestamp_text(micros: i64) -> String {
+    let (days, rem) = (
+        micros.div_euclid(86_400_000_000),
+        micros.rem_euclid(86_400_000_000),
+    );
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let s = rem / 1_000_000;
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:06}+00",
+        s / 3600,
+        s / 60 % 60,
+        s % 60,
+        rem % 1_000_000
+    )
+}
+
+fn psql_copy(pg: &PostgresServer, rows: &[EntryRecord]) -> Duration {
+    let mut csv = String::with_capacity(rows.len() * 100);
+    for e in rows {
+        csv.push_str(&format!(
+            "{},{},{},{},{}\n",
+            e.id_string(),
+            e.func_name,
+            e.execution_time.as_secs_f64(),
+            e.error_occurred,
+            timestamp_text(e.created_at_micros)
+        ));
+    }
+    let path = std::env::temp_dir().join(format!("fnmetrics-bench-{}.csv", std::process::id()));
+    std::fs::write(&path, csv).expect("write csv");
+    let psql = pg.bin_dir().join("psql");
+    let t = Instant::now();
+    let out = Command::new(psql)
+        .arg(pg.url())
+        .arg("-c")
+        .arg(format!(
+            "\\copy metrics (id, func_name, execution_time, error_occurred, created_at) \
+             FROM '{}' WITH (FORMAT csv)",
+            path.display()
+        ))
+        .output()
+        .expect("run psql");
+    let took = t.elapsed();
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    took
+}
+
+fn naive(pg: &PostgresServer, rows: &[EntryRecord]) -> Duration {
+    let mut client = pg.client();
+    let insert = client
+        .prepare(
+            "INSERT INTO metrics (id, func_name, execution_time, error_occurred, created_at)
+             VALUES ($1::text::uuid, $2, $3, $4, to_timestamp($5::float8 / 1e6))",
+        )
+        .expect("prepare");
+    let t = Instant::now();
+    for e in rows {
+        client
+            .execute(
+                &insert,
+                &[
+                    &e.id_string(),
+                    &&*e.func_name,
+                    &e.execution_time.as_secs_f64(),
+                    &e.error_occurred,
+                    &(e.created_at_micros as f64),
+                ],
+            )
+            .expect("insert");
+    }
+    t.elapsed()
+}
+
+fn stage2() -> (f64, f64, f64) {
+    let redis = RedisServer::start_with_args(&["--appendfsync", "everysec"]);
+    let pg = PostgresServer::start();
+    let mut ids = IdGen::with_instance(2);
+    let mut sink = RedisSink::connect(&redis.url(), RedisOptions::default()).expect("connect");
+    for b in batches(&mut ids, STAGE2_ENTRIES) {
+        sink.write(&b).expect("fill Redis");
+    }
+    let mut drainer = Drainer::connect(
+        &redis.url(),
+        RedisOptions::default(),
+        &pg.url(),
+        PostgresOptions::default(),
+    )
+    .expect("connect drainer")
+    .batch_size(50_000);
+    let t = Instant::now();
+    let moved = drainer.drain_all().expect("drain");
+    let ours = rate(moved as usize, t.elapsed());
+    assert_eq!(moved as usize, STAGE2_ENTRIES);
+
+    let copy_rows = entries(&mut ids, STAGE2_ENTRIES);
+    let copy = rate(copy_rows.len(), psql_copy(&pg, &copy_rows));
+    let naive_rows = entries(&mut ids, NAIVE_ROWS);
+    let naive = rate(naive_rows.len(), naive(&pg, &naive_rows));
+    let mut check = PostgresSink::connect(&pg.url(), PostgresOptions::default()).expect("connect");
+    assert_eq!(
+        check.count().expect("count") as usize,
+        2 * STAGE2_ENTRIES + NAIVE_ROWS
+    );
+    (ours, copy, naive)
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter that names neither stage skips this bench.
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    if !filter.is_empty()
+        && !filter
+            .iter()
+            .any(|f| "pipeline".contains(f.as_str()) || f.contains("stage"))
+    {
+        return;
+    }
+    let (s1, peer) = stage1();
+    println!(
+        "\nstage 1: process -> Redis ({STAGE1_ENTRIES} entries of ~50 bytes, flushes of {FLUSH})"
+    );
+    println!("  fnmetrics RedisSink              {s1:>12.0} entries/s   (goal >= 1000000)");
+    match peer {
+        Some(p) => {
+            println!("  redis-benchmark -P 64 RPUSH      {p:>12.0} entries/s");
+            println!("  ratio fnmetrics / redis-benchmark {:>11.2}", s1 / p);
+        }
+        None => println!("  redis-benchmark: not available"),
+    }
+    let (s2, copy, naive) = stage2();
+    println!("\nstage 2: Redis -> PostgreSQL ({STAGE2_ENTRIES} entries, claims of 50000)");
+    println!("  fnmetrics Drainer                {s2:>12.0} rows/s");
+    println!("  psql \\copy (CSV), same rows       {copy:>12.0} rows/s");
+    println!("  naive INSERT per row             {naive:>12.0} rows/s");
+    println!(
+        "  ratio fnmetrics / psql \\copy      {:>11.2}   (goal >= 0.7)",
+        s2 / copy
+    );
+    println!(
+        "  ratio fnmetrics / naive           {:>11.1}   (goal >= 20)",
+        s2 / naive
+    );
+}

@@ -1,0 +1,9 @@
+use fnmetrics::measured;
+
+#[measured]
+#[measured(name = "again")]
+fn lookup() {}
+
+fn main() {
+    lookup();
+}

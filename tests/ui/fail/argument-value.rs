@@ -1,0 +1,8 @@
+use fnmetrics::measured;
+
+#[measured(name = lookup)]
+fn lookup() {}
+
+fn main() {
+    lookup();
+}

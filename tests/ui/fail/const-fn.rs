@@ -1,0 +1,10 @@
+use fnmetrics::measured;
+
+#[measured]
+const fn answer() -> u32 {
+    42
+}
+
+fn main() {
+    let _ = answer();
+}

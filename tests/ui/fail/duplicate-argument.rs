@@ -1,0 +1,8 @@
+use fnmetrics::measured;
+
+#[measured(name = "first", name = "second")]
+fn lookup() {}
+
+fn main() {
+    lookup();
+}

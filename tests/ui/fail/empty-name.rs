@@ -1,0 +1,8 @@
+use fnmetrics::measured;
+
+#[measured(name = "")]
+fn lookup() {}
+
+fn main() {
+    lookup();
+}

@@ -1,0 +1,8 @@
+use fnmetrics::measured;
+
+trait Store {
+    #[measured]
+    fn load(&self) -> u32;
+}
+
+fn main() {}

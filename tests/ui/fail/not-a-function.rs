@@ -1,0 +1,8 @@
+use fnmetrics::measured;
+
+#[measured]
+struct Config;
+
+fn main() {
+    let _ = Config;
+}

@@ -1,0 +1,10 @@
+use fnmetrics::measured;
+
+#[measured]
+async fn count() -> u32 {
+    "three"
+}
+
+fn main() {
+    let _ = count();
+}

@@ -1,0 +1,10 @@
+use fnmetrics::measured;
+
+#[measured]
+fn count() -> u32 {
+    "three"
+}
+
+fn main() {
+    count();
+}

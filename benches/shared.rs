@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 /// The error type of the workload.
 #[derive(Debug)]
-pub struct Overflow;
+pub(crate) struct Overflow;
 
 impl std::fmt::Display for Overflow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -21,9 +21,12 @@ impl std::fmt::Display for Overflow {
 
 impl std::error::Error for Overflow {}
 
+/// A variant under measurement.
+pub(crate) type Job = fn(u64) -> Result<u64, Overflow>;
+
 /// The body every variant wraps: a few nanoseconds of real work that can fail.
 #[inline(never)]
-pub fn work(x: u64) -> Result<u64, Overflow> {
+pub(crate) fn work(x: u64) -> Result<u64, Overflow> {
     black_box(x)
         .checked_mul(3)
         .map(|v| v ^ 0x5a5a)
@@ -36,7 +39,7 @@ static LIMIT_NANOS: AtomicU64 = AtomicU64::new(0);
 
 /// The floor any recorder must pay: two TSC reads and two relaxed atomic adds.
 #[inline(never)]
-pub fn limit(x: u64) -> Result<u64, Overflow> {
+pub(crate) fn limit(x: u64) -> Result<u64, Overflow> {
     let clock = &*CLOCK;
     let start = clock.raw();
     let r = work(x);
@@ -48,15 +51,15 @@ pub fn limit(x: u64) -> Result<u64, Overflow> {
 
 /// Runs `f` on this thread and on one helper thread at once; returns this thread's time for
 /// `iters` calls (both threads make `iters` calls, so this is the per-thread cost under sharing).
-pub struct Pair {
-    go: crossbeam_channel::Sender<(u64, fn(u64) -> Result<u64, Overflow>)>,
+pub(crate) struct Pair {
+    go: crossbeam_channel::Sender<(u64, Job)>,
     done: crossbeam_channel::Receiver<()>,
     barrier: Arc<Barrier>,
 }
 
 impl Pair {
-    pub fn new() -> Pair {
-        let (go, go_rx) = crossbeam_channel::unbounded::<(u64, fn(u64) -> Result<u64, Overflow>)>();
+    pub(crate) fn new() -> Pair {
+        let (go, go_rx) = crossbeam_channel::unbounded::<(u64, Job)>();
         let (done_tx, done) = crossbeam_channel::unbounded();
         let barrier = Arc::new(Barrier::new(2));
         let b = barrier.clone();
@@ -75,7 +78,7 @@ impl Pair {
         Pair { go, done, barrier }
     }
 
-    pub fn run(&self, iters: u64, f: fn(u64) -> Result<u64, Overflow>) -> Duration {
+    pub(crate) fn run(&self, iters: u64, f: Job) -> Duration {
         self.go.send((iters, f)).expect("bench peer gone");
         self.barrier.wait();
         let start = Instant::now();
@@ -89,7 +92,7 @@ impl Pair {
 }
 
 /// The median estimate, in ns, criterion stored for `group/id`.
-pub fn median_ns(group: &str, id: &str) -> Option<f64> {
+pub(crate) fn median_ns(group: &str, id: &str) -> Option<f64> {
     let dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));

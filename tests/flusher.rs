@@ -17,6 +17,9 @@ use support::wait_until;
 
 static ONE_FLUSHER: Mutex<()> = Mutex::new(());
 
+/// One write attempt: its flush id and its entries' ids.
+type Attempt = ([u8; 16], Vec<[u8; 16]>);
+
 /// A sink that keeps what it is given, applies each flush id once, and can be switched off.
 #[derive(Clone, Default)]
 struct Memory {
@@ -26,7 +29,7 @@ struct Memory {
     entries: Arc<Mutex<Vec<EntryRecord>>>,
     aggregates: Arc<Mutex<Vec<AggregateDelta>>>,
     /// Every flush id and entry ids of every attempt, to check that retries resend the same.
-    tried: Arc<Mutex<Vec<([u8; 16], Vec<[u8; 16]>)>>>,
+    tried: Arc<Mutex<Vec<Attempt>>>,
 }
 
 impl Sink for Memory {

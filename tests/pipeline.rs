@@ -349,7 +349,7 @@ fn bad_urls_credentials_and_schemas_are_typed_errors_from_start() {
 
 #[measured(name = "pipeline::fleet")]
 fn fleet_call(i: u64) -> Result<u64, Declined> {
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         Err(Declined)
     } else {
         Ok(i)

@@ -8,7 +8,7 @@ struct Odd;
 
 #[measured(name = "recording::exact")]
 fn exact(i: u64) -> Result<u64, Odd> {
-    if i % 7 == 0 {
+    if i.is_multiple_of(7) {
         Err(Odd)
     } else {
         Ok(i)

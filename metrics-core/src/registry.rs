@@ -46,7 +46,6 @@ impl Outcome {
 #[repr(align(128))]
 pub(crate) struct Slot {
     in_use: AtomicBool,
-    calls: AtomicU64,
     errors: AtomicU64,
     panics: AtomicU64,
     cancelled: AtomicU64,
@@ -54,7 +53,8 @@ pub(crate) struct Slot {
     total_ns: AtomicU64,
     min_ns: AtomicU64,
     max_ns: AtomicU64,
-    buckets: Box<[AtomicU64]>,
+    /// Calls are not counted apart: a call is one histogram count, so `calls` is their sum.
+    buckets: [AtomicU64; BUCKETS],
 }
 
 /// Adds to a counter that only this thread writes: a load and a store, no atomic read-modify-write.
@@ -67,7 +67,6 @@ impl Slot {
     fn new(in_use: bool) -> Slot {
         Slot {
             in_use: AtomicBool::new(in_use),
-            calls: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             panics: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
@@ -75,7 +74,7 @@ impl Slot {
             total_ns: AtomicU64::new(0),
             min_ns: AtomicU64::new(u64::MAX),
             max_ns: AtomicU64::new(0),
-            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            buckets: [const { AtomicU64::new(0) }; BUCKETS],
         }
     }
 
@@ -86,7 +85,6 @@ impl Slot {
             bump(&self.cancelled, 1);
             return;
         }
-        bump(&self.calls, 1);
         if outcome != Outcome::Ok {
             bump(&self.errors, 1);
             if outcome == Outcome::Panic {
@@ -100,8 +98,9 @@ impl Slot {
         if nanos > self.max_ns.load(Relaxed) {
             self.max_ns.store(nanos, Relaxed);
         }
-        // SAFETY-free indexing: bucket_index is always < BUCKETS; the bound check is kept.
-        bump(&self.buckets[histogram::bucket_index(nanos)], 1);
+        if let Some(b) = self.buckets.get(histogram::bucket_index(nanos)) {
+            bump(b, 1);
+        }
     }
 
     /// Records one call from any thread, with atomic read-modify-writes (the cold fallback used
@@ -111,7 +110,6 @@ impl Slot {
             self.cancelled.fetch_add(1, Relaxed);
             return;
         }
-        self.calls.fetch_add(1, Relaxed);
         if outcome.is_error() {
             self.errors.fetch_add(1, Relaxed);
         }
@@ -121,11 +119,12 @@ impl Slot {
         self.total_ns.fetch_add(nanos, Relaxed);
         self.min_ns.fetch_min(nanos, Relaxed);
         self.max_ns.fetch_max(nanos, Relaxed);
-        self.buckets[histogram::bucket_index(nanos)].fetch_add(1, Relaxed);
+        if let Some(b) = self.buckets.get(histogram::bucket_index(nanos)) {
+            b.fetch_add(1, Relaxed);
+        }
     }
 
     fn add_into(&self, acc: &mut Snapshot) {
-        acc.calls += self.calls.load(Relaxed);
         acc.errors += self.errors.load(Relaxed);
         acc.panics += self.panics.load(Relaxed);
         acc.cancelled += self.cancelled.load(Relaxed);
@@ -136,6 +135,7 @@ impl Slot {
         for (i, b) in self.buckets.iter().enumerate() {
             let c = b.load(Relaxed);
             if c != 0 {
+                acc.calls += c;
                 acc.histogram.add_to_bucket(i, c);
             }
         }
@@ -143,7 +143,6 @@ impl Slot {
 
     fn clear(&self) {
         for c in [
-            &self.calls,
             &self.errors,
             &self.panics,
             &self.cancelled,

@@ -583,3 +583,31 @@ fn async_trait_methods_are_measured_inside_their_future() {
     let m = metrics("async_trait_methods::Client::fetch");
     assert_eq!(counts(&m), (2, 1, 0, 1));
 }
+
+mod default_methods {
+    use fnmetrics::measured;
+
+    pub trait Greet {
+        #[measured]
+        fn hello(&self) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    pub struct English;
+    pub struct French;
+    impl Greet for English {}
+    impl Greet for French {}
+}
+
+#[test]
+fn a_default_trait_method_is_named_after_each_implementing_type() {
+    use default_methods::{English, French, Greet};
+    for _ in 0..3 {
+        English.hello().unwrap();
+    }
+    French.hello().unwrap();
+    let get = |ty: &str| fnmetrics::get(&format!("{ty}::hello")).expect(ty).calls;
+    assert_eq!(get(std::any::type_name::<English>()), 3);
+    assert_eq!(get(std::any::type_name::<French>()), 1);
+}

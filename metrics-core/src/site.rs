@@ -1,7 +1,7 @@
 //! What `#[measured]` expands to: a static [`Site`] per function and a [`Guard`] per call.
 
 use crate::registry::{self, Outcome};
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::*};
 
 /// The static record of one measured function: its name and, once registered, its metric id.
 ///
@@ -19,7 +19,15 @@ pub struct Site {
     name: SiteName,
     /// 0 while unregistered, else metric id + 1.
     id: AtomicU32,
+    /// For a method site: the `Self` type-name function `id` belongs to. A trait's default
+    /// method has one site for every implementing type, so other types are looked up in `more`.
+    ty: AtomicUsize,
+    more: [(AtomicUsize, AtomicU32); MORE_TYPES],
 }
+
+/// `Self` types a method site remembers besides its first; past that, calls look the name up in
+/// the registry (correct, only slower).
+const MORE_TYPES: usize = 8;
 
 #[derive(Debug)]
 enum SiteName {
@@ -38,6 +46,8 @@ impl Site {
         Site {
             name: SiteName::Fixed(name),
             id: AtomicU32::new(0),
+            ty: AtomicUsize::new(0),
+            more: [const { (AtomicUsize::new(0), AtomicU32::new(0)) }; MORE_TYPES],
         }
     }
 
@@ -50,27 +60,72 @@ impl Site {
         Site {
             name: SiteName::Method(method),
             id: AtomicU32::new(0),
+            ty: AtomicUsize::new(0),
+            more: [const { (AtomicUsize::new(0), AtomicU32::new(0)) }; MORE_TYPES],
         }
     }
 
     #[inline(always)]
-    fn id(&'static self, self_type: Option<fn() -> &'static str>) -> u32 {
+    fn id(&'static self) -> u32 {
         match self.id.load(Relaxed) {
-            0 => self.register(self_type),
+            0 => self.register(),
             v => v - 1,
         }
     }
 
     #[cold]
     #[inline(never)]
-    fn register(&'static self, self_type: Option<fn() -> &'static str>) -> u32 {
-        let id = match (&self.name, self_type) {
-            (SiteName::Fixed(n), _) => registry::register(n),
-            (SiteName::Method(m), Some(ty)) => registry::register(&method_name(ty(), m)),
-            (SiteName::Method(m), None) => registry::register(m),
+    fn register(&'static self) -> u32 {
+        let id = match &self.name {
+            SiteName::Fixed(n) | SiteName::Method(n) => registry::register(n),
         };
         // Racing first calls on two threads both register; `register` returns the same id.
         self.id.store(id + 1, Relaxed);
+        id
+    }
+
+    #[inline(always)]
+    fn method_id(&'static self, self_type: fn() -> &'static str) -> u32 {
+        let v = self.id.load(Acquire);
+        if v != 0 && self.ty.load(Relaxed) == self_type as usize {
+            return v - 1;
+        }
+        self.method_id_slow(self_type)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn method_id_slow(&'static self, self_type: fn() -> &'static str) -> u32 {
+        let key = self_type as usize;
+        for (ty, id) in &self.more {
+            if ty.load(Acquire) == key {
+                if let v @ 1.. = id.load(Acquire) {
+                    return v - 1;
+                }
+            }
+        }
+        let method = match &self.name {
+            SiteName::Method(m) | SiteName::Fixed(m) => m,
+        };
+        let id = registry::register(&method_name(self_type(), method));
+        if self
+            .ty
+            .compare_exchange(0, key, Relaxed, Relaxed)
+            .is_ok()
+        {
+            self.id.store(id + 1, Release);
+            return id;
+        }
+        for (ty, slot) in &self.more {
+            match ty.compare_exchange(0, key, AcqRel, Acquire) {
+                Ok(_) => {
+                    slot.store(id + 1, Release);
+                    break;
+                }
+                Err(k) if k == key => break,
+                Err(_) => {}
+            }
+        }
         id
     }
 }
@@ -109,7 +164,7 @@ impl Guard {
     /// ```
     #[inline(always)]
     pub fn start(site: &'static Site) -> Guard {
-        let id = site.id(None);
+        let id = site.id();
         Guard {
             id,
             start: crate::clock::raw_now(),
@@ -127,7 +182,7 @@ impl Guard {
     /// ```
     #[inline(always)]
     pub fn start_method(site: &'static Site, self_type: fn() -> &'static str) -> Guard {
-        let id = site.id(Some(self_type));
+        let id = site.method_id(self_type);
         Guard {
             id,
             start: crate::clock::raw_now(),
@@ -206,6 +261,31 @@ impl<T: ?Sized> OtherKind for &Probe<'_, T> {}
 
 #[cfg(test)]
 mod tests {
+    use super::{Guard, Site};
+
+    trait Greet {
+        fn hello(&self) {
+            static SITE: Site = Site::method("hello");
+            Guard::start_method(&SITE, std::any::type_name::<Self>).finish(false);
+        }
+    }
+    struct English;
+    struct French;
+    impl Greet for English {}
+    impl Greet for French {}
+
+    #[test]
+    fn a_default_method_is_named_after_each_implementing_type() {
+        for _ in 0..3 {
+            English.hello();
+        }
+        French.hello();
+        let name = |t: &str| format!("{t}::hello");
+        let english = crate::get(&name(std::any::type_name::<English>())).unwrap();
+        let french = crate::get(&name(std::any::type_name::<French>())).unwrap();
+        assert_eq!((english.calls, french.calls), (3, 1));
+    }
+
     #[test]
     fn method_names_drop_generics() {
         assert_eq!(super::method_name("a::B<c::D>", "f"), "a::B::f");

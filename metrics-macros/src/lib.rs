@@ -233,8 +233,6 @@ use proc_macro::TokenStream;
 ///
 /// # Limitations
 ///
-/// - On a trait's default method, every implementing type's calls share one name: that of the
-///   first type to call it. Give such a method a `name`, or measure the implementations.
 /// - In a sync `#[track_caller]` function the body runs in a closure, so
 ///   `std::panic::Location::caller()` in the body gives a location inside the function rather
 ///   than its caller's.

@@ -7,7 +7,7 @@ mod shared;
 
 use criterion::Criterion;
 use metered::{ErrorCount, HitCount, ResponseTime};
-use shared::{limit, median_ns, work, Overflow, Pair};
+use shared::{clock_only, limit, median_ns, work, Overflow, Pair};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -52,8 +52,9 @@ fn autometrics(x: u64) -> Result<u64, Overflow> {
 
 type Variant = (&'static str, fn(u64) -> Result<u64, Overflow>);
 
-const VARIANTS: [Variant; 5] = [
+const VARIANTS: [Variant; 6] = [
     ("bare", bare),
+    ("clock", clock_only),
     ("limit", limit),
     ("fnmetrics", measured),
     ("metered", metered),

@@ -49,6 +49,20 @@ pub(crate) fn limit(x: u64) -> Result<u64, Overflow> {
     r
 }
 
+static CLOCK_SINK: AtomicU64 = AtomicU64::new(0);
+
+/// The clock alone: two TSC reads and nothing recorded but a plain store (the floor under any
+/// recorder that times every call).
+#[inline(never)]
+pub(crate) fn clock_only(x: u64) -> Result<u64, Overflow> {
+    let clock = &*CLOCK;
+    let start = clock.raw();
+    let r = work(x);
+    let end = clock.raw();
+    CLOCK_SINK.store(end.wrapping_sub(start), Relaxed);
+    r
+}
+
 /// Runs `f` on this thread and on one helper thread at once; returns this thread's time for
 /// `iters` calls (both threads make `iters` calls, so this is the per-thread cost under sharing).
 pub(crate) struct Pair {

@@ -587,15 +587,15 @@ fn async_trait_methods_are_measured_inside_their_future() {
 mod default_methods {
     use fnmetrics::measured;
 
-    pub trait Greet {
+    pub(super) trait Greet {
         #[measured]
         fn hello(&self) -> Result<(), String> {
             Ok(())
         }
     }
 
-    pub struct English;
-    pub struct French;
+    pub(super) struct English;
+    pub(super) struct French;
     impl Greet for English {}
     impl Greet for French {}
 }

@@ -108,11 +108,7 @@ impl Site {
             SiteName::Method(m) | SiteName::Fixed(m) => m,
         };
         let id = registry::register(&method_name(self_type(), method));
-        if self
-            .ty
-            .compare_exchange(0, key, Relaxed, Relaxed)
-            .is_ok()
-        {
+        if self.ty.compare_exchange(0, key, Relaxed, Relaxed).is_ok() {
             self.id.store(id + 1, Release);
             return id;
         }

@@ -104,15 +104,18 @@ fn checkout(inventory: &mut Inventory, order: u64) -> ShopResult<u64> {
 }
 
 fn main() -> Result<(), fnmetrics::Error> {
+    let redis = std::env::var("FNMETRICS_REDIS_URL").ok();
+    let postgres = std::env::var("FNMETRICS_POSTGRES_URL").ok();
     let mut builder = fnmetrics::Flusher::builder()
         .batch_size(5_000)
         .flush_interval(Duration::from_secs(1));
-    if let Ok(url) = std::env::var("FNMETRICS_REDIS_URL") {
-        builder = builder.redis(url);
+    if let Some(url) = &redis {
+        builder = builder.redis(url.clone());
     }
-    if let Ok(url) = std::env::var("FNMETRICS_POSTGRES_URL") {
-        builder = builder.postgres(url);
+    if let Some(url) = &postgres {
+        builder = builder.postgres(url.clone());
     }
+    let started = std::time::SystemTime::now();
     let flusher = builder.start()?;
     println!("mode: {}", flusher.mode());
 
@@ -129,7 +132,39 @@ fn main() -> Result<(), fnmetrics::Error> {
     println!("{ok} orders paid, {failed} failed\n");
     flusher.flush()?;
 
-    print_table("this process", &fnmetrics::snapshot_all());
+    let local = fnmetrics::snapshot_all();
+    print_table("this process", &local);
+
+    if let Some(url) = &redis {
+        // Every process that flushed to this Redis, this run and earlier ones.
+        let mut reader = fnmetrics::redis::RedisReader::connect(url, Default::default())?;
+        let mut fleet = Vec::new();
+        for m in &local {
+            fleet.extend(reader.get(&m.name)?);
+        }
+        print_table("fleet-wide (Redis, all runs)", &fleet);
+    }
+    if let Some(url) = &postgres {
+        let mut db = fnmetrics::postgres::PostgresSink::connect(url, Default::default())?;
+        let now = std::time::SystemTime::now() + Duration::from_secs(1);
+        println!("this run's window (PostgreSQL):");
+        println!(
+            "{:<34} {:>7} {:>7} {:>10} {:>10} {:>10}",
+            "function", "calls", "errors", "mean", "p50", "p99"
+        );
+        for m in &local {
+            let w = db.window(&m.name, started, now)?;
+            println!(
+                "{:<34} {:>7} {:>7} {:>10} {:>10} {:>10}",
+                m.name,
+                w.calls,
+                w.errors,
+                fmt(w.mean),
+                fmt(w.p50),
+                fmt(w.p99)
+            );
+        }
+    }
     Ok(())
 }
 

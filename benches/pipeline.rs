@@ -13,7 +13,7 @@ mod support;
 
 use fnmetrics::postgres::{PostgresOptions, PostgresSink};
 use fnmetrics::redis::{RedisOptions, RedisSink};
-use fnmetrics::sink::{AggregateDelta, EntryRecord, FlushBatch, IdGen, Sink};
+use fnmetrics::sink::{Aggregate, EntryRecord, FlushBatch, IdGen, Sink};
 use fnmetrics::Drainer;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -57,17 +57,14 @@ fn batches(ids: &mut IdGen, total: usize) -> Vec<FlushBatch> {
         .map(|_| FlushBatch {
             flush_id: ids.next_id(now_micros() as u64 / 1000),
             entries: entries(ids, FLUSH),
-            aggregates: vec![AggregateDelta {
-                name: "app::orders::fn_00".into(),
+            aggregates: vec![Aggregate {
                 calls: FLUSH as u64,
                 errors: 7,
-                panics: 0,
-                cancelled: 0,
-                dropped_entries: 0,
                 total_ns: 123_456_789,
                 min_ns: 1_000,
                 max_ns: 5_000_000,
                 buckets: (300..340).map(|b| (b, 250)).collect(),
+                ..Aggregate::new("app::orders::fn_00")
             }],
         })
         .collect()

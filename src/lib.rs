@@ -85,7 +85,7 @@ pub mod postgres {
 /// (stage 2) and start them with [`sink::start`].
 pub mod sink {
     pub use fnmetrics_core::{
-        AggregateDelta, Drain, EntryRecord, ErrorHandler, FlushBatch, FlusherConfig, IdGen, Sink,
+        Aggregate, Drain, EntryRecord, ErrorHandler, FlushBatch, FlusherConfig, IdGen, Sink,
     };
 
     /// Starts the flusher thread on a custom sink, and optionally a custom stage 2.

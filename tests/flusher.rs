@@ -6,7 +6,7 @@
 mod support;
 
 use fnmetrics::measured;
-use fnmetrics::sink::{AggregateDelta, EntryRecord, FlushBatch, FlusherConfig, Sink};
+use fnmetrics::sink::{Aggregate, EntryRecord, FlushBatch, FlusherConfig, Sink};
 use fnmetrics::{Error, ErrorKind};
 use parking_lot::Mutex;
 use std::collections::HashSet;
@@ -27,7 +27,7 @@ struct Memory {
     attempts: Arc<AtomicU64>,
     applied: Arc<Mutex<HashSet<[u8; 16]>>>,
     entries: Arc<Mutex<Vec<EntryRecord>>>,
-    aggregates: Arc<Mutex<Vec<AggregateDelta>>>,
+    aggregates: Arc<Mutex<Vec<Aggregate>>>,
     /// Every flush id and entry ids of every attempt, to check that retries resend the same.
     tried: Arc<Mutex<Vec<Attempt>>>,
 }

@@ -70,6 +70,16 @@ fn pg(postgres: &PostgresServer) -> PostgresSink {
     PostgresSink::connect(&postgres.url(), PostgresOptions::default()).unwrap()
 }
 
+fn drainer(redis: &RedisServer, postgres: &PostgresServer) -> Drainer {
+    Drainer::connect(
+        &redis.url(),
+        RedisOptions::default(),
+        &postgres.url(),
+        PostgresOptions::default(),
+    )
+    .unwrap()
+}
+
 fn queue(redis: &RedisServer) -> RedisQueue {
     RedisQueue::connect(&redis.url(), RedisOptions::default()).unwrap()
 }
@@ -249,15 +259,7 @@ fn drainers_abandoned_between_claim_and_commit_or_commit_and_ack_lose_and_double
     );
     drop(q2);
 
-    let mut drainer = Drainer::connect(
-        &redis.url(),
-        RedisOptions::default(),
-        &postgres.url(),
-        PostgresOptions::default(),
-    )
-    .unwrap()
-    .batch_size(1_000)
-    .lease(lease);
+    let mut drainer = drainer(&redis, &postgres).batch_size(1_000).lease(lease);
     // The free batch moves at once; the two abandoned ones once their leases expire.
     wait_until("every claim to be saved", WAIT, || {
         drainer.drain_all().unwrap();
@@ -398,14 +400,7 @@ fn two_processes_flushing_and_draining_save_every_call_once() {
         })
         .collect();
     // Meanwhile a dedicated drainer in this process competes for the same batches.
-    let mut drainer = Drainer::connect(
-        &redis.url(),
-        RedisOptions::default(),
-        &postgres.url(),
-        PostgresOptions::default(),
-    )
-    .unwrap()
-    .batch_size(700);
+    let mut drainer = drainer(&redis, &postgres).batch_size(700);
     let mut children = children;
     while children.iter_mut().any(|c| c.try_wait().unwrap().is_none()) {
         drainer.drain_once().unwrap();

@@ -49,12 +49,24 @@ pub struct FlushBatch {
     /// Per-call entries.
     pub entries: Vec<EntryRecord>,
     /// What each function gained since the last flush (only functions that changed).
-    pub aggregates: Vec<AggregateDelta>,
+    pub aggregates: Vec<Aggregate>,
 }
 
-/// What one function's aggregates gained since the previous flush.
+/// The aggregate counters of one function: in a [`FlushBatch`], what they gained since the
+/// previous flush; read back from a sink, the sum of every flush (see
+/// [`Snapshot::from_aggregate`](crate::Snapshot::from_aggregate)).
+///
+/// ```
+/// let mut a = fnmetrics_core::Aggregate::new("app::f");
+/// a.calls += 1;
+/// a.total_ns += 1_500;
+/// a.min_ns = 1_500;
+/// a.max_ns = 1_500;
+/// a.buckets.push((fnmetrics_core::bucket_index(1_500) as u16, 1));
+/// assert_eq!(fnmetrics_core::Snapshot::from_aggregate(&a).mean().as_nanos(), 1_500);
+/// ```
 #[derive(Clone, Debug, PartialEq)]
-pub struct AggregateDelta {
+pub struct Aggregate {
     /// The function's name.
     pub name: Arc<str>,
     /// New calls.
@@ -75,6 +87,29 @@ pub struct AggregateDelta {
     pub max_ns: u64,
     /// New counts per histogram bucket, `(index, count)`.
     pub buckets: Vec<(u16, u64)>,
+}
+
+impl Aggregate {
+    /// All counters zero (and `min_ns` at `u64::MAX`: no call yet).
+    ///
+    /// ```
+    /// let a = fnmetrics_core::Aggregate::new("app::f");
+    /// assert_eq!((a.calls, a.min_ns), (0, u64::MAX));
+    /// ```
+    pub fn new(name: &str) -> Aggregate {
+        Aggregate {
+            name: name.into(),
+            calls: 0,
+            errors: 0,
+            panics: 0,
+            cancelled: 0,
+            dropped_entries: 0,
+            total_ns: 0,
+            min_ns: u64::MAX,
+            max_ns: 0,
+            buckets: Vec::new(),
+        }
+    }
 }
 
 /// Counters of what a flusher did, for monitoring and tests.
@@ -476,7 +511,7 @@ impl Worker {
     }
 
     /// The aggregate deltas since the last batch was built; the baseline moves to now.
-    fn deltas(&mut self) -> Vec<AggregateDelta> {
+    fn deltas(&mut self) -> Vec<Aggregate> {
         let mut out = Vec::new();
         for (id, m) in registry::all_metrics().into_iter().enumerate() {
             let now = m.snapshot();
@@ -638,7 +673,7 @@ fn unix_ms_now() -> u64 {
         .unwrap_or(0)
 }
 
-fn delta(before: Option<&Snapshot>, now: &Snapshot) -> AggregateDelta {
+fn delta(before: Option<&Snapshot>, now: &Snapshot) -> Aggregate {
     // A counter that went down was reset (fnmetrics::reset): count from zero again.
     let sub = |a: u64, b: Option<u64>| match b {
         Some(b) if b <= a => a - b,
@@ -652,7 +687,7 @@ fn delta(before: Option<&Snapshot>, now: &Snapshot) -> AggregateDelta {
             buckets.push((i as u16, d));
         }
     }
-    AggregateDelta {
+    Aggregate {
         name: now.name.as_str().into(),
         calls: sub(now.calls, before.map(|b| b.calls)),
         errors: sub(now.errors, before.map(|b| b.errors)),

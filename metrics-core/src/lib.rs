@@ -32,12 +32,12 @@ mod snapshot;
 pub use entry::{DecodeError, EntryMode, EntryRecord, IdGen};
 pub use error::{Error, ErrorKind};
 pub use flusher::{
-    AggregateDelta, Drain, ErrorHandler, FlushBatch, FlushStats, Flusher, FlusherConfig,
-    FlusherGuard, Sink,
+    Aggregate, Drain, ErrorHandler, FlushBatch, FlushStats, Flusher, FlusherConfig, FlusherGuard,
+    Sink,
 };
 pub use histogram::{bucket_index, bucket_low, bucket_width, Histogram, BUCKETS};
 pub use registry::{Outcome, MAX_NAME_LEN};
-pub use snapshot::{Snapshot, SnapshotParts};
+pub use snapshot::Snapshot;
 
 /// The metrics this process recorded for function `name`, or `None` if it was never called.
 ///

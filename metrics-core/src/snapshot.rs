@@ -79,33 +79,35 @@ impl Snapshot {
         self
     }
 
-    /// Builds a snapshot from parts read elsewhere (a sink's aggregates).
+    /// The snapshot of an aggregate read back from a sink (the sum of the flushed deltas).
     ///
     /// ```
-    /// use fnmetrics_core::{Histogram, Snapshot, SnapshotParts};
-    /// let mut h = Histogram::new();
-    /// h.record(std::time::Duration::from_micros(10));
-    /// let s = Snapshot::from_parts(SnapshotParts {
-    ///     name: "f".into(), calls: 1, errors: 0, panics: 0, cancelled: 0, dropped_entries: 0,
-    ///     total_ns: 10_000, min_ns: 10_000, max_ns: 10_000, histogram: h,
-    /// });
-    /// assert_eq!(s.mean(), std::time::Duration::from_micros(10));
+    /// use fnmetrics_core::{Aggregate, Snapshot};
+    /// let mut a = Aggregate::new("f");
+    /// a.calls = 2;
+    /// a.errors = 1;
+    /// let s = Snapshot::from_aggregate(&a);
+    /// assert_eq!((s.name.as_str(), s.calls, s.errors), ("f", 2, 1));
     /// ```
-    pub fn from_parts(p: SnapshotParts) -> Snapshot {
+    pub fn from_aggregate(a: &crate::Aggregate) -> Snapshot {
+        let mut histogram = Histogram::new();
+        for &(i, c) in &a.buckets {
+            histogram.add_to_bucket(usize::from(i), c);
+        }
         Snapshot {
-            name: p.name,
-            calls: p.calls,
-            errors: p.errors,
-            panics: p.panics,
-            cancelled: p.cancelled,
-            dropped_entries: p.dropped_entries,
+            name: a.name.to_string(),
+            calls: a.calls,
+            errors: a.errors,
+            panics: a.panics,
+            cancelled: a.cancelled,
+            dropped_entries: a.dropped_entries,
             total: Duration::ZERO,
             min: Duration::ZERO,
             max: Duration::ZERO,
-            total_ns: p.total_ns,
-            min_ns: if p.calls == 0 { u64::MAX } else { p.min_ns },
-            max_ns: p.max_ns,
-            histogram: p.histogram,
+            total_ns: a.total_ns,
+            min_ns: if a.calls == 0 { u64::MAX } else { a.min_ns },
+            max_ns: a.max_ns,
+            histogram,
         }
         .finished()
     }
@@ -213,29 +215,4 @@ impl Snapshot {
         let done = std::mem::replace(self, Snapshot::empty("")).finished();
         *self = done;
     }
-}
-
-/// The parts of a [`Snapshot`], for sinks that read aggregates back.
-#[derive(Clone, Debug)]
-pub struct SnapshotParts {
-    /// The function's name.
-    pub name: String,
-    /// Calls that finished.
-    pub calls: u64,
-    /// Calls that failed.
-    pub errors: u64,
-    /// Calls that panicked.
-    pub panics: u64,
-    /// Async calls dropped before they finished.
-    pub cancelled: u64,
-    /// Entries dropped.
-    pub dropped_entries: u64,
-    /// Sum of call times, ns.
-    pub total_ns: u64,
-    /// Shortest call, ns.
-    pub min_ns: u64,
-    /// Longest call, ns.
-    pub max_ns: u64,
-    /// The latency histogram.
-    pub histogram: Histogram,
 }

@@ -2,7 +2,7 @@
 
 use crate::conn::Conn;
 use crate::options::RedisOptions;
-use fnmetrics_core::{Error, ErrorKind, Histogram, Snapshot, SnapshotParts};
+use fnmetrics_core::{Aggregate, Error, ErrorKind, Snapshot};
 
 /// Reads the aggregates every process flushed to Redis: fleet-wide totals per function.
 ///
@@ -66,18 +66,7 @@ impl RedisReader {
         if fields.is_empty() {
             return Ok(None);
         }
-        let mut p = SnapshotParts {
-            name: name.to_string(),
-            calls: 0,
-            errors: 0,
-            panics: 0,
-            cancelled: 0,
-            dropped_entries: 0,
-            total_ns: 0,
-            min_ns: u64::MAX,
-            max_ns: 0,
-            histogram: Histogram::new(),
-        };
+        let mut p = Aggregate::new(name);
         for (field, value) in &fields {
             let n: u64 = value.parse().map_err(|e| {
                 Error::with_source(
@@ -97,13 +86,13 @@ impl RedisReader {
                 "max_ns" => p.max_ns = n,
                 f => {
                     // Bucket fields are `b<index>`; other fields (a newer version's) are skipped.
-                    if let Some(i) = f.strip_prefix('b').and_then(|i| i.parse::<usize>().ok()) {
-                        p.histogram.add_to_bucket(i, n);
+                    if let Some(i) = f.strip_prefix('b').and_then(|i| i.parse::<u16>().ok()) {
+                        p.buckets.push((i, n));
                     }
                 }
             }
         }
-        Ok(Some(Snapshot::from_parts(p)))
+        Ok(Some(Snapshot::from_aggregate(&p)))
     }
 
     /// The names of every function any process flushed aggregates for, sorted.

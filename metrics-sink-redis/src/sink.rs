@@ -115,13 +115,13 @@ impl RedisSink {
     /// [`Server`]: fnmetrics_core::ErrorKind::Server
     ///
     /// ```no_run
-    /// use fnmetrics_core::{AggregateDelta, FlushBatch};
+    /// use fnmetrics_core::{Aggregate, FlushBatch};
     /// use fnmetrics_sink_redis::{RedisOptions, RedisSink, WriteOutcome};
     ///
     /// let mut sink = RedisSink::connect("redis://127.0.0.1/", RedisOptions::default())?;
-    /// let delta = AggregateDelta {
-    ///     name: "app::f".into(), calls: 1, errors: 0, panics: 0, cancelled: 0,
-    ///     dropped_entries: 0, total_ns: 900, min_ns: 900, max_ns: 900, buckets: vec![(92, 1)],
+    /// let delta = Aggregate {
+    ///     calls: 1, total_ns: 900, min_ns: 900, max_ns: 900, buckets: vec![(92, 1)],
+    ///     ..Aggregate::new("app::f")
     /// };
     /// let batch = FlushBatch { flush_id: [9; 16], entries: vec![], aggregates: vec![delta] };
     /// sink.write_batch(&batch)?;

@@ -258,3 +258,32 @@ fn a_second_flusher_is_refused_and_bad_settings_are_typed_errors() {
         assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{err}");
     }
 }
+
+#[measured(name = "flusher::restarted")]
+fn restarted() {}
+
+#[test]
+fn a_flusher_started_after_another_sends_only_new_aggregates() {
+    let _one = ONE_FLUSHER.lock();
+    let sink = Memory::default();
+    let start = || {
+        fnmetrics::sink::start(
+            config(10_000, Duration::from_secs(3600), 100_000),
+            Box::new(sink.clone()),
+            None,
+        )
+        .unwrap()
+    };
+    let first = start();
+    for _ in 0..70 {
+        restarted();
+    }
+    drop(first);
+    let second = start();
+    for _ in 0..30 {
+        restarted();
+    }
+    second.flush().unwrap();
+    assert_eq!(sink.calls_of("flusher::restarted"), 100);
+    assert_eq!(sink.entries_of("flusher::restarted").len(), 100);
+}

@@ -249,6 +249,10 @@ impl FlusherConfig {
 
 static RUNNING: AtomicBool = AtomicBool::new(false);
 
+/// What the aggregates were when the last batch was built, by metric id. Process-wide, not
+/// per flusher: a flusher started after another one sends only what the first did not.
+static SENT: Mutex<Vec<Option<Snapshot>>> = Mutex::new(Vec::new());
+
 enum Command {
     Flush(Sender<Result<(), Error>>),
     Shutdown,
@@ -386,7 +390,6 @@ struct Worker {
     pending: VecDeque<EntryRecord>,
     in_flight: Option<FlushBatch>,
     names: HashMap<u32, Arc<str>>,
-    sent: HashMap<u32, Snapshot>,
     last_flush: Instant,
     retry_at: Option<Instant>,
     backoff: Duration,
@@ -417,7 +420,6 @@ impl Worker {
             pending: VecDeque::new(),
             in_flight: None,
             names: HashMap::new(),
-            sent: HashMap::new(),
             last_flush: Instant::now(),
             retry_at: None,
             backoff,
@@ -512,15 +514,18 @@ impl Worker {
 
     /// The aggregate deltas since the last batch was built; the baseline moves to now.
     fn deltas(&mut self) -> Vec<Aggregate> {
+        let mut sent = SENT.lock();
         let mut out = Vec::new();
         for (id, m) in registry::all_metrics().into_iter().enumerate() {
             let now = m.snapshot();
-            let before = self.sent.get(&(id as u32));
-            let d = delta(before, &now);
+            if sent.len() <= id {
+                sent.resize(id + 1, None);
+            }
+            let d = delta(sent[id].as_ref(), &now);
             if d.calls + d.cancelled + d.dropped_entries != 0 {
                 out.push(d);
             }
-            self.sent.insert(id as u32, now);
+            sent[id] = Some(now);
         }
         out
     }

@@ -86,6 +86,31 @@ fn redis_benchmark(port: u16) -> Option<f64> {
     text[at..].split_whitespace().next()?.parse().ok()
 }
 
+#[fnmetrics::measured(name = "bench::end_to_end")]
+fn end_to_end_call(i: u64) -> u64 {
+    std::hint::black_box(i)
+}
+
+/// Calls of a `#[measured]` function on one thread while the flusher moves their entries to
+/// Redis; the clock stops when `flush()` returns, i.e. when every entry is in Redis.
+fn end_to_end() -> f64 {
+    let redis = RedisServer::start_with_args(&["--appendfsync", "everysec"]);
+    let guard = fnmetrics::Flusher::builder()
+        .redis(redis.url())
+        .batch_size(FLUSH)
+        .start()
+        .expect("flusher");
+    let t = Instant::now();
+    for i in 0..STAGE1_ENTRIES as u64 {
+        end_to_end_call(i);
+    }
+    guard.flush().expect("flush");
+    let took = t.elapsed();
+    let dropped = fnmetrics::get("bench::end_to_end").map_or(0, |m| m.dropped_entries);
+    assert_eq!(dropped, 0, "entries were dropped");
+    rate(STAGE1_ENTRIES, took)
+}
+
 fn stage1() -> (f64, Option<f64>) {
     let redis = RedisServer::start_with_args(&["--appendfsync", "everysec"]);
     let mut sink = RedisSink::connect(&redis.url(), RedisOptions::default()).expect("connect");
@@ -245,6 +270,8 @@ fn main() {
         }
         None => println!("  redis-benchmark: not available"),
     }
+    let e2e = end_to_end();
+    println!("  end to end: #[measured] calls -> flusher -> Redis {e2e:>8.0} entries/s");
     let (s2, copy, naive) = stage2();
     println!("\nstage 2: Redis -> PostgreSQL ({STAGE2_ENTRIES} entries, claims of 50000)");
     println!("  fnmetrics Drainer                {s2:>12.0} rows/s");

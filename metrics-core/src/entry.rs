@@ -2,6 +2,7 @@
 //! flusher makes of them (ids, wall-clock times, a compact binary encoding shared by the sinks).
 
 use crate::registry::Outcome;
+use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 use std::cell::{Cell, UnsafeCell};
 use std::mem::MaybeUninit;
@@ -57,8 +58,8 @@ pub(crate) struct RawEntry {
 /// A bounded single-producer, single-consumer ring.
 pub(crate) struct Ring {
     buf: Box<[UnsafeCell<MaybeUninit<RawEntry>>]>,
-    head: crossbeam_utils_pad::Padded<AtomicUsize>,
-    tail: crossbeam_utils_pad::Padded<AtomicUsize>,
+    head: CachePadded<AtomicUsize>,
+    tail: CachePadded<AtomicUsize>,
     closed: AtomicBool,
 }
 
@@ -68,26 +69,14 @@ unsafe impl Sync for Ring {}
 // SAFETY: see above; RawEntry is plain data.
 unsafe impl Send for Ring {}
 
-mod crossbeam_utils_pad {
-    /// Keeps the producer's and consumer's indexes on separate cache lines.
-    #[repr(align(128))]
-    pub(crate) struct Padded<T>(pub(crate) T);
-    impl<T> std::ops::Deref for Padded<T> {
-        type Target = T;
-        fn deref(&self) -> &T {
-            &self.0
-        }
-    }
-}
-
 impl Ring {
     fn new() -> Ring {
         Ring {
             buf: (0..RING_CAP)
                 .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
                 .collect(),
-            head: crossbeam_utils_pad::Padded(AtomicUsize::new(0)),
-            tail: crossbeam_utils_pad::Padded(AtomicUsize::new(0)),
+            head: CachePadded::new(AtomicUsize::new(0)),
+            tail: CachePadded::new(AtomicUsize::new(0)),
             closed: AtomicBool::new(false),
         }
     }

@@ -74,7 +74,11 @@ fn times_and_quantiles_follow_the_calls() {
     }
     let m = fnmetrics::get("recording::sleepy").unwrap();
     assert_eq!(m.calls, 4);
-    assert!(m.min >= Duration::from_millis(2) && m.min <= upper[0], "{:?}", m.min);
+    assert!(
+        m.min >= Duration::from_millis(2) && m.min <= upper[0],
+        "{:?}",
+        m.min
+    );
     assert!(m.max >= Duration::from_millis(16), "{:?}", m.max);
     assert!(m.max <= *upper.iter().max().unwrap(), "{:?}", m.max);
     assert!(m.total >= Duration::from_millis(30), "{:?}", m.total);
@@ -83,7 +87,10 @@ fn times_and_quantiles_follow_the_calls() {
     // up longer, that one; both lie in [4 ms, its upper bound], give or take 2 % of bucketing.
     let p50 = m.quantile(0.5).as_secs_f64();
     let hi = upper[0].max(upper[1]).as_secs_f64();
-    assert!((0.004 * 0.98..=hi * 1.02).contains(&p50), "p50 {p50} not in [4 ms, {hi}]");
+    assert!(
+        (0.004 * 0.98..=hi * 1.02).contains(&p50),
+        "p50 {p50} not in [4 ms, {hi}]"
+    );
     assert!(m.quantile(1.0) <= m.max);
 }
 

@@ -287,3 +287,39 @@ fn a_flusher_started_after_another_sends_only_new_aggregates() {
     assert_eq!(sink.calls_of("flusher::restarted"), 100);
     assert_eq!(sink.entries_of("flusher::restarted").len(), 100);
 }
+
+/// A sink that panics on its first write, then works.
+struct Flaky(Memory, bool);
+
+impl Sink for Flaky {
+    fn write(&mut self, batch: &FlushBatch) -> Result<(), Error> {
+        if !self.1 {
+            self.1 = true;
+            panic!("flaky sink");
+        }
+        self.0.write(batch)
+    }
+}
+
+#[measured(name = "flusher::panicking_sink")]
+fn panicking_sink() {}
+
+#[test]
+fn a_panicking_sink_is_an_error_and_the_flusher_goes_on() {
+    let _one = ONE_FLUSHER.lock();
+    let sink = Memory::default();
+    let guard = fnmetrics::sink::start(
+        config(10_000, Duration::from_secs(3600), 100_000),
+        Box::new(Flaky(sink.clone(), false)),
+        None,
+    )
+    .unwrap();
+    for _ in 0..5 {
+        panicking_sink();
+    }
+    let err = guard.flush().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Server);
+    assert!(err.to_string().contains("flaky sink"), "{err}");
+    guard.flush().unwrap();
+    assert_eq!(sink.entries_of("flusher::panicking_sink").len(), 5);
+}

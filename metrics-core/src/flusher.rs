@@ -376,6 +376,29 @@ impl Drop for FlusherGuard {
         if let Some(h) = self.handle.lock().take() {
             let _ = h.join();
         }
+        // Also when the thread ended early: a new flusher can start.
+        entry::set_mode(None);
+        entry::set_nudge(None);
+        RUNNING.store(false, Release);
+    }
+}
+
+/// Runs a sink's call, turning a panic into an error so that one bad sink call does not end the
+/// flusher thread.
+fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            Err(Error::new(
+                ErrorKind::Server,
+                format!("{what} panicked: {msg}"),
+            ))
+        }
     }
 }
 
@@ -559,7 +582,7 @@ impl Worker {
             let Some(batch) = self.in_flight.as_ref() else {
                 return Ok(());
             };
-            match self.sink.write(batch) {
+            match guarded("the sink's write", || self.sink.write(batch)) {
                 Ok(()) => {
                     self.stats.flushes.fetch_add(1, Relaxed);
                     self.stats
@@ -598,7 +621,7 @@ impl Worker {
             return Ok(());
         };
         loop {
-            match drain.drain_once() {
+            match guarded("the drain", || drain.drain_once()) {
                 Ok(0) => {
                     self.drain_retry_at = None;
                     self.drain_backoff = self.cfg.min_backoff;
@@ -649,8 +672,6 @@ impl Worker {
                 }
             }
         }
-        entry::set_nudge(None);
-        RUNNING.store(false, Release);
     }
 
     /// The next retry delay: doubling, capped, with ±25 % jitter.

@@ -249,6 +249,9 @@ impl FlusherConfig {
 
 static RUNNING: AtomicBool = AtomicBool::new(false);
 
+/// Between full flushes (interval, `flush()`, shutdown), aggregates go out at most this often.
+const AGGREGATES_EVERY: Duration = Duration::from_secs(1);
+
 /// What the aggregates were when the last batch was built, by metric id. Process-wide, not
 /// per flusher: a flusher started after another one sends only what the first did not.
 static SENT: Mutex<Vec<Option<Snapshot>>> = Mutex::new(Vec::new());
@@ -414,6 +417,7 @@ struct Worker {
     in_flight: Option<FlushBatch>,
     names: HashMap<u32, Arc<str>>,
     last_flush: Instant,
+    last_aggregates: Instant,
     retry_at: Option<Instant>,
     backoff: Duration,
     drain_retry_at: Option<Instant>,
@@ -444,6 +448,7 @@ impl Worker {
             in_flight: None,
             names: HashMap::new(),
             last_flush: Instant::now(),
+            last_aggregates: Instant::now(),
             retry_at: None,
             backoff,
             drain_retry_at: None,
@@ -568,7 +573,15 @@ impl Worker {
                 }
                 let n = self.pending.len().min(self.cfg.batch_size);
                 let entries: Vec<EntryRecord> = self.pending.drain(..n).collect();
-                let aggregates = self.deltas();
+                // Summing every function's counters is the flusher's costliest step: do it for
+                // the last batch of a full flush, and at most once a second in between.
+                let last = all && self.pending.is_empty();
+                let aggregates = if last || self.last_aggregates.elapsed() >= AGGREGATES_EVERY {
+                    self.last_aggregates = Instant::now();
+                    self.deltas()
+                } else {
+                    Vec::new()
+                };
                 if entries.is_empty() && aggregates.is_empty() {
                     self.last_flush = Instant::now();
                     return Ok(());

@@ -323,3 +323,29 @@ fn a_panicking_sink_is_an_error_and_the_flusher_goes_on() {
     guard.flush().unwrap();
     assert_eq!(sink.entries_of("flusher::panicking_sink").len(), 5);
 }
+
+#[measured(name = "flusher::errors_only")]
+fn errors_only(i: u64) -> Result<u64, u64> {
+    if i.is_multiple_of(4) {
+        Err(i)
+    } else {
+        Ok(i)
+    }
+}
+
+#[test]
+fn errors_only_mode_keeps_entries_of_failed_calls_and_counts_all() {
+    let _one = ONE_FLUSHER.lock();
+    let sink = Memory::default();
+    let mut c = config(10_000, Duration::from_secs(3600), 100_000);
+    c.entries = fnmetrics::EntryMode::ErrorsOnly;
+    let guard = fnmetrics::sink::start(c, Box::new(sink.clone()), None).unwrap();
+    for i in 0..100 {
+        let _ = errors_only(i);
+    }
+    guard.flush().unwrap();
+    let entries = sink.entries_of("flusher::errors_only");
+    assert_eq!(entries.len(), 25);
+    assert!(entries.iter().all(|e| e.error_occurred));
+    assert_eq!(sink.calls_of("flusher::errors_only"), 100);
+}

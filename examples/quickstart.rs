@@ -136,35 +136,66 @@ fn main() -> Result<(), fnmetrics::Error> {
     print_table("this process", &local);
 
     if let Some(url) = &redis {
-        // Every process that flushed to this Redis, this run and earlier ones.
-        let mut reader = fnmetrics::redis::RedisReader::connect(url, Default::default())?;
-        let mut fleet = Vec::new();
-        for m in &local {
-            fleet.extend(reader.get(&m.name)?);
-        }
-        print_table("fleet-wide (Redis, all runs)", &fleet);
+        print_fleet(url, &local)?;
     }
     if let Some(url) = &postgres {
-        let mut db = fnmetrics::postgres::PostgresSink::connect(url, Default::default())?;
-        let now = std::time::SystemTime::now() + Duration::from_secs(1);
-        println!("this run's window (PostgreSQL):");
+        print_window(url, &local, started)?;
+    }
+    Ok(())
+}
+
+/// Every process that flushed to this Redis, this run and earlier ones.
+#[cfg(feature = "redis")]
+fn print_fleet(url: &str, local: &[fnmetrics::Snapshot]) -> Result<(), fnmetrics::Error> {
+    let mut reader = fnmetrics::redis::RedisReader::connect(url, Default::default())?;
+    let mut fleet = Vec::new();
+    for m in local {
+        fleet.extend(reader.get(&m.name)?);
+    }
+    print_table("fleet-wide (Redis, all runs)", &fleet);
+    Ok(())
+}
+
+#[cfg(not(feature = "redis"))]
+fn print_fleet(_: &str, _: &[fnmetrics::Snapshot]) -> Result<(), fnmetrics::Error> {
+    Ok(())
+}
+
+/// What PostgreSQL holds for this run's time window.
+#[cfg(feature = "postgres")]
+fn print_window(
+    url: &str,
+    local: &[fnmetrics::Snapshot],
+    started: std::time::SystemTime,
+) -> Result<(), fnmetrics::Error> {
+    let mut db = fnmetrics::postgres::PostgresSink::connect(url, Default::default())?;
+    let now = std::time::SystemTime::now() + Duration::from_secs(1);
+    println!("this run's window (PostgreSQL):");
+    println!(
+        "{:<34} {:>7} {:>7} {:>10} {:>10} {:>10}",
+        "function", "calls", "errors", "mean", "p50", "p99"
+    );
+    for m in local {
+        let w = db.window(&m.name, started, now)?;
         println!(
             "{:<34} {:>7} {:>7} {:>10} {:>10} {:>10}",
-            "function", "calls", "errors", "mean", "p50", "p99"
+            m.name,
+            w.calls,
+            w.errors,
+            fmt(w.mean),
+            fmt(w.p50),
+            fmt(w.p99)
         );
-        for m in &local {
-            let w = db.window(&m.name, started, now)?;
-            println!(
-                "{:<34} {:>7} {:>7} {:>10} {:>10} {:>10}",
-                m.name,
-                w.calls,
-                w.errors,
-                fmt(w.mean),
-                fmt(w.p50),
-                fmt(w.p99)
-            );
-        }
     }
+    Ok(())
+}
+
+#[cfg(not(feature = "postgres"))]
+fn print_window(
+    _: &str,
+    _: &[fnmetrics::Snapshot],
+    _: std::time::SystemTime,
+) -> Result<(), fnmetrics::Error> {
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! PostgreSQL, with servers stopped mid-run, drainers abandoned mid-batch, and several processes.
 //!
 //! One flusher runs per process, so the tests that start one take a lock.
+#![cfg(all(feature = "redis", feature = "postgres"))]
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! The Redis sink against real `redis-server`s: stage 1 flushes, the stage-2 queue, fleet-wide
 //! reads, and what happens when the server refuses, is missing or restarts.
+#![cfg(feature = "redis")]
 
 mod support;
 

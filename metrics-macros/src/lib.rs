@@ -14,7 +14,7 @@ use proc_macro::TokenStream;
 /// Records every call of a function: how many, how many failed or panicked, how many futures were
 /// dropped before finishing, and how long the calls took.
 ///
-/// ```ignore
+/// ```
 /// use fnmetrics::measured;
 ///
 /// #[derive(Debug)]
@@ -34,9 +34,6 @@ use proc_macro::TokenStream;
 /// let m = fnmetrics::get(concat!(module_path!(), "::load_user")).unwrap();
 /// assert_eq!((m.calls, m.errors), (2, 1));
 /// ```
-///
-/// (The examples here are not run as doc-tests, as a proc-macro crate cannot use itself; the
-/// `fnmetrics` crate runs the same ones.)
 ///
 /// # What is recorded
 ///
@@ -61,7 +58,7 @@ use proc_macro::TokenStream;
 ///   function, `<module path>::<fn name>`.
 /// - `name = "..."` sets the name (1 to 256 bytes).
 ///
-/// ```ignore
+/// ```
 /// use fnmetrics::measured;
 ///
 /// struct Cache;
@@ -95,7 +92,7 @@ use proc_macro::TokenStream;
 /// - `ok_if = path`: a `fn(&R) -> bool` excusing a call the default rule counts as an error.
 /// - Both: the call is an error when `error_if` says so and `ok_if` does not.
 ///
-/// ```ignore
+/// ```
 /// use fnmetrics::measured;
 /// use std::io;
 ///
@@ -133,7 +130,7 @@ use proc_macro::TokenStream;
 /// path ending in `pin` on an `async` block) and measures the async block, so cancellation is
 /// seen. A hand-written function of that shape is measured the same way.
 ///
-/// ```ignore
+/// ```
 /// use async_trait::async_trait;
 /// use fnmetrics::measured;
 ///
@@ -161,7 +158,7 @@ use proc_macro::TokenStream;
 /// Methods with a `#[measured]` of their own keep it (with its arguments); `const fn`s are left
 /// alone. On an impl block only `crate = path` is accepted.
 ///
-/// ```ignore
+/// ```
 /// use fnmetrics::measured;
 ///
 /// struct Repo;
@@ -182,7 +179,7 @@ use proc_macro::TokenStream;
 /// Generated code names the runtime `::fnmetrics::__private`. A crate re-exporting fnmetrics
 /// under another path says where it is with `crate = path`:
 ///
-/// ```ignore
+/// ```
 /// mod telemetry {
 ///     pub use ::fnmetrics as metrics;
 ///     pub use ::fnmetrics::measured;
@@ -190,6 +187,11 @@ use proc_macro::TokenStream;
 ///
 /// #[telemetry::measured(crate = crate::telemetry::metrics)]
 /// fn handle() {}
+///
+/// fn main() {
+///     handle();
+///     assert_eq!(fnmetrics::get(concat!(module_path!(), "::handle")).unwrap().calls, 1);
+/// }
 /// ```
 ///
 /// # What it expands to
@@ -197,7 +199,7 @@ use proc_macro::TokenStream;
 /// The signature is written back unchanged (attributes, visibility, `async`, `unsafe`, ABI,
 /// generics, where clause); the body becomes, for a sync function:
 ///
-/// ```ignore
+/// ```text
 /// fn load(id: u64) -> Result<String, NotFound> {
 ///     fn __fnmetrics_call<R>(body: impl FnOnce() -> R) -> R { body() }
 ///     static __FNMETRICS_SITE: ::fnmetrics::__private::Site =

@@ -85,7 +85,8 @@ pub mod postgres {
 /// (stage 2) and start them with [`sink::start`].
 pub mod sink {
     pub use fnmetrics_core::{
-        Aggregate, Drain, EntryRecord, ErrorHandler, FlushBatch, FlusherConfig, IdGen, Sink,
+        Aggregate, Drain, EntryRecord, ErrorHandler, FlushBatch, FlusherConfig, FlusherGuard,
+        IdGen, Sink,
     };
 
     /// Starts the flusher thread on a custom sink, and optionally a custom stage 2.
@@ -111,7 +112,7 @@ pub mod sink {
         config: FlusherConfig,
         sink: Box<dyn Sink>,
         drain: Option<Box<dyn Drain>>,
-    ) -> Result<fnmetrics_core::FlusherGuard, crate::Error> {
+    ) -> Result<FlusherGuard, crate::Error> {
         fnmetrics_core::Flusher::start(config, sink, drain)
     }
 }

@@ -6,7 +6,7 @@
 mod support;
 
 use fnmetrics::measured;
-use fnmetrics::sink::{Aggregate, EntryRecord, FlushBatch, FlusherConfig, Sink};
+use fnmetrics::sink::{Aggregate, EntryRecord, FlushBatch, FlusherConfig, FlusherGuard, Sink};
 use fnmetrics::{Error, ErrorKind};
 use parking_lot::Mutex;
 use std::collections::HashSet;
@@ -52,6 +52,11 @@ impl Sink for Memory {
 }
 
 impl Memory {
+    /// Starts the flusher on this sink.
+    fn start(&self, config: FlusherConfig) -> FlusherGuard {
+        fnmetrics::sink::start(config, Box::new(self.clone()), None).unwrap()
+    }
+
     fn entries_of(&self, name: &str) -> Vec<EntryRecord> {
         self.entries
             .lock()
@@ -89,12 +94,7 @@ fn by_size() {}
 fn a_full_batch_is_flushed_without_waiting_for_the_interval() {
     let _one = ONE_FLUSHER.lock();
     let sink = Memory::default();
-    let guard = fnmetrics::sink::start(
-        config(100, Duration::from_secs(3600), 10_000),
-        Box::new(sink.clone()),
-        None,
-    )
-    .unwrap();
+    let guard = sink.start(config(100, Duration::from_secs(3600), 10_000));
     for _ in 0..1_000 {
         by_size();
     }
@@ -113,12 +113,7 @@ fn by_time() -> Result<(), ()> {
 fn a_small_batch_is_flushed_when_the_interval_passes() {
     let _one = ONE_FLUSHER.lock();
     let sink = Memory::default();
-    let _guard = fnmetrics::sink::start(
-        config(10_000, Duration::from_millis(200), 100_000),
-        Box::new(sink.clone()),
-        None,
-    )
-    .unwrap();
+    let _guard = sink.start(config(10_000, Duration::from_millis(200), 100_000));
     for _ in 0..10 {
         let _ = by_time();
     }
@@ -152,12 +147,7 @@ fn a_failed_flush_is_retried_with_the_same_ids_and_applied_once() {
     let _one = ONE_FLUSHER.lock();
     let sink = Memory::default();
     sink.down.store(true, Relaxed);
-    let guard = fnmetrics::sink::start(
-        config(50, Duration::from_millis(50), 100_000),
-        Box::new(sink.clone()),
-        None,
-    )
-    .unwrap();
+    let guard = sink.start(config(50, Duration::from_millis(50), 100_000));
     for i in 0..500 {
         retried(i);
     }
@@ -188,12 +178,7 @@ fn entries_past_the_bound_are_dropped_and_counted_and_aggregates_stay_exact() {
     let _one = ONE_FLUSHER.lock();
     let sink = Memory::default();
     sink.down.store(true, Relaxed);
-    let guard = fnmetrics::sink::start(
-        config(100, Duration::from_millis(20), 1_000),
-        Box::new(sink.clone()),
-        None,
-    )
-    .unwrap();
+    let guard = sink.start(config(100, Duration::from_millis(20), 1_000));
     for _ in 0..5_000 {
         overflow();
     }
@@ -218,12 +203,7 @@ fn on_drop() {}
 fn dropping_the_guard_flushes_what_is_pending() {
     let _one = ONE_FLUSHER.lock();
     let sink = Memory::default();
-    let guard = fnmetrics::sink::start(
-        config(10_000, Duration::from_secs(3600), 100_000),
-        Box::new(sink.clone()),
-        None,
-    )
-    .unwrap();
+    let guard = sink.start(config(10_000, Duration::from_secs(3600), 100_000));
     for _ in 0..321 {
         on_drop();
     }
@@ -236,12 +216,7 @@ fn dropping_the_guard_flushes_what_is_pending() {
 fn a_second_flusher_is_refused_and_bad_settings_are_typed_errors() {
     let _one = ONE_FLUSHER.lock();
     let sink = Memory::default();
-    let guard = fnmetrics::sink::start(
-        config(10, Duration::from_secs(1), 100),
-        Box::new(sink.clone()),
-        None,
-    )
-    .unwrap();
+    let guard = sink.start(config(10, Duration::from_secs(1), 100));
     let again = fnmetrics::sink::start(
         config(10, Duration::from_secs(1), 100),
         Box::new(sink.clone()),
@@ -266,14 +241,7 @@ fn restarted() {}
 fn a_flusher_started_after_another_sends_only_new_aggregates() {
     let _one = ONE_FLUSHER.lock();
     let sink = Memory::default();
-    let start = || {
-        fnmetrics::sink::start(
-            config(10_000, Duration::from_secs(3600), 100_000),
-            Box::new(sink.clone()),
-            None,
-        )
-        .unwrap()
-    };
+    let start = || sink.start(config(10_000, Duration::from_secs(3600), 100_000));
     let first = start();
     for _ in 0..70 {
         restarted();
@@ -339,7 +307,7 @@ fn errors_only_mode_keeps_entries_of_failed_calls_and_counts_all() {
     let sink = Memory::default();
     let mut c = config(10_000, Duration::from_secs(3600), 100_000);
     c.entries = fnmetrics::EntryMode::ErrorsOnly;
-    let guard = fnmetrics::sink::start(c, Box::new(sink.clone()), None).unwrap();
+    let guard = sink.start(c);
     for i in 0..100 {
         let _ = errors_only(i);
     }

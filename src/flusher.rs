@@ -204,14 +204,15 @@ impl FlusherBuilder {
     /// ```
     /// let err = fnmetrics::Flusher::builder().batch_size(0).start().unwrap_err();
     /// assert_eq!(err.kind(), fnmetrics::ErrorKind::InvalidConfig);
+    /// let err = fnmetrics::Flusher::builder()
+    ///     .flush_interval(std::time::Duration::ZERO)
+    ///     .start()
+    ///     .unwrap_err();
+    /// assert_eq!(err.kind(), fnmetrics::ErrorKind::InvalidConfig);
     /// ```
     pub fn start(self) -> Result<FlusherGuard, Error> {
-        if self.config.batch_size == 0 {
-            return Err(Error::new(
-                ErrorKind::InvalidConfig,
-                "batch_size must be at least 1",
-            ));
-        }
+        // Also in-process, where no flusher thread would check them.
+        self.config.validate()?;
         match (&self.redis, &self.postgres) {
             (None, None) => Ok(FlusherGuard {
                 inner: None,

@@ -229,7 +229,17 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 impl FlusherConfig {
-    fn validate(&self) -> Result<(), Error> {
+    /// Checks the settings ([`Flusher::start`] does too).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidConfig`], saying which setting is out of range.
+    ///
+    /// ```
+    /// let mut c = fnmetrics_core::FlusherConfig::default();
+    /// c.batch_size = 0;
+    /// assert_eq!(c.validate().unwrap_err().kind(), fnmetrics_core::ErrorKind::InvalidConfig);
+    /// ```
+    pub fn validate(&self) -> Result<(), Error> {
         let bad = |m: &str| Err(Error::new(ErrorKind::InvalidConfig, m));
         if self.batch_size == 0 {
             return bad("batch_size must be at least 1");

@@ -129,12 +129,16 @@ pub(crate) fn set_spill_capacity(cap: usize) {
 #[inline(never)]
 fn spill(e: RawEntry) -> bool {
     let s = &*SPILL;
-    if s.len.fetch_add(1, Relaxed) >= s.cap.load(Relaxed) {
+    let before = s.len.fetch_add(1, Relaxed);
+    if before >= s.cap.load(Relaxed) {
         s.len.fetch_sub(1, Relaxed);
         return false;
     }
     // The receiver lives in the same static, so the send cannot fail.
     let _ = s.tx.send(e);
+    if before % NUDGE_EVERY == 0 {
+        nudge();
+    }
     true
 }
 static NUDGE: Mutex<Option<crossbeam_channel::Sender<()>>> = Mutex::new(None);
@@ -177,7 +181,6 @@ impl LocalRing {
         if tail - self.head_seen.get() >= RING_CAP {
             self.head_seen.set(ring.head.load(Acquire));
             if tail - self.head_seen.get() >= RING_CAP {
-                nudge();
                 return spill(RawEntry {
                     metric,
                     outcome,

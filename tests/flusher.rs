@@ -317,3 +317,47 @@ fn errors_only_mode_keeps_entries_of_failed_calls_and_counts_all() {
     assert!(entries.iter().all(|e| e.error_occurred));
     assert_eq!(sink.calls_of("flusher::errors_only"), 100);
 }
+
+/// A sink whose writes wait while `hold` is set, keeping the flusher thread busy.
+struct Held(Memory, Arc<AtomicBool>);
+
+impl Sink for Held {
+    fn write(&mut self, batch: &FlushBatch) -> Result<(), Error> {
+        self.0.attempts.fetch_add(1, Relaxed);
+        while self.1.load(Relaxed) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.0.attempts.fetch_sub(1, Relaxed);
+        self.0.write(batch)
+    }
+}
+
+#[measured(name = "flusher::burst")]
+fn burst() {}
+
+#[test]
+fn a_burst_larger_than_a_thread_ring_spills_instead_of_dropping() {
+    let _one = ONE_FLUSHER.lock();
+    let sink = Memory::default();
+    let hold = Arc::new(AtomicBool::new(true));
+    let guard = fnmetrics::sink::start(
+        config(1, Duration::from_secs(3600), 100_000),
+        Box::new(Held(sink.clone(), hold.clone())),
+        None,
+    )
+    .unwrap();
+    burst();
+    wait_until(
+        "the flusher to be busy writing",
+        Duration::from_secs(10),
+        || sink.attempts.load(Relaxed) == 1,
+    );
+    // The flusher cannot drain this thread's ring (8192 entries) while it waits in the sink.
+    for _ in 0..20_000 {
+        burst();
+    }
+    hold.store(false, Relaxed);
+    guard.flush().unwrap();
+    assert_eq!(sink.entries_of("flusher::burst").len(), 20_001);
+    assert_eq!(fnmetrics::get("flusher::burst").unwrap().dropped_entries, 0);
+}

@@ -136,7 +136,7 @@ fn spill(e: RawEntry) -> bool {
     }
     // The receiver lives in the same static, so the send cannot fail.
     let _ = s.tx.send(e);
-    if before % NUDGE_EVERY == 0 {
+    if before.is_multiple_of(NUDGE_EVERY) {
         nudge();
     }
     true

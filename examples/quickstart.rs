@@ -115,6 +115,7 @@ fn main() -> Result<(), fnmetrics::Error> {
     if let Some(url) = &postgres {
         builder = builder.postgres(url.clone());
     }
+    #[cfg(feature = "postgres")]
     let started = std::time::SystemTime::now();
     let flusher = builder.start()?;
     println!("mode: {}", flusher.mode());
@@ -135,40 +136,38 @@ fn main() -> Result<(), fnmetrics::Error> {
     let local = fnmetrics::snapshot_all();
     print_table("this process", &local);
 
-    if let Some(url) = &redis {
-        print_fleet(url, &local)?;
+    #[cfg(feature = "redis")]
+    if redis.is_some() {
+        print_fleet(&flusher, &local)?;
     }
-    if let Some(url) = &postgres {
-        print_window(url, &local, started)?;
+    #[cfg(feature = "postgres")]
+    if postgres.is_some() {
+        print_window(&flusher, &local, started)?;
     }
     Ok(())
 }
 
 /// Every process that flushed to this Redis, this run and earlier ones.
 #[cfg(feature = "redis")]
-fn print_fleet(url: &str, local: &[fnmetrics::Snapshot]) -> Result<(), fnmetrics::Error> {
-    let mut reader = fnmetrics::redis::RedisReader::connect(url, Default::default())?;
+fn print_fleet(
+    flusher: &fnmetrics::FlusherGuard,
+    local: &[fnmetrics::Snapshot],
+) -> Result<(), fnmetrics::Error> {
     let mut fleet = Vec::new();
     for m in local {
-        fleet.extend(reader.get(&m.name)?);
+        fleet.extend(flusher.fleet(&m.name)?);
     }
     print_table("fleet-wide (Redis, all runs)", &fleet);
-    Ok(())
-}
-
-#[cfg(not(feature = "redis"))]
-fn print_fleet(_: &str, _: &[fnmetrics::Snapshot]) -> Result<(), fnmetrics::Error> {
     Ok(())
 }
 
 /// What PostgreSQL holds for this run's time window.
 #[cfg(feature = "postgres")]
 fn print_window(
-    url: &str,
+    flusher: &fnmetrics::FlusherGuard,
     local: &[fnmetrics::Snapshot],
     started: std::time::SystemTime,
 ) -> Result<(), fnmetrics::Error> {
-    let mut db = fnmetrics::postgres::PostgresSink::connect(url, Default::default())?;
     let now = std::time::SystemTime::now() + Duration::from_secs(1);
     println!("this run's window (PostgreSQL):");
     println!(
@@ -176,7 +175,7 @@ fn print_window(
         "function", "calls", "errors", "mean", "p50", "p99"
     );
     for m in local {
-        let w = db.window(&m.name, started, now)?;
+        let w = flusher.window(&m.name, started, now)?;
         println!(
             "{:<34} {:>7} {:>7} {:>10} {:>10} {:>10}",
             m.name,
@@ -187,15 +186,6 @@ fn print_window(
             fmt(w.p99)
         );
     }
-    Ok(())
-}
-
-#[cfg(not(feature = "postgres"))]
-fn print_window(
-    _: &str,
-    _: &[fnmetrics::Snapshot],
-    _: std::time::SystemTime,
-) -> Result<(), fnmetrics::Error> {
     Ok(())
 }
 

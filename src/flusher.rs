@@ -217,6 +217,7 @@ impl FlusherBuilder {
             (None, None) => Ok(FlusherGuard {
                 inner: None,
                 mode: "in-process",
+                targets: Targets::default(),
             }),
             (None, Some(_)) => Err(Error::new(
                 ErrorKind::InvalidConfig,
@@ -246,6 +247,12 @@ impl FlusherBuilder {
         Ok(FlusherGuard {
             inner: Some(inner),
             mode,
+            targets: Targets {
+                redis: Some(redis.to_owned()),
+                postgres: postgres.map(str::to_owned),
+                key_prefix: self.key_prefix.clone(),
+                table: self.table.clone(),
+            },
         })
     }
 
@@ -302,6 +309,26 @@ impl fnmetrics_core::Drain for NoDrain {
 pub struct FlusherGuard {
     inner: Option<fnmetrics_core::FlusherGuard>,
     mode: &'static str,
+    #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
+    targets: Targets,
+}
+
+/// Where the flusher writes, for the guard's read methods.
+#[derive(Debug, Default)]
+#[cfg_attr(not(all(feature = "redis", feature = "postgres")), allow(dead_code))]
+struct Targets {
+    redis: Option<String>,
+    postgres: Option<String>,
+    key_prefix: String,
+    table: Option<String>,
+}
+
+#[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
+fn not_configured(what: &str) -> Error {
+    Error::new(
+        ErrorKind::InvalidConfig,
+        format!("no {what} URL was given to this flusher"),
+    )
 }
 
 impl FlusherGuard {
@@ -331,6 +358,61 @@ impl FlusherGuard {
     /// ```
     pub fn stats(&self) -> FlushStats {
         self.inner.as_ref().map(|g| g.stats()).unwrap_or_default()
+    }
+
+    /// The fleet-wide metrics of function `name`: the sum over every process that flushed to this
+    /// flusher's Redis (read now, so it includes what this process flushed last).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidConfig`] without a Redis URL; the reader's connection errors.
+    ///
+    /// ```
+    /// let g = fnmetrics::Flusher::builder().start()?;
+    /// assert_eq!(g.fleet("app::f").unwrap_err().kind(), fnmetrics::ErrorKind::InvalidConfig);
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn fleet(&self, name: &str) -> Result<Option<crate::Snapshot>, Error> {
+        let url = self
+            .targets
+            .redis
+            .as_deref()
+            .ok_or_else(|| not_configured("Redis"))?;
+        let options = fnmetrics_sink_redis::RedisOptions::default()
+            .with_key_prefix(self.targets.key_prefix.clone());
+        fnmetrics_sink_redis::RedisReader::connect(url, options)?.get(name)
+    }
+
+    /// Function `name`'s calls that ended in `from..to`, from this flusher's PostgreSQL table.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidConfig`] without a PostgreSQL URL; the connection's errors.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// let g = fnmetrics::Flusher::builder().start()?;
+    /// let to = SystemTime::now();
+    /// let err = g.window("app::f", to - Duration::from_secs(60), to).unwrap_err();
+    /// assert_eq!(err.kind(), fnmetrics::ErrorKind::InvalidConfig);
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// ```
+    #[cfg(feature = "postgres")]
+    pub fn window(
+        &self,
+        name: &str,
+        from: std::time::SystemTime,
+        to: std::time::SystemTime,
+    ) -> Result<fnmetrics_sink_postgres::WindowStats, Error> {
+        let url = self
+            .targets
+            .postgres
+            .as_deref()
+            .ok_or_else(|| not_configured("PostgreSQL"))?;
+        let mut options = fnmetrics_sink_postgres::PostgresOptions::default();
+        if let Some(t) = &self.targets.table {
+            options = options.with_table(t.clone());
+        }
+        fnmetrics_sink_postgres::PostgresSink::connect(url, options)?.window(name, from, to)
     }
 
     /// `"in-process"`, `"redis"` or `"redis+postgres"`.

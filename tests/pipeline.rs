@@ -114,6 +114,12 @@ fn local_redis_and_postgres_agree_on_the_same_calls() {
     let local = fnmetrics::get("pipeline::agree").unwrap();
     let fleet = fleet(&redis, "pipeline::agree");
     let window = pg(&postgres).window("pipeline::agree", from, to).unwrap();
+    // The guard reads the same through the URLs it was given.
+    assert_eq!(
+        guard.fleet("pipeline::agree").unwrap().as_ref(),
+        Some(&fleet)
+    );
+    assert_eq!(guard.window("pipeline::agree", from, to).unwrap(), window);
     assert_eq!((local.calls, local.errors), (5_000, 500));
     assert_eq!((fleet.calls, fleet.errors), (5_000, 500));
     assert_eq!((window.calls, window.errors), (5_000, 500));

@@ -48,9 +48,10 @@ pub struct FlusherBuilder {
     key_prefix: String,
     table: Option<String>,
     run_drain: bool,
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    // Read only where stage 2 can run: with both features.
+    #[cfg_attr(not(all(feature = "redis", feature = "postgres")), allow(dead_code))]
     drain_batch: usize,
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    #[cfg_attr(not(all(feature = "redis", feature = "postgres")), allow(dead_code))]
     lease: Duration,
 }
 
@@ -237,7 +238,7 @@ impl FlusherBuilder {
             Some(pg) => {
                 let drainer = self.drainer(redis, pg, options)?;
                 if self.run_drain {
-                    (Some(Box::new(drainer)), "redis+postgres")
+                    (Some(drainer), "redis+postgres")
                 } else {
                     (None, "redis+postgres (drained elsewhere)")
                 }
@@ -270,13 +271,15 @@ impl FlusherBuilder {
         redis: &str,
         postgres: &str,
         options: fnmetrics_sink_redis::RedisOptions,
-    ) -> Result<crate::Drainer, Error> {
+    ) -> Result<Box<dyn fnmetrics_core::Drain>, Error> {
         let mut pg = fnmetrics_sink_postgres::PostgresOptions::default();
         if let Some(t) = &self.table {
             pg = pg.with_table(t.clone());
         }
-        crate::Drainer::connect(redis, options, postgres, pg)
-            .map(|d| d.batch_size(self.drain_batch).lease(self.lease))
+        let drainer = crate::Drainer::connect(redis, options, postgres, pg)?;
+        Ok(Box::new(
+            drainer.batch_size(self.drain_batch).lease(self.lease),
+        ))
     }
 
     #[cfg(all(feature = "redis", not(feature = "postgres")))]
@@ -285,21 +288,11 @@ impl FlusherBuilder {
         _: &str,
         _: &str,
         _: fnmetrics_sink_redis::RedisOptions,
-    ) -> Result<NoDrain, Error> {
+    ) -> Result<Box<dyn fnmetrics_core::Drain>, Error> {
         Err(Error::new(
             ErrorKind::InvalidConfig,
             "a PostgreSQL URL was given but fnmetrics was built without its `postgres` feature",
         ))
-    }
-}
-
-#[cfg(all(feature = "redis", not(feature = "postgres")))]
-struct NoDrain;
-
-#[cfg(all(feature = "redis", not(feature = "postgres")))]
-impl fnmetrics_core::Drain for NoDrain {
-    fn drain_once(&mut self) -> Result<u64, Error> {
-        Ok(0)
     }
 }
 

@@ -229,7 +229,7 @@ fn stage2() -> (f64, f64, f64) {
     .expect("connect drainer")
     .batch_size(50_000);
     let t = Instant::now();
-    let moved = drainer.drain_all().expect("drain");
+    let moved = drainer.drain_all().expect("drain").moved;
     let ours = rate(moved as usize, t.elapsed());
     assert_eq!(moved as usize, STAGE2_ENTRIES);
 

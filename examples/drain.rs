@@ -28,9 +28,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut backoff = Duration::from_millis(100);
     loop {
         match drainer.drain_all() {
-            Ok(n) => {
-                if n > 0 {
-                    println!("saved {n} entries");
+            Ok(done) => {
+                if !done.is_idle() {
+                    println!(
+                        "saved {} entries, set {} aside as dead letters",
+                        done.moved, done.dead_lettered
+                    );
                 }
                 backoff = Duration::from_millis(100);
                 if once {

@@ -150,7 +150,7 @@ fn main() -> Result<(), fnmetrics::Error> {
 /// Every process that flushed to this Redis, this run and earlier ones.
 #[cfg(feature = "redis")]
 fn print_fleet(
-    flusher: &fnmetrics::FlusherGuard,
+    flusher: &fnmetrics::Flusher,
     local: &[fnmetrics::Snapshot],
 ) -> Result<(), fnmetrics::Error> {
     let mut fleet = Vec::new();
@@ -164,7 +164,7 @@ fn print_fleet(
 /// What PostgreSQL holds for this run's time window.
 #[cfg(feature = "postgres")]
 fn print_window(
-    flusher: &fnmetrics::FlusherGuard,
+    flusher: &fnmetrics::Flusher,
     local: &[fnmetrics::Snapshot],
     started: std::time::SystemTime,
 ) -> Result<(), fnmetrics::Error> {

@@ -2,9 +2,9 @@
 //! from Redis. A crash at any point loses nothing and doubles nothing: an unacknowledged claim
 //! expires and is taken over, and PostgreSQL ignores ids it already has.
 
-use fnmetrics_core::Error;
-use fnmetrics_sink_postgres::{PostgresOptions, PostgresSink};
-use fnmetrics_sink_redis::{Claim, RedisOptions, RedisQueue};
+use fnmetrics_core::{DrainOutcome, Error};
+use fnmetrics_sink_postgres::{PostgresOptions, PostgresSink, RejectedRow};
+use fnmetrics_sink_redis::{Claim, DeadLetter, DeadLetterKind, RedisOptions, RedisQueue};
 use std::time::Duration;
 
 /// Moves entries from Redis into PostgreSQL. Any number of drainers, in any processes, can work
@@ -19,8 +19,8 @@ use std::time::Duration;
 ///     "redis://127.0.0.1/", Default::default(),
 ///     "postgres://postgres@127.0.0.1/metrics", Default::default(),
 /// )?;
-/// let moved = d.drain_all()?;
-/// println!("{moved} entries saved");
+/// let done = d.drain_all()?;
+/// println!("{} entries saved, {} set aside", done.moved, done.dead_lettered);
 /// # Ok::<(), fnmetrics::Error>(())
 /// ```
 #[derive(Debug)]
@@ -85,40 +85,53 @@ impl Drainer {
     }
 
     /// Claims one batch, saves it and removes it from Redis; returns how many entries it moved
-    /// (0: nothing to move).
+    /// and set aside (both 0: nothing to move).
     ///
     /// # Errors
     /// A failed claim, write or removal; nothing is lost (the claim expires and is retried).
     ///
     /// ```no_run
     /// # let mut d: fnmetrics::Drainer = unimplemented!();
-    /// while d.drain_once()? > 0 {}
+    /// while !d.drain_once()?.is_idle() {}
     /// # Ok::<(), fnmetrics::Error>(())
     /// ```
-    pub fn drain_once(&mut self) -> Result<u64, Error> {
+    pub fn drain_once(&mut self) -> Result<DrainOutcome, Error> {
         let claim = match self.held.take() {
             Some(claim) => claim,
             None => match self.queue.claim(self.batch, self.lease)? {
                 Some(claim) => claim,
-                None => return Ok(0),
+                None => return Ok(DrainOutcome::default()),
             },
         };
         // Written again after a failure, rows dedupe by id; acknowledged after the lease was
-        // taken over, the other drainer's write dedupes too.
-        let done = self
-            .pg
-            .write_batch(&claim.entries)
-            .and_then(|_| self.queue.ack(&claim));
-        match done {
-            Ok(()) => Ok(claim.entries.len() as u64),
-            Err(e) => {
-                self.held = Some(claim);
-                Err(e)
+        // taken over, the other drainer's write dedupes too. What cannot be decoded, and rows
+        // the database refuses for good, are set aside as dead letters by the same atomic ack.
+        let done = self.pg.write_batch(&claim.entries).and_then(|written| {
+            let mut dead = claim.dead_letters();
+            for r in &written.rejected {
+                let Some(entry) = claim.entries.get(r.index) else {
+                    continue;
+                };
+                dead.push(DeadLetter::new(
+                    DeadLetterKind::Rejected,
+                    rejection_reason(r),
+                    entry.encode(),
+                ));
             }
+            let evicted = self.queue.ack_with(&claim, &dead)?;
+            Ok(DrainOutcome {
+                moved: (claim.entries.len() - written.rejected.len()) as u64,
+                dead_lettered: dead.len() as u64,
+                dead_letters_evicted: evicted,
+            })
+        });
+        if done.is_err() {
+            self.held = Some(claim);
         }
+        done
     }
 
-    /// Drains until Redis has nothing unclaimed left; returns how many entries moved.
+    /// Drains until Redis has nothing unclaimed left; returns the sum of what it did.
     ///
     /// # Errors
     /// As [`Drainer::drain_once`].
@@ -128,19 +141,36 @@ impl Drainer {
     /// d.drain_all()?;
     /// # Ok::<(), fnmetrics::Error>(())
     /// ```
-    pub fn drain_all(&mut self) -> Result<u64, Error> {
-        let mut total = 0;
+    pub fn drain_all(&mut self) -> Result<DrainOutcome, Error> {
+        let mut total = DrainOutcome::default();
         loop {
-            match self.drain_once()? {
-                0 => return Ok(total),
-                n => total += n,
+            let o = self.drain_once()?;
+            if o.is_idle() {
+                return Ok(total);
             }
+            total.moved += o.moved;
+            total.dead_lettered += o.dead_lettered;
+            total.dead_letters_evicted += o.dead_letters_evicted;
         }
     }
 }
 
 impl fnmetrics_core::Drain for Drainer {
-    fn drain_once(&mut self) -> Result<u64, Error> {
+    fn drain_once(&mut self) -> Result<DrainOutcome, Error> {
         Drainer::drain_once(self)
     }
+}
+
+/// `SQLSTATE: message (detail)`, as a dead letter's reason.
+fn rejection_reason(r: &RejectedRow) -> String {
+    let mut s = match &r.sqlstate {
+        Some(code) => format!("{code}: {}", r.reason),
+        None => r.reason.clone(),
+    };
+    if let Some(d) = &r.detail {
+        s.push_str(" (");
+        s.push_str(d);
+        s.push(')');
+    }
+    s
 }

@@ -1,20 +1,67 @@
-//! The user-facing flusher builder: no URL keeps everything in-process; a Redis URL adds stage 1;
-//! a PostgreSQL URL as well adds stage 2 (Redis → PostgreSQL) in the same background thread.
+//! The user-facing flusher: [`Flusher::builder`] sets it up, [`FlusherBuilder::start`] starts it.
+//! No URL keeps everything in-process; a Redis URL adds stage 1; a PostgreSQL URL as well adds
+//! stage 2 (Redis → PostgreSQL) on a thread of its own; `.sink(..)` and `.drain(..)` plug in
+//! custom stages.
 
+use crate::secret::Url;
+use fnmetrics_core::{Drain, Sink};
 use fnmetrics_core::{EntryMode, Error, ErrorKind, FlushStats, FlusherConfig};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Entry point of the background flusher: `Flusher::builder()`.
+/// Where a [`Flusher`] sends metrics.
+///
+/// ```
+/// let f = fnmetrics::Flusher::builder().start()?;
+/// assert_eq!(f.mode(), fnmetrics::Mode::InProcess);
+/// assert_eq!(f.mode().to_string(), "in-process");
+/// # Ok::<(), fnmetrics::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Mode {
+    /// Nothing leaves the process: read with [`crate::get`] and [`crate::snapshot_all`].
+    InProcess,
+    /// Stage 1 into Redis; no stage 2.
+    Redis,
+    /// Stage 1 into Redis, and this process runs stage 2 into PostgreSQL.
+    RedisAndPostgres,
+    /// Stage 1 into Redis; stage 2 into PostgreSQL is run by other processes
+    /// ([`FlusherBuilder::run_drain`]`(false)`).
+    RedisDrainedElsewhere,
+    /// A custom stage 1 ([`FlusherBuilder::sink`]), with or without a custom stage 2.
+    Custom,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::InProcess => "in-process",
+            Mode::Redis => "redis",
+            Mode::RedisAndPostgres => "redis+postgres",
+            Mode::RedisDrainedElsewhere => "redis+postgres (drained elsewhere)",
+            Mode::Custom => "custom",
+        })
+    }
+}
+
+/// The running flusher: keep it alive as long as metrics should leave the process. Dropping it
+/// flushes what is pending (stage 1 first, then stage 2 in the time left, all within
+/// [`FlusherBuilder::shutdown_timeout`] + 1 s) and stops its threads.
 ///
 /// ```
 /// // No URL: the embedded, in-process default.
-/// let guard = fnmetrics::Flusher::builder().start()?;
-/// assert_eq!(guard.mode(), "in-process");
+/// let flusher = fnmetrics::Flusher::builder().start()?;
+/// assert_eq!(flusher.mode(), fnmetrics::Mode::InProcess);
 /// # Ok::<(), fnmetrics::Error>(())
 /// ```
 #[derive(Debug)]
-pub struct Flusher;
+pub struct Flusher {
+    inner: Option<fnmetrics_core::Flusher>,
+    mode: Mode,
+    #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
+    targets: Targets,
+}
 
 impl Flusher {
     /// A builder with the defaults: no Redis, no PostgreSQL, `batch_size` 10 000,
@@ -31,28 +78,50 @@ impl Flusher {
             config: FlusherConfig::default(),
             key_prefix: String::new(),
             table: None,
+            ca_file: None,
             run_drain: true,
             drain_batch: 50_000,
             lease: Duration::from_secs(60),
+            sink: None,
+            drain: None,
         }
     }
 }
 
-/// Settings of the flusher; [`FlusherBuilder::start`] starts it.
-#[derive(Debug, Clone)]
+/// Settings of the flusher; [`FlusherBuilder::start`] starts it. `Debug` shows URLs with their
+/// passwords replaced by `***`.
 #[must_use = "a builder does nothing until start() is called"]
 pub struct FlusherBuilder {
-    redis: Option<String>,
-    postgres: Option<String>,
+    redis: Option<Url>,
+    postgres: Option<Url>,
     config: FlusherConfig,
     key_prefix: String,
     table: Option<String>,
+    ca_file: Option<std::path::PathBuf>,
     run_drain: bool,
     // Read only where stage 2 can run: with both features.
     #[cfg_attr(not(all(feature = "redis", feature = "postgres")), allow(dead_code))]
     drain_batch: usize,
     #[cfg_attr(not(all(feature = "redis", feature = "postgres")), allow(dead_code))]
     lease: Duration,
+    sink: Option<Box<dyn Sink>>,
+    drain: Option<Box<dyn Drain>>,
+}
+
+impl std::fmt::Debug for FlusherBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlusherBuilder")
+            .field("redis", &self.redis)
+            .field("postgres", &self.postgres)
+            .field("config", &self.config)
+            .field("key_prefix", &self.key_prefix)
+            .field("table", &self.table)
+            .field("ca_file", &self.ca_file)
+            .field("run_drain", &self.run_drain)
+            .field("sink", &self.sink.as_ref().map(|_| "custom"))
+            .field("drain", &self.drain.as_ref().map(|_| "custom"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl FlusherBuilder {
@@ -63,7 +132,7 @@ impl FlusherBuilder {
     /// # drop(b);
     /// ```
     pub fn redis(mut self, url: impl Into<String>) -> Self {
-        self.redis = Some(url.into());
+        self.redis = Some(Url::new(url.into()));
         self
     }
 
@@ -76,7 +145,7 @@ impl FlusherBuilder {
     /// # drop(b);
     /// ```
     pub fn postgres(mut self, url: impl Into<String>) -> Self {
-        self.postgres = Some(url.into());
+        self.postgres = Some(Url::new(url.into()));
         self
     }
 
@@ -114,7 +183,9 @@ impl FlusherBuilder {
         self
     }
 
-    /// How long dropping the guard may spend flushing what is pending.
+    /// How long dropping the flusher may spend flushing what is pending: stage 1 first, stage 2
+    /// in the time left. The drop returns within this plus one second whatever the servers do;
+    /// what is not delivered by then is counted as dropped and reported.
     ///
     /// ```
     /// let b = fnmetrics::Flusher::builder().shutdown_timeout(std::time::Duration::from_secs(3));
@@ -170,6 +241,34 @@ impl FlusherBuilder {
         self
     }
 
+    /// A PEM file of CA certificates that the servers' TLS certificates must chain to (a
+    /// `rediss://` URL; a PostgreSQL URL with `sslmode=require` or `prefer`), instead of the
+    /// system's roots. The certificate must also name the URL's host.
+    ///
+    /// ```
+    /// let b = fnmetrics::Flusher::builder()
+    ///     .redis("rediss://metrics.internal:6380/")
+    ///     .ca_file("/etc/fnmetrics/ca.pem");
+    /// # drop(b);
+    /// ```
+    pub fn ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
+    }
+
+    /// How long a batch that stage 2 claimed is this process's before another drainer may take
+    /// it over (default 60 s): after a crash, or a stage 2 stuck past shutdown, its entries wait
+    /// this long. Longer than one batch takes to write, with margin.
+    ///
+    /// ```
+    /// let b = fnmetrics::Flusher::builder().lease(std::time::Duration::from_secs(30));
+    /// # drop(b);
+    /// ```
+    pub fn lease(mut self, d: Duration) -> Self {
+        self.lease = d;
+        self
+    }
+
     /// The first and the longest retry delay after a failed write (doubling, with jitter).
     ///
     /// ```
@@ -183,7 +282,8 @@ impl FlusherBuilder {
         self
     }
 
-    /// Called with every error the flusher meets (default: printed to stderr).
+    /// Called with every error the flusher meets, besides its `log` record (default: printed to
+    /// stderr when no `log` logger is installed).
     ///
     /// ```
     /// let b = fnmetrics::Flusher::builder().on_error(|e| eprintln!("metrics: {e}"));
@@ -194,13 +294,58 @@ impl FlusherBuilder {
         self
     }
 
-    /// Connects (checking URLs, credentials and the PostgreSQL schema) and starts the thread.
+    /// A custom stage 1 instead of Redis: every flush goes to `sink` (see [`crate::sink`]).
+    ///
+    /// ```
+    /// use fnmetrics::sink::{FlushBatch, Sink};
+    /// struct Stdout;
+    /// impl Sink for Stdout {
+    ///     fn write(&mut self, batch: &FlushBatch) -> Result<(), fnmetrics::Error> {
+    ///         println!("{} entries", batch.entries.len());
+    ///         Ok(())
+    ///     }
+    /// }
+    /// let flusher = fnmetrics::Flusher::builder().sink(Stdout).start()?;
+    /// assert_eq!(flusher.mode(), fnmetrics::Mode::Custom);
+    /// flusher.flush()?;
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// ```
+    pub fn sink(mut self, sink: impl Sink) -> Self {
+        self.sink = Some(Box::new(sink));
+        self
+    }
+
+    /// A custom stage 2, run on its own thread after each write of stage 1 and at least every
+    /// `flush_interval` (with [`Self::sink`], or instead of the PostgreSQL drainer).
+    ///
+    /// ```
+    /// use fnmetrics::sink::{Drain, DrainOutcome, FlushBatch, Sink};
+    /// struct Null;
+    /// impl Sink for Null {
+    ///     fn write(&mut self, _: &FlushBatch) -> Result<(), fnmetrics::Error> { Ok(()) }
+    /// }
+    /// impl Drain for Null {
+    ///     fn drain_once(&mut self) -> Result<DrainOutcome, fnmetrics::Error> {
+    ///         Ok(DrainOutcome::default())
+    ///     }
+    /// }
+    /// let flusher = fnmetrics::Flusher::builder().sink(Null).drain(Null).start()?;
+    /// flusher.flush()?;
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// ```
+    pub fn drain(mut self, drain: impl Drain) -> Self {
+        self.drain = Some(Box::new(drain));
+        self
+    }
+
+    /// Connects (checking URLs, credentials and the PostgreSQL schema) and starts the threads.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidConfig`] for bad settings (or a PostgreSQL URL without a Redis URL, or
-    /// a URL whose crate feature is off), [`ErrorKind::InvalidUrl`], [`ErrorKind::Unavailable`],
-    /// [`ErrorKind::Auth`], [`ErrorKind::Schema`] from the servers,
-    /// [`ErrorKind::AlreadyRunning`] if a flusher already runs in this process.
+    /// [`ErrorKind::InvalidConfig`] for bad settings (or a PostgreSQL URL without a Redis URL, a
+    /// URL together with a custom sink, or a URL whose crate feature is off),
+    /// [`ErrorKind::InvalidUrl`], [`ErrorKind::Unavailable`], [`ErrorKind::Auth`],
+    /// [`ErrorKind::Schema`] from the servers, [`ErrorKind::AlreadyRunning`] if a flusher
+    /// already runs in this process.
     ///
     /// ```
     /// let err = fnmetrics::Flusher::builder().batch_size(0).start().unwrap_err();
@@ -211,54 +356,67 @@ impl FlusherBuilder {
     ///     .unwrap_err();
     /// assert_eq!(err.kind(), fnmetrics::ErrorKind::InvalidConfig);
     /// ```
-    pub fn start(self) -> Result<FlusherGuard, Error> {
+    pub fn start(mut self) -> Result<Flusher, Error> {
         // Also in-process, where no flusher thread would check them.
         self.config.validate()?;
+        let bad = |m: &str| Err(Error::new(ErrorKind::InvalidConfig, m));
+        if let Some(sink) = self.sink.take() {
+            if self.redis.is_some() || self.postgres.is_some() {
+                return bad("a custom sink replaces Redis and PostgreSQL: give it no URL");
+            }
+            let drain = self.drain.take();
+            let inner = fnmetrics_core::Flusher::start(self.config, sink, drain)?;
+            return Ok(Flusher {
+                inner: Some(inner),
+                mode: Mode::Custom,
+                targets: Targets::default(),
+            });
+        }
         match (&self.redis, &self.postgres) {
-            (None, None) => Ok(FlusherGuard {
+            (None, None) if self.drain.is_some() => {
+                bad("a custom drain needs a stage 1: .sink(..) or .redis(url)")
+            }
+            (None, None) => Ok(Flusher {
                 inner: None,
-                mode: "in-process",
+                mode: Mode::InProcess,
                 targets: Targets::default(),
             }),
-            (None, Some(_)) => Err(Error::new(
-                ErrorKind::InvalidConfig,
-                "PostgreSQL is fed from Redis: set .redis(url) as well",
-            )),
-            (Some(redis), postgres) => self.start_pipeline(redis, postgres.as_deref()),
+            (None, Some(_)) => bad("PostgreSQL is fed from Redis: set .redis(url) as well"),
+            (Some(_), _) => self.start_pipeline(),
         }
     }
 
     #[cfg(feature = "redis")]
-    fn start_pipeline(&self, redis: &str, postgres: Option<&str>) -> Result<FlusherGuard, Error> {
-        use fnmetrics_sink_redis::{RedisOptions, RedisSink};
-        let options = RedisOptions::default().with_key_prefix(self.key_prefix.clone());
-        let sink = RedisSink::connect(redis, options.clone())?;
-        let (drain, mode): (Option<Box<dyn fnmetrics_core::Drain>>, _) = match postgres {
-            None => (None, "redis"),
-            Some(pg) => {
-                let drainer = self.drainer(redis, pg, options)?;
-                if self.run_drain {
-                    (Some(drainer), "redis+postgres")
-                } else {
-                    (None, "redis+postgres (drained elsewhere)")
-                }
+    fn start_pipeline(mut self) -> Result<Flusher, Error> {
+        let targets = Targets {
+            redis: self.redis.clone(),
+            postgres: self.postgres.clone(),
+            key_prefix: self.key_prefix.clone(),
+            table: self.table.clone(),
+            ca_file: self.ca_file.clone(),
+        };
+        let redis = targets.redis()?;
+        let sink = fnmetrics_sink_redis::RedisSink::connect(redis, targets.redis_options())?;
+        let (drain, mode): (Option<Box<dyn Drain>>, _) = match (self.drain.take(), &self.postgres) {
+            (Some(custom), _) => (Some(custom), Mode::Redis),
+            (None, None) => (None, Mode::Redis),
+            (None, Some(_)) if !self.run_drain => {
+                // Still connect once: bad URLs, credentials and schemas fail here, not later.
+                drop(self.drainer(&targets)?);
+                (None, Mode::RedisDrainedElsewhere)
             }
+            (None, Some(_)) => (Some(self.drainer(&targets)?), Mode::RedisAndPostgres),
         };
         let inner = fnmetrics_core::Flusher::start(self.config.clone(), Box::new(sink), drain)?;
-        Ok(FlusherGuard {
+        Ok(Flusher {
             inner: Some(inner),
             mode,
-            targets: Targets {
-                redis: Some(redis.to_owned()),
-                postgres: postgres.map(str::to_owned),
-                key_prefix: self.key_prefix.clone(),
-                table: self.table.clone(),
-            },
+            targets,
         })
     }
 
     #[cfg(not(feature = "redis"))]
-    fn start_pipeline(&self, _: &str, _: Option<&str>) -> Result<FlusherGuard, Error> {
+    fn start_pipeline(self) -> Result<Flusher, Error> {
         Err(Error::new(
             ErrorKind::InvalidConfig,
             "a Redis URL was given but fnmetrics was built without its `redis` feature",
@@ -266,29 +424,20 @@ impl FlusherBuilder {
     }
 
     #[cfg(all(feature = "redis", feature = "postgres"))]
-    fn drainer(
-        &self,
-        redis: &str,
-        postgres: &str,
-        options: fnmetrics_sink_redis::RedisOptions,
-    ) -> Result<Box<dyn fnmetrics_core::Drain>, Error> {
-        let mut pg = fnmetrics_sink_postgres::PostgresOptions::default();
-        if let Some(t) = &self.table {
-            pg = pg.with_table(t.clone());
-        }
-        let drainer = crate::Drainer::connect(redis, options, postgres, pg)?;
+    fn drainer(&self, t: &Targets) -> Result<Box<dyn Drain>, Error> {
+        let drainer = crate::Drainer::connect(
+            t.redis()?,
+            t.redis_options(),
+            t.postgres()?,
+            t.postgres_options(),
+        )?;
         Ok(Box::new(
             drainer.batch_size(self.drain_batch).lease(self.lease),
         ))
     }
 
     #[cfg(all(feature = "redis", not(feature = "postgres")))]
-    fn drainer(
-        &self,
-        _: &str,
-        _: &str,
-        _: fnmetrics_sink_redis::RedisOptions,
-    ) -> Result<Box<dyn fnmetrics_core::Drain>, Error> {
+    fn drainer(&self, _: &Targets) -> Result<Box<dyn Drain>, Error> {
         Err(Error::new(
             ErrorKind::InvalidConfig,
             "a PostgreSQL URL was given but fnmetrics was built without its `postgres` feature",
@@ -296,24 +445,60 @@ impl FlusherBuilder {
     }
 }
 
-/// Keeps the flusher running; dropping it flushes what is pending (bounded by the shutdown
-/// timeout) and stops the thread.
-#[derive(Debug)]
-pub struct FlusherGuard {
-    inner: Option<fnmetrics_core::FlusherGuard>,
-    mode: &'static str,
-    #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
-    targets: Targets,
-}
-
-/// Where the flusher writes, for the guard's read methods.
+/// Where the flusher writes, for its read methods.
 #[derive(Debug, Default)]
 #[cfg_attr(not(all(feature = "redis", feature = "postgres")), allow(dead_code))]
 struct Targets {
-    redis: Option<String>,
-    postgres: Option<String>,
+    redis: Option<Url>,
+    postgres: Option<Url>,
     key_prefix: String,
     table: Option<String>,
+    ca_file: Option<std::path::PathBuf>,
+}
+
+#[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
+impl Targets {
+    #[cfg(feature = "redis")]
+    fn redis(&self) -> Result<&str, Error> {
+        Ok(self
+            .redis
+            .as_ref()
+            .ok_or_else(|| not_configured("Redis"))?
+            .expose())
+    }
+
+    #[cfg(feature = "postgres")]
+    fn postgres(&self) -> Result<&str, Error> {
+        Ok(self
+            .postgres
+            .as_ref()
+            .ok_or_else(|| not_configured("PostgreSQL"))?
+            .expose())
+    }
+
+    #[cfg(feature = "redis")]
+    fn redis_options(&self) -> fnmetrics_sink_redis::RedisOptions {
+        let o =
+            fnmetrics_sink_redis::RedisOptions::default().with_key_prefix(self.key_prefix.clone());
+        #[cfg(feature = "tls")]
+        let o = match &self.ca_file {
+            Some(ca) => o.with_ca_file(ca.clone()),
+            None => o,
+        };
+        o
+    }
+
+    #[cfg(feature = "postgres")]
+    fn postgres_options(&self) -> fnmetrics_sink_postgres::PostgresOptions {
+        let mut o = fnmetrics_sink_postgres::PostgresOptions::default();
+        if let Some(t) = &self.table {
+            o = o.with_table(t.clone());
+        }
+        if let Some(ca) = &self.ca_file {
+            o = o.with_ca_file(ca.clone());
+        }
+        o
+    }
 }
 
 #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
@@ -324,7 +509,7 @@ fn not_configured(what: &str) -> Error {
     )
 }
 
-impl FlusherGuard {
+impl Flusher {
     /// Flushes everything recorded so far to Redis, then (if this process drains) moves what
     /// Redis holds into PostgreSQL; returns when done. In-process mode: does nothing.
     ///
@@ -366,14 +551,8 @@ impl FlusherGuard {
     /// ```
     #[cfg(feature = "redis")]
     pub fn fleet(&self, name: &str) -> Result<Option<crate::Snapshot>, Error> {
-        let url = self
-            .targets
-            .redis
-            .as_deref()
-            .ok_or_else(|| not_configured("Redis"))?;
-        let options = fnmetrics_sink_redis::RedisOptions::default()
-            .with_key_prefix(self.targets.key_prefix.clone());
-        fnmetrics_sink_redis::RedisReader::connect(url, options)?.get(name)
+        let t = &self.targets;
+        fnmetrics_sink_redis::RedisReader::connect(t.redis()?, t.redis_options())?.get(name)
     }
 
     /// Function `name`'s calls that ended in `from..to`, from this flusher's PostgreSQL table.
@@ -396,25 +575,19 @@ impl FlusherGuard {
         from: std::time::SystemTime,
         to: std::time::SystemTime,
     ) -> Result<fnmetrics_sink_postgres::WindowStats, Error> {
-        let url = self
-            .targets
-            .postgres
-            .as_deref()
-            .ok_or_else(|| not_configured("PostgreSQL"))?;
-        let mut options = fnmetrics_sink_postgres::PostgresOptions::default();
-        if let Some(t) = &self.targets.table {
-            options = options.with_table(t.clone());
-        }
-        fnmetrics_sink_postgres::PostgresSink::connect(url, options)?.window(name, from, to)
+        let t = &self.targets;
+        fnmetrics_sink_postgres::PostgresSink::connect(t.postgres()?, t.postgres_options())?
+            .window(name, from, to)
     }
 
-    /// `"in-process"`, `"redis"` or `"redis+postgres"`.
+    /// Where this flusher sends metrics.
     ///
     /// ```
-    /// assert_eq!(fnmetrics::Flusher::builder().start()?.mode(), "in-process");
+    /// let f = fnmetrics::Flusher::builder().start()?;
+    /// assert_eq!(f.mode(), fnmetrics::Mode::InProcess);
     /// # Ok::<(), fnmetrics::Error>(())
     /// ```
-    pub fn mode(&self) -> &'static str {
+    pub fn mode(&self) -> Mode {
         self.mode
     }
 }

@@ -6,8 +6,9 @@
 mod support;
 
 use fnmetrics::measured;
-use fnmetrics::sink::{Aggregate, EntryRecord, FlushBatch, FlusherConfig, FlusherGuard, Sink};
+use fnmetrics::sink::{Aggregate, EntryRecord, FlushBatch, Sink};
 use fnmetrics::{Error, ErrorKind};
+use fnmetrics::{Flusher, FlusherBuilder};
 use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
@@ -53,8 +54,8 @@ impl Sink for Memory {
 
 impl Memory {
     /// Starts the flusher on this sink.
-    fn start(&self, config: FlusherConfig) -> FlusherGuard {
-        fnmetrics::sink::start(config, Box::new(self.clone()), None).unwrap()
+    fn start(&self, config: FlusherBuilder) -> Flusher {
+        config.sink(self.clone()).start().unwrap()
     }
 
     fn entries_of(&self, name: &str) -> Vec<EntryRecord> {
@@ -76,15 +77,13 @@ impl Memory {
     }
 }
 
-fn config(batch: usize, interval: Duration, max_pending: usize) -> FlusherConfig {
-    let mut c = FlusherConfig::default();
-    c.batch_size = batch;
-    c.flush_interval = interval;
-    c.max_pending_entries = max_pending;
-    c.min_backoff = Duration::from_millis(5);
-    c.max_backoff = Duration::from_millis(20);
-    c.on_error = Arc::new(|_| {});
-    c
+fn config(batch: usize, interval: Duration, max_pending: usize) -> FlusherBuilder {
+    Flusher::builder()
+        .batch_size(batch)
+        .flush_interval(interval)
+        .max_pending_entries(max_pending)
+        .backoff(Duration::from_millis(5), Duration::from_millis(20))
+        .on_error(|_| {})
 }
 
 #[measured(name = "flusher::by_size")]
@@ -217,11 +216,9 @@ fn a_second_flusher_is_refused_and_bad_settings_are_typed_errors() {
     let _one = ONE_FLUSHER.lock();
     let sink = Memory::default();
     let guard = sink.start(config(10, Duration::from_secs(1), 100));
-    let again = fnmetrics::sink::start(
-        config(10, Duration::from_secs(1), 100),
-        Box::new(sink.clone()),
-        None,
-    );
+    let again = config(10, Duration::from_secs(1), 100)
+        .sink(sink.clone())
+        .start();
     assert_eq!(again.unwrap_err().kind(), ErrorKind::AlreadyRunning);
     drop(guard);
     for bad in [
@@ -229,7 +226,7 @@ fn a_second_flusher_is_refused_and_bad_settings_are_typed_errors() {
         config(10, Duration::ZERO, 100),
         config(100, Duration::from_secs(1), 10),
     ] {
-        let err = fnmetrics::sink::start(bad, Box::new(sink.clone()), None).unwrap_err();
+        let err = bad.sink(sink.clone()).start().unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{err}");
     }
 }
@@ -276,12 +273,10 @@ fn panicking_sink() {}
 fn a_panicking_sink_is_an_error_and_the_flusher_goes_on() {
     let _one = ONE_FLUSHER.lock();
     let sink = Memory::default();
-    let guard = fnmetrics::sink::start(
-        config(10_000, Duration::from_secs(3600), 100_000),
-        Box::new(Flaky(sink.clone(), false)),
-        None,
-    )
-    .unwrap();
+    let guard = config(10_000, Duration::from_secs(3600), 100_000)
+        .sink(Flaky(sink.clone(), false))
+        .start()
+        .unwrap();
     for _ in 0..5 {
         panicking_sink();
     }
@@ -305,8 +300,8 @@ fn errors_only(i: u64) -> Result<u64, u64> {
 fn errors_only_mode_keeps_entries_of_failed_calls_and_counts_all() {
     let _one = ONE_FLUSHER.lock();
     let sink = Memory::default();
-    let mut c = config(10_000, Duration::from_secs(3600), 100_000);
-    c.entries = fnmetrics::EntryMode::ErrorsOnly;
+    let c = config(10_000, Duration::from_secs(3600), 100_000)
+        .entries(fnmetrics::EntryMode::ErrorsOnly);
     let guard = sink.start(c);
     for i in 0..100 {
         let _ = errors_only(i);
@@ -340,12 +335,10 @@ fn a_burst_larger_than_a_thread_ring_spills_instead_of_dropping() {
     let _one = ONE_FLUSHER.lock();
     let sink = Memory::default();
     let hold = Arc::new(AtomicBool::new(true));
-    let guard = fnmetrics::sink::start(
-        config(1, Duration::from_secs(3600), 100_000),
-        Box::new(Held(sink.clone(), hold.clone())),
-        None,
-    )
-    .unwrap();
+    let guard = config(1, Duration::from_secs(3600), 100_000)
+        .sink(Held(sink.clone(), hold.clone()))
+        .start()
+        .unwrap();
     burst();
     wait_until(
         "the flusher to be busy writing",

@@ -9,7 +9,7 @@ mod support;
 use fnmetrics::postgres::{PostgresOptions, PostgresSink};
 use fnmetrics::redis::{RedisOptions, RedisQueue, RedisReader, RedisSink};
 use fnmetrics::sink::{EntryRecord, FlushBatch, IdGen, Sink};
-use fnmetrics::{measured, Drainer, ErrorKind, Flusher, FlusherGuard};
+use fnmetrics::{measured, Drainer, ErrorKind, Flusher, Mode};
 use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::hint::black_box;
@@ -26,7 +26,7 @@ fn spin(n: u64) -> u64 {
     (0..n).fold(0, |a, i| black_box(a ^ i.wrapping_mul(31)))
 }
 
-fn start(redis: &RedisServer, postgres: Option<&PostgresServer>) -> FlusherGuard {
+fn start(redis: &RedisServer, postgres: Option<&PostgresServer>) -> Flusher {
     let mut b = Flusher::builder()
         .redis(redis.url())
         .batch_size(500)
@@ -41,7 +41,7 @@ fn start(redis: &RedisServer, postgres: Option<&PostgresServer>) -> FlusherGuard
 
 /// `flush()` until it succeeds: right after a server comes back, the first attempt may meet the
 /// connection that broke.
-fn flush_until_ok(guard: &FlusherGuard) {
+fn flush_until_ok(guard: &Flusher) {
     wait_until("a successful flush", WAIT, || guard.flush().is_ok());
 }
 
@@ -54,7 +54,7 @@ fn redis_entries(redis: &RedisServer, name: &str) -> Vec<EntryRecord> {
         .query(&mut c)
         .unwrap();
     raw.iter()
-        .map(|b| EntryRecord::decode(b).unwrap())
+        .flat_map(|b| fnmetrics::redis::decode_element(b).entries)
         .filter(|e| &*e.func_name == name)
         .collect()
 }
@@ -103,7 +103,7 @@ fn local_redis_and_postgres_agree_on_the_same_calls() {
     let _one = ONE_FLUSHER.lock();
     let (redis, postgres) = (RedisServer::start(), PostgresServer::start());
     let guard = start(&redis, Some(&postgres));
-    assert_eq!(guard.mode(), "redis+postgres");
+    assert_eq!(guard.mode(), Mode::RedisAndPostgres);
     let from = SystemTime::now() - Duration::from_secs(1);
     for i in 0..5_000 {
         let _ = agree(i);
@@ -263,7 +263,7 @@ fn child_drainer_dies_mid_batch() {
     if at == "claim" {
         std::process::exit(9);
     }
-    assert_eq!(db.write_batch(&claim.entries).unwrap(), 1_000);
+    assert_eq!(db.write_batch(&claim.entries).unwrap().inserted, 1_000);
     std::process::exit(9); // after the commit, before the acknowledgement
 }
 

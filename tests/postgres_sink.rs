@@ -4,9 +4,11 @@
 mod support;
 
 use fnmetrics_core::{EntryRecord, ErrorKind, IdGen};
-use fnmetrics_sink_postgres::{PostgresOptions, PostgresSink, WindowStats};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use support::postgres::PostgresServer;
+use fnmetrics_sink_postgres::{
+    BatchOutcome, PostgresOptions, PostgresSink, RejectedRow, WindowStats, OUTAGE_LEAF_FAILURES,
+};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use support::postgres::{PostgresServer, TestCa};
 
 /// 2023-11-14T22:13:20Z in microseconds since the Unix epoch.
 const T0: i64 = 1_700_000_000_000_000;
@@ -138,7 +140,7 @@ fn a_batch_lands_as_rows_with_the_exact_values() {
     batch[2].execution_time = Duration::new(86_399, 999_999_999);
     batch[3].execution_time = Duration::ZERO;
 
-    assert_eq!(sink.write_batch(&batch).unwrap(), 1_000);
+    assert_eq!(sink.write_batch(&batch).unwrap().inserted, 1_000);
     assert_eq!(sink.count().unwrap(), 1_000);
 
     let mut client = pg.client();
@@ -169,7 +171,7 @@ fn a_batch_lands_as_rows_with_the_exact_values() {
         sink.functions().unwrap(),
         vec!["app::a", "app::b", "ünï::cödé"]
     );
-    assert_eq!(sink.write_batch(&[]).unwrap(), 0);
+    assert_eq!(sink.write_batch(&[]).unwrap().inserted, 0);
 }
 
 #[test]
@@ -178,8 +180,8 @@ fn the_same_batch_written_again_inserts_nothing() {
     let mut sink = connect(&pg);
     let mut ids = IdGen::with_instance(12);
     let batch = entries(&mut ids, 500, &["app::retry"], T0, 10);
-    assert_eq!(sink.write_batch(&batch).unwrap(), 500);
-    assert_eq!(sink.write_batch(&batch).unwrap(), 0);
+    assert_eq!(sink.write_batch(&batch).unwrap().inserted, 500);
+    assert_eq!(sink.write_batch(&batch).unwrap().inserted, 0);
     assert_eq!(sink.count().unwrap(), 500);
 
     // Half old, half new; plus a duplicate inside the batch.
@@ -187,12 +189,12 @@ fn the_same_batch_written_again_inserts_nothing() {
     let new = entries(&mut ids, 250, &["app::retry"], T0 + 5_000, 10);
     mixed.extend_from_slice(&new);
     mixed.push(new[0].clone());
-    assert_eq!(sink.write_batch(&mixed).unwrap(), 250);
+    assert_eq!(sink.write_batch(&mixed).unwrap().inserted, 250);
     assert_eq!(sink.count().unwrap(), 750);
 
     // A second sink (another process) retrying the same batch changes nothing either.
     let mut other = connect(&pg);
-    assert_eq!(other.write_batch(&mixed).unwrap(), 0);
+    assert_eq!(other.write_batch(&mixed).unwrap().inserted, 0);
     assert_eq!(other.count().unwrap(), 750);
 }
 
@@ -212,7 +214,11 @@ fn concurrent_writers_of_overlapping_batches_insert_each_row_once() {
                 let mut sink = PostgresSink::connect(&url, PostgresOptions::default()).unwrap();
                 // Each writer goes through the batches in its own order.
                 (0..batches.len())
-                    .map(|i| sink.write_batch(&batches[(i * (t + 1) + t) % 5]).unwrap())
+                    .map(|i| {
+                        let outcome = sink.write_batch(&batches[(i * (t + 1) + t) % 5]).unwrap();
+                        assert!(outcome.rejected.is_empty());
+                        outcome.inserted
+                    })
                     .sum::<u64>()
             })
         })
@@ -306,7 +312,7 @@ fn an_incompatible_existing_table_is_a_schema_error_and_left_unchanged() {
     let mut sink =
         PostgresSink::connect(&pg.url(), PostgresOptions::default().with_table("m_ok")).unwrap();
     let batch = entries(&mut IdGen::with_instance(13), 10, &["f"], T0, 1);
-    assert_eq!(sink.write_batch(&batch).unwrap(), 10);
+    assert_eq!(sink.write_batch(&batch).unwrap().inserted, 10);
 }
 
 #[test]
@@ -361,9 +367,17 @@ fn connection_errors_have_their_kinds() {
     let err = PostgresSink::connect(&url, opts()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Auth, "{err:?}");
     assert!(std::error::Error::source(&err).is_some());
-    // TLS is not supported: a URL that requires it is a URL problem.
+    // TLS required, and the server does not offer it: it cannot be authenticated as asked.
     let err = PostgresSink::connect(&format!("{}?sslmode=require", pg.url()), opts()).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidUrl, "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::Auth, "{err:?}");
+    assert!(!err.kind().is_transient());
+    assert!(
+        format!("{err:?}").contains("does not support TLS"),
+        "{err:?}"
+    );
+    // The default (`prefer`) against a server without TLS: plaintext, which is logged.
+    let sink = PostgresSink::connect(&pg.url(), opts()).unwrap();
+    assert_eq!(sink.uses_tls(), Some(false));
 }
 
 /// A value the server rejects would fail the batch on every retry and block the pipeline.
@@ -375,7 +389,8 @@ fn no_entry_value_makes_the_server_reject_a_batch() {
     batch[0].func_name = "app::nul\0name".into();
     batch[1].created_at_micros = i64::MIN;
     batch[2].created_at_micros = i64::MAX;
-    assert_eq!(sink.write_batch(&batch).unwrap(), 4);
+    let outcome = sink.write_batch(&batch).unwrap();
+    assert_eq!((outcome.inserted, outcome.rejected.len()), (4, 0));
     assert_eq!(sink.count_for("app::nul\u{FFFD}name").unwrap(), 1);
     assert_eq!(sink.count_for("app::nul\0name").unwrap(), 1);
     let mut client = pg.client();
@@ -423,7 +438,7 @@ fn window_matches_stats_computed_from_the_same_entries() {
         let k = 1 + (i as u64 * 7_919) % 1_021;
         e.execution_time = Duration::from_nanos(k * 1_953_125);
     }
-    assert_eq!(sink.write_batch(&batch).unwrap(), 2_001);
+    assert_eq!(sink.write_batch(&batch).unwrap().inserted, 2_001);
 
     let check = |sink: &mut PostgresSink,
                  from_micros: i64,
@@ -495,7 +510,7 @@ fn server_stopped_mid_run_fails_unavailable_then_the_batch_succeeds_after_restar
     let mut sink = connect(&pg);
     let mut ids = IdGen::with_instance(15);
     let first = entries(&mut ids, 100, &["app::f"], T0, 1);
-    assert_eq!(sink.write_batch(&first).unwrap(), 100);
+    assert_eq!(sink.write_batch(&first).unwrap().inserted, 100);
 
     pg.stop();
     let batch = entries(&mut ids, 2_000, &["app::f", "app::g"], T0 + 1_000, 1);
@@ -507,9 +522,9 @@ fn server_stopped_mid_run_fails_unavailable_then_the_batch_succeeds_after_restar
     assert_eq!(sink.count().unwrap_err().kind(), ErrorKind::Unavailable);
 
     pg.restart();
-    assert_eq!(sink.write_batch(&batch).unwrap(), 2_000);
+    assert_eq!(sink.write_batch(&batch).unwrap().inserted, 2_000);
     assert_eq!(sink.count().unwrap(), 2_100);
-    assert_eq!(sink.write_batch(&batch).unwrap(), 0);
+    assert_eq!(sink.write_batch(&batch).unwrap().inserted, 0);
 
     // A restart between two calls: the first call notices the dead connection, the next works.
     pg.restart();
@@ -518,8 +533,428 @@ fn server_stopped_mid_run_fails_unavailable_then_the_batch_succeeds_after_restar
         sink.write_batch(&more).unwrap_err().kind(),
         ErrorKind::Unavailable
     );
-    assert_eq!(sink.write_batch(&more).unwrap(), 10);
+    assert_eq!(sink.write_batch(&more).unwrap().inserted, 10);
     assert_eq!(sink.count().unwrap(), 2_110);
+}
+
+#[test]
+fn a_locked_table_fails_the_batch_within_lock_timeout_then_it_goes_in() {
+    let pg = PostgresServer::start();
+    let lock_timeout = Duration::from_millis(500);
+    let mut sink = PostgresSink::connect(
+        &pg.url(),
+        PostgresOptions::default().with_lock_timeout(lock_timeout),
+    )
+    .unwrap();
+    let batch = entries(&mut IdGen::with_instance(19), 100, &["app::locked"], T0, 1);
+
+    // Another session holds the table (a long `ALTER TABLE`, an operator's `LOCK TABLE`).
+    let mut other = pg.client();
+    let mut tx = other.transaction().unwrap();
+    tx.batch_execute("LOCK TABLE metrics IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let started = Instant::now();
+    let err = sink.write_batch(&batch).unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err:?}");
+    assert!(err.kind().is_transient());
+    assert!(
+        took >= lock_timeout && took < lock_timeout + Duration::from_secs(5),
+        "{took:?}"
+    );
+    tx.rollback().unwrap();
+
+    assert_eq!(sink.write_batch(&batch).unwrap().inserted, 100);
+    assert_eq!(sink.count().unwrap(), 100);
+}
+
+/// The key of the migration's `pg_advisory_xact_lock` ("fnmetric", in `schema.rs`).
+const MIGRATION_LOCK_KEY: i64 = 0x666e_6d65_7472_6963;
+
+#[test]
+fn a_held_migration_lock_fails_connect_with_timeout_instead_of_hanging() {
+    let pg = PostgresServer::start();
+    let wait = Duration::from_millis(800);
+    let options = PostgresOptions::default().with_migration_lock_timeout(wait);
+
+    let mut other = pg.client();
+    let mut tx = other.transaction().unwrap();
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .unwrap();
+    let started = Instant::now();
+    let err = PostgresSink::connect(&pg.url(), options.clone()).unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("another process holds the migration lock"),
+        "{err}"
+    );
+    assert!(std::error::Error::source(&err).is_some());
+    assert!(
+        took >= wait && took < wait + Duration::from_secs(5),
+        "{took:?}"
+    );
+
+    tx.rollback().unwrap();
+    let mut sink = PostgresSink::connect(&pg.url(), options).unwrap();
+    assert_eq!(sink.count().unwrap(), 0);
+}
+
+/// `(index, sqlstate)` of each rejected row, and a check that every reason is the server's.
+fn rejected(outcome: &BatchOutcome) -> Vec<(usize, String)> {
+    outcome
+        .rejected
+        .iter()
+        .map(|r: &RejectedRow| {
+            assert!(!r.reason.is_empty());
+            (r.index, r.sqlstate.clone().unwrap_or_default())
+        })
+        .collect()
+}
+
+#[test]
+fn one_row_refused_by_a_check_constraint_is_rejected_and_the_other_10000_go_in() {
+    let pg = PostgresServer::start();
+    let mut sink = connect(&pg);
+    pg.client()
+        .batch_execute("ALTER TABLE metrics ADD CONSTRAINT fast CHECK (execution_time < 100)")
+        .unwrap();
+    let mut batch = entries(&mut IdGen::with_instance(20), 10_001, &["app::c"], T0, 1);
+    batch[4_321].execution_time = Duration::from_secs(200);
+
+    let outcome = sink.write_batch(&batch).unwrap();
+    assert_eq!(outcome.inserted, 10_000);
+    assert_eq!(rejected(&outcome), vec![(4_321, "23514".to_owned())]);
+    let r = &outcome.rejected[0];
+    assert!(r.reason.contains("check constraint \"fast\""), "{r:?}");
+    assert!(
+        r.detail.as_deref().unwrap_or("").contains("Failing row"),
+        "{r:?}"
+    );
+    assert_eq!(sink.count().unwrap(), 10_000);
+
+    // Written again (a retry after a crash): nothing new, the same row refused.
+    let again = sink.write_batch(&batch).unwrap();
+    assert_eq!(again.inserted, 0);
+    assert_eq!(rejected(&again), vec![(4_321, "23514".to_owned())]);
+    assert_eq!(sink.count().unwrap(), 10_000);
+}
+
+/// An incompressible name too long for the `(func_name, created_at)` index.
+fn huge_name() -> String {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    (0..12_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'!' + (x % 90) as u8)
+        })
+        .collect()
+}
+
+#[test]
+fn scattered_refused_rows_are_each_rejected_and_every_other_row_goes_in() {
+    let pg = PostgresServer::start();
+    let mut sink = connect(&pg);
+    pg.client()
+        .batch_execute(
+            "ALTER TABLE metrics ADD CONSTRAINT fast CHECK (execution_time < 100);
+             ALTER TABLE metrics ADD CONSTRAINT named CHECK (func_name NOT LIKE 'bad::%')",
+        )
+        .unwrap();
+    let mut batch = entries(&mut IdGen::with_instance(21), 3_000, &["app::s"], T0, 1);
+    let mut want = Vec::new();
+    for i in [0, 1, 2, 999, 1_000, 1_777, 2_998, 2_999] {
+        batch[i].execution_time = Duration::from_secs(1_000);
+        want.push((i, "23514".to_owned()));
+    }
+    for i in [500, 2_500] {
+        batch[i].func_name = "bad::name".into();
+        want.push((i, "23514".to_owned()));
+    }
+    // A row too large for an index (54000, program_limit_exceeded).
+    batch[1_500].func_name = huge_name().into();
+    want.push((1_500, "54000".to_owned()));
+    want.sort();
+
+    let outcome = sink.write_batch(&batch).unwrap();
+    assert_eq!(rejected(&outcome), want);
+    assert_eq!(outcome.inserted, 3_000 - want.len() as u64);
+    assert_eq!(sink.count().unwrap(), 3_000 - want.len() as u64);
+    assert!(
+        outcome.rejected[want.iter().position(|w| w.0 == 500).unwrap()]
+            .reason
+            .contains("\"named\"")
+    );
+    assert!(
+        outcome.rejected[want.iter().position(|w| w.0 == 1_500).unwrap()]
+            .reason
+            .contains("index row")
+    );
+}
+
+#[test]
+fn a_revoked_insert_privilege_is_an_outage_not_dead_letters_while_a_row_policy_rejects_rows() {
+    let pg = PostgresServer::start();
+    drop(connect(&pg)); // the migration, as the owner
+    let mut admin = pg.client();
+    admin
+        .batch_execute(
+            "CREATE ROLE writer LOGIN;
+             GRANT USAGE, CREATE ON SCHEMA public TO writer;
+             GRANT SELECT, INSERT ON metrics, fnmetrics_schema_version TO writer;
+             ALTER TABLE metrics ENABLE ROW LEVEL SECURITY;
+             CREATE POLICY readable ON metrics FOR SELECT USING (true);
+             CREATE POLICY allowed ON metrics FOR INSERT
+                 WITH CHECK (func_name <> 'app::forbidden')",
+        )
+        .unwrap();
+    let url = pg.url().replace("postgres@", "writer@");
+    let mut sink = PostgresSink::connect(&url, PostgresOptions::default()).unwrap();
+    let mut ids = IdGen::with_instance(22);
+
+    // A row-level-security policy refuses one row (42501): row-specific, a dead letter.
+    let mut batch = entries(&mut ids, 200, &["app::p"], T0, 1);
+    batch[37].func_name = "app::forbidden".into();
+    let outcome = sink.write_batch(&batch).unwrap();
+    assert_eq!(outcome.inserted, 199);
+    assert_eq!(rejected(&outcome), vec![(37, "42501".to_owned())]);
+    assert!(outcome.rejected[0].reason.contains("row-level security"));
+
+    // The INSERT privilege revoked: every row fails alike, an outage. Nothing is rejected.
+    admin
+        .batch_execute("REVOKE INSERT ON metrics FROM writer")
+        .unwrap();
+    let batch = entries(&mut ids, 1_000, &["app::p"], T0 + 1_000, 1);
+    let err = sink.write_batch(&batch).unwrap_err();
+    assert!(err.kind().is_transient(), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::Server, "{err:?}");
+    assert!(err.to_string().contains("outage"), "{err}");
+    assert!(format!("{err:?}").contains("permission denied"), "{err:?}");
+    assert_eq!(sink.count().unwrap(), 199);
+
+    // A batch smaller than the search bound is an outage too.
+    let n_small = OUTAGE_LEAF_FAILURES as usize / 2;
+    let small = entries(&mut ids, n_small, &["app::p"], T0 + 5_000, 1);
+    assert!(sink.write_batch(&small).unwrap_err().kind().is_transient());
+
+    admin
+        .batch_execute("GRANT INSERT ON metrics TO writer")
+        .unwrap();
+    let outcome = sink.write_batch(&batch).unwrap();
+    assert_eq!((outcome.inserted, outcome.rejected.len()), (1_000, 0));
+    assert_eq!(sink.write_batch(&small).unwrap().inserted, n_small as u64);
+    assert_eq!(sink.count().unwrap(), 1_199 + n_small as u64);
+}
+
+#[test]
+fn a_read_only_server_fails_transiently_and_the_sink_reconnects_when_it_is_writable_again() {
+    let pg = PostgresServer::start();
+    let mut sink = connect(&pg);
+    let mut ids = IdGen::with_instance(23);
+    let first = entries(&mut ids, 10, &["app::r"], T0, 1);
+    assert_eq!(sink.write_batch(&first).unwrap().inserted, 10);
+
+    // What a failover to a replica looks like to a writer: transactions are read-only. Set for
+    // every session, including the sink's open one (at its next reload of the configuration).
+    let mut admin = pg.admin_client();
+    admin
+        .batch_execute("ALTER SYSTEM SET default_transaction_read_only = on")
+        .unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    // Until the session sees the reload, probes go in: each is new, and counted.
+    let mut failed = None;
+    let mut before_read_only = 0;
+    support::wait_until(
+        "the sink's session to be read-only",
+        Duration::from_secs(30),
+        || {
+            let probe = entries(&mut ids, 5, &["app::r"], T0 + 100, 1);
+            match sink.write_batch(&probe) {
+                Ok(o) => {
+                    before_read_only += o.inserted;
+                    false
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    true
+                }
+            }
+        },
+    );
+    let err = failed.unwrap();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err:?}");
+    assert!(format!("{err:?}").contains("read-only"), "{err:?}");
+    // The connection was dropped: the next call connects again, and is refused the same way
+    // (the migration cannot run on a read-only server).
+    let batch = entries(&mut ids, 100, &["app::r"], T0 + 1_000, 1);
+    let err = sink.write_batch(&batch).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err:?}");
+
+    admin
+        .batch_execute("SET default_transaction_read_only = off")
+        .unwrap();
+    admin
+        .batch_execute("ALTER SYSTEM RESET default_transaction_read_only")
+        .unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    let mut inserted = 0;
+    support::wait_until(
+        "the sink to write again",
+        Duration::from_secs(30),
+        || match sink.write_batch(&batch) {
+            Ok(o) => {
+                inserted += o.inserted;
+                true
+            }
+            Err(e) => {
+                assert!(e.kind().is_transient(), "{e:?}");
+                false
+            }
+        },
+    );
+    assert_eq!(inserted, 100);
+    let probe = entries(&mut ids, 5, &["app::r"], T0 + 2_000, 1);
+    assert_eq!(sink.write_batch(&probe).unwrap().inserted, 5);
+    assert_eq!(sink.count().unwrap(), 115 + before_read_only);
+}
+
+/// Whether the sessions named `application_name` use TLS, from the server's view
+/// (`pg_stat_ssl`): one entry per session.
+fn sessions_use_ssl(pg: &PostgresServer, application_name: &str) -> Vec<bool> {
+    pg.admin_client()
+        .query(
+            "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE a.application_name = $1",
+            &[&application_name],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[test]
+fn tls_required_with_the_ca_file_connects_over_verified_tls_and_writes() {
+    let pg = PostgresServer::start_with_tls();
+    let options = PostgresOptions::default().with_ca_file(pg.ca_file());
+    // By IP address (the certificate's IP SAN) and by host name (its DNS SAN).
+    for (host, app, instance) in [
+        ("127.0.0.1", "tls_by_ip", 24),
+        ("localhost", "tls_by_name", 26),
+    ] {
+        let url = format!(
+            "postgres://postgres@{host}:{}/fnmetrics?sslmode=require&application_name={app}",
+            pg.port()
+        );
+        let mut sink = PostgresSink::connect(&url, options.clone()).unwrap();
+        assert_eq!(sink.uses_tls(), Some(true));
+        let batch = entries(&mut IdGen::with_instance(instance), 100, &[app], T0, 1);
+        assert_eq!(sink.write_batch(&batch).unwrap().inserted, 100);
+        assert_eq!(sink.count_for(app).unwrap(), 100);
+        assert_eq!(sessions_use_ssl(&pg, app), vec![true]);
+    }
+
+    // `prefer` (the default) takes TLS when the server offers it.
+    let url = format!("{}?application_name=tls_prefer", pg.url());
+    let sink = PostgresSink::connect(&url, options).unwrap();
+    assert_eq!(sink.uses_tls(), Some(true));
+    assert_eq!(sessions_use_ssl(&pg, "tls_prefer"), vec![true]);
+}
+
+#[test]
+fn a_certificate_that_does_not_verify_is_an_auth_error_and_never_falls_back_to_plaintext() {
+    let pg = PostgresServer::start_with_tls();
+    let dir = support::TempDir::new("other-ca");
+    let other_ca = dir.path().join("other-ca.pem");
+    std::fs::write(&other_ca, TestCa::new("someone else's CA").pem()).unwrap();
+    let with_password = format!(
+        "postgres://postgres:s3cret-pw@127.0.0.1:{}/fnmetrics",
+        pg.port()
+    );
+
+    for (mode, options) in [
+        (
+            "require",
+            PostgresOptions::default().with_ca_file(&other_ca),
+        ),
+        ("prefer", PostgresOptions::default().with_ca_file(&other_ca)),
+        // No CA file: the system's roots, which do not hold the test CA.
+        ("require", PostgresOptions::default()),
+        ("prefer", PostgresOptions::default()),
+    ] {
+        let url = format!("{with_password}?sslmode={mode}&application_name=tls_refused");
+        let err = PostgresSink::connect(&url, options.clone()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Auth, "{mode} {options:?}: {err:?}");
+        assert!(!err.kind().is_transient());
+        assert!(
+            format!("{err:?}").to_lowercase().contains("certificate"),
+            "{err:?}"
+        );
+        assert!(!format!("{err:?}{err}").contains("s3cret-pw"), "{err:?}");
+    }
+    assert!(sessions_use_ssl(&pg, "tls_refused").is_empty());
+
+    // A CA file that is not there, or holds no certificate: a setting to fix.
+    let missing = PostgresOptions::default().with_ca_file(dir.path().join("nope.pem"));
+    let err = PostgresSink::connect(&format!("{}?sslmode=require", pg.url()), missing).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{err:?}");
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    let options = PostgresOptions::default().with_ca_file(&empty);
+    let err = PostgresSink::connect(&format!("{}?sslmode=require", pg.url()), options).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{err:?}");
+    assert!(err.to_string().contains("no certificate"), "{err}");
+}
+
+#[test]
+fn sslmode_disable_against_a_tls_server_is_plaintext() {
+    let pg = PostgresServer::start_with_tls();
+    let url = format!("{}?sslmode=disable&application_name=plain", pg.url());
+    // The CA file is not even read: TLS is never started.
+    let options = PostgresOptions::default().with_ca_file("/nonexistent/ca.pem");
+    let mut sink = PostgresSink::connect(&url, options).unwrap();
+    assert_eq!(sink.uses_tls(), Some(false));
+    let batch = entries(&mut IdGen::with_instance(25), 10, &["app::plain"], T0, 1);
+    assert_eq!(sink.write_batch(&batch).unwrap().inserted, 10);
+    assert_eq!(sessions_use_ssl(&pg, "plain"), vec![false]);
+}
+
+/// Nothing the sink shows (errors, their sources, `Debug`) holds the URL's password.
+#[test]
+fn no_error_or_debug_output_shows_the_password() {
+    const PASSWORD: &str = "pw-S3cret-9f1";
+    let port = support::free_port();
+    let urls = [
+        format!("postgres://app:{PASSWORD}@127.0.0.1:notaport/db"),
+        format!("postgres://app:{PASSWORD}@127.0.0.1:{port}/db?sslmode=sometimes"),
+        format!("postgres://app:{PASSWORD}@127.0.0.1:{port}/db?nosuchoption=1"),
+        format!("postgres://app:{PASSWORD}%zz@127.0.0.1:{port}/db"),
+        format!("host=127.0.0.1 password={PASSWORD} port=x"),
+        format!("host=127.0.0.1 password='{PASSWORD} port={port}"),
+        format!("postgres://app:{PASSWORD}@127.0.0.1:{port}/db"), // nothing listens there
+    ];
+    for url in &urls {
+        let err = PostgresSink::connect(url, PostgresOptions::default()).unwrap_err();
+        let mut shown = format!("{err} {err:?}");
+        let mut cur: Option<&dyn std::error::Error> = std::error::Error::source(&err);
+        while let Some(e) = cur {
+            shown.push_str(&format!(" {e} {e:?}"));
+            cur = e.source();
+        }
+        assert!(!shown.contains(PASSWORD), "{url}: {shown}");
+    }
+
+    let pg = PostgresServer::start();
+    let url = pg
+        .url()
+        .replace("postgres@", &format!("postgres:{PASSWORD}@"));
+    let sink = PostgresSink::connect(&url, PostgresOptions::default()).unwrap();
+    let shown = format!("{sink:?}");
+    assert!(shown.contains("PostgresSink"), "{shown}");
+    assert!(!shown.contains(PASSWORD), "{shown}");
 }
 
 #[test]

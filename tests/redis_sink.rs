@@ -5,7 +5,9 @@
 mod support;
 
 use fnmetrics_core::{Aggregate, EntryRecord, ErrorKind, FlushBatch, Histogram, IdGen, Sink};
-use fnmetrics_sink_redis::{RedisOptions, RedisQueue, RedisReader, RedisSink, WriteOutcome};
+use fnmetrics_sink_redis::{
+    DeadLetterKind, RedisOptions, RedisQueue, RedisReader, RedisSink, WriteOutcome,
+};
 use redis::Commands;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -72,7 +74,7 @@ fn sink(server: &RedisServer) -> RedisSink {
 fn stored_entries(server: &RedisServer, key: &str) -> Vec<EntryRecord> {
     let raw: Vec<Vec<u8>> = server.client().lrange(key, 0, -1).unwrap();
     raw.iter()
-        .map(|b| EntryRecord::decode(b).unwrap())
+        .flat_map(|b| fnmetrics::redis::decode_element(b).entries)
         .collect()
 }
 
@@ -362,7 +364,11 @@ fn a_wrongly_typed_key_fails_the_flush_before_anything_is_written() {
 fn claims_hand_out_each_entry_once_and_ack_removes_them() {
     let server = RedisServer::start();
     let stored = entries(&mut IdGen::with_instance(6), 2500, 0);
-    sink(&server).write(&batch(1, stored.clone())).unwrap();
+    // Three flushes: claims hand out whole flushes (frames), up to the asked-for count.
+    let mut s = sink(&server);
+    for (i, part) in stored.chunks(1000).enumerate() {
+        s.write(&batch(i as u8 + 1, part.to_vec())).unwrap();
+    }
     let lease = Duration::from_secs(60);
     let mut q1 = RedisQueue::connect(&server.url(), RedisOptions::default()).unwrap();
     let mut q2 = RedisQueue::connect(&server.url(), RedisOptions::default()).unwrap();
@@ -426,23 +432,84 @@ fn an_expired_claim_is_taken_over_with_the_same_entries() {
 }
 
 #[test]
-fn a_malformed_entry_fails_the_claim_and_is_kept() {
+fn an_undecodable_element_is_set_aside_as_a_dead_letter_and_the_rest_go_on() {
     let server = RedisServer::start();
     let good = entries(&mut IdGen::with_instance(8), 3, 0);
-    sink(&server).write(&batch(1, good.clone())).unwrap();
     let mut c = server.client();
-    let _: () = c.rpush("metrics_list", b"garbage".as_slice()).unwrap();
+    let _: () = c.rpush("metrics_list", [9u8, 1, 2, 3].as_slice()).unwrap();
+    sink(&server).write(&batch(1, good.clone())).unwrap();
     let mut q = RedisQueue::connect(&server.url(), RedisOptions::default()).unwrap();
-    let err = q.claim(10, Duration::from_secs(60)).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Decode, "{err:?}");
-    assert_eq!(q.pending_len().unwrap(), 4);
-    let claims: Vec<String> = c.zrange("fnmetrics:claims", 0, -1).unwrap();
-    assert_eq!(claims.len(), 1);
-    let kept: Vec<Vec<u8>> = c
-        .lrange(format!("fnmetrics:claim:{}", claims[0]), 0, -1)
-        .unwrap();
-    assert_eq!(kept.len(), 4);
-    assert_eq!(kept[3], b"garbage");
+    let claim = q.claim(10, Duration::from_secs(60)).unwrap().unwrap();
+    assert_eq!(claim.entries, good);
+    assert_eq!(claim.undecodable.len(), 1);
+    assert!(
+        claim.undecodable[0].reason.contains("version 9"),
+        "{:?}",
+        claim.undecodable
+    );
+    assert_eq!(q.ack_with(&claim, &claim.dead_letters()).unwrap(), 0);
+    assert_eq!(q.pending_len().unwrap(), 0);
+
+    let dead = q.dead_letters(0, 10).unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].kind, DeadLetterKind::Undecodable);
+    assert_eq!(dead[0].payload, [9u8, 1, 2, 3]);
+    assert_eq!(q.dead_letter_counts().unwrap().held, 1);
+
+    // Re-queued, it is back on the entry list (once, however often it is asked).
+    assert_eq!(q.requeue_dead_letters(&dead).unwrap(), 1);
+    assert_eq!(q.requeue_dead_letters(&dead).unwrap(), 0);
+    assert_eq!(q.dead_letter_counts().unwrap().held, 0);
+    let back: Vec<Vec<u8>> = c.lrange("metrics_list", 0, -1).unwrap();
+    assert_eq!(back, vec![vec![9u8, 1, 2, 3]]);
+}
+
+#[test]
+fn the_dead_letter_list_keeps_the_newest_and_counts_what_it_evicts() {
+    let server = RedisServer::start();
+    let mut c = server.client();
+    for i in 0..5u8 {
+        let _: () = c.rpush("metrics_list", [9u8, i].as_slice()).unwrap();
+    }
+    let mut q = RedisQueue::connect(
+        &server.url(),
+        RedisOptions::default().with_dead_letter_cap(3),
+    )
+    .unwrap();
+    let claim = q.claim(100, Duration::from_secs(60)).unwrap().unwrap();
+    assert_eq!(claim.undecodable.len(), 5);
+    assert_eq!(q.ack_with(&claim, &claim.dead_letters()).unwrap(), 2);
+    let counts = q.dead_letter_counts().unwrap();
+    assert_eq!((counts.held, counts.evicted), (3, 2));
+    let kept: Vec<Vec<u8>> = q
+        .dead_letters(0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.payload)
+        .collect();
+    assert_eq!(kept, vec![vec![9u8, 2], vec![9, 3], vec![9, 4]]);
+    let oldest = q.dead_letters(0, 1).unwrap();
+    assert_eq!(q.purge_dead_letters(&oldest).unwrap(), 1);
+    assert_eq!(q.dead_letter_counts().unwrap().held, 2);
+}
+
+#[test]
+fn an_ack_of_a_claim_taken_over_and_acknowledged_adds_no_dead_letters_twice() {
+    let server = RedisServer::start();
+    let mut c = server.client();
+    let _: () = c.rpush("metrics_list", [9u8].as_slice()).unwrap();
+    let mut slow = RedisQueue::connect(&server.url(), RedisOptions::default()).unwrap();
+    let mut fast = RedisQueue::connect(&server.url(), RedisOptions::default()).unwrap();
+    let first = slow.claim(10, Duration::from_millis(200)).unwrap().unwrap();
+    let mut taken = None;
+    wait_until("the lease to run out", Duration::from_secs(10), || {
+        taken = fast.claim(10, Duration::from_secs(60)).unwrap();
+        taken.is_some()
+    });
+    let taken = taken.unwrap();
+    fast.ack_with(&taken, &taken.dead_letters()).unwrap();
+    slow.ack_with(&first, &first.dead_letters()).unwrap();
+    assert_eq!(fast.dead_letter_counts().unwrap().held, 1);
 }
 
 #[test]

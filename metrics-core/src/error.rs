@@ -27,6 +27,26 @@ pub enum ErrorKind {
     Decode,
     /// The flusher thread is gone.
     Stopped,
+    /// The server refused this data for good (a constraint, an encoding, a size limit): retrying
+    /// the same data cannot succeed, so it is set aside as a dead letter.
+    Rejected,
+}
+
+impl ErrorKind {
+    /// Whether trying the same work again later may succeed (a connection, a timeout, a server
+    /// restarting), as opposed to a setting or data that must change first.
+    ///
+    /// ```
+    /// use fnmetrics_core::ErrorKind;
+    /// assert!(ErrorKind::Unavailable.is_transient());
+    /// assert!(!ErrorKind::Rejected.is_transient());
+    /// ```
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::Server
+        )
+    }
 }
 
 /// An fnmetrics error: a [`ErrorKind`], a message for this layer, and the underlying cause in
@@ -42,6 +62,7 @@ pub struct Error {
     kind: ErrorKind,
     message: String,
     source: Option<Box<dyn StdError + Send + Sync + 'static>>,
+    unsent: bool,
 }
 
 impl Error {
@@ -56,6 +77,7 @@ impl Error {
             kind,
             message: message.into(),
             source: None,
+            unsent: false,
         }
     }
 
@@ -76,6 +98,7 @@ impl Error {
             kind,
             message: message.into(),
             source: Some(source.into()),
+            unsent: false,
         }
     }
 
@@ -87,6 +110,50 @@ impl Error {
     /// ```
     pub fn kind(&self) -> ErrorKind {
         self.kind
+    }
+
+    /// Marks the error as happening before the request left this process (no connection could
+    /// be made, a check refused it), so the server certainly applied nothing. Without the mark,
+    /// a failed write may or may not have been applied (a timeout after sending, say).
+    ///
+    /// ```
+    /// use fnmetrics_core::{Error, ErrorKind};
+    /// let e = Error::new(ErrorKind::Unavailable, "connection refused").unsent();
+    /// assert!(e.is_unsent());
+    /// assert!(!Error::new(ErrorKind::Timeout, "no reply").is_unsent());
+    /// ```
+    pub fn unsent(mut self) -> Error {
+        self.unsent = true;
+        self
+    }
+
+    /// Whether [`Error::unsent`] marked this error: nothing was applied.
+    ///
+    /// ```
+    /// # use fnmetrics_core::{Error, ErrorKind};
+    /// assert!(!Error::new(ErrorKind::Server, "x").is_unsent());
+    /// ```
+    pub fn is_unsent(&self) -> bool {
+        self.unsent
+    }
+
+    /// This error and its sources, `a: b: c`, for a log line.
+    ///
+    /// ```
+    /// use fnmetrics_core::{Error, ErrorKind};
+    /// let io = std::io::Error::other("refused");
+    /// let e = Error::with_source(ErrorKind::Unavailable, "cannot reach Redis", io);
+    /// assert_eq!(e.chain(), "cannot reach Redis: refused");
+    /// ```
+    pub fn chain(&self) -> String {
+        let mut s = self.message.clone();
+        let mut cur = StdError::source(self);
+        while let Some(c) = cur {
+            s.push_str(": ");
+            s.push_str(&c.to_string());
+            cur = c.source();
+        }
+        s
     }
 }
 

@@ -20,23 +20,26 @@
 //! assert_eq!(m.calls, 1);
 //! ```
 
+mod aggregate;
 mod clock;
-mod entry;
 mod error;
 mod flusher;
 mod histogram;
+mod record;
 mod registry;
+mod ring;
+mod sink;
 mod site;
 mod snapshot;
 
-pub use entry::{DecodeError, EntryMode, EntryRecord, IdGen};
+pub use aggregate::Aggregate;
 pub use error::{Error, ErrorKind};
-pub use flusher::{
-    Aggregate, Drain, ErrorHandler, FlushBatch, FlushStats, Flusher, FlusherConfig, FlusherGuard,
-    Sink,
-};
+pub use flusher::{ErrorHandler, FlushStats, Flusher, FlusherConfig};
 pub use histogram::{bucket_index, bucket_low, bucket_width, Histogram, BUCKETS};
+pub use record::{new_flush_id, DecodeError, EntryRecord, IdGen, ENCODING_VERSION};
 pub use registry::{Outcome, MAX_NAME_LEN};
+pub use ring::EntryMode;
+pub use sink::{Drain, DrainOutcome, FlushBatch, Sink};
 pub use snapshot::Snapshot;
 
 /// The metrics this process recorded for function `name`, or `None` if it was never called.

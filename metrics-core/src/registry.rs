@@ -6,8 +6,8 @@
 //! record that metric takes one over, counts and all, so memory is bounded by the number of
 //! threads alive at once and nothing a dead thread recorded is lost.
 
-use crate::entry::{self, LocalRing};
 use crate::histogram::{self, BUCKETS};
+use crate::ring::{self, LocalRing};
 use crate::snapshot::Snapshot;
 use once_cell::sync::Lazy;
 use parking_lot::{Mutex, RwLock};
@@ -304,14 +304,14 @@ pub(crate) fn record(id: u32, start_raw: u64, end_raw: u64, outcome: Outcome) {
             },
         };
         slot.record_owned(nanos, outcome);
-        if entry::entries_enabled() && !local.ring.push(id, nanos, end_raw, outcome) {
+        if ring::entries_enabled() && !local.ring.push(id, nanos, end_raw, outcome) {
             bump(&slot.dropped, 1);
         }
     });
     if done.is_err() {
         if let Some(m) = metric(id) {
             m.shared.record_shared(nanos, outcome);
-            if entry::entries_enabled() {
+            if ring::entries_enabled() {
                 m.flusher_dropped.fetch_add(1, Relaxed);
             }
         }

@@ -21,9 +21,19 @@
 //! Batches are written in one transaction: a binary `COPY` into a temporary staging table, then
 //! `INSERT .. SELECT .. ON CONFLICT (id) DO NOTHING` (tried first as a plain, faster `INSERT`;
 //! see [`PostgresSink::write_batch`]). Writing a batch again (after a timeout, a crash, a
-//! takeover by another process) inserts nothing twice. On this project's 2-core test machine a
+//! takeover by another process) inserts nothing twice. Rows the server refuses for good (a
+//! `CHECK` constraint, a row-level-security policy, a row too large for an index) are found by
+//! splitting the batch, and returned as dead letters ([`BatchOutcome::rejected`]) while the
+//! other rows go in; an error that hits every row alike is an outage, returned as a transient
+//! error ([`classify`] tells the classes apart). On this project's 2-core test machine a
 //! 50 000-entry batch goes in at about 300 k rows/s, some 1.2 times `psql \copy` of the same
 //! rows as CSV.
+//!
+//! Connections use TLS (rustls) as the URL's `sslmode` says (`disable`, `prefer`, `require`),
+//! always verifying the server's certificate against the system's roots or a CA file
+//! ([`PostgresOptions::with_ca_file`]); the mode a connection ended up in is logged. Every wait
+//! is bounded: connect, statement and lock timeouts, the migration lock, TCP keepalives (see
+//! [`PostgresOptions`]).
 //!
 //! # In libraries
 //! Do not depend on this crate: put `#[measured]` on functions (crate `fnmetrics`) and leave
@@ -53,7 +63,9 @@ mod error;
 mod options;
 mod schema;
 mod sink;
+mod tls;
 mod types;
 
+pub use error::{classify, Failure};
 pub use options::PostgresOptions;
-pub use sink::{PostgresSink, WindowStats};
+pub use sink::{BatchOutcome, PostgresSink, RejectedRow, WindowStats, OUTAGE_LEAF_FAILURES};

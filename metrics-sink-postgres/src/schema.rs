@@ -2,7 +2,7 @@
 //! check of a table that already exists.
 
 use crate::error::pg_error;
-use crate::options::{quoted, PostgresOptions};
+use crate::options::{millis_ceil, quoted, PostgresOptions};
 use fnmetrics_core::{Error, ErrorKind};
 use postgres::{Client, Transaction};
 
@@ -10,7 +10,7 @@ use postgres::{Client, Transaction};
 pub(crate) const SCHEMA_VERSION: i32 = 1;
 
 /// The `pg_advisory_xact_lock` key that serialises migrations within a database ("fnmetric").
-const MIGRATION_LOCK_KEY: i64 = 0x666e_6d65_7472_6963;
+pub(crate) const MIGRATION_LOCK_KEY: i64 = 0x666e_6d65_7472_6963;
 
 /// The entry table's columns and their types as `format_type` spells them.
 const ENTRY_COLUMNS: [(&str, &str); 5] = [
@@ -37,10 +37,34 @@ struct FoundColumn {
 /// One transaction holding `pg_advisory_xact_lock`, so processes that start together migrate one
 /// after the other, and the later ones find the work done. An existing entry table is checked,
 /// never altered.
+///
+/// The lock is waited for at most `migration_lock_timeout` (a `lock_timeout` for that one
+/// statement, with `statement_timeout` off so the lock's own limit decides); then the session's
+/// limits apply again. A lock not had in time is an [`ErrorKind::Timeout`] naming the lock.
 pub(crate) fn migrate(client: &mut Client, options: &PostgresOptions) -> Result<(), Error> {
     let ctx = "cannot migrate the PostgreSQL schema";
     let mut tx = client.transaction().map_err(|e| pg_error(ctx, e))?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
+    tx.batch_execute(&format!(
+        "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = {}",
+        millis_ceil(options.migration_lock_timeout())
+    ))
+    .map_err(|e| pg_error(ctx, e))?;
+    if let Err(e) = tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY]) {
+        if e.code() == Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
+            return Err(Error::with_source(
+                ErrorKind::Timeout,
+                format!(
+                    "cannot migrate the PostgreSQL schema: another process holds the migration \
+                     lock (pg_advisory_xact_lock({MIGRATION_LOCK_KEY})) for longer than \
+                     migration_lock_timeout ({:?})",
+                    options.migration_lock_timeout()
+                ),
+                e,
+            ));
+        }
+        return Err(pg_error(ctx, e));
+    }
+    tx.batch_execute(&session_timeouts("SET LOCAL", options))
         .map_err(|e| pg_error(ctx, e))?;
 
     let versions = quoted(options.schema_table());
@@ -99,6 +123,15 @@ pub(crate) fn migrate(client: &mut Client, options: &PostgresOptions) -> Result<
         .map_err(|e| pg_error(ctx, e))?;
     }
     tx.commit().map_err(|e| pg_error(ctx, e))
+}
+
+/// `SET` (or `SET LOCAL`) statements for the session's `statement_timeout` and `lock_timeout`.
+pub(crate) fn session_timeouts(set: &str, options: &PostgresOptions) -> String {
+    format!(
+        "{set} statement_timeout = {}; {set} lock_timeout = {}",
+        millis_ceil(options.statement_timeout()),
+        millis_ceil(options.lock_timeout())
+    )
 }
 
 fn create_entry_table(tx: &mut Transaction<'_>, table: &str) -> Result<(), postgres::Error> {

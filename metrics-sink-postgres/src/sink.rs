@@ -1,14 +1,16 @@
 //! [`PostgresSink`]: the connection, the batch writer and the time-window reads.
 
-use crate::error::pg_error;
+use crate::error::{classify, kind_of, pg_error, Failure};
 use crate::options::{quoted, PostgresOptions};
-use crate::schema::migrate;
+use crate::schema::{migrate, session_timeouts};
+use crate::tls::Tls;
 use crate::types::{ceil_micros, duration_to_secs, pg_text, secs_to_duration, PgTimestamp, PgUuid};
 use fnmetrics_core::{EntryRecord, Error, ErrorKind};
 use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::config::{Host, SslMode};
 use postgres::error::SqlState;
 use postgres::types::Type;
-use postgres::{Client, NoTls, Statement};
+use postgres::{Client, Statement};
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
@@ -50,8 +52,8 @@ const STAGING: &str = "pg_temp.fnmetrics_staging";
 ///     error_occurred: false,
 ///     created_at_micros: 1_700_000_000_000_000,
 /// };
-/// assert_eq!(sink.write_batch(&[entry.clone()])?, 1);
-/// assert_eq!(sink.write_batch(&[entry])?, 0); // the same id again: nothing new
+/// assert_eq!(sink.write_batch(&[entry.clone()])?.inserted, 1);
+/// assert_eq!(sink.write_batch(&[entry])?.inserted, 0); // the same id again: nothing new
 /// let now = SystemTime::now();
 /// let stats = sink.window("app::load_user", now - Duration::from_secs(3600), now)?;
 /// println!("{} calls, p99 {:?}", stats.calls, stats.p99);
@@ -60,12 +62,15 @@ const STAGING: &str = "pg_temp.fnmetrics_staging";
 pub struct PostgresSink {
     config: postgres::Config,
     options: PostgresOptions,
+    tls: Tls,
     conn: Option<Conn>,
 }
 
 /// An open connection with its prepared statements.
 struct Conn {
     client: Client,
+    /// Whether the connection is TLS.
+    tls: bool,
     copy: Statement,
     /// `INSERT .. SELECT` from the staging table, no conflict handling: the fast path.
     insert_new: Statement,
@@ -83,8 +88,62 @@ impl fmt::Debug for PostgresSink {
         f.debug_struct("PostgresSink")
             .field("options", &self.options)
             .field("connected", &self.conn.is_some())
+            .field("tls", &self.uses_tls())
             .finish_non_exhaustive()
     }
+}
+
+/// What [`PostgresSink::write_batch`] did with a batch: how many rows were new, and which the
+/// server refused for good (dead letters).
+///
+/// `inserted + rejected.len()` is at most the batch's length: rows whose id was already in the
+/// table count in neither.
+///
+/// ```no_run
+/// # use fnmetrics_core::EntryRecord;
+/// # use fnmetrics_sink_postgres::{PostgresOptions, PostgresSink};
+/// # let mut sink = PostgresSink::connect("postgres://postgres@127.0.0.1/app", PostgresOptions::default())?;
+/// # let batch: Vec<EntryRecord> = Vec::new();
+/// let outcome = sink.write_batch(&batch)?;
+/// println!("{} new rows", outcome.inserted);
+/// let dead_letters: Vec<&EntryRecord> = outcome.rejected.iter().map(|r| &batch[r.index]).collect();
+/// # Ok::<(), fnmetrics_core::Error>(())
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BatchOutcome {
+    /// Rows written that were not in the table before.
+    pub inserted: u64,
+    /// Rows the server refused for good, in batch order. Retrying them cannot succeed: set them
+    /// aside.
+    pub rejected: Vec<RejectedRow>,
+}
+
+/// One row of a batch that the server refused for good, and why.
+///
+/// ```no_run
+/// # use fnmetrics_core::EntryRecord;
+/// # use fnmetrics_sink_postgres::{PostgresOptions, PostgresSink};
+/// # let mut sink = PostgresSink::connect("postgres://postgres@127.0.0.1/app", PostgresOptions::default())?;
+/// # let batch: Vec<EntryRecord> = Vec::new();
+/// for r in sink.write_batch(&batch)?.rejected {
+///     // e.g. `new row for relation "metrics" violates check constraint "fast"` (23514)
+///     eprintln!("entry {} refused: {} ({})", r.index, r.reason, r.sqlstate.as_deref().unwrap_or("?"));
+/// }
+/// # Ok::<(), fnmetrics_core::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RejectedRow {
+    /// The row's position in the batch given to [`PostgresSink::write_batch`].
+    pub index: usize,
+    /// The server's message.
+    pub reason: String,
+    /// The server's detail, if it gave one (for a constraint, usually `Failing row contains
+    /// (...)` with the row's values).
+    pub detail: Option<String>,
+    /// The SQLSTATE, e.g. `23514` for a `CHECK` constraint (see [`classify`]).
+    pub sqlstate: Option<String>,
 }
 
 /// Counts and timings of one function over a time window, computed by PostgreSQL.
@@ -125,18 +184,26 @@ impl PostgresSink {
     /// Connects to `url`, migrates the schema (idempotently) and prepares the statements.
     ///
     /// `url` is a `postgres://user:password@host:port/database?options` URL or a libpq-style
-    /// `key=value` string. TLS is not supported (connections are plain TCP or Unix sockets).
+    /// `key=value` string. TLS (rustls) is used as its `sslmode` says (`disable`, `prefer`, the
+    /// default, or `require`), always verifying the server's certificate: see
+    /// [`PostgresOptions::with_ca_file`].
     /// Several processes may connect at once: migrations take an advisory lock and run one after
     /// the other.
     ///
     /// # Errors
     /// - [`ErrorKind::InvalidConfig`]: a bad table name in `options`, or the URL names a database
     ///   that does not exist (an operator must create it; retrying will not help).
-    /// - [`ErrorKind::InvalidUrl`]: `url` cannot be parsed, or requires TLS.
+    /// - [`ErrorKind::InvalidUrl`]: `url` cannot be parsed.
     /// - [`ErrorKind::Unavailable`]: the server cannot be reached, or is starting or stopping.
-    /// - [`ErrorKind::Auth`]: the server refused the role or the password.
+    /// - [`ErrorKind::Auth`]: the server refused the role or the password; or TLS failed: the
+    ///   server's certificate does not verify against the CA file or the system roots, or
+    ///   `sslmode=require` and the server does not offer TLS.
+    /// - [`ErrorKind::InvalidConfig`] also: the CA file cannot be read or holds no certificate.
     /// - [`ErrorKind::Schema`]: the table exists with other columns or types than fnmetrics
     ///   writes (the message names the column); it is left unchanged.
+    /// - [`ErrorKind::Timeout`]: another process held the migration's advisory lock for longer
+    ///   than [`PostgresOptions::migration_lock_timeout`] (the message says so), or a statement
+    ///   of the migration hit `statement_timeout` or `lock_timeout`.
     /// - [`ErrorKind::Server`]: any other error from the server.
     ///
     /// ```no_run
@@ -161,15 +228,31 @@ impl PostgresSink {
         let mut config: postgres::Config = url.parse().map_err(|e| {
             Error::with_source(ErrorKind::InvalidUrl, "cannot parse the PostgreSQL URL", e)
         })?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(options.connect_timeout());
-        }
-        let conn = Conn::open(&config, &options)?;
+        apply_tcp_options(&mut config, &options);
+        let tls = Tls::new(&options, config.get_ssl_mode() != SslMode::Disable)?;
+        let conn = Conn::open(&config, &options, &tls)?;
         Ok(PostgresSink {
             config,
             options,
+            tls,
             conn: Some(conn),
         })
+    }
+
+    /// Whether the open connection uses TLS; `None` when there is none (it broke, and the next
+    /// call connects again).
+    ///
+    /// ```no_run
+    /// # use fnmetrics_sink_postgres::{PostgresOptions, PostgresSink};
+    /// let sink = PostgresSink::connect(
+    ///     "postgres://app@db.example.com/app?sslmode=require",
+    ///     PostgresOptions::default().with_ca_file("/etc/fnmetrics/db-ca.pem"),
+    /// )?;
+    /// assert_eq!(sink.uses_tls(), Some(true));
+    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// ```
+    pub fn uses_tls(&self) -> Option<bool> {
+        self.conn.as_ref().map(|c| c.tls)
     }
 
     /// The options this sink was made with.
@@ -184,71 +267,112 @@ impl PostgresSink {
         &self.options
     }
 
-    /// Writes `entries` in one transaction and returns how many rows were new.
+    /// Writes `entries` and returns how many rows were new, and which rows the server refused
+    /// for good.
     ///
-    /// The entries are copied (binary `COPY`) into a temporary staging table, then moved with
-    /// `INSERT .. SELECT .. ON CONFLICT (id) DO NOTHING`, and the transaction commits. Entries
-    /// whose id is already in the table (a retried batch, say) are skipped, so writing the same
-    /// batch again returns 0 and changes nothing. An empty batch returns 0 without a round trip.
+    /// Normally the whole batch goes in one transaction: the entries are copied (binary `COPY`)
+    /// into a temporary staging table, then moved with `INSERT .. SELECT`, and the transaction
+    /// commits. Entries whose id is already in the table (a retried batch, say) are skipped, so
+    /// writing the same batch again inserts 0 and changes nothing. An empty batch returns at
+    /// once, without a round trip.
     ///
     /// Most batches hold only new ids, and a plain `INSERT` is about a third faster than one
     /// with `ON CONFLICT` (measured: 300 k against 225 k rows/s here). So the plain `INSERT` is
     /// tried first, inside a savepoint; only if it hits a duplicate id (SQLSTATE 23505) is it
-    /// rolled back to the savepoint and the `ON CONFLICT` form run. A retried batch fails on its
-    /// first row, so the detour is cheap; the result is the same either way.
+    /// rolled back to the savepoint and `INSERT .. ON CONFLICT (id) DO NOTHING` run. A retried
+    /// batch fails on its first row, so the detour is cheap; the result is the same either way.
     ///
-    /// No entry value can make the server reject the batch (which would block a retrying
-    /// pipeline for good): a NUL character in a name, which `text` cannot hold, is stored as
-    /// U+FFFD (and [`window`](PostgresSink::window) and [`count_for`](PostgresSink::count_for)
-    /// look names up the same way), and a `created_at` before 4714 BC is stored as `-infinity`.
+    /// No entry value that fnmetrics makes can be refused by the table it creates: a NUL
+    /// character in a name, which `text` cannot hold, is stored as U+FFFD (and
+    /// [`window`](PostgresSink::window) and [`count_for`](PostgresSink::count_for) look names up
+    /// the same way), and a `created_at` before 4714 BC is stored as `-infinity`.
+    ///
+    /// # Rows the server refuses: dead letters
+    ///
+    /// A table may refuse some rows for good: a `CHECK` constraint or a trigger an operator
+    /// added, a foreign key, a server encoding that cannot hold a name, a row-level-security
+    /// policy ([`Failure::Rows`], and [`Failure::RowsOrOutage`]; see [`classify`]). Then the batch
+    /// is split in halves, again and again (depth first), each part written in its own committed
+    /// transaction, until each refused row stands alone. The good rows are written, and the
+    /// refused ones are returned in [`BatchOutcome::rejected`] with the server's reason, for the
+    /// caller to set aside (retrying them cannot succeed). A batch with `k` refused rows among
+    /// `n` takes about `2k·log2(n/k)` extra transactions, at most `2n − 1` (every row refused).
+    /// A part committed before a later part failed stays: ids dedupe, so a retry is harmless.
+    ///
+    /// An error that hits every row alike is an outage, not bad data: a revoked `INSERT`
+    /// privilege (`42501`) looks like a row-level-security refusal until every row fails. So if
+    /// a `RowsOrOutage` error is among the failures and no part could be written, nothing is
+    /// rejected and an error is returned (the caller retries later). To bound that search, it
+    /// stops after [`OUTAGE_LEAF_FAILURES`] (32) single rows refused that way with no part
+    /// written: an outage then costs about `log2(n) + 64` small transactions instead of `2n − 1`,
+    /// while a row-level-security policy would have to refuse the first 32 rows tried in a row
+    /// (a cluster at the start of the batch) to be taken for an outage — and even then the batch
+    /// is retried, not lost. Errors of class `22`, `23`, `44` and `54000` are about the row by
+    /// definition: they are never taken for an outage.
     ///
     /// # Errors
-    /// [`ErrorKind::Unavailable`] if the connection is down or breaks (the next call connects
-    /// again); the errors of [`PostgresSink::connect`] when reconnecting; [`ErrorKind::Server`]
-    /// for other server errors. After any error nothing of the batch was written, unless the
-    /// connection broke after the commit was sent: the batch may then be in, and writing it again
-    /// is the way to find out (it returns 0 for the rows already there).
+    /// Nothing is rejected when an error is returned; the caller retries the same batch later.
+    ///
+    /// - [`ErrorKind::Unavailable`]: the connection is down or breaks, or the server is a
+    ///   read-only replica (after a failover); the connection is dropped and the next call
+    ///   connects again.
+    /// - [`ErrorKind::Timeout`]: the table stayed locked by another session for longer than
+    ///   [`PostgresOptions::lock_timeout`], or a statement ran longer than
+    ///   [`PostgresOptions::statement_timeout`].
+    /// - [`ErrorKind::Server`]: other server trouble (a deadlock, a full disk, out of memory), or
+    ///   an outage that hits every row (a revoked privilege, the table dropped: the next call
+    ///   connects again and migrates).
+    /// - The errors of [`PostgresSink::connect`] when reconnecting.
+    ///
+    /// Parts written before the error stay written; and if the connection broke after a commit
+    /// was sent, that part may be in: writing the batch again is the way to find out (rows
+    /// already there count 0).
     ///
     /// ```no_run
     /// # use fnmetrics_core::EntryRecord;
     /// # use fnmetrics_sink_postgres::{PostgresOptions, PostgresSink};
     /// # let mut sink = PostgresSink::connect("postgres://postgres@127.0.0.1/app", PostgresOptions::default())?;
     /// # let batch: Vec<EntryRecord> = Vec::new();
-    /// let inserted = sink.write_batch(&batch)?;
-    /// assert!(inserted <= batch.len() as u64);
+    /// let outcome = sink.write_batch(&batch)?;
+    /// assert!(outcome.inserted + outcome.rejected.len() as u64 <= batch.len() as u64);
+    /// for r in &outcome.rejected {
+    ///     eprintln!("dead letter {:?}: {} ({:?})", batch[r.index].id_string(), r.reason, r.sqlstate);
+    /// }
     /// # Ok::<(), fnmetrics_core::Error>(())
     /// ```
-    pub fn write_batch(&mut self, entries: &[EntryRecord]) -> Result<u64, Error> {
+    pub fn write_batch(&mut self, entries: &[EntryRecord]) -> Result<BatchOutcome, Error> {
         if entries.is_empty() {
-            return Ok(0);
+            return Ok(BatchOutcome::default());
         }
-        self.with_conn("cannot write the batch to PostgreSQL", |c| {
-            let mut tx = c.client.transaction()?;
-            let mut writer = BinaryCopyInWriter::new(tx.copy_in(&c.copy)?, &COPY_TYPES);
-            for e in entries {
-                writer.write(&[
-                    &PgUuid(&e.id),
-                    &&*pg_text(&e.func_name),
-                    &duration_to_secs(e.execution_time),
-                    &e.error_occurred,
-                    &PgTimestamp(e.created_at_micros),
-                ])?;
+        let mut conn = match self.conn.take() {
+            Some(c) => c,
+            None => Conn::open(&self.config, &self.options, &self.tls)?,
+        };
+        let result = match conn.write_part(entries) {
+            Ok(inserted) => Ok(BatchOutcome {
+                inserted,
+                rejected: Vec::new(),
+            }),
+            Err(e) if classify(&e).is_transient() => Err(e),
+            Err(e) => Bisection::new(entries).run(&mut conn, e),
+        };
+        let broken = conn.client.is_closed()
+            || matches!(&result, Err(e) if classify(e) == Failure::Reconnect);
+        if !broken {
+            self.conn = Some(conn);
+        }
+        result.map_err(|e| {
+            if classify(&e).is_transient() {
+                pg_error("cannot write the batch to PostgreSQL", e)
+            } else {
+                Error::with_source(
+                    kind_of(&e),
+                    "cannot write the batch to PostgreSQL: every row tried was refused alike and \
+                     none could be written, so this is taken for an outage (a revoked privilege, \
+                     say), not for bad rows; nothing was rejected",
+                    e,
+                )
             }
-            writer.finish()?;
-            let mut fast = tx.savepoint("fnmetrics_insert_new")?;
-            let inserted = match fast.execute(&c.insert_new, &[]) {
-                Ok(n) => {
-                    fast.commit()?;
-                    n
-                }
-                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                    fast.rollback()?;
-                    tx.execute(&c.insert_dedupe, &[])?
-                }
-                Err(e) => return Err(e),
-            };
-            tx.commit()?;
-            Ok(inserted)
         })
     }
 
@@ -368,23 +492,150 @@ impl PostgresSink {
     ) -> Result<T, Error> {
         let mut conn = match self.conn.take() {
             Some(c) => c,
-            None => Conn::open(&self.config, &self.options)?,
+            None => Conn::open(&self.config, &self.options, &self.tls)?,
         };
-        let result = f(&mut conn).map_err(|e| pg_error(context, e));
+        let result = f(&mut conn);
         let broken = conn.client.is_closed()
-            || matches!(&result, Err(e) if e.kind() == ErrorKind::Unavailable);
+            || matches!(&result, Err(e) if classify(e) == Failure::Reconnect);
         if !broken {
             self.conn = Some(conn);
         }
-        result
+        result.map_err(|e| pg_error(context, e))
+    }
+}
+
+/// After how many single rows refused with a [`Failure::RowsOrOutage`] error, and no part
+/// written, a bisection stops and calls it an outage (see [`PostgresSink::write_batch`]).
+pub const OUTAGE_LEAF_FAILURES: u32 = 32;
+
+/// The state of splitting a batch to find the rows the server refuses.
+struct Bisection<'a> {
+    entries: &'a [EntryRecord],
+    outcome: BatchOutcome,
+    /// Parts written (committed), whether or not they held new rows.
+    parts_written: u64,
+    /// Single rows refused with a `RowsOrOutage` error, and the last such error.
+    outage_like_leaves: u32,
+    outage_like: Option<postgres::Error>,
+}
+
+impl<'a> Bisection<'a> {
+    fn new(entries: &'a [EntryRecord]) -> Self {
+        Bisection {
+            entries,
+            outcome: BatchOutcome::default(),
+            parts_written: 0,
+            outage_like_leaves: 0,
+            outage_like: None,
+        }
+    }
+
+    /// Splits the batch, whose whole failed with `first` (a `Rows` or `RowsOrOutage` error),
+    /// depth first. Returns the outcome, or the error to report: a transient one, or the
+    /// `RowsOrOutage` one that made it an outage.
+    fn run(
+        mut self,
+        conn: &mut Conn,
+        first: postgres::Error,
+    ) -> Result<BatchOutcome, postgres::Error> {
+        // Parts still to write, the next on top.
+        let mut stack: Vec<(usize, usize)> = Vec::new();
+        self.failed(0, self.entries.len(), first, &mut stack)?;
+        while let Some((start, end)) = stack.pop() {
+            match conn.write_part(&self.entries[start..end]) {
+                Ok(n) => {
+                    self.outcome.inserted += n;
+                    self.parts_written += 1;
+                }
+                Err(e) if classify(&e).is_transient() => return Err(e),
+                Err(e) => self.failed(start, end, e, &mut stack)?,
+            }
+        }
+        match self.outage_like {
+            // Not one row could be written, and some were refused in a way that may hit every
+            // row: an outage.
+            Some(e) if self.parts_written == 0 => Err(e),
+            _ => Ok(self.outcome),
+        }
+    }
+
+    /// Part `start..end` failed with a non-transient error `e`: split it, or reject its one row,
+    /// or give up and call it an outage.
+    fn failed(
+        &mut self,
+        start: usize,
+        end: usize,
+        e: postgres::Error,
+        stack: &mut Vec<(usize, usize)>,
+    ) -> Result<(), postgres::Error> {
+        if end - start > 1 {
+            let mid = start + (end - start) / 2;
+            stack.push((mid, end));
+            stack.push((start, mid));
+            return Ok(());
+        }
+        let db = e.as_db_error();
+        self.outcome.rejected.push(RejectedRow {
+            index: start,
+            reason: db.map_or_else(|| e.to_string(), |d| d.message().to_owned()),
+            detail: db.and_then(|d| d.detail()).map(str::to_owned),
+            sqlstate: e.code().map(|c| c.code().to_owned()),
+        });
+        if classify(&e) == Failure::RowsOrOutage {
+            self.outage_like_leaves += 1;
+            if self.parts_written == 0 && self.outage_like_leaves >= OUTAGE_LEAF_FAILURES {
+                return Err(e);
+            }
+            self.outage_like = Some(e);
+        }
+        Ok(())
     }
 }
 
 impl Conn {
-    fn open(config: &postgres::Config, options: &PostgresOptions) -> Result<Conn, Error> {
+    /// Writes `entries` in one transaction (see [`PostgresSink::write_batch`]).
+    fn write_part(&mut self, entries: &[EntryRecord]) -> Result<u64, postgres::Error> {
+        let mut tx = self.client.transaction()?;
+        let mut writer = BinaryCopyInWriter::new(tx.copy_in(&self.copy)?, &COPY_TYPES);
+        for e in entries {
+            writer.write(&[
+                &PgUuid(&e.id),
+                &&*pg_text(&e.func_name),
+                &duration_to_secs(e.execution_time),
+                &e.error_occurred,
+                &PgTimestamp(e.created_at_micros),
+            ])?;
+        }
+        writer.finish()?;
+        let mut fast = tx.savepoint("fnmetrics_insert_new")?;
+        let inserted = match fast.execute(&self.insert_new, &[]) {
+            Ok(n) => {
+                fast.commit()?;
+                n
+            }
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                fast.rollback()?;
+                tx.execute(&self.insert_dedupe, &[])?
+            }
+            Err(e) => return Err(e),
+        };
+        tx.commit()?;
+        Ok(inserted)
+    }
+
+    fn open(
+        config: &postgres::Config,
+        options: &PostgresOptions,
+        tls: &Tls,
+    ) -> Result<Conn, Error> {
         let mut client = config
-            .connect(NoTls)
+            .connect(tls.clone())
             .map_err(|e| pg_error("cannot connect to PostgreSQL", e))?;
+        let tls = tls.used();
+        log_security(config, tls);
+        client
+            .batch_execute(&session_timeouts("SET", options))
+            .map_err(|e| pg_error("cannot set the PostgreSQL session's timeouts", e))?;
         migrate(&mut client, options)?;
         let ctx = "cannot prepare the PostgreSQL statements";
         client
@@ -436,6 +687,7 @@ impl Conn {
         ))?;
         Ok(Conn {
             client,
+            tls,
             copy,
             insert_new,
             insert_dedupe,
@@ -444,6 +696,65 @@ impl Conn {
             count_for,
             functions,
         })
+    }
+}
+
+/// Logs whether a new connection is TLS or plaintext, and why: never a silent plaintext.
+fn log_security(config: &postgres::Config, tls: bool) {
+    // Host names only: the URL's password is never logged.
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let hosts = hosts.join(",");
+    let unix = config
+        .get_hosts()
+        .iter()
+        .all(|h| matches!(h, Host::Unix(_)));
+    match (tls, config.get_ssl_mode()) {
+        (true, _) => log::info!(
+            "fnmetrics: connected to PostgreSQL at {hosts} over TLS (certificate verified)"
+        ),
+        (false, SslMode::Disable) => {
+            log::info!(
+                "fnmetrics: connected to PostgreSQL at {hosts} in plaintext (sslmode=disable)"
+            )
+        }
+        (false, _) if unix => {
+            log::info!("fnmetrics: connected to PostgreSQL at {hosts} over a Unix socket, no TLS")
+        }
+        (false, _) => log::warn!(
+            "fnmetrics: connected to PostgreSQL at {hosts} in PLAINTEXT: the server does not offer \
+             TLS (sslmode=prefer); set sslmode=require to refuse such a server"
+        ),
+    }
+}
+
+/// tokio-postgres's `keepalives_idle` when nothing sets it (2 hours).
+const DRIVER_KEEPALIVES_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
+
+/// The connect timeout, keepalives and TCP user timeout from `options`, where the URL set none.
+fn apply_tcp_options(config: &mut postgres::Config, options: &PostgresOptions) {
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(options.connect_timeout());
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(options.tcp_user_timeout());
+    }
+    // `keepalives=0` in the URL turns them off; the driver's getters cannot tell a URL's
+    // `keepalives_idle=7200` from its default, so that one value is taken as unset.
+    if config.get_keepalives_idle() == DRIVER_KEEPALIVES_IDLE {
+        config.keepalives_idle(options.keepalives_idle());
+    }
+    if config.get_keepalives_interval().is_none() {
+        config.keepalives_interval(options.keepalives_interval());
+    }
+    if config.get_keepalives_retries().is_none() {
+        config.keepalives_retries(options.keepalives_retries());
     }
 }
 

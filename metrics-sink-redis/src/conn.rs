@@ -15,8 +15,11 @@ pub(crate) struct Conn {
 impl std::fmt::Debug for Conn {
     // The URL may hold a password: show only the address and the keys.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `host:port` by Display: the Debug of a TLS address dumps its whole root store.
+        let addr = &self.client.get_connection_info().addr;
         f.debug_struct("Conn")
-            .field("addr", &self.client.get_connection_info().addr)
+            .field("addr", &format_args!("{addr}"))
+            .field("tls", &matches!(addr, redis::ConnectionAddr::TcpTls { .. }))
             .field("connected", &self.conn.is_some())
             .field("opts", &self.opts)
             .finish()
@@ -31,8 +34,7 @@ impl Conn {
         scripts: &'static [&'static Script],
     ) -> Result<Conn, Error> {
         opts.validate()?;
-        let client = redis::Client::open(url)
-            .map_err(|e| Error::with_source(ErrorKind::InvalidUrl, "invalid Redis URL", e))?;
+        let client = client(url, &opts)?;
         let mut conn = Conn {
             client,
             conn: None,
@@ -56,6 +58,9 @@ impl Conn {
             .ok_or_else(|| Error::new(ErrorKind::Unavailable, "no Redis connection"))
     }
 
+    /// Connects, PINGs and loads the scripts. A TLS handshake (`rediss://`) happens on the
+    /// first write, so a certificate that does not verify fails here, not in
+    /// `get_connection_with_timeout`.
     fn establish(&self) -> redis::RedisResult<Connection> {
         let mut c = self
             .client
@@ -77,7 +82,8 @@ impl Conn {
         what: &str,
         f: impl FnOnce(&mut Connection) -> redis::RedisResult<T>,
     ) -> Result<T, Error> {
-        let c = self.connection()?;
+        // No connection: nothing was sent.
+        let c = self.connection().map_err(Error::unsent)?;
         f(c).map_err(|e| {
             if !is_server_error(&e) {
                 self.conn = None;
@@ -104,6 +110,169 @@ impl Conn {
     }
 }
 
+/// The client for `url`: a `rediss://` URL with `#insecure` is refused, and one with
+/// [`RedisOptions::ca_file`] trusts that file's CAs instead of the system's roots.
+fn client(url: &str, opts: &RedisOptions) -> Result<redis::Client, Error> {
+    use redis::{ConnectionAddr, IntoConnectionInfo};
+    // redis-rs errors about a URL never quote it, so the password stays out of the message.
+    let info = url
+        .into_connection_info()
+        .map_err(|e| Error::with_source(ErrorKind::InvalidUrl, "invalid Redis URL", e))?;
+    let ConnectionAddr::TcpTls { host, insecure, .. } = &info.addr else {
+        #[cfg(feature = "tls")]
+        if opts.ca_file.is_some() {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                "ca_file is set but the Redis URL is not rediss:// (the connection would not \
+                 use TLS)",
+            ));
+        }
+        return redis::Client::open(info)
+            .map_err(|e| Error::with_source(ErrorKind::InvalidUrl, "invalid Redis URL", e));
+    };
+    if *insecure {
+        return Err(Error::new(
+            ErrorKind::InvalidUrl,
+            "a rediss:// URL with #insecure would not check the server's certificate, which \
+             fnmetrics refuses; trust a private CA with RedisOptions::with_ca_file instead",
+        ));
+    }
+    #[cfg(feature = "tls")]
+    {
+        tls::install_crypto_provider();
+        tls::check_host(host)?;
+        if let Some(path) = &opts.ca_file {
+            let pem = tls::read_ca_file(path)?;
+            let certs = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem),
+            };
+            // The file was checked above, so this fails only on what redis-rs adds later.
+            return redis::Client::build_with_tls(info, certs).map_err(|e| {
+                Error::with_source(
+                    ErrorKind::InvalidConfig,
+                    format!("cannot use the CA file {}", path.display()),
+                    e,
+                )
+            });
+        }
+    }
+    #[cfg(not(feature = "tls"))]
+    let _ = (host, opts);
+    redis::Client::open(info)
+        .map_err(|e| Error::with_source(ErrorKind::InvalidUrl, "invalid Redis URL", e))
+}
+
+#[cfg(feature = "tls")]
+mod tls {
+    use fnmetrics_core::{Error, ErrorKind};
+    use rustls::pki_types::pem::{self, PemObject};
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use std::path::Path;
+    use std::sync::OnceLock;
+
+    /// Makes ring the process's rustls provider unless one is installed already: rustls panics
+    /// when it cannot pick one (none installed, and both ring and aws-lc-rs compiled in by
+    /// other crates).
+    pub(super) fn install_crypto_provider() {
+        static ONCE: OnceLock<()> = OnceLock::new();
+        ONCE.get_or_init(|| {
+            // Err: another provider was installed first, which is as good.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        });
+    }
+
+    /// The host of a `rediss://` URL must be a DNS name or an IP address, to be checked
+    /// against the certificate.
+    pub(super) fn check_host(host: &str) -> Result<(), Error> {
+        ServerName::try_from(host).map(drop).map_err(|e| {
+            Error::with_source(
+                ErrorKind::InvalidUrl,
+                "the host of a rediss:// URL must be a DNS name or an IP address",
+                e,
+            )
+        })
+    }
+
+    /// The PEM bytes of `path`, checked to hold at least one CA certificate that rustls accepts
+    /// as a trust anchor.
+    pub(super) fn read_ca_file(path: &Path) -> Result<Vec<u8>, Error> {
+        let bad = |why: &str| format!("the Redis CA file {} {why}", path.display());
+        let pem = std::fs::read(path)
+            .map_err(|e| Error::with_source(ErrorKind::InvalidConfig, bad("cannot be read"), e))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| {
+                Error::with_source(
+                    ErrorKind::InvalidConfig,
+                    bad("is not valid PEM"),
+                    PemError::from(&e),
+                )
+            })?;
+            roots.add(cert).map_err(|e| {
+                Error::with_source(
+                    ErrorKind::InvalidConfig,
+                    bad("holds a certificate that is not a usable CA certificate"),
+                    e,
+                )
+            })?;
+        }
+        if roots.is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                bad("holds no PEM certificate (-----BEGIN CERTIFICATE-----)"),
+            ));
+        }
+        Ok(pem)
+    }
+
+    /// What was wrong with the PEM, without the bytes that some [`pem::Error`]s quote.
+    #[derive(Debug)]
+    pub(super) struct PemError(&'static str);
+
+    impl From<&pem::Error> for PemError {
+        fn from(e: &pem::Error) -> PemError {
+            PemError(match e {
+                pem::Error::MissingSectionEnd { .. } => "a section has no END line",
+                pem::Error::IllegalSectionStart { .. } => "a BEGIN line is malformed",
+                pem::Error::Base64Decode(_) => "a section is not valid base64",
+                pem::Error::SectionTooLarge => "a section is too large",
+                _ => "the file cannot be read as PEM",
+            })
+        }
+    }
+
+    impl std::fmt::Display for PemError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for PemError {}
+
+    /// The rustls error in `e`'s source chain, if any. rustls reports a failed handshake (a
+    /// certificate that does not verify, an alert from the server) as an `io::Error` wrapping
+    /// a `rustls::Error`, which `io::Error::source` skips, hence `get_ref`.
+    pub(super) fn rustls_error(e: &redis::RedisError) -> Option<&rustls::Error> {
+        let mut next = std::error::Error::source(e);
+        while let Some(err) = next {
+            if let Some(t) = err.downcast_ref::<rustls::Error>() {
+                return Some(t);
+            }
+            if let Some(inner) = err
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+            {
+                if let Some(t) = inner.downcast_ref::<rustls::Error>() {
+                    return Some(t);
+                }
+            }
+            next = err.source();
+        }
+        None
+    }
+}
+
 /// `EVALSHA <sha> <numkeys>`; the caller adds the keys and arguments.
 pub(crate) fn evalsha(script: &Script, numkeys: usize) -> Cmd {
     let mut cmd = redis::cmd("EVALSHA");
@@ -118,6 +287,11 @@ fn is_server_error(e: &RedisError) -> bool {
 
 /// Maps a redis error to an fnmetrics error of the right kind, keeping it as the source.
 ///
+/// A failed TLS handshake (the server's certificate does not chain to the system's roots or the
+/// [`ca_file`](RedisOptions::ca_file), does not name the URL's host or has expired; the server
+/// refuses the handshake or does not speak TLS) becomes [`ErrorKind::Auth`]: the server could
+/// not prove who it is, and trying again will not change that. TLS that cannot be set up before
+/// connecting (unreadable system roots) becomes [`ErrorKind::InvalidConfig`].
 /// Timeouts become [`ErrorKind::Timeout`] (the command may or may not have run); other I/O
 /// errors, a server still loading its data set and cluster/replica unavailability become
 /// [`ErrorKind::Unavailable`]; NOAUTH, WRONGPASS, NOPERM and failed AUTH become
@@ -126,8 +300,16 @@ fn is_server_error(e: &RedisError) -> bool {
 /// other error the server sent becomes [`ErrorKind::Server`].
 pub(crate) fn map_error(e: RedisError, what: &str) -> Error {
     use redis::ErrorKind as R;
+    #[cfg(feature = "tls")]
+    if tls::rustls_error(&e).is_some() {
+        return Error::with_source(ErrorKind::Auth, format!("{what}: TLS handshake failed"), e);
+    }
     let kind = if e.is_timeout() {
         ErrorKind::Timeout
+    } else if e.is_io_error() && std::error::Error::source(&e).is_none() {
+        // redis-rs makes I/O errors without an `io::Error` only for TLS set-up that failed
+        // before connecting (`From<rustls::Error>`, loading the system's roots).
+        ErrorKind::InvalidConfig
     } else if e.is_io_error() {
         ErrorKind::Unavailable
     } else {

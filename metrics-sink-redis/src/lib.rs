@@ -11,22 +11,25 @@
 //! about a second of flushes on a power loss, `always` none), or a restart loses what stage 2 had
 //! not moved yet.
 //!
-//! Redis Cluster is not supported yet: one flush touches the entry list, the flush-id key and
-//! one hash per function, and the claim script builds claim keys from their ids, so all of them
-//! would have to share a slot (a hash tag in [`RedisOptions::key_prefix`] such as `{fnmetrics}`
-//! would do that, but this crate connects to a single node).
+//! Redis Cluster is not supported yet. Every flush is one script that names all its keys (the
+//! entry list, the flush-id key, one hash per function), so with a hash tag in
+//! [`RedisOptions::key_prefix`] such as `{fnmetrics}` they share one slot; but this crate
+//! connects to a single node, and the claim script still builds the key of a claim it takes over
+//! from its id.
 //!
 //! # Key layout
 //! With `P` = [`RedisOptions::key_prefix`]:
 //!
 //! | key | type | what |
 //! |---|---|---|
-//! | `P` + `metrics_list` ([`entries_key`](RedisOptions::entries_key)) | list | per-call entries, [`EntryRecord::encode`](fnmetrics_core::EntryRecord::encode)d, oldest first |
+//! | `P` + `metrics_list` ([`entries_key`](RedisOptions::entries_key)) | list | per-call entries, oldest first: one element per flush, a versioned frame of [`EntryRecord::encode`](fnmetrics_core::EntryRecord::encode)d entries (see [`decode_element`]) |
 //! | `P` + `app:metrics:` ([`aggregate_prefix`](RedisOptions::aggregate_prefix)) + name | hash | `calls`, `errors`, `panics`, `cancelled`, `dropped_entries`, `total_ns`, `min_ns`, `max_ns`, and `b<i>`: the count of histogram bucket `i` |
 //! | `P` + `fnmetrics:functions` | set | every function name with aggregates |
 //! | `P` + `fnmetrics:flush:<hex id>` | string | a flush applied; expires after [`flush_id_ttl`](RedisOptions::flush_id_ttl) |
 //! | `P` + `fnmetrics:claims` | sorted set | claim ids, scored by lease deadline (ms, Redis time) |
-//! | `P` + `fnmetrics:claim:<id>` | list | the entries of one claim |
+//! | `P` + `fnmetrics:claim:<id>` | list | the elements of one claim |
+//! | `P` + `fnmetrics:dead` | list | dead letters, oldest first ([`DeadLetter`]), at most [`dead_letter_cap`](RedisOptions::dead_letter_cap) |
+//! | `P` + `fnmetrics:dead:evicted` | string | how many dead letters were evicted because the list was full |
 //!
 //! Every number is a decimal integer (`total_ns` saturates at `i64::MAX`), so the hashes can be
 //! read with `redis-cli HGETALL` too.
@@ -49,20 +52,28 @@
 //! ```
 //!
 //! # Throughput
-//! A flush is two round trips: a read-only check (`WATCH` on the flush id, then a script that
-//! checks the keys and says whether the flush is known), then one `MULTI`/`EXEC` with the
-//! flush-id key, the aggregate deltas (a small script) and the entries as `RPUSH`es of 1000. The
-//! entries never pass through Lua, which would cost more than pushing them: see [`RedisSink`]
-//! for the measurements. Claims copy entries server-side (`SORT .. BY nosort LIMIT .. STORE`)
-//! and are read with a plain `LRANGE`.
+//! A flush is one round trip: `EVALSHA` of a script that checks the flush id and every key, then
+//! sets the flush-id key, pushes the flush's entries as one frame, and adds the aggregate
+//! deltas. The entries cross into Lua as one string, not one per entry: see [`RedisSink`]. Claims
+//! move whole frames server-side (`LMOVE`) and are read with a plain `LRANGE`.
+//!
+//! # Dead letters
+//! What stage 2 cannot move for good (bytes it cannot decode, rows the database refuses) goes
+//! to the capped list `P` + `fnmetrics:dead` when the claim is acknowledged
+//! ([`RedisQueue::ack_with`]); [`RedisQueue::dead_letters`], [`RedisQueue::requeue_dead_letters`]
+//! and [`RedisQueue::purge_dead_letters`] list, re-queue and purge them.
 
+mod codec;
 mod conn;
 mod options;
 mod queue;
 mod reader;
 mod sink;
 
+pub use codec::{
+    decode_element, DeadLetter, DeadLetterKind, DecodedElement, Undecodable, FRAME_VERSION,
+};
 pub use options::RedisOptions;
-pub use queue::{Claim, RedisQueue};
+pub use queue::{Claim, DeadLetterCounts, RedisQueue};
 pub use reader::RedisReader;
 pub use sink::{RedisSink, WriteOutcome};

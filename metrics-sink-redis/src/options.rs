@@ -1,6 +1,8 @@
 //! Where the keys live and how long to wait for the server.
 
 use fnmetrics_core::{Error, ErrorKind};
+#[cfg(feature = "tls")]
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Key names and timeouts shared by [`RedisSink`](crate::RedisSink),
@@ -39,6 +41,18 @@ pub struct RedisOptions {
     /// longest backoff (seconds), so an hour is a wide margin; each remembered flush costs about
     /// 100 bytes of Redis memory, which at 100 flushes a second is about 36 MB.
     pub flush_id_ttl: Duration,
+    /// The most dead letters kept in `{key_prefix}fnmetrics:dead`; past it the oldest go, and
+    /// are counted in `{key_prefix}fnmetrics:dead:evicted` (default 100 000).
+    pub dead_letter_cap: u64,
+    /// A PEM file of CA certificates that a `rediss://` server's certificate must chain to,
+    /// instead of the system's roots (default `None`: the system's roots). The file is read
+    /// once, when the sink, queue or reader connects. Only with the `tls` feature (on by
+    /// default).
+    ///
+    /// A `rediss://` URL always checks the server's certificate and that it names the URL's
+    /// host; the `#insecure` fragment of redis-rs is refused with [`ErrorKind::InvalidUrl`].
+    #[cfg(feature = "tls")]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for RedisOptions {
@@ -50,6 +64,9 @@ impl Default for RedisOptions {
             connect_timeout: Duration::from_secs(2),
             io_timeout: Duration::from_secs(10),
             flush_id_ttl: Duration::from_secs(3600),
+            dead_letter_cap: 100_000,
+            #[cfg(feature = "tls")]
+            ca_file: None,
         }
     }
 }
@@ -126,6 +143,17 @@ impl RedisOptions {
         self
     }
 
+    /// Sets [`dead_letter_cap`](Self::dead_letter_cap).
+    ///
+    /// ```
+    /// let o = fnmetrics_sink_redis::RedisOptions::default().with_dead_letter_cap(1_000);
+    /// assert_eq!(o.dead_letter_cap, 1_000);
+    /// ```
+    pub fn with_dead_letter_cap(mut self, cap: u64) -> Self {
+        self.dead_letter_cap = cap;
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<(), Error> {
         let bad = |m: &str| Err(Error::new(ErrorKind::InvalidConfig, m));
         if self.entries_key.is_empty() {
@@ -136,6 +164,9 @@ impl RedisOptions {
         }
         if self.flush_id_ttl.as_secs() == 0 {
             return bad("flush_id_ttl must be at least one second");
+        }
+        if self.dead_letter_cap == 0 {
+            return bad("dead_letter_cap must be at least 1");
         }
         Ok(())
     }
@@ -153,5 +184,32 @@ impl RedisOptions {
     /// `{key_prefix}fnmetrics:{suffix}`.
     pub(crate) fn internal(&self, suffix: &str) -> String {
         format!("{}fnmetrics:{}", self.key_prefix, suffix)
+    }
+
+    /// Sets [`ca_file`](Self::ca_file): check a `rediss://` server's certificate against the CA
+    /// certificates in this PEM file instead of the system's roots (for a private CA).
+    ///
+    /// Connecting fails with [`ErrorKind::InvalidConfig`] if the file cannot be read, holds no
+    /// PEM certificate, or the URL is not `rediss://`; with [`ErrorKind::Auth`] if the server's
+    /// certificate does not chain to these CAs or does not name the URL's host.
+    ///
+    /// ```
+    /// use fnmetrics_sink_redis::RedisOptions;
+    ///
+    /// let o = RedisOptions::default().with_ca_file("/etc/redis/tls/ca.pem");
+    /// assert_eq!(o.ca_file.as_deref(), Some(std::path::Path::new("/etc/redis/tls/ca.pem")));
+    /// ```
+    ///
+    /// ```no_run
+    /// use fnmetrics_sink_redis::{RedisOptions, RedisSink};
+    ///
+    /// let opts = RedisOptions::default().with_ca_file("/etc/redis/tls/ca.pem");
+    /// let sink = RedisSink::connect("rediss://:secret@redis.internal:6380/", opts)?;
+    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn with_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
     }
 }

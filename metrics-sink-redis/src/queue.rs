@@ -1,5 +1,6 @@
 //! The Redis side of stage 2: claims with leases, acknowledged after the database committed.
 
+use crate::codec::{decode_element, DeadLetter, DeadLetterKind, Undecodable};
 use crate::conn::{evalsha, Conn};
 use crate::options::RedisOptions;
 use fnmetrics_core::{EntryRecord, Error, ErrorKind};
@@ -7,8 +8,20 @@ use redis::Script;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/claim.lua")));
-static PENDING: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/pending.lua")));
+static CLAIM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/count_of.lua"),
+        include_str!("lua/claim.lua")
+    ))
+});
+static PENDING: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/count_of.lua"),
+        include_str!("lua/pending.lua")
+    ))
+});
+static ACK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/ack.lua")));
+static REQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/requeue.lua")));
 
 /// How often [`RedisQueue::claim`] tries when a claim vanishes while it is read.
 const CLAIM_ATTEMPTS: usize = 3;
@@ -26,10 +39,58 @@ const CLAIM_ATTEMPTS: usize = 3;
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct Claim {
-    /// The claim's id; its entries are in the list `{prefix}fnmetrics:claim:{id}`.
+    /// The claim's id; its elements are in the list `{prefix}fnmetrics:claim:{id}`.
     pub id: String,
     /// The claimed entries, oldest first.
     pub entries: Vec<EntryRecord>,
+    /// What in the claim could not be decoded: to be set aside as dead letters when the claim
+    /// is acknowledged ([`RedisQueue::ack_with`] does that).
+    pub undecodable: Vec<Undecodable>,
+}
+
+impl Claim {
+    /// Dead letters for what in the claim could not be decoded.
+    ///
+    /// ```no_run
+    /// # use fnmetrics_sink_redis::{RedisOptions, RedisQueue};
+    /// # let mut queue = RedisQueue::connect("redis://127.0.0.1/", RedisOptions::default())?;
+    /// if let Some(claim) = queue.claim(1000, std::time::Duration::from_secs(30))? {
+    ///     let dead = claim.dead_letters();
+    ///     queue.ack_with(&claim, &dead)?;
+    /// }
+    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// ```
+    pub fn dead_letters(&self) -> Vec<DeadLetter> {
+        self.undecodable
+            .iter()
+            .map(|u| {
+                DeadLetter::new(
+                    DeadLetterKind::Undecodable,
+                    u.reason.clone(),
+                    u.bytes.clone(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// How many dead letters the list holds, and how many were evicted because it was full.
+///
+/// ```no_run
+/// # use fnmetrics_sink_redis::{RedisOptions, RedisQueue};
+/// # let mut queue = RedisQueue::connect("redis://127.0.0.1/", RedisOptions::default())?;
+/// let c = queue.dead_letter_counts()?;
+/// println!("{} dead letters, {} evicted", c.held, c.evicted);
+/// # Ok::<(), fnmetrics_core::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeadLetterCounts {
+    /// Dead letters in the list now.
+    pub held: u64,
+    /// Dead letters removed, oldest first, because the list was at its cap
+    /// ([`RedisOptions::dead_letter_cap`]), since the count was created.
+    pub evicted: u64,
 }
 
 /// The Redis side of stage 2: hands out batches of entries to drainers, safely across crashes.
@@ -59,7 +120,8 @@ pub struct RedisQueue {
     list: String,
     claims: String,
     claim_prefix: String,
-    ids: u64,
+    dead: String,
+    dead_evicted: String,
 }
 
 impl RedisQueue {
@@ -75,28 +137,30 @@ impl RedisQueue {
     /// # Ok::<(), fnmetrics_core::Error>(())
     /// ```
     pub fn connect(url: &str, options: RedisOptions) -> Result<RedisQueue, Error> {
-        static SCRIPTS: LazyLock<[&'static Script; 2]> = LazyLock::new(|| [&*CLAIM, &*PENDING]);
+        static SCRIPTS: LazyLock<[&'static Script; 4]> =
+            LazyLock::new(|| [&*CLAIM, &*PENDING, &*ACK, &*REQUEUE]);
         let conn = Conn::connect(url, options, &*SCRIPTS)?;
         Ok(RedisQueue {
             list: conn.opts.entries_list(),
             claims: conn.opts.internal("claims"),
             claim_prefix: conn.opts.internal("claim:"),
+            dead: conn.opts.internal("dead"),
+            dead_evicted: conn.opts.internal("dead:evicted"),
             conn,
-            ids: 0,
         })
     }
 
     /// Claims a batch, atomically: a claim whose lease has run out if there is one (taken over
-    /// with a new deadline, `lease` from now), otherwise up to `max` entries from the head of the
-    /// entry list. `None` when there is nothing to claim.
+    /// with a new deadline, `lease` from now), otherwise elements from the head of the entry
+    /// list (each a flush's frame of entries): at least one, then more while the entries stay
+    /// below `max`. `None` when there is nothing to claim. What cannot be decoded (an unknown
+    /// version, damage) comes back in [`Claim::undecodable`] and never blocks the rest.
     ///
     /// # Errors
-    /// [`InvalidConfig`] if `max` or `lease` is zero; [`Decode`] if a claimed entry is malformed
-    /// (the claim stays in Redis, nothing is lost; the message names its key); connection and
-    /// server errors as [`RedisSink::write_batch`](crate::RedisSink::write_batch).
+    /// [`InvalidConfig`] if `max` or `lease` is zero; connection and server errors as
+    /// [`RedisSink::write_batch`](crate::RedisSink::write_batch).
     ///
     /// [`InvalidConfig`]: fnmetrics_core::ErrorKind::InvalidConfig
-    /// [`Decode`]: fnmetrics_core::ErrorKind::Decode
     ///
     /// ```no_run
     /// # use fnmetrics_sink_redis::{RedisOptions, RedisQueue};
@@ -120,10 +184,11 @@ impl RedisQueue {
         // acknowledged by another drainer in between (its lease ran out and it was taken over),
         // the lengths differ and we claim again.
         for _ in 0..CLAIM_ATTEMPTS {
-            let new_id = self.new_id();
-            let mut cmd = evalsha(&CLAIM, 2);
+            let new_id = new_claim_id();
+            let mut cmd = evalsha(&CLAIM, 3);
             cmd.arg(&self.list)
                 .arg(&self.claims)
+                .arg(format!("{}{new_id}", self.claim_prefix))
                 .arg(max)
                 .arg(lease_ms)
                 .arg(&self.claim_prefix)
@@ -152,31 +217,23 @@ impl RedisQueue {
                 })?;
             }
             if raw.len() == len {
-                return self.decode(id, &raw).map(Some);
+                let mut claim = Claim {
+                    id,
+                    entries: Vec::new(),
+                    undecodable: Vec::new(),
+                };
+                for element in &raw {
+                    let d = decode_element(element);
+                    claim.entries.extend(d.entries);
+                    claim.undecodable.extend(d.undecodable);
+                }
+                return Ok(Some(claim));
             }
         }
         Err(Error::new(
             ErrorKind::Server,
             "claims kept vanishing while they were read",
         ))
-    }
-
-    fn decode(&self, id: String, raw: &[Vec<u8>]) -> Result<Claim, Error> {
-        let mut entries = Vec::with_capacity(raw.len());
-        for (i, bytes) in raw.iter().enumerate() {
-            let e = EntryRecord::decode(bytes).map_err(|e| {
-                Error::with_source(
-                    ErrorKind::Decode,
-                    format!(
-                        "entry {i} of claim {}{id} is malformed; the claim was left in Redis",
-                        self.claim_prefix
-                    ),
-                    e,
-                )
-            })?;
-            entries.push(e);
-        }
-        Ok(Claim { id, entries })
     }
 
     /// Removes a claim and its entries: call it once the entries are committed elsewhere.
@@ -197,17 +254,156 @@ impl RedisQueue {
     /// # Ok::<(), fnmetrics_core::Error>(())
     /// ```
     pub fn ack(&mut self, claim: &Claim) -> Result<(), Error> {
-        let key = format!("{}{}", self.claim_prefix, claim.id);
-        let claims = &self.claims;
-        self.conn.run("cannot acknowledge a claim in Redis", |c| {
-            redis::pipe()
-                .atomic()
-                .unlink(&key)
-                .ignore()
-                .zrem(claims, &claim.id)
-                .ignore()
-                .query::<()>(c)
+        self.ack_with(claim, &[]).map(|_| ())
+    }
+
+    /// Sets `dead` aside in the dead-letter list and removes the claim, atomically: call it once
+    /// the claim's other entries are committed elsewhere. Returns how many older dead letters
+    /// were evicted because the list was full ([`RedisOptions::dead_letter_cap`]). If the claim is
+    /// gone (another drainer took it over and acknowledged it), nothing is added: a dead letter is
+    /// never set aside twice.
+    ///
+    /// # Errors
+    /// As [`RedisQueue::ack`].
+    ///
+    /// ```no_run
+    /// # use fnmetrics_sink_redis::{RedisOptions, RedisQueue};
+    /// # let mut queue = RedisQueue::connect("redis://127.0.0.1/", RedisOptions::default())?;
+    /// if let Some(claim) = queue.claim(1000, std::time::Duration::from_secs(30))? {
+    ///     // ... write claim.entries, collect the rows the database refused ...
+    ///     let evicted = queue.ack_with(&claim, &claim.dead_letters())?;
+    /// }
+    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// ```
+    pub fn ack_with(&mut self, claim: &Claim, dead: &[DeadLetter]) -> Result<u64, Error> {
+        let mut cmd = evalsha(&ACK, 4);
+        cmd.arg(format!("{}{}", self.claim_prefix, claim.id))
+            .arg(&self.claims)
+            .arg(&self.dead)
+            .arg(&self.dead_evicted)
+            .arg(&claim.id)
+            .arg(self.conn.opts.dead_letter_cap);
+        for d in dead {
+            cmd.arg(d.encode());
+        }
+        let evicted: i64 = self
+            .conn
+            .eval("cannot acknowledge a claim in Redis", &ACK, &cmd)?;
+        Ok(u64::try_from(evicted).unwrap_or(0))
+    }
+
+    /// Up to `count` dead letters, oldest first, from position `start`.
+    ///
+    /// # Errors
+    /// [`Decode`] if an element of the list is not a dead letter; connection and server errors
+    /// as [`RedisSink::write_batch`](crate::RedisSink::write_batch).
+    ///
+    /// [`Decode`]: fnmetrics_core::ErrorKind::Decode
+    ///
+    /// ```no_run
+    /// # use fnmetrics_sink_redis::{RedisOptions, RedisQueue};
+    /// # let mut queue = RedisQueue::connect("redis://127.0.0.1/", RedisOptions::default())?;
+    /// for d in queue.dead_letters(0, 100)? {
+    ///     println!("{:?} {:?}: {}", d.at, d.kind, d.reason);
+    /// }
+    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// ```
+    pub fn dead_letters(&mut self, start: usize, count: usize) -> Result<Vec<DeadLetter>, Error> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let key = &self.dead;
+        let raw: Vec<Vec<u8>> = self.conn.run("cannot read dead letters from Redis", |c| {
+            redis::cmd("LRANGE")
+                .arg(key)
+                .arg(start)
+                .arg(start.saturating_add(count - 1).min(i64::MAX as usize))
+                .query(c)
+        })?;
+        raw.iter()
+            .map(|b| {
+                DeadLetter::decode(b).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Decode,
+                        format!("an element of {key} is not a dead letter"),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// How many dead letters are held, and how many were evicted.
+    ///
+    /// # Errors
+    /// Connection and server errors as [`RedisSink::write_batch`](crate::RedisSink::write_batch).
+    ///
+    /// ```no_run
+    /// # use fnmetrics_sink_redis::{RedisOptions, RedisQueue};
+    /// # let mut queue = RedisQueue::connect("redis://127.0.0.1/", RedisOptions::default())?;
+    /// assert_eq!(queue.dead_letter_counts()?.held, 0);
+    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// ```
+    pub fn dead_letter_counts(&mut self) -> Result<DeadLetterCounts, Error> {
+        let (dead, evicted) = (&self.dead, &self.dead_evicted);
+        let (held, evicted): (u64, Option<u64>) =
+            self.conn.run("cannot count dead letters in Redis", |c| {
+                redis::pipe().llen(dead).get(evicted).query(c)
+            })?;
+        Ok(DeadLetterCounts {
+            held,
+            evicted: evicted.unwrap_or(0),
         })
+    }
+
+    /// Puts dead letters back on the entry list, for stage 2 to try again (after the cause was
+    /// fixed: a constraint dropped, a newer fnmetrics deployed). Each is moved only if it is
+    /// still in the dead-letter list, so two operators re-queueing at once move it once. Returns
+    /// how many were moved.
+    ///
+    /// # Errors
+    /// Connection and server errors as [`RedisSink::write_batch`](crate::RedisSink::write_batch).
+    ///
+    /// ```no_run
+    /// # use fnmetrics_sink_redis::{RedisOptions, RedisQueue};
+    /// # let mut queue = RedisQueue::connect("redis://127.0.0.1/", RedisOptions::default())?;
+    /// let all = queue.dead_letters(0, 1000)?;
+    /// queue.requeue_dead_letters(&all)?;
+    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// ```
+    pub fn requeue_dead_letters(&mut self, letters: &[DeadLetter]) -> Result<u64, Error> {
+        self.requeue_or_purge("requeue", letters)
+    }
+
+    /// Removes dead letters for good; returns how many were still there.
+    ///
+    /// # Errors
+    /// Connection and server errors as [`RedisSink::write_batch`](crate::RedisSink::write_batch).
+    ///
+    /// ```no_run
+    /// # use fnmetrics_sink_redis::{RedisOptions, RedisQueue};
+    /// # let mut queue = RedisQueue::connect("redis://127.0.0.1/", RedisOptions::default())?;
+    /// let old = queue.dead_letters(0, 10)?;
+    /// queue.purge_dead_letters(&old)?;
+    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// ```
+    pub fn purge_dead_letters(&mut self, letters: &[DeadLetter]) -> Result<u64, Error> {
+        self.requeue_or_purge("purge", letters)
+    }
+
+    fn requeue_or_purge(&mut self, mode: &str, letters: &[DeadLetter]) -> Result<u64, Error> {
+        let mut n = 0;
+        for chunk in letters.chunks(500) {
+            let mut cmd = evalsha(&REQUEUE, 2);
+            cmd.arg(&self.dead).arg(&self.list).arg(mode);
+            for d in chunk {
+                cmd.arg(d.encode()).arg(&d.payload);
+            }
+            let moved: u64 = self
+                .conn
+                .eval("cannot move dead letters in Redis", &REQUEUE, &cmd)?;
+            n += moved;
+        }
+        Ok(n)
     }
 
     /// How many entries wait for stage 2: in the entry list and in claims (held or expired).
@@ -229,23 +425,12 @@ impl RedisQueue {
         self.conn
             .eval("cannot count pending entries in Redis", &PENDING, &cmd)
     }
+}
 
-    /// A fresh claim id: 128 bits from a randomly keyed hasher, the time and a counter.
-    fn new_id(&mut self) -> String {
-        use std::hash::{BuildHasher, Hasher};
-        self.ids = self.ids.wrapping_add(1);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let mut id = String::with_capacity(32);
-        for part in 0..2u8 {
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u8(part);
-            h.write_u64(self.ids);
-            h.write_u128(nanos);
-            h.write_u32(std::process::id());
-            id.push_str(&format!("{:016x}", h.finish()));
-        }
-        id
-    }
+/// A fresh claim id: 128 random bits, in hex.
+fn new_claim_id() -> String {
+    fnmetrics_core::new_flush_id()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

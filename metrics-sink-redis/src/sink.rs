@@ -1,21 +1,15 @@
-//! Stage 1: a flush into Redis as one MULTI/EXEC transaction, guarded by its flush id.
+//! Stage 1: a flush into Redis as one script, guarded by its flush id.
 
-use crate::conn::Conn;
+use crate::codec::encode_frame;
+use crate::conn::{evalsha, Conn};
 use crate::options::RedisOptions;
 use fnmetrics_core::{Error, ErrorKind, FlushBatch, Sink};
-use redis::{Cmd, Pipeline, Script, Value};
+use redis::{Cmd, Script};
 use std::fmt::Write as _;
 use std::sync::LazyLock;
+use std::time::Duration;
 
-const AGGREGATES_LUA: &str = include_str!("lua/aggregates.lua");
-static AGGREGATES: LazyLock<Script> = LazyLock::new(|| Script::new(AGGREGATES_LUA));
-
-/// Entries a single `RPUSH` carries.
-const PUSH_CHUNK: usize = 1000;
-
-/// How often a flush is tried when its flush-id key changes under it (each time, the retry finds
-/// it applied by whoever changed it).
-const WATCH_ATTEMPTS: usize = 3;
+static FLUSH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/flush.lua")));
 
 /// Whether [`RedisSink::write_batch`] applied the flush or found it applied before.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,26 +23,26 @@ pub enum WriteOutcome {
 /// Stage 1 into Redis: appends the entries of a flush to the entry list and adds its aggregate
 /// deltas to the per-function hashes, atomically and at most once per flush id.
 ///
-/// A flush takes two round trips:
-/// 1. `WATCH` the flush-id key `{prefix}fnmetrics:flush:<hex id>`, and run a read-only script
-///    that checks every key and field the flush will touch and says whether the flush id is known.
-///    A known id means the flush was applied before: nothing more happens. A key of the wrong type
-///    fails the flush here, before anything is written.
-/// 2. `MULTI`, `SET` the flush-id key (with a TTL, [`RedisOptions::flush_id_ttl`]), the script
-///    again to add the aggregate deltas (min/max compared exactly, as decimal strings), `RPUSH`
-///    the entries 1000 a command, `EXEC`. If anyone set the flush-id key in between (a retry of
-///    the same flush on another connection), `WATCH` makes `EXEC` do nothing and the flush is
-///    found applied.
+/// A flush is one `EVALSHA` of one script (`lua/flush.lua`), one round trip. The script returns
+/// at once if the flush-id key `{prefix}fnmetrics:flush:<hex id>` exists (the flush was applied
+/// before: a retry changes nothing); otherwise it checks every key and field it will touch (a
+/// key of the wrong type fails the flush before anything is written), then sets the flush-id
+/// key with a TTL ([`RedisOptions::flush_id_ttl`]), pushes the entries, and adds the aggregate
+/// deltas (min/max compared exactly, as decimal strings). Every key it touches is passed as a
+/// key of the script, so with a hash tag in [`RedisOptions::key_prefix`] (`{fnmetrics}`) they
+/// all share one Redis Cluster slot.
 ///
-/// Why not one script with the entries as arguments: measured on a 2-core machine with Redis 7,
-/// 10 000 entries of 57 bytes a flush, a script that pushes its arguments reached 0.6–0.9 M
-/// entries/s (turning every entry into a Lua string and back costs more than the `RPUSH`), the
-/// transaction 1.6–2.2 M entries/s, as fast as a plain pipeline of the same `RPUSH`es.
+/// The entries of a flush travel as one argument, a frame (see [`decode_element`]), pushed as
+/// one list element: Lua copies it once instead of turning every entry into a string of its own,
+/// so the script costs about what a plain pipelined `RPUSH` does (a script that took each entry
+/// as an argument reached only 0.6–0.9 M entries/s on this project's 2-core machine).
 ///
-/// Entries are stored as [`EntryRecord::encode`] made them. A connection that breaks is re-made on
-/// the next call; since the flusher retries the same batch, the flush-id key makes that safe.
+/// A connection that breaks is re-made on the next call; since the flusher retries the same
+/// batch, the flush-id key makes that safe. At connect, a `maxmemory-policy` that may evict
+/// keys is logged as a warning: an evicted flush-id key would let a retry apply twice, and
+/// evicted entries are lost.
 ///
-/// [`EntryRecord::encode`]: fnmetrics_core::EntryRecord::encode
+/// [`decode_element`]: crate::decode_element
 ///
 /// ```no_run
 /// use fnmetrics_core::{FlushBatch, Sink};
@@ -63,7 +57,8 @@ pub struct RedisSink {
     conn: Conn,
     list: String,
     functions: String,
-    scratch: Vec<u8>,
+    /// The frame of the current flush, reused.
+    frame: Vec<u8>,
 }
 
 impl RedisSink {
@@ -90,13 +85,14 @@ impl RedisSink {
     /// # Ok::<(), fnmetrics_core::Error>(())
     /// ```
     pub fn connect(url: &str, options: RedisOptions) -> Result<RedisSink, Error> {
-        static SCRIPTS: LazyLock<[&'static Script; 1]> = LazyLock::new(|| [&*AGGREGATES]);
-        let conn = Conn::connect(url, options, &*SCRIPTS)?;
+        static SCRIPTS: LazyLock<[&'static Script; 1]> = LazyLock::new(|| [&*FLUSH]);
+        let mut conn = Conn::connect(url, options, &*SCRIPTS)?;
+        warn_if_evicting(&mut conn);
         Ok(RedisSink {
             list: conn.opts.entries_list(),
             functions: conn.opts.internal("functions"),
             conn,
-            scratch: Vec::with_capacity(128),
+            frame: Vec::new(),
         })
     }
 
@@ -129,101 +125,44 @@ impl RedisSink {
     /// # Ok::<(), fnmetrics_core::Error>(())
     /// ```
     pub fn write_batch(&mut self, batch: &FlushBatch) -> Result<WriteOutcome, Error> {
-        if batch.entries.is_empty() && batch.aggregates.is_empty() {
+        if batch.is_empty() {
             return Ok(WriteOutcome::Applied);
         }
-        let mut flush_key = self.conn.opts.internal("flush:");
+        let cmd = self.flush_cmd(batch);
+        let applied: i64 = self
+            .conn
+            .eval("cannot write a flush to Redis", &FLUSH, &cmd)
+            // The script checks every key before it writes: a wrong type means nothing changed.
+            .map_err(|e| match e.kind() {
+                ErrorKind::Schema => e.unsent(),
+                _ => e,
+            })?;
+        Ok(if applied == 1 {
+            WriteOutcome::Applied
+        } else {
+            WriteOutcome::AlreadyApplied
+        })
+    }
+
+    /// `EVALSHA` of the flush script (see `lua/flush.lua` for the layout).
+    fn flush_cmd(&mut self, batch: &FlushBatch) -> Cmd {
+        let opts = &self.conn.opts;
+        let mut flush_key = opts.internal("flush:");
         for b in batch.flush_id {
             let _ = write!(flush_key, "{b:02x}");
         }
-        let check = self.script_cmd(batch, &flush_key, "check", true);
-        let tx = self.transaction(batch, &flush_key);
-        let what = "cannot write a flush to Redis";
-        for _ in 0..WATCH_ATTEMPTS {
-            let known: i64 = self.conn.run(what, |c| {
-                let mut guard = redis::pipe();
-                guard
-                    .cmd("UNWATCH")
-                    .ignore()
-                    .cmd("WATCH")
-                    .arg(&flush_key)
-                    .ignore()
-                    .add_command(check.clone());
-                let known = match guard.query::<(i64,)>(c) {
-                    Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
-                        AGGREGATES.load(c)?;
-                        guard.query::<(i64,)>(c)?
-                    }
-                    r => r?,
-                };
-                if known.0 != 0 {
-                    redis::cmd("UNWATCH").query::<()>(c)?;
-                }
-                Ok(known.0)
-            })?;
-            if known != 0 {
-                return Ok(WriteOutcome::AlreadyApplied);
-            }
-            let reply: Value = self.conn.run(what, |c| tx.query(c))?;
-            if reply != Value::Nil {
-                return Ok(WriteOutcome::Applied);
-            }
-            // EXEC did nothing: the flush-id key changed after WATCH. Look again.
-        }
-        Err(Error::new(
-            ErrorKind::Server,
-            "the flush-id key kept changing while the flush was written",
-        ))
-    }
-
-    /// `MULTI`, the flush-id key, the aggregate deltas, the entries, `EXEC`.
-    fn transaction(&mut self, batch: &FlushBatch, flush_key: &str) -> Pipeline {
-        let mut tx = redis::pipe();
-        tx.atomic()
-            .cmd("SET")
-            .arg(flush_key)
-            .arg("1")
-            .arg("EX")
-            .arg(self.conn.opts.flush_id_ttl.as_secs())
-            .ignore();
-        if !batch.aggregates.is_empty() {
-            // EVAL, not EVALSHA: inside MULTI a NOSCRIPT would come too late to retry.
-            tx.add_command(self.script_cmd(batch, flush_key, "apply", false))
-                .ignore();
-        }
-        for chunk in batch.entries.chunks(PUSH_CHUNK) {
-            let mut push = redis::cmd("RPUSH");
-            push.arg(&self.list);
-            for e in chunk {
-                self.scratch.clear();
-                e.encode_into(&mut self.scratch);
-                push.arg(&self.scratch[..]);
-            }
-            tx.add_command(push).ignore();
-        }
-        tx
-    }
-
-    /// The aggregate script in `mode` (see `lua/aggregates.lua` for the layout).
-    fn script_cmd(&self, batch: &FlushBatch, flush_key: &str, mode: &str, sha: bool) -> Cmd {
-        let opts = &self.conn.opts;
-        let mut cmd = if sha {
-            let mut c = redis::cmd("EVALSHA");
-            c.arg(AGGREGATES.get_hash());
-            c
-        } else {
-            let mut c = redis::cmd("EVAL");
-            c.arg(AGGREGATES_LUA);
-            c
-        };
-        cmd.arg(3 + batch.aggregates.len())
-            .arg(flush_key)
-            .arg(&self.list)
-            .arg(&self.functions);
+        let mut cmd = evalsha(&FLUSH, 3 + batch.aggregates.len());
+        cmd.arg(&flush_key).arg(&self.list).arg(&self.functions);
         for a in &batch.aggregates {
             cmd.arg(opts.aggregate_hash(&a.name));
         }
-        cmd.arg(mode).arg(batch.aggregates.len());
+        self.frame.clear();
+        if !batch.entries.is_empty() {
+            encode_frame(&batch.entries, &mut self.frame);
+        }
+        cmd.arg(opts.flush_id_ttl.as_secs())
+            .arg(&self.frame[..])
+            .arg(batch.aggregates.len());
         let mut field = String::with_capacity(8);
         for a in &batch.aggregates {
             // HINCRBY takes an i64; a delta past it cannot happen in practice, clamp anyway.
@@ -252,8 +191,42 @@ impl RedisSink {
     }
 }
 
+/// Logs a warning when the server may evict fnmetrics keys: `maxmemory` set with a
+/// `maxmemory-policy` other than `noeviction` (`volatile-*` policies evict flush-id keys, which
+/// have a TTL, so a retry could apply twice; `allkeys-*` may evict entries and aggregates). A
+/// server that refuses `CONFIG GET` (managed services often do) is not checked.
+fn warn_if_evicting(conn: &mut Conn) {
+    let got: Result<Vec<String>, Error> = conn.run("cannot read the eviction policy", |c| {
+        redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory*")
+            .query::<Vec<String>>(c)
+    });
+    let Ok(pairs) = got else { return };
+    let value = |name: &str| {
+        pairs
+            .chunks(2)
+            .find(|p| p[0] == name)
+            .and_then(|p| p.get(1).cloned())
+    };
+    let limited = value("maxmemory").is_some_and(|m| m != "0");
+    let policy = value("maxmemory-policy").unwrap_or_default();
+    if limited && policy != "noeviction" {
+        log::warn!(
+            target: "fnmetrics",
+            "Redis has maxmemory-policy {policy}: under memory pressure it may evict fnmetrics \
+             keys (flush ids, so a retried flush could count twice; entries and aggregates). \
+             Use maxmemory-policy noeviction for the fnmetrics server."
+        );
+    }
+}
+
 impl Sink for RedisSink {
     fn write(&mut self, batch: &FlushBatch) -> Result<(), Error> {
         self.write_batch(batch).map(|_| ())
+    }
+
+    fn flush_id_ttl(&self) -> Option<Duration> {
+        Some(self.conn.opts.flush_id_ttl)
     }
 }

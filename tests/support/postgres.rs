@@ -23,6 +23,10 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct PostgresServer {
     bin_dir: PathBuf,
     port: u16,
+    /// Extra `-c name=value` settings of the postmaster.
+    settings: Vec<String>,
+    /// With TLS: the PEM file of the CA that signed the server's certificate.
+    ca_file: Option<PathBuf>,
     /// `(uid, gid)` of the `postgres` user when we run as root.
     run_as: Option<(u32, u32)>,
     child: Option<Child>,
@@ -33,6 +37,22 @@ pub struct PostgresServer {
 impl PostgresServer {
     /// Creates a cluster, starts it on a free port and creates the database `fnmetrics`.
     pub fn start() -> PostgresServer {
+        PostgresServer::start_inner(false)
+    }
+
+    /// As [`PostgresServer::start`], with `ssl=on` and a server certificate for `localhost` and
+    /// `127.0.0.1` signed by a throw-away CA ([`PostgresServer::ca_file`]). Plaintext
+    /// connections are still accepted (`sslmode=disable`).
+    pub fn start_with_tls() -> PostgresServer {
+        PostgresServer::start_inner(true)
+    }
+
+    /// The PEM file of the CA that signed the server's certificate (TLS servers only).
+    pub fn ca_file(&self) -> &Path {
+        self.ca_file.as_deref().expect("not a TLS server")
+    }
+
+    fn start_inner(tls: bool) -> PostgresServer {
         let initdb = find_binary("initdb", &pg_bin_dirs(), "postgresql");
         // `postgres` must be the same version as `initdb`: take it from the same directory.
         let bin_dir = initdb
@@ -69,9 +89,36 @@ impl PostgresServer {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        let mut settings = Vec::new();
+        let mut ca_file = None;
+        if tls {
+            let ca = TestCa::new("fnmetrics test CA");
+            let (cert, key) = ca.server_cert(&["localhost", "127.0.0.1"]);
+            let (cert_path, key_path) =
+                (dir.path().join("server.crt"), dir.path().join("server.key"));
+            std::fs::write(&cert_path, cert).expect("cannot write the server certificate");
+            std::fs::write(&key_path, key).expect("cannot write the server key");
+            for path in [&cert_path, &key_path] {
+                // PostgreSQL refuses a key that others can read.
+                std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                    .expect("cannot chmod the TLS files");
+                if let Some((uid, gid)) = run_as {
+                    std::os::unix::fs::chown(path, Some(uid), Some(gid))
+                        .expect("cannot chown the TLS files to the postgres user");
+                }
+            }
+            let path = dir.path().join("ca.pem");
+            std::fs::write(&path, ca.pem()).expect("cannot write the CA file");
+            ca_file = Some(path);
+            settings.push("ssl=on".to_owned());
+            settings.push(format!("ssl_cert_file={}", cert_path.display()));
+            settings.push(format!("ssl_key_file={}", key_path.display()));
+        }
         let mut server = PostgresServer {
             bin_dir,
             port: 0,
+            settings,
+            ca_file,
             run_as,
             child: None,
             dir,
@@ -178,6 +225,7 @@ impl PostgresServer {
             .args(["-c", "fsync=off"])
             .args(["-c", "synchronous_commit=off"])
             .args(["-c", "full_page_writes=off"])
+            .args(self.settings.iter().flat_map(|s| ["-c", s.as_str()]))
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(log)
@@ -216,6 +264,51 @@ impl PostgresServer {
 impl Drop for PostgresServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A throw-away certificate authority (rcgen): signs server certificates for TLS tests.
+pub struct TestCa {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    /// A new CA, named `name`.
+    pub fn new(name: &str) -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = rcgen::KeyPair::generate().expect("cannot make a CA key");
+        let issuer =
+            rcgen::CertifiedIssuer::self_signed(params, key).expect("cannot make a CA certificate");
+        TestCa { issuer }
+    }
+
+    /// The CA's certificate, PEM.
+    pub fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// A server certificate for `names` (host names or IP addresses) signed by this CA, and its
+    /// key: `(certificate PEM, key PEM)`.
+    pub fn server_cert(&self, names: &[&str]) -> (String, String) {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = rcgen::CertificateParams::new(names).expect("server cert params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "fnmetrics test server");
+        let key = rcgen::KeyPair::generate().expect("cannot make a server key");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("cannot sign the server certificate");
+        (cert.pem(), key.serialize_pem())
     }
 }
 

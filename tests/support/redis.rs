@@ -1,8 +1,11 @@
 //! Throw-away `redis-server`s: each on a free loopback port, with AOF (`appendfsync always`) in
 //! its own temporary directory, so a test can stop and restart its server without losing what it
-//! accepted.
+//! accepted. [`RedisServer::start_with_tls`] serves TLS only, on a certificate of a CA made for
+//! the test.
 
 use super::{find_binary, free_port, wait_until, TempDir};
+#[cfg(feature = "tls")]
+use std::path::Path;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -16,6 +19,8 @@ pub struct RedisServer {
     password: Option<String>,
     extra_args: Vec<String>,
     binary: PathBuf,
+    #[cfg(feature = "tls")]
+    tls: Option<TlsFiles>,
     // Declared last: dropped after the child is killed.
     dir: TempDir,
 }
@@ -37,21 +42,42 @@ impl RedisServer {
         RedisServer::launch(None, args)
     }
 
+    /// Starts a server that speaks TLS only (`--port 0`: no plaintext port), on a server
+    /// certificate for `localhost` and `127.0.0.1` signed by a CA made for this server
+    /// ([`ca_file`](Self::ca_file)); clients need no certificate. With `password`, it also
+    /// requires that password.
+    #[cfg(feature = "tls")]
+    pub fn start_with_tls(password: Option<&str>) -> RedisServer {
+        let mut server = RedisServer::new(password, &[]);
+        server.tls = Some(TlsFiles::write(server.dir.path()));
+        server.start_on_free_port()
+    }
+
     fn launch(password: Option<&str>, args: &[&str]) -> RedisServer {
-        let mut server = RedisServer {
+        RedisServer::new(password, args).start_on_free_port()
+    }
+
+    fn new(password: Option<&str>, args: &[&str]) -> RedisServer {
+        RedisServer {
             child: None,
             port: 0,
             password: password.map(str::to_string),
             extra_args: args.iter().map(|a| a.to_string()).collect(),
             binary: find_binary("redis-server", &[], "redis-server"),
+            #[cfg(feature = "tls")]
+            tls: None,
             dir: TempDir::new("redis"),
-        };
+        }
+    }
+
+    fn start_on_free_port(mut self) -> RedisServer {
+        let server = &mut self;
         // A free port can be taken by another test between our probe and redis' bind: then the
         // server exits at once, and we try another port.
         for _ in 0..5 {
             server.port = free_port();
             if server.spawn() {
-                return server;
+                return self;
             }
         }
         panic!(
@@ -63,9 +89,21 @@ impl RedisServer {
     /// Spawns the server on `self.port` and waits until it answers PING; false if it exited.
     fn spawn(&mut self) -> bool {
         let mut cmd = Command::new(&self.binary);
-        cmd.arg("--port")
-            .arg(self.port.to_string())
-            .args(["--bind", "127.0.0.1"])
+        match self.tls_files() {
+            None => cmd.arg("--port").arg(self.port.to_string()),
+            #[cfg(feature = "tls")]
+            Some(tls) => cmd
+                .args(["--port", "0", "--tls-port"])
+                .arg(self.port.to_string())
+                .arg("--tls-cert-file")
+                .arg(&tls.cert)
+                .arg("--tls-key-file")
+                .arg(&tls.key)
+                .arg("--tls-ca-cert-file")
+                .arg(&tls.ca)
+                .args(["--tls-auth-clients", "no"]),
+        };
+        cmd.args(["--bind", "127.0.0.1"])
             .arg("--dir")
             .arg(self.dir.path())
             .args(["--appendonly", "yes", "--appendfsync", "always"])
@@ -99,7 +137,7 @@ impl RedisServer {
     }
 
     fn ping(&self) -> bool {
-        let Ok(client) = redis::Client::open(self.url()) else {
+        let Some(client) = self.redis_client() else {
             return false;
         };
         let Ok(mut c) = client.get_connection_with_timeout(Duration::from_millis(500)) else {
@@ -153,11 +191,60 @@ impl RedisServer {
         );
     }
 
-    /// A plain connection, for looking at what the code under test stored.
+    /// A plain connection (over TLS for a TLS server), for looking at what the code under test
+    /// stored.
     pub fn client(&self) -> redis::Connection {
-        redis::Client::open(self.url())
-            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(5)))
+        self.redis_client()
+            .expect("cannot make a client for the test redis-server")
+            .get_connection_with_timeout(Duration::from_secs(5))
             .expect("cannot connect to the test redis-server")
+    }
+
+    /// A client for this server: over TLS, trusting its CA, if it serves TLS.
+    fn redis_client(&self) -> Option<redis::Client> {
+        match self.tls_files() {
+            None => redis::Client::open(self.url()).ok(),
+            #[cfg(feature = "tls")]
+            Some(tls) => {
+                // As the sink does: rustls needs a crypto provider chosen.
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                let certs = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(std::fs::read(&tls.ca).ok()?),
+                };
+                redis::Client::build_with_tls(self.tls_url(), certs).ok()
+            }
+        }
+    }
+
+    #[cfg(feature = "tls")]
+    fn tls_files(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref()
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn tls_files(&self) -> Option<std::convert::Infallible> {
+        None
+    }
+
+    /// `rediss://[:password@]127.0.0.1:<port>/`, for a server started with
+    /// [`start_with_tls`](Self::start_with_tls).
+    #[cfg(feature = "tls")]
+    pub fn tls_url(&self) -> String {
+        match &self.password {
+            Some(p) => format!("rediss://:{p}@127.0.0.1:{}/", self.port),
+            None => format!("rediss://127.0.0.1:{}/", self.port),
+        }
+    }
+
+    /// The PEM file of the CA that signed this TLS server's certificate.
+    #[cfg(feature = "tls")]
+    pub fn ca_file(&self) -> &Path {
+        &self
+            .tls
+            .as_ref()
+            .expect("not a TLS server: start it with RedisServer::start_with_tls")
+            .ca
     }
 
     /// The server's log so far.
@@ -169,5 +256,60 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// PEM files of a CA made for one test and, signed by it, a server certificate and key for
+/// `localhost` and `127.0.0.1`.
+#[cfg(feature = "tls")]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[cfg(feature = "tls")]
+impl TlsFiles {
+    /// Makes a fresh CA and server certificate and writes `ca.pem`, `server.pem` and
+    /// `server.key` into `dir`. Another call makes another CA, which the first server's
+    /// certificate does not chain to.
+    pub fn write(dir: &Path) -> TlsFiles {
+        use rcgen::{
+            BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+            IsCa, KeyPair, KeyUsagePurpose,
+        };
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        // A name of its own: two CAs of one name make a signature error instead of an unknown
+        // issuer.
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("fnmetrics test CA {} {n}", std::process::id());
+        ca.distinguished_name.push(DnType::CommonName, name);
+        ca.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+
+        let mut server =
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        server
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
+        server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let key = KeyPair::generate().unwrap();
+        let cert = server.signed_by(&key, &*ca).unwrap();
+
+        let files = TlsFiles {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+        };
+        std::fs::write(&files.ca, ca.pem()).unwrap();
+        std::fs::write(&files.cert, cert.pem()).unwrap();
+        std::fs::write(&files.key, key.serialize_pem()).unwrap();
+        files
     }
 }

@@ -1,19 +1,19 @@
 -- Claims a batch of entries for stage 2, atomically.
 --
--- KEYS[1]  the entry list
+-- KEYS[1]  the entry list (each element a frame of entries, or a single entry)
 -- KEYS[2]  the claims sorted set (member: claim id, score: lease deadline in ms, server time)
--- ARGV[1]  the most entries to claim
+-- KEYS[3]  the list of the new claim (ARGV[3] .. ARGV[4])
+-- ARGV[1]  the most entries to claim (whole elements are moved: at least one, then more while
+--          the count stays below this)
 -- ARGV[2]  the lease, ms
 -- ARGV[3]  the prefix of claim lists (a claim's list is ARGV[3] .. id)
 -- ARGV[4]  the id for a new claim
 --
--- Returns {id, number of entries} or nil. A claim whose lease ran out is taken over first (same
--- id, same entries, new deadline); otherwise up to ARGV[1] entries move from the head of the list
--- into a new claim list. The caller reads the claim list with LRANGE.
+-- Returns {id, number of elements} or nil. A claim whose lease ran out is taken over first (same
+-- id, same elements, new deadline); otherwise elements move from the head of the entry list into
+-- the new claim list. The caller reads the claim list with LRANGE.
 --
--- The entries never pass through Lua: SORT .. BY nosort LIMIT .. STORE copies the head of a list
--- in its order, server-side, and LTRIM drops it. (Popping 50 000 entries into Lua, pushing them
--- back and returning them costs several times more.)
+-- count_of comes from count_of.lua, prepended.
 
 local function expect_type(key, want)
   local got = redis.call('TYPE', key)['ok']
@@ -46,12 +46,17 @@ while true do
   redis.call('ZREM', KEYS[2], id)
 end
 
-local key = ARGV[3] .. ARGV[4]
-if redis.call('EXISTS', key) == 1 then
+if redis.call('EXISTS', KEYS[3]) == 1 then
   return redis.error_reply('ERR fnmetrics: claim id ' .. ARGV[4] .. ' is in use')
 end
-local n = redis.call('SORT', KEYS[1], 'BY', 'nosort', 'LIMIT', 0, ARGV[1], 'STORE', key)
+local max = tonumber(ARGV[1])
+local n, total = 0, 0
+while total < max do
+  local e = redis.call('LMOVE', KEYS[1], KEYS[3], 'LEFT', 'RIGHT')
+  if not e then break end
+  n = n + 1
+  total = total + count_of(e)
+end
 if n == 0 then return false end
-redis.call('LTRIM', KEYS[1], n, -1)
 redis.call('ZADD', KEYS[2], deadline, ARGV[4])
 return {ARGV[4], n}

@@ -1,0 +1,528 @@
+//! The background flusher: two named threads, one per stage, so that a slow stage 2 (a locked or
+//! unreachable PostgreSQL, a backlog of millions) never holds stage 1 back.
+//!
+//! - Stage 1 (`fnmetrics-flusher`, [`stage1`]) moves per-call entries and aggregate deltas from
+//!   the rings to a [`Sink`] when `batch_size` entries are pending or `flush_interval` has
+//!   passed, whichever comes first.
+//! - Stage 2 (`fnmetrics-drain`, [`stage2`]) runs a [`Drain`] after each write of stage 1 and at
+//!   least every `flush_interval`, until it has nothing left to move.
+//!
+//! Guarantees:
+//! - the application's threads never wait on I/O: they push into their own rings and, once per
+//!   1024 entries, `try_send` a nudge;
+//! - memory stays bounded: past `max_pending_entries` new entries are dropped and counted per
+//!   function (`Snapshot::dropped_entries`); aggregates are never dropped;
+//! - a batch that failed is retried as it was (same flush id, same entry ids), with capped
+//!   exponential backoff and jitter, so a sink that applies a flush id at most once never doubles;
+//!   the aggregate baseline moves only once the sink confirmed the write;
+//! - nothing is lost silently: what is not delivered by the end of shutdown is counted (stats and
+//!   the per-function `dropped_entries`, which a later flusher of the process sends) and
+//!   reported through `on_error` and the `log` crate;
+//! - dropping the [`Flusher`] returns within `shutdown_timeout` + 1 s whatever the servers do; a
+//!   stage still inside a server call then ends on that call's own timeout, and the stages of a
+//!   later flusher of the same process wait for it before they start.
+
+mod stage1;
+mod stage2;
+
+use crate::error::{Error, ErrorKind};
+use crate::ring::{EntryMode, Rings};
+use crate::sink::{Drain, Sink};
+use crossbeam_channel::{bounded, Receiver, Sender};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Counters of what a flusher did, for monitoring and tests.
+///
+/// ```
+/// let s = fnmetrics_core::FlushStats::default();
+/// assert_eq!(s.dropped_entries, 0);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FlushStats {
+    /// Flushes applied by the sink.
+    pub flushes: u64,
+    /// Entries the sink accepted.
+    pub entries_written: u64,
+    /// Failed write attempts (each retried later).
+    pub failed_writes: u64,
+    /// Entries that were not delivered: dropped because `max_pending_entries` was reached, or
+    /// still unwritten when shutdown gave up.
+    pub dropped_entries: u64,
+    /// Calls whose aggregate delta may or may not have reached the sink: a batch that might have
+    /// been applied was still failing when the sink could no longer recognise a retry of it
+    /// ([`Sink::flush_id_ttl`]), so it was not sent again.
+    pub uncertain_calls: u64,
+    /// Entries stage 2 moved.
+    pub entries_drained: u64,
+    /// Entries stage 2 set aside as dead letters.
+    pub dead_letters: u64,
+    /// Older dead letters removed because the dead-letter list was full.
+    pub dead_letters_evicted: u64,
+    /// Failed stage 2 attempts.
+    pub failed_drains: u64,
+    /// Entries held in this process now, waiting to be written: in the flusher, in the threads'
+    /// rings and in the spill queue.
+    pub pending_entries: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct SharedStats {
+    pub(crate) flushes: AtomicU64,
+    pub(crate) entries_written: AtomicU64,
+    pub(crate) failed_writes: AtomicU64,
+    pub(crate) dropped_entries: AtomicU64,
+    pub(crate) uncertain_calls: AtomicU64,
+    pub(crate) entries_drained: AtomicU64,
+    pub(crate) dead_letters: AtomicU64,
+    pub(crate) dead_letters_evicted: AtomicU64,
+    pub(crate) failed_drains: AtomicU64,
+    /// Entries the stage 1 thread holds (pending and in flight).
+    pub(crate) held_entries: AtomicU64,
+}
+
+/// A callback that hears about every error the flusher meets.
+pub type ErrorHandler = Arc<dyn Fn(&Error) + Send + Sync>;
+
+/// Settings of a [`Flusher`].
+///
+/// ```
+/// let c = fnmetrics_core::FlusherConfig::default();
+/// assert_eq!(c.batch_size, 10_000);
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct FlusherConfig {
+    /// Flush when this many entries are pending.
+    pub batch_size: usize,
+    /// Flush at least this often.
+    pub flush_interval: Duration,
+    /// Keep at most this many entries in memory; past it, new ones are dropped and counted.
+    pub max_pending_entries: usize,
+    /// How long dropping the flusher may spend: stage 1 first, stage 2 in the time left.
+    pub shutdown_timeout: Duration,
+    /// Which calls make a per-call entry.
+    pub entries: EntryMode,
+    /// The first retry delay; it doubles up to `max_backoff`, with jitter.
+    pub min_backoff: Duration,
+    /// The longest retry delay.
+    pub max_backoff: Duration,
+    /// Called with every error, besides the `log` record (default: printed to stderr when no
+    /// `log` logger is installed).
+    pub on_error: ErrorHandler,
+}
+
+impl std::fmt::Debug for FlusherConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlusherConfig")
+            .field("batch_size", &self.batch_size)
+            .field("flush_interval", &self.flush_interval)
+            .field("max_pending_entries", &self.max_pending_entries)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("entries", &self.entries)
+            .field("min_backoff", &self.min_backoff)
+            .field("max_backoff", &self.max_backoff)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for FlusherConfig {
+    fn default() -> Self {
+        FlusherConfig {
+            batch_size: 10_000,
+            flush_interval: Duration::from_secs(5),
+            max_pending_entries: 1_000_000,
+            shutdown_timeout: Duration::from_secs(10),
+            entries: EntryMode::All,
+            min_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(5),
+            on_error: Arc::new(|e: &Error| {
+                if log::max_level() == log::LevelFilter::Off {
+                    eprintln!("fnmetrics: {}", e.chain());
+                }
+            }),
+        }
+    }
+}
+
+impl FlusherConfig {
+    /// Checks the settings ([`Flusher::start`] does too).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidConfig`], saying which setting is out of range.
+    ///
+    /// ```
+    /// let mut c = fnmetrics_core::FlusherConfig::default();
+    /// c.batch_size = 0;
+    /// assert_eq!(c.validate().unwrap_err().kind(), fnmetrics_core::ErrorKind::InvalidConfig);
+    /// ```
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |m: &str| Err(Error::new(ErrorKind::InvalidConfig, m));
+        if self.batch_size == 0 {
+            return bad("batch_size must be at least 1");
+        }
+        if self.max_pending_entries < self.batch_size {
+            return bad("max_pending_entries must be at least batch_size");
+        }
+        if self.flush_interval.is_zero() {
+            return bad("flush_interval must be longer than zero");
+        }
+        if self.min_backoff.is_zero() || self.max_backoff < self.min_backoff {
+            return bad("backoff must satisfy 0 < min_backoff <= max_backoff");
+        }
+        Ok(())
+    }
+
+    /// Reports an error: a `log` record, then the `on_error` callback.
+    pub(crate) fn report(&self, e: &Error) {
+        log::error!(target: "fnmetrics", "{}", e.chain());
+        (self.on_error)(e);
+    }
+}
+
+/// One flusher per process: its stages share the process-wide rings and aggregate baseline.
+static RUNNING: AtomicBool = AtomicBool::new(false);
+
+/// What a caller asks of a stage thread.
+enum Command {
+    /// Do everything pending now, and answer.
+    Flush(Sender<Result<(), Error>>),
+    /// Finish by this deadline, then end.
+    Shutdown(Instant),
+}
+
+/// A running stage thread: its commands, and a channel that disconnects when it ends.
+struct StageHandle {
+    cmd: Sender<Command>,
+    done: Receiver<()>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl StageHandle {
+    fn spawn(
+        name: &str,
+        cmd: Sender<Command>,
+        body: impl FnOnce() + Send + 'static,
+    ) -> Result<StageHandle, Error> {
+        let (done_tx, done) = bounded::<()>(0);
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let _done = done_tx; // dropped when the thread ends, however it ends
+                body();
+            })
+            .map_err(|e| {
+                Error::with_source(
+                    ErrorKind::Unavailable,
+                    format!("cannot spawn the {name} thread"),
+                    e,
+                )
+            })?;
+        Ok(StageHandle {
+            cmd,
+            done,
+            thread: Some(thread),
+        })
+    }
+
+    /// Sends `Flush` and waits for the answer.
+    fn flush(&self) -> Result<(), Error> {
+        let (tx, rx) = bounded(1);
+        let stopped = || Error::new(ErrorKind::Stopped, "the flusher thread has stopped");
+        self.cmd.send(Command::Flush(tx)).map_err(|_| stopped())?;
+        rx.recv().map_err(|_| stopped())?
+    }
+
+    /// Asks the thread to finish by `deadline` and waits for it until `wait_until`. A thread
+    /// still busy then is left to end on its own (its server calls have timeouts).
+    fn stop(&mut self, deadline: Instant, wait_until: Instant) -> bool {
+        let _ = self.cmd.send(Command::Shutdown(deadline));
+        let ended = matches!(
+            self.done.recv_deadline(wait_until),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+        );
+        if ended {
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+        ended
+    }
+}
+
+/// The running flusher: stage 1 on `fnmetrics-flusher`, stage 2 (if any) on `fnmetrics-drain`.
+/// Dropping it flushes what is pending, within the shutdown timeout, and stops both threads.
+///
+/// ```
+/// use fnmetrics_core::{Error, FlushBatch, Flusher, FlusherConfig, Sink};
+/// use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+/// use std::sync::Arc;
+///
+/// struct Count(Arc<AtomicU64>);
+/// impl Sink for Count {
+///     fn write(&mut self, b: &FlushBatch) -> Result<(), Error> {
+///         self.0.fetch_add(b.entries.len() as u64, Relaxed);
+///         Ok(())
+///     }
+/// }
+/// let n = Arc::new(AtomicU64::new(0));
+/// let flusher = Flusher::start(FlusherConfig::default(), Box::new(Count(n.clone())), None)?;
+/// # use fnmetrics_core::__private::{Guard, Site};
+/// # static S: Site = Site::new("doc::flusher");
+/// Guard::start(&S).finish(false);
+/// flusher.flush()?;
+/// assert_eq!(n.load(Relaxed), 1);
+/// # Ok::<(), fnmetrics_core::Error>(())
+/// ```
+pub struct Flusher {
+    stage1: StageHandle,
+    stage2: Option<StageHandle>,
+    rings: Arc<Rings>,
+    stats: Arc<SharedStats>,
+    shutdown_timeout: Duration,
+}
+
+impl std::fmt::Debug for Flusher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flusher")
+            .field("stage2", &self.stage2.is_some())
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Flusher {
+    /// Starts the one flusher of this process on `sink` (stage 1) and optionally `drain`
+    /// (stage 2, on a thread of its own).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidConfig`] for bad settings, [`ErrorKind::AlreadyRunning`] if a flusher
+    /// is running already, [`ErrorKind::Unavailable`] if a thread cannot be spawned.
+    ///
+    /// ```
+    /// # use fnmetrics_core::{Error, FlushBatch, Flusher, FlusherConfig, Sink};
+    /// # struct Null;
+    /// # impl Sink for Null { fn write(&mut self, _: &FlushBatch) -> Result<(), Error> { Ok(()) } }
+    /// let first = Flusher::start(FlusherConfig::default(), Box::new(Null), None)?;
+    /// let second = Flusher::start(FlusherConfig::default(), Box::new(Null), None);
+    /// assert_eq!(second.unwrap_err().kind(), fnmetrics_core::ErrorKind::AlreadyRunning);
+    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// ```
+    pub fn start(
+        config: FlusherConfig,
+        sink: Box<dyn Sink>,
+        drain: Option<Box<dyn Drain>>,
+    ) -> Result<Flusher, Error> {
+        config.validate()?;
+        if RUNNING.swap(true, AcqRel) {
+            return Err(Error::new(
+                ErrorKind::AlreadyRunning,
+                "a flusher is already running in this process",
+            ));
+        }
+        let started = Self::spawn(config, sink, drain);
+        if started.is_err() {
+            RUNNING.store(false, Release);
+        }
+        started
+    }
+
+    fn spawn(
+        config: FlusherConfig,
+        sink: Box<dyn Sink>,
+        drain: Option<Box<dyn Drain>>,
+    ) -> Result<Flusher, Error> {
+        let stats = Arc::new(SharedStats::default());
+        let (nudge1_tx, nudge1_rx) = bounded::<()>(1);
+        let rings = Arc::new(Rings::open(
+            config.entries,
+            config.max_pending_entries,
+            nudge1_tx,
+        ));
+        let (nudge2_tx, nudge2_rx) = bounded::<()>(1);
+        let stage2 = match drain {
+            None => None,
+            Some(drain) => {
+                let (tx, rx) = bounded::<Command>(16);
+                let worker = stage2::Stage2::new(config.clone(), drain, stats.clone());
+                match StageHandle::spawn("fnmetrics-drain", tx, move || worker.run(rx, nudge2_rx)) {
+                    Ok(h) => Some(h),
+                    Err(e) => {
+                        rings.close();
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        let (tx, rx) = bounded::<Command>(16);
+        let worker = stage1::Stage1::new(
+            config.clone(),
+            sink,
+            rings.clone(),
+            stats.clone(),
+            stage2.as_ref().map(|_| nudge2_tx),
+        );
+        let stage1 =
+            match StageHandle::spawn("fnmetrics-flusher", tx, move || worker.run(rx, nudge1_rx)) {
+                Ok(h) => h,
+                Err(e) => {
+                    rings.close();
+                    if let Some(mut s2) = stage2 {
+                        let now = Instant::now();
+                        s2.stop(now, now + Duration::from_secs(1));
+                    }
+                    return Err(e);
+                }
+            };
+        Ok(Flusher {
+            stage1,
+            stage2,
+            rings,
+            stats,
+            shutdown_timeout: config.shutdown_timeout,
+        })
+    }
+
+    /// Flushes everything recorded so far through stage 1, then runs stage 2 until it has
+    /// nothing left to move; returns once both are done.
+    ///
+    /// # Errors
+    /// The first error either stage met (what failed stays pending and is retried in the
+    /// background), or [`ErrorKind::Stopped`] if a stage thread is gone.
+    ///
+    /// ```no_run
+    /// # fn f(flusher: &fnmetrics_core::Flusher) -> Result<(), fnmetrics_core::Error> {
+    /// flusher.flush()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn flush(&self) -> Result<(), Error> {
+        self.stage1.flush()?;
+        match &self.stage2 {
+            Some(s2) => s2.flush(),
+            None => Ok(()),
+        }
+    }
+
+    /// What the flusher has done so far.
+    ///
+    /// ```no_run
+    /// # fn f(flusher: &fnmetrics_core::Flusher) {
+    /// println!("{} entries written", flusher.stats().entries_written);
+    /// # }
+    /// ```
+    pub fn stats(&self) -> FlushStats {
+        let s = &self.stats;
+        FlushStats {
+            flushes: s.flushes.load(Relaxed),
+            entries_written: s.entries_written.load(Relaxed),
+            failed_writes: s.failed_writes.load(Relaxed),
+            dropped_entries: s.dropped_entries.load(Relaxed),
+            uncertain_calls: s.uncertain_calls.load(Relaxed),
+            entries_drained: s.entries_drained.load(Relaxed),
+            dead_letters: s.dead_letters.load(Relaxed),
+            dead_letters_evicted: s.dead_letters_evicted.load(Relaxed),
+            failed_drains: s.failed_drains.load(Relaxed),
+            pending_entries: s.held_entries.load(Relaxed) + self.rings.backlog(),
+        }
+    }
+}
+
+/// How long past the shutdown timeout dropping a [`Flusher`] may take at most.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(900);
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + self.shutdown_timeout;
+        let wait_until = deadline + SHUTDOWN_GRACE;
+        // No new entries from here on; calls are still counted in the aggregates.
+        self.rings.close();
+        if !self.stage1.stop(deadline, wait_until) {
+            log::warn!(
+                target: "fnmetrics",
+                "stage 1 is still inside a write at the shutdown deadline; it ends on its own I/O \
+                 timeout and counts what it could not deliver"
+            );
+        }
+        if let Some(s2) = &mut self.stage2 {
+            if !s2.stop(deadline, wait_until) {
+                log::warn!(
+                    target: "fnmetrics",
+                    "stage 2 is still inside a batch at the shutdown deadline; it ends on its own \
+                     timeouts, and what it holds stays in the stage-1 store for the next drainer"
+                );
+            }
+        }
+        RUNNING.store(false, Release);
+    }
+}
+
+/// Runs a sink's call, turning a panic into an error so that one bad call does not end the
+/// thread.
+fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            Err(Error::new(
+                ErrorKind::Server,
+                format!("{what} panicked: {msg}"),
+            ))
+        }
+    }
+}
+
+/// Capped exponential backoff with ±25 % jitter.
+struct Backoff {
+    min: Duration,
+    max: Duration,
+    current: Duration,
+    retry_at: Option<Instant>,
+    jitter: u64,
+}
+
+impl Backoff {
+    fn new(cfg: &FlusherConfig) -> Backoff {
+        Backoff {
+            min: cfg.min_backoff,
+            max: cfg.max_backoff,
+            current: cfg.min_backoff,
+            retry_at: None,
+            jitter: (crate::record::new_flush_id()[0] as u64) << 8 | 1,
+        }
+    }
+
+    /// Whether a retry may run now.
+    fn due(&self) -> bool {
+        self.retry_at.is_none_or(|at| Instant::now() >= at)
+    }
+
+    fn succeeded(&mut self) {
+        self.current = self.min;
+        self.retry_at = None;
+    }
+
+    /// Schedules the next attempt; returns the delay.
+    fn failed(&mut self) -> Duration {
+        let base = self.current;
+        self.current = (self.current * 2).min(self.max);
+        // xorshift for jitter: no need for a random-number crate.
+        self.jitter ^= self.jitter << 13;
+        self.jitter ^= self.jitter >> 7;
+        self.jitter ^= self.jitter << 17;
+        let wait = base.mul_f64((self.jitter % 501) as f64 / 1000.0 + 0.75);
+        self.retry_at = Some(Instant::now() + wait);
+        wait
+    }
+}
+
+/// The same error again, for a second waiter (errors are not `Clone`: sources may not be).
+fn copy_error(e: &Error) -> Error {
+    Error::new(e.kind(), e.chain())
+}

@@ -1,0 +1,365 @@
+//! Stage 1: rings → [`Sink`], on the `fnmetrics-flusher` thread.
+
+use super::{guarded, Backoff, Command, FlusherConfig, SharedStats};
+use crate::aggregate::{delta, Aggregate};
+use crate::error::{Error, ErrorKind};
+use crate::record::{new_flush_id, EntryRecord, IdGen};
+use crate::registry;
+use crate::ring::{RawEntry, Rings};
+use crate::sink::{FlushBatch, Sink};
+use crate::snapshot::Snapshot;
+use crossbeam_channel::{select, Receiver, Sender};
+use parking_lot::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering::*;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Between full flushes (interval, `flush()`, shutdown), aggregates go out at most this often.
+const AGGREGATES_EVERY: Duration = Duration::from_secs(1);
+
+/// What the sink has confirmed of each metric's aggregates, by metric id. Process-wide, not per
+/// flusher: a flusher started after another one sends only what the first did not deliver. It
+/// moves only when the sink confirmed a write.
+static SENT: Mutex<Vec<Option<Snapshot>>> = Mutex::new(Vec::new());
+
+/// Held by the stage 1 thread for its whole life: a flusher started while the stage 1 of an
+/// earlier one is still finishing a write waits for it, so the two never build deltas from the
+/// same baseline.
+static STAGE1: Mutex<()> = Mutex::new(());
+
+/// A batch being written, with what it changes once the sink confirms it.
+struct InFlight {
+    batch: FlushBatch,
+    /// The snapshots its aggregate deltas were taken up to: the new baseline once applied.
+    baseline: Vec<(usize, Snapshot)>,
+    /// When it was first tried.
+    since: Instant,
+    /// Whether an attempt may have been applied (an error not marked [`Error::unsent`]).
+    maybe_applied: bool,
+}
+
+pub(super) struct Stage1 {
+    cfg: FlusherConfig,
+    sink: Box<dyn Sink>,
+    rings: Arc<Rings>,
+    stats: Arc<SharedStats>,
+    stage2: Option<Sender<()>>,
+    ids: IdGen,
+    raw: Vec<RawEntry>,
+    pending: VecDeque<EntryRecord>,
+    in_flight: Option<InFlight>,
+    names: HashMap<u32, Arc<str>>,
+    last_flush: Instant,
+    last_aggregates: Instant,
+    backoff: Backoff,
+}
+
+impl Stage1 {
+    pub(super) fn new(
+        cfg: FlusherConfig,
+        sink: Box<dyn Sink>,
+        rings: Arc<Rings>,
+        stats: Arc<SharedStats>,
+        stage2: Option<Sender<()>>,
+    ) -> Stage1 {
+        Stage1 {
+            backoff: Backoff::new(&cfg),
+            cfg,
+            sink,
+            rings,
+            stats,
+            stage2,
+            ids: IdGen::new(),
+            raw: Vec::new(),
+            pending: VecDeque::new(),
+            in_flight: None,
+            names: HashMap::new(),
+            last_flush: Instant::now(),
+            last_aggregates: Instant::now(),
+        }
+    }
+
+    pub(super) fn run(mut self, cmd: Receiver<Command>, nudge: Receiver<()>) {
+        let _one = STAGE1.lock();
+        // Rings of threads that exit are drained within this period, whatever the interval.
+        let tick = self.cfg.flush_interval.min(Duration::from_millis(100));
+        loop {
+            let mut forced: Option<Sender<Result<(), Error>>> = None;
+            select! {
+                recv(cmd) -> c => match c {
+                    Ok(Command::Flush(ack)) => forced = Some(ack),
+                    Ok(Command::Shutdown(deadline)) => return self.shutdown(deadline),
+                    Err(_) => return self.shutdown(Instant::now()),
+                },
+                recv(nudge) -> _ => {},
+                default(tick) => {},
+            }
+            self.collect();
+            if let Some(ack) = forced {
+                self.backoff.retry_at = None;
+                let _ = ack.send(self.write(true));
+                continue;
+            }
+            let due = self.last_flush.elapsed() >= self.cfg.flush_interval;
+            if (due || self.pending.len() >= self.cfg.batch_size) && self.backoff.due() {
+                if let Err(e) = self.write(due) {
+                    self.cfg.report(&e);
+                }
+            }
+        }
+    }
+
+    /// Moves entries from the rings into `pending`, dropping (and counting) what does not fit.
+    fn collect(&mut self) {
+        self.raw.clear();
+        self.rings.drain(&mut self.raw);
+        let in_flight = self.in_flight_len();
+        for i in 0..self.raw.len() {
+            let raw = self.raw[i];
+            if self.pending.len() + in_flight >= self.cfg.max_pending_entries {
+                self.stats.dropped_entries.fetch_add(1, Relaxed);
+                if let Some(m) = registry::metric(raw.metric) {
+                    m.flusher_dropped.fetch_add(1, Relaxed);
+                }
+                continue;
+            }
+            let Some(name) = self.name(raw.metric) else {
+                continue;
+            };
+            let unix_nanos = crate::clock::raw_to_unix_nanos(raw.end_raw);
+            let micros = i64::try_from(unix_nanos / 1_000).unwrap_or(i64::MAX);
+            let ms = u64::try_from(unix_nanos / 1_000_000).unwrap_or(u64::MAX);
+            self.pending.push_back(EntryRecord {
+                id: self.ids.next_id(ms),
+                func_name: name,
+                execution_time: Duration::from_nanos(raw.nanos),
+                error_occurred: raw.outcome.is_error(),
+                created_at_micros: micros,
+            });
+        }
+        self.publish_held();
+    }
+
+    fn in_flight_len(&self) -> usize {
+        self.in_flight.as_ref().map_or(0, |f| f.batch.entries.len())
+    }
+
+    fn publish_held(&self) {
+        let held = (self.pending.len() + self.in_flight_len()) as u64;
+        self.stats.held_entries.store(held, Relaxed);
+    }
+
+    fn name(&mut self, metric: u32) -> Option<Arc<str>> {
+        if let Some(n) = self.names.get(&metric) {
+            return Some(n.clone());
+        }
+        let n: Arc<str> = registry::metric(metric)?.name.into();
+        self.names.insert(metric, n.clone());
+        Some(n)
+    }
+
+    /// The aggregate deltas since what the sink confirmed, and the snapshots they lead to.
+    fn deltas() -> (Vec<Aggregate>, Vec<(usize, Snapshot)>) {
+        let sent = SENT.lock();
+        let mut out = Vec::new();
+        let mut baseline = Vec::new();
+        for (id, m) in registry::all_metrics().into_iter().enumerate() {
+            let now = m.snapshot();
+            let d = delta(sent.get(id).and_then(Option::as_ref), &now);
+            if d.calls + d.cancelled + d.dropped_entries != 0 {
+                out.push(d);
+                baseline.push((id, now));
+            }
+        }
+        (out, baseline)
+    }
+
+    /// Writes batches: while `batch_size` entries are pending, or, if `all`, until nothing is.
+    fn write(&mut self, all: bool) -> Result<(), Error> {
+        loop {
+            if self.in_flight.is_none() && !self.next_batch(all) {
+                self.last_flush = Instant::now();
+                return Ok(());
+            }
+            self.expire_uncertain();
+            let Some(f) = self.in_flight.as_mut() else {
+                continue;
+            };
+            let sink = &mut self.sink;
+            match guarded("the sink's write", || sink.write(&f.batch)) {
+                Ok(()) => {
+                    let f = self.in_flight.take().expect("a batch is in flight");
+                    self.confirmed(f);
+                    self.backoff.succeeded();
+                    self.last_flush = Instant::now();
+                    if let Some(s2) = &self.stage2 {
+                        let _ = s2.try_send(());
+                    }
+                    if self.pending.is_empty() {
+                        return Ok(());
+                    }
+                }
+                Err(e) => {
+                    f.maybe_applied |= !e.is_unsent();
+                    self.stats.failed_writes.fetch_add(1, Relaxed);
+                    self.backoff.failed();
+                    self.last_flush = Instant::now();
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Builds the next batch from `pending` if there is enough (or, with `all`, anything) to
+    /// send; false if there is nothing to send.
+    fn next_batch(&mut self, all: bool) -> bool {
+        if !all && self.pending.len() < self.cfg.batch_size {
+            return false;
+        }
+        let n = self.pending.len().min(self.cfg.batch_size);
+        let entries: Vec<EntryRecord> = self.pending.drain(..n).collect();
+        // Summing every function's counters is the flusher's costliest step: do it for the last
+        // batch of a full flush, and at most once a second in between.
+        let last = all && self.pending.is_empty();
+        let (aggregates, baseline) = if last || self.last_aggregates.elapsed() >= AGGREGATES_EVERY {
+            self.last_aggregates = Instant::now();
+            Self::deltas()
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        if entries.is_empty() && aggregates.is_empty() {
+            return false;
+        }
+        self.in_flight = Some(InFlight {
+            batch: FlushBatch {
+                flush_id: new_flush_id(),
+                entries,
+                aggregates,
+            },
+            baseline,
+            since: Instant::now(),
+            maybe_applied: false,
+        });
+        true
+    }
+
+    /// The sink applied `f`: count it and move the aggregate baseline.
+    fn confirmed(&mut self, f: InFlight) {
+        self.stats.flushes.fetch_add(1, Relaxed);
+        self.stats
+            .entries_written
+            .fetch_add(f.batch.entries.len() as u64, Relaxed);
+        let mut sent = SENT.lock();
+        for (id, snap) in f.baseline {
+            if sent.len() <= id {
+                sent.resize(id + 1, None);
+            }
+            sent[id] = Some(snap);
+        }
+        drop(sent);
+        self.publish_held();
+    }
+
+    /// A batch that may have been applied must not be sent again once the sink may have
+    /// forgotten its flush id. Its entries are safe to send again under a new id (they carry
+    /// their own ids, which stage 2 dedupes), its aggregates are not: they are not sent again,
+    /// their calls are counted as uncertain and reported, and the baseline moves past them.
+    fn expire_uncertain(&mut self) {
+        let Some(ttl) = self.sink.flush_id_ttl() else {
+            return;
+        };
+        let Some(f) = self.in_flight.as_mut() else {
+            return;
+        };
+        // A retry must reach the sink while it still remembers the id, with room for one
+        // attempt's I/O and clock skew.
+        let margin = (ttl / 10).max(Duration::from_secs(1)).min(ttl / 2);
+        if !f.maybe_applied || f.since.elapsed() + margin < ttl {
+            return;
+        }
+        let calls: u64 = f
+            .batch
+            .aggregates
+            .iter()
+            .map(|a| a.calls + a.cancelled)
+            .sum();
+        f.batch.flush_id = new_flush_id();
+        f.batch.aggregates.clear();
+        f.since = Instant::now();
+        f.maybe_applied = false;
+        let baseline = std::mem::take(&mut f.baseline);
+        let mut sent = SENT.lock();
+        for (id, snap) in baseline {
+            if sent.len() <= id {
+                sent.resize(id + 1, None);
+            }
+            sent[id] = Some(snap);
+        }
+        drop(sent);
+        if calls > 0 {
+            self.stats.uncertain_calls.fetch_add(calls, Relaxed);
+            self.cfg.report(&Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "a flush kept failing for longer than the sink remembers flush ids \
+                     ({ttl:?}) after an attempt that may have been applied: its entries are \
+                     sent again under a new id, and the aggregate deltas of {calls} calls are \
+                     not (they may or may not have been counted)"
+                ),
+            ));
+        }
+    }
+
+    /// Writes what is pending until done or `deadline`; what is still unwritten then is
+    /// counted as dropped and reported. A write in progress at the deadline finishes (bounded
+    /// by the sink's own I/O timeout) before this returns.
+    fn shutdown(mut self, deadline: Instant) {
+        loop {
+            self.collect();
+            self.backoff.retry_at = None;
+            match self.write(true) {
+                Ok(()) => break,
+                Err(e) => {
+                    self.cfg.report(&e);
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let wait = self.backoff.current.min(left);
+                    if wait.is_zero() {
+                        break;
+                    }
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+        self.count_undelivered();
+    }
+
+    /// Counts every entry still held as dropped, per function too (a later flusher of this
+    /// process sends that count with the aggregates), and reports the loss.
+    fn count_undelivered(&mut self) {
+        self.collect();
+        let mut lost = 0u64;
+        let in_flight = self.in_flight.take().map(|f| f.batch.entries);
+        for e in in_flight
+            .into_iter()
+            .flatten()
+            .chain(self.pending.drain(..))
+        {
+            lost += 1;
+            if let Some(m) = registry::lookup(&e.func_name) {
+                m.flusher_dropped.fetch_add(1, Relaxed);
+            }
+        }
+        self.publish_held();
+        if lost > 0 {
+            self.stats.dropped_entries.fetch_add(lost, Relaxed);
+            self.cfg.report(&Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "shutdown timeout: {lost} entries were not written; they are counted as \
+                     dropped (the aggregates still count their calls)"
+                ),
+            ));
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! Stage 2: runs the [`Drain`] on the `fnmetrics-drain` thread, after each write of stage 1 and
+//! at least every `flush_interval`, until it has nothing left to move.
+
+use super::{copy_error, guarded, Backoff, Command, FlusherConfig, SharedStats};
+use crate::error::{Error, ErrorKind};
+use crate::sink::Drain;
+use crossbeam_channel::{select, Receiver, Sender};
+use parking_lot::Mutex;
+use std::sync::atomic::Ordering::*;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Held by the stage 2 thread for its whole life: the stage 2 of a later flusher of this process
+/// waits until a stage 2 still stuck in a batch has ended, so the two never work on one claim.
+static STAGE2: Mutex<()> = Mutex::new(());
+
+pub(super) struct Stage2 {
+    cfg: FlusherConfig,
+    drain: Box<dyn Drain>,
+    stats: Arc<SharedStats>,
+    backoff: Backoff,
+    /// Callers of `flush()` waiting for stage 2 to run dry.
+    waiting: Vec<Sender<Result<(), Error>>>,
+    /// Set by `Shutdown`: finish by then.
+    deadline: Option<Instant>,
+}
+
+impl Stage2 {
+    pub(super) fn new(
+        cfg: FlusherConfig,
+        drain: Box<dyn Drain>,
+        stats: Arc<SharedStats>,
+    ) -> Stage2 {
+        Stage2 {
+            backoff: Backoff::new(&cfg),
+            cfg,
+            drain,
+            stats,
+            waiting: Vec::new(),
+            deadline: None,
+        }
+    }
+
+    pub(super) fn run(mut self, cmd: Receiver<Command>, nudge: Receiver<()>) {
+        let _one = STAGE2.lock();
+        let interval = self.cfg.flush_interval;
+        loop {
+            select! {
+                recv(cmd) -> c => self.take(c.ok()),
+                recv(nudge) -> _ => {},
+                default(interval) => {},
+            }
+            let forced = !self.waiting.is_empty() || self.deadline.is_some();
+            if forced || self.backoff.due() {
+                let result = self.run_dry(&cmd);
+                if let Err(e) = &result {
+                    self.cfg.report(e);
+                }
+                for ack in self.waiting.drain(..) {
+                    let _ = ack.send(result.as_ref().map(|_| ()).map_err(copy_error));
+                }
+            }
+            if self.deadline.is_some() {
+                return;
+            }
+        }
+    }
+
+    /// Takes a command (`None`: the flusher is gone, stop now).
+    fn take(&mut self, c: Option<Command>) {
+        match c {
+            Some(Command::Flush(ack)) => self.waiting.push(ack),
+            Some(Command::Shutdown(deadline)) => self.deadline = Some(deadline),
+            None => self.deadline = Some(Instant::now()),
+        }
+    }
+
+    /// Drains until there is nothing left, an error, or the deadline. Between batches it takes
+    /// new commands, so a shutdown is seen even during a long backlog.
+    fn run_dry(&mut self, cmd: &Receiver<Command>) -> Result<(), Error> {
+        loop {
+            while let Ok(c) = cmd.try_recv() {
+                self.take(Some(c));
+            }
+            if let Some(d) = self.deadline {
+                if Instant::now() >= d {
+                    return Err(Error::new(
+                        ErrorKind::Timeout,
+                        "stage 2 stopped at the shutdown deadline; what it did not move waits \
+                         in the stage-1 store for the next drainer",
+                    ));
+                }
+            }
+            let drain = &mut self.drain;
+            match guarded("the drain", || drain.drain_once()) {
+                Ok(o) if o.is_idle() => {
+                    self.backoff.succeeded();
+                    return Ok(());
+                }
+                Ok(o) => {
+                    self.stats.entries_drained.fetch_add(o.moved, Relaxed);
+                    self.stats.dead_letters.fetch_add(o.dead_lettered, Relaxed);
+                    self.stats
+                        .dead_letters_evicted
+                        .fetch_add(o.dead_letters_evicted, Relaxed);
+                    self.backoff.succeeded();
+                }
+                Err(e) => {
+                    self.stats.failed_drains.fetch_add(1, Relaxed);
+                    self.backoff.failed();
+                    return Err(e);
+                }
+            }
+        }
+    }
+}

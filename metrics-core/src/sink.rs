@@ -1,0 +1,126 @@
+//! The contract between the flusher and where metrics go: a [`Sink`] takes each flush (stage 1,
+//! Redis in production), a [`Drain`] moves what the sink stored onward (stage 2, Redis →
+//! PostgreSQL), and [`FlushBatch`] and [`DrainOutcome`] pass between them.
+
+use crate::aggregate::Aggregate;
+use crate::error::Error;
+use crate::record::EntryRecord;
+use std::time::Duration;
+
+/// Stage 1: where a flush goes.
+///
+/// ```
+/// use fnmetrics_core::{Error, FlushBatch, Sink};
+/// struct Stdout;
+/// impl Sink for Stdout {
+///     fn write(&mut self, batch: &FlushBatch) -> Result<(), Error> {
+///         println!("{} entries, {} functions", batch.entries.len(), batch.aggregates.len());
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait Sink: Send + 'static {
+    /// Applies one flush: its entries and aggregate deltas, atomically, and at most once per
+    /// `batch.flush_id` (a retry of an applied flush must change nothing).
+    ///
+    /// # Errors
+    /// Any error means "maybe applied", unless it is marked [`Error::unsent`] ("certainly not
+    /// applied"). The flusher retries the same batch later.
+    fn write(&mut self, batch: &FlushBatch) -> Result<(), Error>;
+
+    /// How long the sink remembers an applied flush id, if not forever. The flusher never
+    /// retries a batch that may have been applied once this much time has passed since its first
+    /// attempt: the retry could be applied a second time. `None` (the default): forever.
+    ///
+    /// ```
+    /// # struct S;
+    /// # impl fnmetrics_core::Sink for S {
+    /// #     fn write(&mut self, _: &fnmetrics_core::FlushBatch) -> Result<(), fnmetrics_core::Error> { Ok(()) }
+    /// # }
+    /// use fnmetrics_core::Sink;
+    /// assert_eq!(S.flush_id_ttl(), None);
+    /// ```
+    fn flush_id_ttl(&self) -> Option<Duration> {
+        None
+    }
+}
+
+/// Stage 2: moves what stage 1 stored onward, on a thread of its own.
+///
+/// ```
+/// use fnmetrics_core::{Drain, DrainOutcome, Error};
+/// struct Nothing;
+/// impl Drain for Nothing {
+///     fn drain_once(&mut self) -> Result<DrainOutcome, Error> {
+///         Ok(DrainOutcome::default()) // nothing to move
+///     }
+/// }
+/// ```
+pub trait Drain: Send + 'static {
+    /// Moves up to one batch. An outcome with nothing moved and nothing set aside means there
+    /// was nothing to move.
+    ///
+    /// # Errors
+    /// Any error; the flusher reports it and tries again later. Nothing may be lost or doubled.
+    fn drain_once(&mut self) -> Result<DrainOutcome, Error>;
+}
+
+/// One flush: the entries and the aggregate deltas since the previous flush.
+///
+/// ```
+/// let b = fnmetrics_core::FlushBatch {
+///     flush_id: fnmetrics_core::new_flush_id(),
+///     entries: vec![],
+///     aggregates: vec![],
+/// };
+/// assert!(b.is_empty());
+/// ```
+#[derive(Clone, Debug)]
+pub struct FlushBatch {
+    /// 128 random bits, unique per flush, the same on every retry of it.
+    pub flush_id: [u8; 16],
+    /// Per-call entries.
+    pub entries: Vec<EntryRecord>,
+    /// What each function gained since the last flush (only functions that changed).
+    pub aggregates: Vec<Aggregate>,
+}
+
+impl FlushBatch {
+    /// Whether the batch holds neither entries nor aggregates.
+    ///
+    /// ```
+    /// let b = fnmetrics_core::FlushBatch { flush_id: [0; 16], entries: vec![], aggregates: vec![] };
+    /// assert!(b.is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.aggregates.is_empty()
+    }
+}
+
+/// What one [`Drain::drain_once`] did.
+///
+/// ```
+/// let o = fnmetrics_core::DrainOutcome { moved: 10, ..Default::default() };
+/// assert!(!o.is_idle());
+/// assert!(fnmetrics_core::DrainOutcome::default().is_idle());
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DrainOutcome {
+    /// Entries moved onward.
+    pub moved: u64,
+    /// Entries set aside as dead letters (undecodable, or refused for good downstream).
+    pub dead_lettered: u64,
+    /// Older dead letters removed because the dead-letter list was full.
+    pub dead_letters_evicted: u64,
+}
+
+impl DrainOutcome {
+    /// Whether nothing was there to move.
+    ///
+    /// ```
+    /// assert!(fnmetrics_core::DrainOutcome::default().is_idle());
+    /// ```
+    pub fn is_idle(&self) -> bool {
+        self.moved == 0 && self.dead_lettered == 0
+    }
+}

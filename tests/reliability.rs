@@ -1,0 +1,265 @@
+//! The pipeline under ordinary database events (issue 7's table), against real throw-away
+//! servers, with exact counts: a locked table, an undecodable entry, a Redis that is down at
+//! shutdown, and passwords in `Debug`.
+#![cfg(all(feature = "redis", feature = "postgres"))]
+
+mod support;
+
+use fnmetrics::postgres::{PostgresOptions, PostgresSink};
+use fnmetrics::redis::{RedisOptions, RedisQueue, RedisReader};
+use fnmetrics::{measured, Drainer, Flusher};
+use parking_lot::Mutex;
+use std::time::{Duration, Instant};
+use support::postgres::PostgresServer;
+use support::redis::RedisServer;
+use support::wait_until;
+
+static ONE_FLUSHER: Mutex<()> = Mutex::new(());
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn fleet(redis: &RedisServer, name: &str) -> fnmetrics::Snapshot {
+    RedisReader::connect(&redis.url(), RedisOptions::default())
+        .unwrap()
+        .get(name)
+        .unwrap()
+        .expect("aggregates in Redis")
+}
+
+fn pg_count(postgres: &PostgresServer, name: &str) -> u64 {
+    PostgresSink::connect(&postgres.url(), PostgresOptions::default())
+        .unwrap()
+        .count_for(name)
+        .unwrap()
+}
+
+/// Drains with a dedicated drainer until Redis holds nothing for stage 2.
+fn drain_everything(redis: &RedisServer, postgres: &PostgresServer) {
+    let mut drainer = Drainer::connect(
+        &redis.url(),
+        RedisOptions::default(),
+        &postgres.url(),
+        PostgresOptions::default(),
+    )
+    .unwrap()
+    .lease(Duration::from_secs(2));
+    let mut queue = RedisQueue::connect(&redis.url(), RedisOptions::default()).unwrap();
+    wait_until("Redis to hold nothing for stage 2", WAIT, || {
+        let _ = drainer.drain_all();
+        queue.pending_len().unwrap() == 0
+    });
+}
+
+/// A flusher from `redis` to `postgres` that reports no errors (the tests assert counts).
+fn pipeline(redis: &RedisServer, postgres: &PostgresServer) -> fnmetrics::FlusherBuilder {
+    Flusher::builder()
+        .redis(redis.url())
+        .postgres(postgres.url())
+        .on_error(|_| {})
+}
+
+#[measured(name = "reliability::locked")]
+fn locked() {}
+
+#[test]
+fn a_locked_table_does_not_hold_stage_1_back_and_every_entry_arrives_once() {
+    let _one = ONE_FLUSHER.lock();
+    let redis = RedisServer::start();
+    let postgres = PostgresServer::start();
+    let flusher = pipeline(&redis, &postgres)
+        .batch_size(1_000)
+        .flush_interval(Duration::from_millis(50))
+        .max_pending_entries(20_000)
+        .shutdown_timeout(Duration::from_secs(2))
+        .lease(Duration::from_secs(2))
+        .start()
+        .unwrap();
+
+    // What a migration, VACUUM FULL or an index build does: hold the table for a while.
+    let mut locker = postgres.client();
+    let mut lock = locker.transaction().unwrap();
+    lock.batch_execute("LOCK TABLE metrics IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+
+    for _ in 0..51 {
+        for _ in 0..1_000 {
+            locked();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    wait_until("stage 1 to move every entry into Redis", WAIT, || {
+        flusher.stats().entries_written == 51_000
+    });
+    let stats = flusher.stats();
+    assert_eq!(stats.dropped_entries, 0);
+    assert_eq!(stats.entries_drained, 0, "stage 2 is held by the lock");
+
+    let dropping = Instant::now();
+    drop(flusher);
+    let took = dropping.elapsed();
+    assert!(
+        took <= Duration::from_secs(3),
+        "the drop took {took:?}, past shutdown_timeout + 1 s"
+    );
+
+    lock.rollback().unwrap();
+    drain_everything(&redis, &postgres);
+    assert_eq!(pg_count(&postgres, "reliability::locked"), 51_000);
+    let f = fleet(&redis, "reliability::locked");
+    assert_eq!((f.calls, f.dropped_entries), (51_000, 0));
+}
+
+#[measured(name = "reliability::beside_garbage")]
+fn beside_garbage() {}
+
+#[test]
+fn an_undecodable_entry_is_set_aside_and_the_others_arrive() {
+    let _one = ONE_FLUSHER.lock();
+    let redis = RedisServer::start();
+    let postgres = PostgresServer::start();
+    // Written by a newer fnmetrics during a rolling deploy, say: a format version we do not know.
+    let mut c = redis.client();
+    let _: () = redis::cmd("RPUSH")
+        .arg("metrics_list")
+        .arg(&[9u8, 0, 1, 2, 3][..])
+        .query(&mut c)
+        .unwrap();
+    let flusher = pipeline(&redis, &postgres)
+        .batch_size(1_000)
+        .start()
+        .unwrap();
+    for _ in 0..10_000 {
+        beside_garbage();
+    }
+    flusher.flush().unwrap();
+    assert_eq!(pg_count(&postgres, "reliability::beside_garbage"), 10_000);
+    let stats = flusher.stats();
+    assert_eq!((stats.entries_drained, stats.dead_letters), (10_000, 1));
+    let mut queue = RedisQueue::connect(&redis.url(), RedisOptions::default()).unwrap();
+    assert_eq!(queue.pending_len().unwrap(), 0);
+    let dead = queue.dead_letters(0, 10).unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].payload, [9u8, 0, 1, 2, 3]);
+    assert!(dead[0].reason.contains("version 9"), "{}", dead[0].reason);
+}
+
+#[measured(name = "reliability::redis_down_at_shutdown")]
+fn redis_down_at_shutdown() {}
+
+#[test]
+fn a_flusher_that_gives_up_at_shutdown_counts_the_loss_and_the_next_one_sends_exact_aggregates() {
+    let _one = ONE_FLUSHER.lock();
+    let mut redis = RedisServer::start();
+    let start = |redis: &RedisServer| {
+        Flusher::builder()
+            .redis(redis.url())
+            .flush_interval(Duration::from_millis(20))
+            .backoff(Duration::from_millis(10), Duration::from_millis(50))
+            .shutdown_timeout(Duration::from_millis(300))
+            .on_error(|_| {})
+            .start()
+            .unwrap()
+    };
+    let first = start(&redis);
+    redis.stop();
+    for _ in 0..1_000 {
+        redis_down_at_shutdown();
+    }
+    wait_until("the flusher to hold every entry", WAIT, || {
+        first.stats().pending_entries == 1_000 && first.stats().failed_writes > 0
+    });
+    let dropping = Instant::now();
+    drop(first);
+    assert!(dropping.elapsed() <= Duration::from_millis(1_300));
+    let local = fnmetrics::get("reliability::redis_down_at_shutdown").unwrap();
+    assert_eq!(
+        (local.calls, local.dropped_entries),
+        (1_000, 1_000),
+        "the entries that never left are counted as dropped"
+    );
+
+    redis.restart();
+    let second = start(&redis);
+    wait_until("a flush to succeed", WAIT, || second.flush().is_ok());
+    let f = fleet(&redis, "reliability::redis_down_at_shutdown");
+    assert_eq!((f.calls, f.dropped_entries), (1_000, 1_000));
+}
+
+#[test]
+fn passwords_appear_in_no_debug_and_no_error() {
+    let _one = ONE_FLUSHER.lock();
+    const SECRET: &str = "s3cr3t-Pa55";
+    let builder = Flusher::builder()
+        .redis(format!("redis://:{SECRET}@127.0.0.1:1/"))
+        .postgres(format!("postgres://app:{SECRET}@127.0.0.1:1/db"));
+    let shown = format!("{builder:?}");
+    assert!(!shown.contains(SECRET), "{shown}");
+    assert!(shown.contains("redis://:***@127.0.0.1:1/"), "{shown}");
+    let err = builder.start().unwrap_err();
+    for text in [format!("{err}"), format!("{err:?}"), err.chain()] {
+        assert!(!text.contains(SECRET), "{text}");
+    }
+
+    let redis = RedisServer::start_with_password(SECRET);
+    let flusher = Flusher::builder().redis(redis.url()).start().unwrap();
+    let shown = format!("{flusher:?}");
+    assert!(
+        redis.url().contains(SECRET),
+        "the test needs a URL with the password"
+    );
+    assert!(!shown.contains(SECRET), "{shown}");
+    let wrong = Flusher::builder()
+        .redis(redis.url().replace(SECRET, "wrong-Pa55"))
+        .start();
+    drop(flusher);
+    let err = wrong.unwrap_err();
+    assert!(!format!("{err:?}").contains("wrong-Pa55"), "{err:?}");
+}
+
+#[measured(name = "reliability::checked")]
+fn checked(slow: bool) {
+    if slow {
+        std::thread::sleep(Duration::from_millis(30));
+    }
+}
+
+#[test]
+fn a_row_postgres_refuses_for_good_is_set_aside_and_the_rest_arrive() {
+    let _one = ONE_FLUSHER.lock();
+    let redis = RedisServer::start();
+    let postgres = PostgresServer::start();
+    let flusher = pipeline(&redis, &postgres)
+        .batch_size(2_000)
+        .start()
+        .unwrap();
+    // A rule added after the fact: no call may take 20 ms or more.
+    postgres
+        .client()
+        .batch_execute("ALTER TABLE metrics ADD CONSTRAINT fast CHECK (execution_time < 0.02)")
+        .unwrap();
+    for i in 0..10_001 {
+        checked(i == 5_000);
+    }
+    flusher.flush().unwrap();
+    assert_eq!(pg_count(&postgres, "reliability::checked"), 10_000);
+    let stats = flusher.stats();
+    assert_eq!((stats.entries_drained, stats.dead_letters), (10_000, 1));
+    let mut queue = RedisQueue::connect(&redis.url(), RedisOptions::default()).unwrap();
+    assert_eq!(queue.pending_len().unwrap(), 0);
+    let dead = queue.dead_letters(0, 10).unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].kind, fnmetrics::redis::DeadLetterKind::Rejected);
+    assert!(dead[0].reason.starts_with("23514"), "{}", dead[0].reason);
+    let entry = dead[0].entry().expect("the refused entry");
+    assert!(entry.execution_time >= Duration::from_millis(30));
+
+    // Once the rule is dropped, re-queued, it arrives.
+    postgres
+        .client()
+        .batch_execute("ALTER TABLE metrics DROP CONSTRAINT fast")
+        .unwrap();
+    assert_eq!(queue.requeue_dead_letters(&dead).unwrap(), 1);
+    flusher.flush().unwrap();
+    assert_eq!(pg_count(&postgres, "reliability::checked"), 10_001);
+    assert_eq!(queue.dead_letter_counts().unwrap().held, 0);
+}

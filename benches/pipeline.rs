@@ -13,8 +13,9 @@ mod support;
 
 use fnmetrics::postgres::{PostgresOptions, PostgresSink};
 use fnmetrics::redis::{RedisOptions, RedisSink};
-use fnmetrics::sink::{Aggregate, EntryRecord, FlushBatch, IdGen, Sink};
+use fnmetrics::sink::{EntryRecord, FlushBatch, IdGen, Sink};
 use fnmetrics::Drainer;
+use fnmetrics::Snapshot;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::postgres::PostgresServer;
@@ -57,17 +58,20 @@ fn batches(ids: &mut IdGen, total: usize) -> Vec<FlushBatch> {
         .map(|_| FlushBatch {
             flush_id: ids.next_id(now_micros() as u64 / 1000),
             entries: entries(ids, FLUSH),
-            aggregates: vec![Aggregate {
-                calls: FLUSH as u64,
-                errors: 7,
-                total_ns: 123_456_789,
-                min_ns: 1_000,
-                max_ns: 5_000_000,
-                buckets: (300..340).map(|b| (b, 250)).collect(),
-                ..Aggregate::new("app::orders::fn_00")
-            }],
+            aggregates: vec![aggregate()],
         })
         .collect()
+}
+
+/// One function's delta as a flush of `FLUSH` calls carries it: 40 histogram buckets.
+fn aggregate() -> Snapshot {
+    let mut a = Snapshot::new("app::orders::fn_00");
+    (a.calls, a.errors, a.total_ns, a.min_ns, a.max_ns) =
+        (FLUSH as u64, 7, 123_456_789, 1_000, 5_000_000);
+    for b in 300..340 {
+        a.histogram_mut().add_to_bucket(b, 250);
+    }
+    a
 }
 
 fn rate(n: usize, d: Duration) -> f64 {

@@ -205,7 +205,7 @@ fn print_table(title: &str, rows: &[fnmetrics::Snapshot]) {
             fmt(m.mean()),
             fmt(m.quantile(0.5)),
             fmt(m.quantile(0.99)),
-            fmt(m.max)
+            fmt(m.max())
         );
     }
     println!();

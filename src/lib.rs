@@ -18,7 +18,7 @@
 //!
 //! let m = fnmetrics::get(concat!(module_path!(), "::load_user")).unwrap();
 //! assert_eq!((m.calls, m.errors), (2, 1));
-//! println!("mean {:?}, p99 {:?}, max {:?}", m.mean(), m.quantile(0.99), m.max);
+//! println!("mean {:?}, p99 {:?}, max {:?}", m.mean(), m.quantile(0.99), m.max());
 //! ```
 //!
 //! # What is recorded
@@ -86,8 +86,8 @@ pub mod postgres {
 /// (stage 2) and plug them in with [`FlusherBuilder::sink`] and [`FlusherBuilder::drain`].
 pub mod sink {
     pub use fnmetrics_core::{
-        new_flush_id, Aggregate, DecodeError, Drain, DrainOutcome, EntryRecord, FlushBatch, IdGen,
-        Sink, ENCODING_VERSION,
+        new_flush_id, DecodeError, Drain, DrainOutcome, EntryRecord, Field, FieldKind, FlushBatch,
+        IdGen, Sink, ENCODING_VERSION,
     };
 }
 

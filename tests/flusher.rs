@@ -6,8 +6,8 @@
 mod support;
 
 use fnmetrics::measured;
-use fnmetrics::sink::{Aggregate, EntryRecord, FlushBatch, Sink};
-use fnmetrics::{Error, ErrorKind};
+use fnmetrics::sink::{EntryRecord, FlushBatch, Sink};
+use fnmetrics::{Error, ErrorKind, Snapshot};
 use fnmetrics::{Flusher, FlusherBuilder};
 use parking_lot::Mutex;
 use std::collections::HashSet;
@@ -28,7 +28,7 @@ struct Memory {
     attempts: Arc<AtomicU64>,
     applied: Arc<Mutex<HashSet<[u8; 16]>>>,
     entries: Arc<Mutex<Vec<EntryRecord>>>,
-    aggregates: Arc<Mutex<Vec<Aggregate>>>,
+    aggregates: Arc<Mutex<Vec<Snapshot>>>,
     /// Every flush id and entry ids of every attempt, to check that retries resend the same.
     tried: Arc<Mutex<Vec<Attempt>>>,
 }

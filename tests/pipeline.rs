@@ -123,8 +123,8 @@ fn local_redis_and_postgres_agree_on_the_same_calls() {
     assert_eq!((local.calls, local.errors), (5_000, 500));
     assert_eq!((fleet.calls, fleet.errors), (5_000, 500));
     assert_eq!((window.calls, window.errors), (5_000, 500));
-    assert_eq!(fleet.total, local.total);
-    assert_eq!((fleet.min, fleet.max), (local.min, local.max));
+    assert_eq!(fleet.total(), local.total());
+    assert_eq!((fleet.min(), fleet.max()), (local.min(), local.max()));
     assert_eq!(fleet.histogram(), local.histogram());
     let close = |a: Duration, b: Duration, tol: f64| {
         let (a, b) = (a.as_secs_f64(), b.as_secs_f64());
@@ -134,7 +134,7 @@ fn local_redis_and_postgres_agree_on_the_same_calls() {
         close(window.mean, local.mean(), 1e-3),
         "{window:?} vs {local:?}"
     );
-    assert!(close(window.max, local.max, 1e-6));
+    assert!(close(window.max, local.max(), 1e-6));
     for (q, from_pg) in [(0.5, window.p50), (0.99, window.p99)] {
         assert!(
             close(local.quantile(q), from_pg, 0.03),

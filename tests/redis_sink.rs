@@ -4,7 +4,7 @@
 
 mod support;
 
-use fnmetrics_core::{Aggregate, EntryRecord, ErrorKind, FlushBatch, Histogram, IdGen, Sink};
+use fnmetrics_core::{EntryRecord, ErrorKind, FlushBatch, Histogram, IdGen, Sink, Snapshot};
 use fnmetrics_sink_redis::{
     DeadLetterKind, RedisOptions, RedisQueue, RedisReader, RedisSink, WriteOutcome,
 };
@@ -37,26 +37,14 @@ fn entries(ids: &mut IdGen, n: usize, seed: u64) -> Vec<EntryRecord> {
 }
 
 /// The aggregate deltas of `entries`, per function, as the flusher would make them.
-fn deltas(entries: &[EntryRecord]) -> Vec<Aggregate> {
-    let mut by: BTreeMap<&str, (Aggregate, Histogram)> = BTreeMap::new();
+fn deltas(entries: &[EntryRecord]) -> Vec<Snapshot> {
+    let mut by: BTreeMap<&str, Snapshot> = BTreeMap::new();
     for e in entries {
-        let (d, h) = by
-            .entry(&e.func_name)
-            .or_insert_with(|| (Aggregate::new(&e.func_name), Histogram::new()));
-        let ns = e.execution_time.as_nanos() as u64;
-        d.calls += 1;
-        d.errors += u64::from(e.error_occurred);
-        d.total_ns += ns;
-        d.min_ns = d.min_ns.min(ns);
-        d.max_ns = d.max_ns.max(ns);
-        h.record(e.execution_time);
+        by.entry(&e.func_name)
+            .or_insert_with(|| Snapshot::new(&e.func_name))
+            .record(e.execution_time.as_nanos() as u64, e.error_occurred);
     }
-    by.into_values()
-        .map(|(mut d, h)| {
-            d.buckets = h.nonzero().map(|(i, c)| (i as u16, c)).collect();
-            d
-        })
-        .collect()
+    by.into_values().collect()
 }
 
 fn batch(flush: u8, entries: Vec<EntryRecord>) -> FlushBatch {
@@ -102,9 +90,9 @@ fn assert_aggregates(reader: &mut RedisReader, entries: &[EntryRecord]) {
         assert_eq!(got.calls, calls, "{name}");
         assert_eq!(got.errors, errors, "{name}");
         assert_eq!((got.panics, got.cancelled, got.dropped_entries), (0, 0, 0));
-        assert_eq!(got.total_nanos(), total, "{name}");
-        assert_eq!(got.min, Duration::from_nanos(min), "{name}");
-        assert_eq!(got.max, Duration::from_nanos(max), "{name}");
+        assert_eq!(got.total_ns, total, "{name}");
+        assert_eq!(got.min(), Duration::from_nanos(min), "{name}");
+        assert_eq!(got.max(), Duration::from_nanos(max), "{name}");
         assert_eq!(got.histogram(), &h, "{name}");
     }
 }
@@ -175,15 +163,13 @@ fn min_and_max_are_exact_above_2_pow_53() {
     let mut sink = sink(&server);
     let mut reader = RedisReader::connect(&server.url(), RedisOptions::default()).unwrap();
     let base = 1u64 << 53;
-    let delta = |min_ns: u64, max_ns: u64| Aggregate {
-        calls: 1,
-        total_ns: 5,
-        min_ns,
-        max_ns,
-        buckets: vec![(3, 1)],
-        ..Aggregate::new("big")
+    let delta = |min_ns: u64, max_ns: u64| {
+        let mut d = Snapshot::new("big");
+        (d.calls, d.total_ns, d.min_ns, d.max_ns) = (1, 5, min_ns, max_ns);
+        d.histogram_mut().add_to_bucket(3, 1);
+        d
     };
-    let write = |sink: &mut RedisSink, id: u8, d: Aggregate| {
+    let write = |sink: &mut RedisSink, id: u8, d: Snapshot| {
         let b = FlushBatch {
             flush_id: [id; 16],
             entries: vec![],
@@ -197,10 +183,10 @@ fn min_and_max_are_exact_above_2_pow_53() {
     // No calls yet in this process: min_ns is u64::MAX and must be ignored.
     write(&mut sink, 4, delta(u64::MAX, 0));
     let got = reader.get("big").unwrap().unwrap();
-    assert_eq!(got.min, Duration::from_nanos(base + 1));
-    assert_eq!(got.max, Duration::from_nanos(u64::MAX - 1));
+    assert_eq!(got.min(), Duration::from_nanos(base + 1));
+    assert_eq!(got.max(), Duration::from_nanos(u64::MAX - 1));
     assert_eq!(got.calls, 4);
-    assert_eq!(got.total_nanos(), 20);
+    assert_eq!(got.total_ns, 20);
     assert_eq!(got.histogram().bucket(3), 4);
 }
 
@@ -221,7 +207,7 @@ fn total_saturates_instead_of_failing_the_flush() {
         sink.write(&b).unwrap();
     }
     let got = reader.get(&name).unwrap().unwrap();
-    assert_eq!(got.total_nanos(), i64::MAX as u64);
+    assert_eq!(got.total_ns, i64::MAX as u64);
     assert_eq!(got.calls, 2);
 }
 

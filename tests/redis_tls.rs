@@ -5,7 +5,7 @@
 
 mod support;
 
-use fnmetrics_core::{Aggregate, EntryRecord, Error, ErrorKind, FlushBatch, IdGen};
+use fnmetrics_core::{EntryRecord, Error, ErrorKind, FlushBatch, IdGen, Snapshot};
 use fnmetrics_sink_redis::{RedisOptions, RedisQueue, RedisReader, RedisSink, WriteOutcome};
 use redis::Commands;
 use std::time::Duration;
@@ -28,14 +28,9 @@ fn entries(ids: &mut IdGen, n: u64) -> Vec<EntryRecord> {
 }
 
 fn batch(flush: u8, entries: Vec<EntryRecord>) -> FlushBatch {
-    let mut agg = Aggregate::new("app::over_tls");
+    let mut agg = Snapshot::new("app::over_tls");
     for e in &entries {
-        let ns = e.execution_time.as_nanos() as u64;
-        agg.calls += 1;
-        agg.errors += u64::from(e.error_occurred);
-        agg.total_ns += ns;
-        agg.min_ns = agg.min_ns.min(ns);
-        agg.max_ns = agg.max_ns.max(ns);
+        agg.record(e.execution_time.as_nanos() as u64, e.error_occurred);
     }
     FlushBatch {
         flush_id: [flush; 16],

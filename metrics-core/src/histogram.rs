@@ -52,6 +52,9 @@ pub fn bucket_width(index: usize) -> u64 {
 
 /// A mergeable histogram of durations.
 ///
+/// Stored sparse: only the buckets that hold a count take memory, so a snapshot of a function
+/// whose calls span a few powers of two is small however wide the range is.
+///
 /// ```
 /// use fnmetrics_core::Histogram;
 /// use std::time::Duration;
@@ -63,24 +66,18 @@ pub fn bucket_width(index: usize) -> u64 {
 /// let p50 = h.quantile(0.5).as_secs_f64();
 /// assert!((p50 - 0.050).abs() / 0.050 < 0.02);
 /// ```
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Histogram {
-    counts: Box<[u64]>,
-    total: u64,
+    /// `(bucket index, count)`, sorted by index, no zero counts.
+    counts: Vec<(u16, u64)>,
 }
 
 impl std::fmt::Debug for Histogram {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Histogram")
-            .field("count", &self.total)
-            .field("non_empty_buckets", &self.nonzero().count())
+            .field("count", &self.count())
+            .field("non_empty_buckets", &self.counts.len())
             .finish()
-    }
-}
-
-impl Default for Histogram {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -91,10 +88,7 @@ impl Histogram {
     /// assert_eq!(fnmetrics_core::Histogram::new().count(), 0);
     /// ```
     pub fn new() -> Self {
-        Histogram {
-            counts: vec![0; BUCKETS].into_boxed_slice(),
-            total: 0,
-        }
+        Histogram { counts: Vec::new() }
     }
 
     /// Records one value.
@@ -117,9 +111,20 @@ impl Histogram {
     /// assert_eq!(h.count(), 3);
     /// ```
     pub fn add_to_bucket(&mut self, index: usize, count: u64) {
-        let index = index.min(BUCKETS - 1);
-        self.counts[index] = self.counts[index].wrapping_add(count);
-        self.total = self.total.wrapping_add(count);
+        if count == 0 {
+            return;
+        }
+        let index = index.min(BUCKETS - 1) as u16;
+        // Buckets mostly arrive in index order: appending is the common case.
+        match self.counts.last_mut() {
+            None => self.counts.push((index, count)),
+            Some(last) if last.0 < index => self.counts.push((index, count)),
+            Some(last) if last.0 == index => last.1 = last.1.wrapping_add(count),
+            Some(_) => match self.counts.binary_search_by_key(&index, |&(i, _)| i) {
+                Ok(at) => self.counts[at].1 = self.counts[at].1.wrapping_add(count),
+                Err(at) => self.counts.insert(at, (index, count)),
+            },
+        }
     }
 
     /// Adds every bucket of `other` to this one.
@@ -133,9 +138,36 @@ impl Histogram {
     /// assert_eq!(a.count(), 2);
     /// ```
     pub fn merge(&mut self, other: &Histogram) {
-        for (i, c) in other.nonzero() {
-            self.add_to_bucket(i, c);
+        if self.counts.is_empty() {
+            self.counts.clone_from(&other.counts);
+            return;
         }
+        let (a, b) = (&self.counts, &other.counts);
+        let mut merged = Vec::with_capacity(a.len() + b.len());
+        let (mut i, mut j) = (0, 0);
+        loop {
+            let next = match (a.get(i), b.get(j)) {
+                (Some(&x), Some(&y)) if x.0 == y.0 => {
+                    (i, j) = (i + 1, j + 1);
+                    (x.0, x.1.wrapping_add(y.1))
+                }
+                (Some(&x), Some(&y)) if x.0 < y.0 => {
+                    i += 1;
+                    x
+                }
+                (Some(&x), None) => {
+                    i += 1;
+                    x
+                }
+                (_, Some(&y)) => {
+                    j += 1;
+                    y
+                }
+                (None, None) => break,
+            };
+            merged.push(next);
+        }
+        self.counts = merged;
     }
 
     /// The number of recorded values.
@@ -144,7 +176,9 @@ impl Histogram {
     /// assert_eq!(fnmetrics_core::Histogram::new().count(), 0);
     /// ```
     pub fn count(&self) -> u64 {
-        self.total
+        self.counts
+            .iter()
+            .fold(0u64, |n, &(_, c)| n.wrapping_add(c))
     }
 
     /// The count of bucket `index` (0 past the end).
@@ -155,7 +189,13 @@ impl Histogram {
     /// assert_eq!(h.bucket(7), 2);
     /// ```
     pub fn bucket(&self, index: usize) -> u64 {
-        self.counts.get(index).copied().unwrap_or(0)
+        let Ok(index) = u16::try_from(index) else {
+            return 0;
+        };
+        match self.counts.binary_search_by_key(&index, |&(i, _)| i) {
+            Ok(at) => self.counts[at].1,
+            Err(_) => 0,
+        }
     }
 
     /// The non-empty buckets as `(index, count)`, in index order.
@@ -165,12 +205,19 @@ impl Histogram {
     /// h.add_to_bucket(7, 2);
     /// assert_eq!(h.nonzero().collect::<Vec<_>>(), vec![(7, 2)]);
     /// ```
-    pub fn nonzero(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
-        self.counts
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| **c != 0)
-            .map(|(i, c)| (i, *c))
+    pub fn nonzero(&self) -> impl Iterator<Item = (usize, u64)> + Clone + '_ {
+        self.counts.iter().map(|&(i, c)| (usize::from(i), c))
+    }
+
+    /// What this histogram gained over `before`, bucket by bucket; a bucket that went down
+    /// was reset and counts from zero again.
+    pub(crate) fn delta_since(&self, before: &Histogram) -> Histogram {
+        let mut out = Histogram::new();
+        for (i, c) in self.nonzero() {
+            let was = before.bucket(i);
+            out.add_to_bucket(i, if was <= c { c - was } else { c });
+        }
+        out
     }
 
     /// The value at quantile `q` (0.0 to 1.0; out-of-range values are clamped), as the midpoint of
@@ -183,11 +230,12 @@ impl Histogram {
     /// assert!((p - 0.005).abs() / 0.005 < 0.02);
     /// ```
     pub fn quantile(&self, q: f64) -> Duration {
-        if self.total == 0 {
+        let total = self.count();
+        if total == 0 {
             return Duration::ZERO;
         }
         let q = if q.is_nan() { 0.0 } else { q.clamp(0.0, 1.0) };
-        let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
+        let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
         let mut seen = 0u64;
         for (i, c) in self.nonzero() {
             seen += c;
@@ -231,6 +279,32 @@ mod tests {
             let err = (mid as f64 - x as f64).abs() / x as f64;
             assert!(err <= 0.02, "{x}: {err}");
         }
+    }
+
+    #[test]
+    fn buckets_added_out_of_order_merge_and_stay_sorted() {
+        let mut a = Histogram::new();
+        for i in [9, 3, 700, 3, 0, BUCKETS + 5] {
+            a.add_to_bucket(i, 1);
+        }
+        assert_eq!(
+            a.nonzero().collect::<Vec<_>>(),
+            vec![(0, 1), (3, 2), (9, 1), (700, 1), (BUCKETS - 1, 1)]
+        );
+        let mut b = Histogram::new();
+        b.add_to_bucket(3, 5);
+        b.add_to_bucket(4, 1);
+        b.add_to_bucket(2_000, 1);
+        a.merge(&b);
+        assert_eq!(
+            a.nonzero().collect::<Vec<_>>(),
+            vec![(0, 1), (3, 7), (4, 1), (9, 1), (700, 1), (BUCKETS - 1, 2)]
+        );
+        assert_eq!(a.count(), 13);
+        let d = a.delta_since(&b);
+        assert_eq!(d.bucket(3), 2);
+        assert_eq!(d.bucket(4), 0);
+        assert_eq!(d.bucket(BUCKETS - 1), 1);
     }
 
     #[test]

@@ -20,7 +20,6 @@
 //! assert_eq!(m.calls, 1);
 //! ```
 
-mod aggregate;
 mod clock;
 mod error;
 mod flusher;
@@ -32,7 +31,6 @@ mod sink;
 mod site;
 mod snapshot;
 
-pub use aggregate::Aggregate;
 pub use error::{Error, ErrorKind};
 pub use flusher::{ErrorHandler, FlushStats, Flusher, FlusherConfig};
 pub use histogram::{bucket_index, bucket_low, bucket_width, Histogram, BUCKETS};
@@ -40,7 +38,7 @@ pub use record::{new_flush_id, DecodeError, EntryRecord, IdGen, ENCODING_VERSION
 pub use registry::{Outcome, MAX_NAME_LEN};
 pub use ring::EntryMode;
 pub use sink::{Drain, DrainOutcome, FlushBatch, Sink};
-pub use snapshot::Snapshot;
+pub use snapshot::{Field, FieldKind, Snapshot};
 
 /// The metrics this process recorded for function `name`, or `None` if it was never called.
 ///

@@ -129,14 +129,14 @@ impl Slot {
         acc.panics += self.panics.load(Relaxed);
         acc.cancelled += self.cancelled.load(Relaxed);
         acc.dropped_entries += self.dropped.load(Relaxed);
-        acc.total_ns += self.total_ns.load(Relaxed);
+        acc.total_ns = acc.total_ns.saturating_add(self.total_ns.load(Relaxed));
         acc.min_ns = acc.min_ns.min(self.min_ns.load(Relaxed));
         acc.max_ns = acc.max_ns.max(self.max_ns.load(Relaxed));
         for (i, b) in self.buckets.iter().enumerate() {
             let c = b.load(Relaxed);
             if c != 0 {
                 acc.calls += c;
-                acc.histogram.add_to_bucket(i, c);
+                acc.histogram_mut().add_to_bucket(i, c);
             }
         }
     }
@@ -185,13 +185,13 @@ impl Metric {
     }
 
     pub(crate) fn snapshot(&self) -> Snapshot {
-        let mut acc = Snapshot::empty(self.name);
+        let mut acc = Snapshot::new(self.name);
         self.shared.add_into(&mut acc);
         for s in self.slots.lock().iter() {
             s.add_into(&mut acc);
         }
         acc.dropped_entries += self.flusher_dropped.load(Relaxed);
-        acc.finished()
+        acc
     }
 
     fn clear(&self) {

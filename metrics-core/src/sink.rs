@@ -2,9 +2,9 @@
 //! Redis in production), a [`Drain`] moves what the sink stored onward (stage 2, Redis →
 //! PostgreSQL), and [`FlushBatch`] and [`DrainOutcome`] pass between them.
 
-use crate::aggregate::Aggregate;
 use crate::error::Error;
 use crate::record::EntryRecord;
+use crate::snapshot::Snapshot;
 use std::time::Duration;
 
 /// Stage 1: where a flush goes.
@@ -81,8 +81,9 @@ pub struct FlushBatch {
     pub flush_id: [u8; 16],
     /// Per-call entries.
     pub entries: Vec<EntryRecord>,
-    /// What each function gained since the last flush (only functions that changed).
-    pub aggregates: Vec<Aggregate>,
+    /// What each function gained since the last flush ([`Snapshot::delta_since`]; only functions
+    /// that changed).
+    pub aggregates: Vec<Snapshot>,
 }
 
 impl FlushBatch {

@@ -1,115 +1,305 @@
-//! What `get` answers: the counts and timings of one function.
+//! [`Snapshot`]: the counter set of one function, written once. What `get` answers, what a flush
+//! sends (as a delta) and what a sink reads back (as a sum) are all this one type, and the
+//! counters are declared in one list below: the struct, [`Snapshot::FIELDS`], merge, delta and
+//! field access by name all come from it.
 
-use crate::histogram::Histogram;
+use crate::histogram::{bucket_index, Histogram};
 use std::time::Duration;
 
-/// The metrics of one function at one moment: local (from this process), fleet-wide (from Redis)
-/// or over a time window, depending on where it was read.
-///
-/// `calls` counts calls that finished, by returning or by panicking; `errors` counts those that
-/// returned an error or panicked (`panics` is the part of `errors` that panicked). An async call
-/// whose future was dropped before it finished is counted in `cancelled` only, and its time is not
-/// recorded. Timings (`total`, `min`, `max`, the histogram) cover the `calls`.
+/// How a counter combines across threads, processes and flushes.
 ///
 /// ```
-/// use fnmetrics_core::__private::{Guard, Site};
-/// static PARSE: Site = Site::new("doc::snapshot::parse");
-/// Guard::start(&PARSE).finish(false);
-/// Guard::start(&PARSE).finish(true);
-/// let m = fnmetrics_core::get("doc::snapshot::parse").unwrap();
-/// assert_eq!((m.calls, m.errors), (2, 1));
-/// assert!(m.min <= m.mean() && m.mean() <= m.max);
+/// use fnmetrics_core::FieldKind;
+/// assert_eq!(FieldKind::Sum.merge(2, 3), 5);
+/// assert_eq!(FieldKind::Min.merge(2, 3), 2);
+/// assert_eq!(FieldKind::Max.identity(), 0);
 /// ```
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub struct Snapshot {
-    /// The function's name.
-    pub name: String,
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FieldKind {
+    /// Added up (saturating); a flush sends what was gained since the previous one.
+    Sum,
+    /// The smallest value seen; `u64::MAX` while nothing was.
+    Min,
+    /// The largest value seen; 0 while nothing was.
+    Max,
+}
+
+impl FieldKind {
+    /// The value that changes nothing when merged: 0, or `u64::MAX` for [`FieldKind::Min`].
+    ///
+    /// ```
+    /// assert_eq!(fnmetrics_core::FieldKind::Min.identity(), u64::MAX);
+    /// ```
+    pub const fn identity(self) -> u64 {
+        match self {
+            FieldKind::Min => u64::MAX,
+            FieldKind::Sum | FieldKind::Max => 0,
+        }
+    }
+
+    /// `a` and `b` combined.
+    ///
+    /// ```
+    /// assert_eq!(fnmetrics_core::FieldKind::Sum.merge(u64::MAX, 1), u64::MAX);
+    /// ```
+    pub fn merge(self, a: u64, b: u64) -> u64 {
+        match self {
+            FieldKind::Sum => a.saturating_add(b),
+            FieldKind::Min => a.min(b),
+            FieldKind::Max => a.max(b),
+        }
+    }
+
+    /// What `now` adds over `before`, for a flush. A sum that went down was reset
+    /// (`fnmetrics::reset`) and counts from zero again; a minimum or maximum is sent whole (it
+    /// covers all time, and merging it again changes nothing).
+    fn delta(self, before: Option<u64>, now: u64) -> u64 {
+        match (self, before) {
+            (FieldKind::Sum, Some(b)) if b <= now => now - b,
+            _ => now,
+        }
+    }
+}
+
+/// One counter of the set: its name (also its field name in sinks, e.g. the Redis hash) and
+/// how it combines.
+///
+/// ```
+/// use fnmetrics_core::{FieldKind, Snapshot};
+/// let min = Snapshot::FIELDS.iter().find(|f| f.name == "min_ns").unwrap();
+/// assert_eq!(min.kind, FieldKind::Min);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Field {
+    /// The field's name, as in the struct and in stored data.
+    pub name: &'static str,
+    /// How it combines.
+    pub kind: FieldKind,
+}
+
+macro_rules! counter_set {
+    ($( $(#[$doc:meta])* $field:ident: $kind:ident, )*) => {
+        /// The metrics of one function: local (from this process), fleet-wide (from Redis), or
+        /// what a flush adds (a delta), depending on where it came from.
+        ///
+        /// `calls` counts calls that finished, by returning or by panicking; `errors` counts
+        /// those that returned an error or panicked (`panics` is the part of `errors` that
+        /// panicked). An async call whose future was dropped before it finished is counted in
+        /// `cancelled` only, and its time is not recorded. Timings (`total_ns`, `min_ns`,
+        /// `max_ns`, the histogram) cover the `calls`; [`total`](Snapshot::total),
+        /// [`min`](Snapshot::min), [`max`](Snapshot::max), [`mean`](Snapshot::mean) and
+        /// [`quantile`](Snapshot::quantile) give them as `Duration`s.
+        ///
+        /// ```
+        /// use fnmetrics_core::__private::{Guard, Site};
+        /// static PARSE: Site = Site::new("doc::snapshot::parse");
+        /// Guard::start(&PARSE).finish(false);
+        /// Guard::start(&PARSE).finish(true);
+        /// let m = fnmetrics_core::get("doc::snapshot::parse").unwrap();
+        /// assert_eq!((m.calls, m.errors), (2, 1));
+        /// assert!(m.min() <= m.mean() && m.mean() <= m.max());
+        /// ```
+        #[derive(Clone, Debug, PartialEq)]
+        #[non_exhaustive]
+        pub struct Snapshot {
+            /// The function's name.
+            pub name: String,
+            $( $(#[$doc])* pub $field: u64, )*
+            histogram: Histogram,
+        }
+
+        impl Snapshot {
+            /// Every counter of the set, in declaration order (the histogram's buckets come on
+            /// top: see [`Snapshot::histogram`]).
+            ///
+            /// ```
+            /// let names: Vec<&str> = fnmetrics_core::Snapshot::FIELDS.iter().map(|f| f.name).collect();
+            /// assert_eq!(names[0], "calls");
+            /// ```
+            pub const FIELDS: &'static [Field] = &[
+                $( Field { name: stringify!($field), kind: FieldKind::$kind }, )*
+            ];
+
+            /// No calls: every counter at its [identity](FieldKind::identity).
+            ///
+            /// ```
+            /// let s = fnmetrics_core::Snapshot::new("app::f");
+            /// assert_eq!((s.calls, s.min_ns), (0, u64::MAX));
+            /// ```
+            pub fn new(name: &str) -> Snapshot {
+                Snapshot {
+                    name: name.to_owned(),
+                    $( $field: FieldKind::$kind.identity(), )*
+                    histogram: Histogram::new(),
+                }
+            }
+
+            /// Each counter with its value, in [`FIELDS`](Snapshot::FIELDS) order.
+            ///
+            /// ```
+            /// let s = fnmetrics_core::Snapshot::new("app::f");
+            /// assert!(s.fields().all(|(f, v)| v == f.kind.identity()));
+            /// ```
+            pub fn fields(&self) -> impl Iterator<Item = (Field, u64)> + Clone {
+                let values = [$( self.$field, )*];
+                Self::FIELDS.iter().copied().zip(values)
+            }
+
+            /// Sets the counter called `name`; `false` (and nothing changes) if there is none.
+            ///
+            /// ```
+            /// let mut s = fnmetrics_core::Snapshot::new("app::f");
+            /// assert!(s.set_field("errors", 3));
+            /// assert!(!s.set_field("b12", 1));
+            /// assert_eq!(s.errors, 3);
+            /// ```
+            pub fn set_field(&mut self, name: &str, value: u64) -> bool {
+                match name {
+                    $( stringify!($field) => self.$field = value, )*
+                    _ => return false,
+                }
+                true
+            }
+
+            /// Adds another snapshot's counts into this one (each counter by its
+            /// [kind](FieldKind); the name is kept).
+            ///
+            /// ```
+            /// # use fnmetrics_core::__private::{Guard, Site};
+            /// # static S: Site = Site::new("doc::merge");
+            /// # let f = || Guard::start(&S).finish(false);
+            /// f();
+            /// let mut a = fnmetrics_core::get("doc::merge").unwrap();
+            /// let b = a.clone();
+            /// a.merge(&b);
+            /// assert_eq!(a.calls, 2 * b.calls);
+            /// ```
+            pub fn merge(&mut self, other: &Snapshot) {
+                $( self.$field = FieldKind::$kind.merge(self.$field, other.$field); )*
+                self.histogram.merge(&other.histogram);
+            }
+
+            /// What this snapshot gained over `before` (`None`: everything), as a flush sends
+            /// it; see [`FieldKind`] for how each counter's delta is taken.
+            ///
+            /// ```
+            /// let mut before = fnmetrics_core::Snapshot::new("app::f");
+            /// before.record(100, false);
+            /// let mut now = before.clone();
+            /// now.record(300, true);
+            /// let d = now.delta_since(Some(&before));
+            /// assert_eq!((d.calls, d.errors, d.total_ns, d.min_ns), (1, 1, 300, 100));
+            /// ```
+            pub fn delta_since(&self, before: Option<&Snapshot>) -> Snapshot {
+                let histogram = match before {
+                    Some(b) => self.histogram.delta_since(&b.histogram),
+                    None => self.histogram.clone(),
+                };
+                Snapshot {
+                    name: self.name.clone(),
+                    $( $field: FieldKind::$kind.delta(before.map(|b| b.$field), self.$field), )*
+                    histogram,
+                }
+            }
+        }
+    };
+}
+
+counter_set! {
     /// Calls that finished (returned or panicked).
-    pub calls: u64,
+    calls: Sum,
     /// Calls that returned an error or panicked.
-    pub errors: u64,
+    errors: Sum,
     /// Calls that panicked (included in `errors`).
-    pub panics: u64,
+    panics: Sum,
     /// Async calls dropped before they finished (not included in `calls`).
-    pub cancelled: u64,
-    /// Per-call entries dropped because a buffer was full (the aggregates still count the calls).
-    pub dropped_entries: u64,
-    /// The sum of all call times.
-    pub total: Duration,
-    /// The shortest call (zero when there was none).
-    pub min: Duration,
-    /// The longest call.
-    pub max: Duration,
-    pub(crate) total_ns: u64,
-    pub(crate) min_ns: u64,
-    pub(crate) max_ns: u64,
-    pub(crate) histogram: Histogram,
+    cancelled: Sum,
+    /// Per-call entries dropped because a buffer was full, or not delivered (the aggregates
+    /// still count the calls).
+    dropped_entries: Sum,
+    /// The sum of all call times, in nanoseconds (saturating).
+    total_ns: Sum,
+    /// The shortest call, in nanoseconds; `u64::MAX` while there was none.
+    min_ns: Min,
+    /// The longest call, in nanoseconds.
+    max_ns: Max,
 }
 
 impl Snapshot {
-    pub(crate) fn empty(name: &str) -> Snapshot {
-        Snapshot {
-            name: name.to_owned(),
-            calls: 0,
-            errors: 0,
-            panics: 0,
-            cancelled: 0,
-            dropped_entries: 0,
-            total: Duration::ZERO,
-            min: Duration::ZERO,
-            max: Duration::ZERO,
-            total_ns: 0,
-            min_ns: u64::MAX,
-            max_ns: 0,
-            histogram: Histogram::new(),
-        }
-        .finished()
+    /// Records one finished call of `nanos` nanoseconds: what a sink or a test does to build a
+    /// snapshot by hand.
+    ///
+    /// ```
+    /// let mut s = fnmetrics_core::Snapshot::new("app::f");
+    /// s.record(1_500, true);
+    /// assert_eq!((s.calls, s.errors, s.mean().as_nanos()), (1, 1, 1_500));
+    /// ```
+    pub fn record(&mut self, nanos: u64, is_error: bool) {
+        self.calls = self.calls.saturating_add(1);
+        self.errors = self.errors.saturating_add(u64::from(is_error));
+        self.total_ns = self.total_ns.saturating_add(nanos);
+        self.min_ns = self.min_ns.min(nanos);
+        self.max_ns = self.max_ns.max(nanos);
+        self.histogram.add_to_bucket(bucket_index(nanos), 1);
     }
 
-    /// Fills the public `Duration` fields from the nanosecond sums.
-    pub(crate) fn finished(mut self) -> Snapshot {
-        self.total = Duration::from_nanos(self.total_ns);
-        self.min = if self.min_ns == u64::MAX {
+    /// The latency histogram.
+    ///
+    /// ```
+    /// # use fnmetrics_core::__private::{Guard, Site};
+    /// # static S: Site = Site::new("doc::histogram");
+    /// # let f = || Guard::start(&S).finish(false);
+    /// f();
+    /// assert_eq!(fnmetrics_core::get("doc::histogram").unwrap().histogram().count(), 1);
+    /// ```
+    pub fn histogram(&self) -> &Histogram {
+        &self.histogram
+    }
+
+    /// The latency histogram, to fill in by bucket (a sink reading stored counts back).
+    ///
+    /// ```
+    /// let mut s = fnmetrics_core::Snapshot::new("app::f");
+    /// s.histogram_mut().add_to_bucket(40, 2);
+    /// assert_eq!(s.histogram().count(), 2);
+    /// ```
+    pub fn histogram_mut(&mut self) -> &mut Histogram {
+        &mut self.histogram
+    }
+
+    /// The sum of all call times.
+    ///
+    /// ```
+    /// let mut s = fnmetrics_core::Snapshot::new("app::f");
+    /// s.record(7, false);
+    /// assert_eq!(s.total().as_nanos(), 7);
+    /// ```
+    pub fn total(&self) -> Duration {
+        Duration::from_nanos(self.total_ns)
+    }
+
+    /// The shortest call (zero when there was none).
+    ///
+    /// ```
+    /// assert!(fnmetrics_core::Snapshot::new("app::f").min().is_zero());
+    /// ```
+    pub fn min(&self) -> Duration {
+        if self.min_ns == u64::MAX {
             Duration::ZERO
         } else {
             Duration::from_nanos(self.min_ns)
-        };
-        self.max = Duration::from_nanos(self.max_ns);
-        self
+        }
     }
 
-    /// The snapshot of an aggregate read back from a sink (the sum of the flushed deltas).
+    /// The longest call (zero when there was none).
     ///
     /// ```
-    /// use fnmetrics_core::{Aggregate, Snapshot};
-    /// let mut a = Aggregate::new("f");
-    /// a.calls = 2;
-    /// a.errors = 1;
-    /// let s = Snapshot::from_aggregate(&a);
-    /// assert_eq!((s.name.as_str(), s.calls, s.errors), ("f", 2, 1));
+    /// let mut s = fnmetrics_core::Snapshot::new("app::f");
+    /// s.record(9, false);
+    /// assert_eq!(s.max().as_nanos(), 9);
     /// ```
-    pub fn from_aggregate(a: &crate::Aggregate) -> Snapshot {
-        let mut histogram = Histogram::new();
-        for &(i, c) in &a.buckets {
-            histogram.add_to_bucket(usize::from(i), c);
-        }
-        Snapshot {
-            name: a.name.to_string(),
-            calls: a.calls,
-            errors: a.errors,
-            panics: a.panics,
-            cancelled: a.cancelled,
-            dropped_entries: a.dropped_entries,
-            total: Duration::ZERO,
-            min: Duration::ZERO,
-            max: Duration::ZERO,
-            total_ns: a.total_ns,
-            min_ns: if a.calls == 0 { u64::MAX } else { a.min_ns },
-            max_ns: a.max_ns,
-            histogram,
-        }
-        .finished()
+    pub fn max(&self) -> Duration {
+        Duration::from_nanos(self.max_ns)
     }
 
     /// The mean call time (zero when there were no calls).
@@ -137,13 +327,14 @@ impl Snapshot {
     /// # let f = || Guard::start(&S).finish(false);
     /// f();
     /// let m = fnmetrics_core::get("doc::quantile").unwrap();
-    /// assert!(m.quantile(0.99) <= m.max);
+    /// assert!(m.quantile(0.99) <= m.max());
     /// ```
     pub fn quantile(&self, q: f64) -> Duration {
         if self.calls == 0 {
             return Duration::ZERO;
         }
-        self.histogram.quantile(q).clamp(self.min, self.max)
+        let (min, max) = (self.min(), self.max());
+        self.histogram.quantile(q).clamp(min, max.max(min))
     }
 
     /// The share of calls that failed, from 0.0 to 1.0.
@@ -163,56 +354,61 @@ impl Snapshot {
         }
     }
 
-    /// The latency histogram.
+    /// Whether nothing at all was recorded: no call, no cancellation, no dropped entry.
     ///
     /// ```
-    /// # use fnmetrics_core::__private::{Guard, Site};
-    /// # static S: Site = Site::new("doc::histogram");
-    /// # let f = || Guard::start(&S).finish(false);
-    /// f();
-    /// assert_eq!(fnmetrics_core::get("doc::histogram").unwrap().histogram().count(), 1);
+    /// assert!(fnmetrics_core::Snapshot::new("app::f").is_empty());
     /// ```
-    pub fn histogram(&self) -> &Histogram {
-        &self.histogram
+    pub fn is_empty(&self) -> bool {
+        self.calls == 0 && self.cancelled == 0 && self.dropped_entries == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delta_merged_onto_its_base_gives_the_later_snapshot() {
+        let mut before = Snapshot::new("f");
+        for (ns, e) in [(40, false), (900, true), (70_000, false)] {
+            before.record(ns, e);
+        }
+        before.cancelled = 2;
+        let mut now = before.clone();
+        for (ns, e) in [(30, false), (900, false), (5_000_000, true)] {
+            now.record(ns, e);
+        }
+        now.dropped_entries = 4;
+        let d = now.delta_since(Some(&before));
+        assert_eq!(
+            (d.calls, d.errors, d.cancelled, d.dropped_entries),
+            (3, 1, 0, 4)
+        );
+        let mut again = before.clone();
+        again.merge(&d);
+        assert_eq!(again, now);
     }
 
-    /// The total time in nanoseconds (saturating), as sinks store it.
-    ///
-    /// ```
-    /// # use fnmetrics_core::__private::{Guard, Site};
-    /// # static S: Site = Site::new("doc::total_nanos");
-    /// # let f = || Guard::start(&S).finish(false);
-    /// f();
-    /// let m = fnmetrics_core::get("doc::total_nanos").unwrap();
-    /// assert_eq!(m.total_nanos() as u128, m.total.as_nanos());
-    /// ```
-    pub fn total_nanos(&self) -> u64 {
-        self.total_ns
+    #[test]
+    fn a_counter_that_went_down_was_reset_and_counts_from_zero() {
+        let mut before = Snapshot::new("f");
+        for _ in 0..5 {
+            before.record(100, true);
+        }
+        let mut now = Snapshot::new("f");
+        now.record(100, false);
+        let d = now.delta_since(Some(&before));
+        assert_eq!((d.calls, d.errors, d.histogram().count()), (1, 0, 1));
     }
 
-    /// Adds another snapshot's counts into this one (names are kept).
-    ///
-    /// ```
-    /// # use fnmetrics_core::__private::{Guard, Site};
-    /// # static S: Site = Site::new("doc::merge");
-    /// # let f = || Guard::start(&S).finish(false);
-    /// f();
-    /// let mut a = fnmetrics_core::get("doc::merge").unwrap();
-    /// let b = a.clone();
-    /// a.merge(&b);
-    /// assert_eq!(a.calls, 2 * b.calls);
-    /// ```
-    pub fn merge(&mut self, other: &Snapshot) {
-        self.calls += other.calls;
-        self.errors += other.errors;
-        self.panics += other.panics;
-        self.cancelled += other.cancelled;
-        self.dropped_entries += other.dropped_entries;
-        self.total_ns = self.total_ns.saturating_add(other.total_ns);
-        self.min_ns = self.min_ns.min(other.min_ns);
-        self.max_ns = self.max_ns.max(other.max_ns);
-        self.histogram.merge(&other.histogram);
-        let done = std::mem::replace(self, Snapshot::empty("")).finished();
-        *self = done;
+    #[test]
+    fn every_field_can_be_set_by_its_name() {
+        let mut s = Snapshot::new("f");
+        for (i, f) in Snapshot::FIELDS.iter().enumerate() {
+            assert!(s.set_field(f.name, i as u64 + 1));
+        }
+        let got: Vec<u64> = s.fields().map(|(_, v)| v).collect();
+        assert_eq!(got, (1..=Snapshot::FIELDS.len() as u64).collect::<Vec<_>>());
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::conn::Conn;
 use crate::options::RedisOptions;
-use fnmetrics_core::{Aggregate, Error, ErrorKind, Snapshot};
+use fnmetrics_core::{Error, ErrorKind, Snapshot};
 
 /// Reads the aggregates every process flushed to Redis: fleet-wide totals per function.
 ///
@@ -66,7 +66,7 @@ impl RedisReader {
         if fields.is_empty() {
             return Ok(None);
         }
-        let mut p = Aggregate::new(name);
+        let mut m = Snapshot::new(name);
         for (field, value) in &fields {
             let n: u64 = value.parse().map_err(|e| {
                 Error::with_source(
@@ -75,24 +75,14 @@ impl RedisReader {
                     e,
                 )
             })?;
-            match field.as_str() {
-                "calls" => p.calls = n,
-                "errors" => p.errors = n,
-                "panics" => p.panics = n,
-                "cancelled" => p.cancelled = n,
-                "dropped_entries" => p.dropped_entries = n,
-                "total_ns" => p.total_ns = n,
-                "min_ns" => p.min_ns = n,
-                "max_ns" => p.max_ns = n,
-                f => {
-                    // Bucket fields are `b<index>`; other fields (a newer version's) are skipped.
-                    if let Some(i) = f.strip_prefix('b').and_then(|i| i.parse::<u16>().ok()) {
-                        p.buckets.push((i, n));
-                    }
+            if !m.set_field(field, n) {
+                // Bucket fields are `b<index>`; other fields (a newer version's) are skipped.
+                if let Some(i) = field.strip_prefix('b').and_then(|i| i.parse::<u16>().ok()) {
+                    m.histogram_mut().add_to_bucket(usize::from(i), n);
                 }
             }
         }
-        Ok(Some(Snapshot::from_aggregate(&p)))
+        Ok(Some(m))
     }
 
     /// The names of every function any process flushed aggregates for, sorted.

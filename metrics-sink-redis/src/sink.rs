@@ -3,7 +3,7 @@
 use crate::codec::encode_frame;
 use crate::conn::{evalsha, Conn};
 use crate::options::RedisOptions;
-use fnmetrics_core::{Error, ErrorKind, FlushBatch, Sink};
+use fnmetrics_core::{Error, ErrorKind, FieldKind, FlushBatch, Sink};
 use redis::{Cmd, Script};
 use std::fmt::Write as _;
 use std::sync::LazyLock;
@@ -111,14 +111,12 @@ impl RedisSink {
     /// [`Server`]: fnmetrics_core::ErrorKind::Server
     ///
     /// ```no_run
-    /// use fnmetrics_core::{Aggregate, FlushBatch};
+    /// use fnmetrics_core::{FlushBatch, Snapshot};
     /// use fnmetrics_sink_redis::{RedisOptions, RedisSink, WriteOutcome};
     ///
     /// let mut sink = RedisSink::connect("redis://127.0.0.1/", RedisOptions::default())?;
-    /// let delta = Aggregate {
-    ///     calls: 1, total_ns: 900, min_ns: 900, max_ns: 900, buckets: vec![(92, 1)],
-    ///     ..Aggregate::new("app::f")
-    /// };
+    /// let mut delta = Snapshot::new("app::f");
+    /// delta.record(900, false);
     /// let batch = FlushBatch { flush_id: [9; 16], entries: vec![], aggregates: vec![delta] };
     /// sink.write_batch(&batch)?;
     /// assert_eq!(sink.write_batch(&batch)?, WriteOutcome::AlreadyApplied);
@@ -165,26 +163,20 @@ impl RedisSink {
             .arg(batch.aggregates.len());
         let mut field = String::with_capacity(8);
         for a in &batch.aggregates {
-            // HINCRBY takes an i64; a delta past it cannot happen in practice, clamp anyway.
-            let total = a.total_ns.min(i64::MAX as u64);
+            // Only what changes something: a field at its identity merges to what is stored.
+            let counters = a.fields().filter(|&(f, v)| v != f.kind.identity());
+            let buckets = a.histogram().nonzero();
             cmd.arg(&*a.name)
-                .arg(a.calls.min(i64::MAX as u64))
-                .arg(a.errors.min(i64::MAX as u64))
-                .arg(a.panics.min(i64::MAX as u64))
-                .arg(a.cancelled.min(i64::MAX as u64))
-                .arg(a.dropped_entries.min(i64::MAX as u64))
-                .arg(total)
-                .arg(i64::MAX as u64 - total);
-            if a.min_ns == u64::MAX {
-                cmd.arg("");
-            } else {
-                cmd.arg(a.min_ns);
+                .arg(counters.clone().count() + buckets.clone().count());
+            for (f, v) in counters {
+                cmd.arg(f.name).arg(op(f.kind)).arg(clamp(f.kind, v));
             }
-            cmd.arg(a.max_ns).arg(a.buckets.len());
-            for &(i, c) in &a.buckets {
+            for (i, c) in buckets {
                 field.clear();
                 let _ = write!(field, "b{i}");
-                cmd.arg(&field).arg(c.min(i64::MAX as u64));
+                cmd.arg(&field)
+                    .arg(op(FieldKind::Sum))
+                    .arg(clamp(FieldKind::Sum, c));
             }
         }
         cmd
@@ -228,5 +220,23 @@ impl Sink for RedisSink {
 
     fn flush_id_ttl(&self) -> Option<Duration> {
         Some(self.conn.opts.flush_id_ttl)
+    }
+}
+
+/// How the flush script combines a field (see `lua/flush.lua`).
+fn op(kind: FieldKind) -> &'static str {
+    match kind {
+        FieldKind::Sum => "+",
+        FieldKind::Min => "<",
+        FieldKind::Max => ">",
+    }
+}
+
+/// Sums go through `HINCRBY`, which takes an i64: a delta past it cannot happen in practice, and
+/// the stored sum saturates there anyway. Minima and maxima are compared as u64 strings.
+fn clamp(kind: FieldKind, v: u64) -> u64 {
+    match kind {
+        FieldKind::Sum => v.min(i64::MAX as u64),
+        FieldKind::Min | FieldKind::Max => v,
     }
 }

@@ -1,7 +1,6 @@
 //! Stage 1: rings → [`Sink`], on the `fnmetrics-flusher` thread.
 
 use super::{guarded, Backoff, Command, FlusherConfig, SharedStats};
-use crate::aggregate::{delta, Aggregate};
 use crate::error::{Error, ErrorKind};
 use crate::record::{new_flush_id, EntryRecord, IdGen};
 use crate::registry;
@@ -160,14 +159,14 @@ impl Stage1 {
     }
 
     /// The aggregate deltas since what the sink confirmed, and the snapshots they lead to.
-    fn deltas() -> (Vec<Aggregate>, Vec<(usize, Snapshot)>) {
+    fn deltas() -> (Vec<Snapshot>, Vec<(usize, Snapshot)>) {
         let sent = SENT.lock();
         let mut out = Vec::new();
         let mut baseline = Vec::new();
         for (id, m) in registry::all_metrics().into_iter().enumerate() {
             let now = m.snapshot();
-            let d = delta(sent.get(id).and_then(Option::as_ref), &now);
-            if d.calls + d.cancelled + d.dropped_entries != 0 {
+            let d = now.delta_since(sent.get(id).and_then(Option::as_ref));
+            if !d.is_empty() {
                 out.push(d);
                 baseline.push((id, now));
             }

@@ -29,6 +29,7 @@ mod registry;
 mod ring;
 mod sink;
 mod site;
+mod slot;
 mod snapshot;
 
 pub use error::{Error, ErrorKind};

@@ -1,19 +1,18 @@
-//! The in-process registry: one [`Metric`] per function name, one [`Slot`] per (thread, metric).
+//! The in-process registry: one [`Metric`] per function name, one [`Slot`] per (thread, metric)
+//! (see [`crate::slot`] for their layout).
 //!
-//! A slot is written only by the thread that owns it, with plain relaxed loads and stores (no
-//! `lock`-prefixed instruction, no shared cache line), and read by anyone who sums a snapshot.
 //! Slots are never freed: when a thread exits its slots are released and the next new thread to
 //! record that metric takes one over, counts and all, so memory is bounded by the number of
 //! threads alive at once and nothing a dead thread recorded is lost.
 
-use crate::histogram::{self, BUCKETS};
 use crate::ring::{self, LocalRing};
-use crate::snapshot::Snapshot;
+use crate::slot::{self, Scratch, Shared, Slot, Slots};
+use crate::snapshot::{Counter, Snapshot};
 use once_cell::sync::Lazy;
 use parking_lot::{Mutex, RwLock};
-use std::cell::UnsafeCell;
+use std::cell::{Cell, UnsafeCell};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use std::sync::atomic::Ordering::*;
 
 /// How a measured call ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,164 +41,22 @@ impl Outcome {
     }
 }
 
-/// One thread's counters for one metric. Aligned so two slots never share a cache line.
-#[repr(align(128))]
-pub(crate) struct Slot {
-    in_use: AtomicBool,
-    errors: AtomicU64,
-    panics: AtomicU64,
-    cancelled: AtomicU64,
-    dropped: AtomicU64,
-    total_ns: AtomicU64,
-    min_ns: AtomicU64,
-    max_ns: AtomicU64,
-    /// Calls are not counted apart: a call is one histogram count, so `calls` is their sum.
-    buckets: [AtomicU64; BUCKETS],
-}
-
-/// Adds to a counter that only this thread writes: a load and a store, no atomic read-modify-write.
-#[inline(always)]
-fn bump(counter: &AtomicU64, n: u64) {
-    counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
-}
-
-impl Slot {
-    fn new(in_use: bool) -> Slot {
-        Slot {
-            in_use: AtomicBool::new(in_use),
-            errors: AtomicU64::new(0),
-            panics: AtomicU64::new(0),
-            cancelled: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-            total_ns: AtomicU64::new(0),
-            min_ns: AtomicU64::new(u64::MAX),
-            max_ns: AtomicU64::new(0),
-            buckets: [const { AtomicU64::new(0) }; BUCKETS],
-        }
-    }
-
-    /// Records one call; only the owning thread may call this.
-    #[inline(always)]
-    fn record_owned(&self, nanos: u64, outcome: Outcome) {
-        if outcome == Outcome::Cancelled {
-            bump(&self.cancelled, 1);
-            return;
-        }
-        if outcome != Outcome::Ok {
-            bump(&self.errors, 1);
-            if outcome == Outcome::Panic {
-                bump(&self.panics, 1);
-            }
-        }
-        bump(&self.total_ns, nanos);
-        if nanos < self.min_ns.load(Relaxed) {
-            self.min_ns.store(nanos, Relaxed);
-        }
-        if nanos > self.max_ns.load(Relaxed) {
-            self.max_ns.store(nanos, Relaxed);
-        }
-        if let Some(b) = self.buckets.get(histogram::bucket_index(nanos)) {
-            bump(b, 1);
-        }
-    }
-
-    /// Records one call from any thread, with atomic read-modify-writes (the cold fallback used
-    /// when a thread's local state is already torn down).
-    fn record_shared(&self, nanos: u64, outcome: Outcome) {
-        if outcome == Outcome::Cancelled {
-            self.cancelled.fetch_add(1, Relaxed);
-            return;
-        }
-        if outcome.is_error() {
-            self.errors.fetch_add(1, Relaxed);
-        }
-        if outcome == Outcome::Panic {
-            self.panics.fetch_add(1, Relaxed);
-        }
-        self.total_ns.fetch_add(nanos, Relaxed);
-        self.min_ns.fetch_min(nanos, Relaxed);
-        self.max_ns.fetch_max(nanos, Relaxed);
-        if let Some(b) = self.buckets.get(histogram::bucket_index(nanos)) {
-            b.fetch_add(1, Relaxed);
-        }
-    }
-
-    fn add_into(&self, acc: &mut Snapshot) {
-        acc.errors += self.errors.load(Relaxed);
-        acc.panics += self.panics.load(Relaxed);
-        acc.cancelled += self.cancelled.load(Relaxed);
-        acc.dropped_entries += self.dropped.load(Relaxed);
-        acc.total_ns = acc.total_ns.saturating_add(self.total_ns.load(Relaxed));
-        acc.min_ns = acc.min_ns.min(self.min_ns.load(Relaxed));
-        acc.max_ns = acc.max_ns.max(self.max_ns.load(Relaxed));
-        for (i, b) in self.buckets.iter().enumerate() {
-            let c = b.load(Relaxed);
-            if c != 0 {
-                acc.calls += c;
-                acc.histogram_mut().add_to_bucket(i, c);
-            }
-        }
-    }
-
-    fn clear(&self) {
-        for c in [
-            &self.errors,
-            &self.panics,
-            &self.cancelled,
-            &self.dropped,
-            &self.total_ns,
-            &self.max_ns,
-        ] {
-            c.store(0, Relaxed);
-        }
-        self.min_ns.store(u64::MAX, Relaxed);
-        for b in self.buckets.iter() {
-            b.store(0, Relaxed);
-        }
-    }
-}
-
 /// Everything recorded under one function name.
 pub(crate) struct Metric {
     pub(crate) name: &'static str,
-    slots: Mutex<Vec<&'static Slot>>,
-    shared: Slot,
-    /// Entries the flusher dropped because its buffer was full.
-    pub(crate) flusher_dropped: AtomicU64,
+    shared: Shared,
+    slots: Slots,
 }
 
 impl Metric {
-    fn take_slot(&self) -> &'static Slot {
-        let mut slots = self.slots.lock();
-        for s in slots.iter() {
-            if s.in_use
-                .compare_exchange(false, true, Acquire, Relaxed)
-                .is_ok()
-            {
-                return s;
-            }
-        }
-        let slot: &'static Slot = Box::leak(Box::new(Slot::new(true)));
-        slots.push(slot);
-        slot
+    /// Counts `n` per-call entries that were not delivered (dropped by the flusher).
+    pub(crate) fn count_dropped(&self, n: u64) {
+        self.shared.add(Counter::dropped_entries, n);
     }
 
-    pub(crate) fn snapshot(&self) -> Snapshot {
-        let mut acc = Snapshot::new(self.name);
-        self.shared.add_into(&mut acc);
-        for s in self.slots.lock().iter() {
-            s.add_into(&mut acc);
-        }
-        acc.dropped_entries += self.flusher_dropped.load(Relaxed);
-        acc
-    }
-
-    fn clear(&self) {
-        self.shared.clear();
-        for s in self.slots.lock().iter() {
-            s.clear();
-        }
-        self.flusher_dropped.store(0, Relaxed);
+    /// What this process recorded, summed over its threads.
+    pub(crate) fn snapshot(&self, scratch: &mut Scratch) -> Snapshot {
+        slot::read(self.name, &self.shared, &self.slots, scratch)
     }
 }
 
@@ -231,9 +88,8 @@ pub(crate) fn register(name: &str) -> u32 {
     let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
     let metric: &'static Metric = Box::leak(Box::new(Metric {
         name,
-        slots: Mutex::new(Vec::new()),
-        shared: Slot::new(true),
-        flusher_dropped: AtomicU64::new(0),
+        shared: Shared::new(),
+        slots: Slots::new(),
     }));
     let mut metrics = REGISTRY.metrics.write();
     let id = metrics.len() as u32;
@@ -283,7 +139,7 @@ fn attach(slots: &mut Vec<Option<&'static Slot>>, id: u32) -> Option<&'static Sl
     if slots.len() <= idx {
         slots.resize(idx + 1, None);
     }
-    let slot = metric.take_slot();
+    let slot = metric.slots.take(&metric.shared);
     slots[idx] = Some(slot);
     Some(slot)
 }
@@ -305,15 +161,23 @@ pub(crate) fn record(id: u32, start_raw: u64, end_raw: u64, outcome: Outcome) {
         };
         slot.record_owned(nanos, outcome);
         if ring::entries_enabled() && !local.ring.push(id, nanos, end_raw, outcome) {
-            bump(&slot.dropped, 1);
+            slot.count_dropped();
         }
     });
     if done.is_err() {
-        if let Some(m) = metric(id) {
-            m.shared.record_shared(nanos, outcome);
-            if ring::entries_enabled() {
-                m.flusher_dropped.fetch_add(1, Relaxed);
-            }
+        record_late(id, nanos, outcome);
+    }
+}
+
+/// A call on a thread whose local state is already torn down (in another thread-local's
+/// destructor): into the shared part, with atomic read-modify-writes.
+#[cold]
+#[inline(never)]
+fn record_late(id: u32, nanos: u64, outcome: Outcome) {
+    if let Some(m) = metric(id) {
+        m.shared.record(nanos, outcome);
+        if ring::entries_enabled() {
+            m.count_dropped(1);
         }
     }
 }
@@ -321,18 +185,37 @@ pub(crate) fn record(id: u32, start_raw: u64, end_raw: u64, outcome: Outcome) {
 /// Zeroes every metric (names stay registered).
 pub(crate) fn reset_all() {
     for m in all_metrics() {
-        m.clear();
+        slot::clear(&m.shared, &m.slots);
     }
+}
+
+/// Runs `f` with this thread's snapshot buffers (new ones if they are in use or gone).
+pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    let mut scratch = SCRATCH
+        .try_with(Cell::take)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| Box::new(Scratch::new()));
+    let r = f(&mut scratch);
+    let _ = SCRATCH.try_with(|c| c.set(Some(scratch)));
+    r
 }
 
 /// A snapshot of one metric by name.
 pub(crate) fn get(name: &str) -> Option<Snapshot> {
-    lookup(name).map(Metric::snapshot)
+    let m = lookup(name)?;
+    Some(with_scratch(|s| m.snapshot(s)))
 }
 
 /// Snapshots of every metric, sorted by name.
 pub(crate) fn snapshot_all() -> Vec<Snapshot> {
-    let mut all: Vec<Snapshot> = all_metrics().into_iter().map(Metric::snapshot).collect();
+    let mut all: Vec<Snapshot> =
+        with_scratch(|s| all_metrics().into_iter().map(|m| m.snapshot(s)).collect());
     all.sort_by(|a, b| a.name.cmp(&b.name));
     all
+}
+
+thread_local! {
+    /// Buffers for snapshots taken on this thread.
+    static SCRATCH: Cell<Option<Box<Scratch>>> = const { Cell::new(None) };
 }

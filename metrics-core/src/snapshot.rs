@@ -108,7 +108,24 @@ macro_rules! counter_set {
             histogram: Histogram,
         }
 
+        /// Each counter's position in [`Snapshot::FIELDS`]: how atomic copies of the set index it.
+        #[allow(non_camel_case_types)]
+        // Not every counter is addressed by position (`calls` is the histogram's count).
+        #[allow(dead_code)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub(crate) enum Counter {
+            $( $field, )*
+        }
+
+        /// How many counters the set has.
+        pub(crate) const COUNTERS: usize = [$( stringify!($field), )*].len();
+
         impl Snapshot {
+            /// Every counter, in [`FIELDS`](Snapshot::FIELDS) order, to fill in by position.
+            pub(crate) fn values_mut(&mut self) -> [&mut u64; COUNTERS] {
+                [$( &mut self.$field, )*]
+            }
+
             /// Every counter of the set, in declaration order (the histogram's buckets come on
             /// top: see [`Snapshot::histogram`]).
             ///

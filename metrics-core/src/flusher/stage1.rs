@@ -119,7 +119,7 @@ impl Stage1 {
             if self.pending.len() + in_flight >= self.cfg.max_pending_entries {
                 self.stats.dropped_entries.fetch_add(1, Relaxed);
                 if let Some(m) = registry::metric(raw.metric) {
-                    m.flusher_dropped.fetch_add(1, Relaxed);
+                    m.count_dropped(1);
                 }
                 continue;
             }
@@ -163,14 +163,20 @@ impl Stage1 {
         let sent = SENT.lock();
         let mut out = Vec::new();
         let mut baseline = Vec::new();
-        for (id, m) in registry::all_metrics().into_iter().enumerate() {
-            let now = m.snapshot();
-            let d = now.delta_since(sent.get(id).and_then(Option::as_ref));
-            if !d.is_empty() {
-                out.push(d);
-                baseline.push((id, now));
+        registry::with_scratch(|scratch| {
+            for (id, m) in registry::all_metrics().into_iter().enumerate() {
+                let now = m.snapshot(scratch);
+                let before = sent.get(id).and_then(Option::as_ref);
+                if before == Some(&now) {
+                    continue;
+                }
+                let d = now.delta_since(before);
+                if !d.is_empty() {
+                    out.push(d);
+                    baseline.push((id, now));
+                }
             }
-        }
+        });
         (out, baseline)
     }
 
@@ -346,7 +352,7 @@ impl Stage1 {
         {
             lost += 1;
             if let Some(m) = registry::lookup(&e.func_name) {
-                m.flusher_dropped.fetch_add(1, Relaxed);
+                m.count_dropped(1);
             }
         }
         self.publish_held();

@@ -61,8 +61,8 @@ mod secret;
 
 pub use flusher::{Flusher, FlusherBuilder, Mode};
 pub use fnmetrics_core::{
-    get, reset, snapshot_all, EntryMode, Error, ErrorKind, FlushStats, Histogram, Snapshot,
-    MAX_NAME_LEN,
+    get, memory, reset, snapshot_all, EntryMode, Error, ErrorKind, FlushStats, Histogram, Memory,
+    Snapshot, MAX_NAME_LEN,
 };
 pub use fnmetrics_macros::measured;
 

@@ -36,7 +36,7 @@ pub use error::{Error, ErrorKind};
 pub use flusher::{ErrorHandler, FlushStats, Flusher, FlusherConfig};
 pub use histogram::{bucket_index, bucket_low, bucket_width, Histogram, BUCKETS};
 pub use record::{new_flush_id, DecodeError, EntryRecord, IdGen, ENCODING_VERSION};
-pub use registry::{Outcome, MAX_NAME_LEN};
+pub use registry::{Memory, Outcome, MAX_NAME_LEN};
 pub use ring::EntryMode;
 pub use sink::{Drain, DrainOutcome, FlushBatch, Sink};
 pub use snapshot::{Field, FieldKind, Snapshot};
@@ -67,6 +67,22 @@ pub fn get(name: &str) -> Option<Snapshot> {
 /// ```
 pub fn snapshot_all() -> Vec<Snapshot> {
     registry::snapshot_all()
+}
+
+/// How much memory recording holds: functions, per-thread slots, histogram pages and bytes.
+///
+/// Memory grows with the functions called and, per function, with the threads that call it at
+/// the same time: a thread that ends releases its slots to the next thread, counts and all.
+///
+/// ```
+/// use fnmetrics_core::__private::{Guard, Site};
+/// static SITE: Site = Site::new("doc::memory");
+/// Guard::start(&SITE).finish(false);
+/// let m = fnmetrics_core::memory();
+/// assert!(m.functions >= 1 && m.slots >= 1 && m.pages >= 1);
+/// ```
+pub fn memory() -> Memory {
+    registry::memory()
 }
 
 /// Zeroes every metric of this process (names stay registered). Meant for tests; call it while no

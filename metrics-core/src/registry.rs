@@ -189,6 +189,42 @@ pub(crate) fn reset_all() {
     }
 }
 
+/// What the registry holds in memory: see [`crate::memory`].
+///
+/// ```
+/// let m = fnmetrics_core::memory();
+/// assert!(m.bytes >= m.slots * 64);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Memory {
+    /// Functions registered (called at least once).
+    pub functions: usize,
+    /// Per-thread slots: at most one per (function, thread alive at once), reused when a thread
+    /// ends.
+    pub slots: usize,
+    /// Histogram pages of the slots (64 bytes each: one power of two).
+    pub pages: usize,
+    /// Histogram pages of the functions' shared parts (256 bytes each).
+    pub shared_pages: usize,
+    /// Bytes held in all: the functions, their names, and the memory slots and pages come
+    /// from (reserved 64 KiB at a time).
+    pub bytes: usize,
+}
+
+pub(crate) fn memory() -> Memory {
+    let metrics = REGISTRY.metrics.read();
+    let names: usize = metrics.iter().map(|m| m.name.len()).sum();
+    let (slots, pages, shared_pages, arena) = slot::made();
+    Memory {
+        functions: metrics.len(),
+        slots,
+        pages,
+        shared_pages,
+        bytes: arena + names + metrics.len() * std::mem::size_of::<Metric>(),
+    }
+}
+
 /// Runs `f` with this thread's snapshot buffers (new ones if they are in use or gone).
 pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
     let mut scratch = SCRATCH

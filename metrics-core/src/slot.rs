@@ -99,6 +99,7 @@ impl Shared {
             return;
         };
         let page = cell.get_or_init(|| {
+            WIDE_PAGES_MADE.fetch_add(1, Relaxed);
             let page = arena_zeroed::<WidePage>();
             self.present.fetch_or(1 << p, Release);
             page
@@ -174,6 +175,7 @@ impl Slot {
             shared,
             pages: [const { AtomicPtr::new(std::ptr::null_mut()) }; PAGES],
         };
+        SLOTS_MADE.fetch_add(1, Relaxed);
         let at = arena_alloc(Layout::new::<Slot>()).cast::<Slot>();
         // SAFETY: `at` is fresh, never-freed memory with the size and alignment of a `Slot`,
         // and nothing else points to it yet.
@@ -235,6 +237,7 @@ impl Slot {
     #[inline(never)]
     fn first_in_page(&self, index: usize) {
         let p = index / SUB;
+        PAGES_MADE.fetch_add(1, Relaxed);
         let page = arena_zeroed::<Page>();
         page.0[index % SUB].store(1, Relaxed);
         self.pages[p].store(std::ptr::from_ref(page).cast_mut(), Release);
@@ -445,6 +448,22 @@ pub(crate) fn clear(shared: &Shared, slots: &Slots) {
     }
 }
 
+/// Slots, thread pages and shared pages made so far (never freed), and the arena's chunks.
+static SLOTS_MADE: AtomicUsize = AtomicUsize::new(0);
+static PAGES_MADE: AtomicUsize = AtomicUsize::new(0);
+static WIDE_PAGES_MADE: AtomicUsize = AtomicUsize::new(0);
+static ARENA_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// `(slots, thread pages, shared pages, bytes reserved by the arena)`.
+pub(crate) fn made() -> (usize, usize, usize, usize) {
+    (
+        SLOTS_MADE.load(Relaxed),
+        PAGES_MADE.load(Relaxed),
+        WIDE_PAGES_MADE.load(Relaxed),
+        ARENA_BYTES.load(Relaxed),
+    )
+}
+
 /// Memory handed out in cache-line multiples from 64 KiB chunks, never freed: pages and slots
 /// live as long as the process (slots are reused when their thread ends), and a chunk wastes at
 /// most its unused tail, once.
@@ -471,6 +490,7 @@ fn arena_alloc(layout: Layout) -> *mut u8 {
         }
         a.next = p as usize;
         a.left = ARENA_CHUNK;
+        ARENA_BYTES.fetch_add(ARENA_CHUNK, Relaxed);
     }
     let p = a.next as *mut u8;
     a.next += size;

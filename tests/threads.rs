@@ -6,7 +6,7 @@ use std::sync::Barrier;
 
 #[measured]
 fn short_task(n: u64) -> Result<u64, String> {
-    if n % 7 == 0 {
+    if n.is_multiple_of(7) {
         Err(format!("{n} is a multiple of 7"))
     } else {
         Ok(n * 2)
@@ -32,7 +32,7 @@ fn threads_that_come_and_go_reuse_their_slots_and_lose_nothing() {
                     for i in 0..calls_per_thread {
                         let _ = short_task((round * LIVE + t) as u64 * calls_per_thread + i);
                     }
-                    if round % 2 == 0 {
+                    if round.is_multiple_of(2) {
                         other_task();
                     }
                     barrier.wait();

@@ -5,6 +5,7 @@
 //! record that metric takes one over, counts and all, so memory is bounded by the number of
 //! threads alive at once and nothing a dead thread recorded is lost.
 
+use crate::outcome::Outcome;
 use crate::ring::{self, LocalRing};
 use crate::slot::{self, Scratch, Shared, Slot, Slots};
 use crate::snapshot::{Counter, Snapshot};
@@ -13,33 +14,6 @@ use parking_lot::{Mutex, RwLock};
 use std::cell::{Cell, UnsafeCell};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::*;
-
-/// How a measured call ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Outcome {
-    /// Returned a value that is not an error.
-    Ok = 0,
-    /// Returned an error (`Err`, or what `error_if` said).
-    Error = 1,
-    /// Panicked: counts as an error, too.
-    Panic = 2,
-    /// An async call whose future was dropped before it completed.
-    Cancelled = 3,
-}
-
-impl Outcome {
-    /// Whether this outcome counts as an error.
-    ///
-    /// ```
-    /// use fnmetrics_core::Outcome;
-    /// assert!(Outcome::Panic.is_error());
-    /// assert!(!Outcome::Cancelled.is_error());
-    /// ```
-    pub fn is_error(self) -> bool {
-        matches!(self, Outcome::Error | Outcome::Panic)
-    }
-}
 
 /// Everything recorded under one function name.
 pub(crate) struct Metric {

@@ -2,7 +2,7 @@
 //! queue for bursts, and [`Rings`], the flusher's handle that turns entries on, drains them and
 //! turns them off.
 
-use crate::registry::Outcome;
+use crate::outcome::Outcome;
 use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 use std::cell::{Cell, UnsafeCell};
@@ -162,7 +162,8 @@ impl LocalRing {
         }
     }
 
-    /// Pushes one entry; false if it had to be dropped (ring full).
+    /// Pushes one entry into the ring, or the spill queue when the ring is full; false if both
+    /// were full and the entry was dropped (the caller counts it).
     #[inline]
     pub(crate) fn push(&self, metric: u32, nanos: u64, end_raw: u64, outcome: Outcome) -> bool {
         if MODE.load(Relaxed) == MODE_ERRORS && !outcome.is_error() {

@@ -1,6 +1,7 @@
 //! What `#[measured]` expands to: a static [`Site`] per function and a [`Guard`] per call.
 
-use crate::registry::{self, Outcome};
+use crate::outcome::Outcome;
+use crate::registry;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::*};
 
 /// The static record of one measured function: its name and, once registered, its metric id.

@@ -21,7 +21,7 @@
 //! cache line shared with another writer on the hot path.
 
 use crate::histogram::{self, BUCKETS};
-use crate::registry::Outcome;
+use crate::outcome::Outcome;
 use crate::snapshot::{Counter, Snapshot, COUNTERS};
 use parking_lot::Mutex;
 use std::alloc::{alloc_zeroed, handle_alloc_error, Layout};

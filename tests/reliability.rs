@@ -87,11 +87,21 @@ fn a_locked_table_does_not_hold_stage_1_back_and_every_entry_arrives_once() {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    wait_until("stage 1 to move every entry into Redis", WAIT, || {
-        flusher.stats().entries_written == 51_000
-    });
-    let stats = flusher.stats();
-    assert_eq!(stats.dropped_entries, 0);
+    let deadline = Instant::now() + WAIT;
+    let mut stats = flusher.stats();
+    while stats.entries_written + stats.dropped_entries < 51_000 {
+        assert!(
+            Instant::now() < deadline,
+            "stage 1 has not moved every entry after {WAIT:?}: {stats:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+        stats = flusher.stats();
+    }
+    assert_eq!(
+        (stats.entries_written, stats.dropped_entries),
+        (51_000, 0),
+        "{stats:?}"
+    );
     assert_eq!(stats.entries_drained, 0, "stage 2 is held by the lock");
 
     let dropping = Instant::now();

@@ -118,11 +118,19 @@ impl Drainer {
                     entry.encode(),
                 ));
             }
-            let evicted = self.queue.ack_with(&claim, &dead)?;
+            let acked = self.queue.ack_with(&claim, &dead)?;
+            if !acked.removed {
+                // Taken over and acknowledged by another drainer: it counts these.
+                return Ok(DrainOutcome {
+                    taken_over: 1,
+                    ..DrainOutcome::default()
+                });
+            }
             Ok(DrainOutcome {
                 moved: (claim.entries.len() - written.rejected.len()) as u64,
                 dead_lettered: dead.len() as u64,
-                dead_letters_evicted: evicted,
+                dead_letters_evicted: acked.dead_letters_evicted,
+                ..DrainOutcome::default()
             })
         });
         if done.is_err() {
@@ -151,6 +159,7 @@ impl Drainer {
             total.moved += o.moved;
             total.dead_lettered += o.dead_lettered;
             total.dead_letters_evicted += o.dead_letters_evicted;
+            total.taken_over += o.taken_over;
         }
     }
 }

@@ -374,8 +374,8 @@ fn claims_hand_out_each_entry_once_and_ack_removes_them() {
     q1.ack(&a).unwrap();
     q2.ack(&b).unwrap();
     assert_eq!(q1.pending_len().unwrap(), 500);
-    q1.ack(&c).unwrap();
-    q1.ack(&c).unwrap(); // twice: nothing happens
+    assert!(q1.ack(&c).unwrap());
+    assert!(!q1.ack(&c).unwrap(), "twice: nothing happens");
     assert_eq!(q1.pending_len().unwrap(), 0);
     assert_eq!(q1.claim(1000, lease).unwrap(), None);
     let mut conn = server.client();
@@ -412,8 +412,8 @@ fn an_expired_claim_is_taken_over_with_the_same_entries() {
     assert_eq!(dead.claim(100, Duration::from_secs(60)).unwrap(), None);
 
     // The first drainer committed after all and acknowledges late; the taker's ack is a no-op.
-    dead.ack(&first).unwrap();
-    alive.ack(&taken).unwrap();
+    assert!(dead.ack(&first).unwrap());
+    assert!(!alive.ack(&taken).unwrap());
     assert_eq!(alive.pending_len().unwrap(), 0);
 }
 
@@ -433,7 +433,12 @@ fn an_undecodable_element_is_set_aside_as_a_dead_letter_and_the_rest_go_on() {
         "{:?}",
         claim.undecodable
     );
-    assert_eq!(q.ack_with(&claim, &claim.dead_letters()).unwrap(), 0);
+    assert_eq!(
+        q.ack_with(&claim, &claim.dead_letters())
+            .unwrap()
+            .dead_letters_evicted,
+        0
+    );
     assert_eq!(q.pending_len().unwrap(), 0);
 
     let dead = q.dead_letters(0, 10).unwrap();
@@ -464,7 +469,12 @@ fn the_dead_letter_list_keeps_the_newest_and_counts_what_it_evicts() {
     .unwrap();
     let claim = q.claim(100, Duration::from_secs(60)).unwrap().unwrap();
     assert_eq!(claim.undecodable.len(), 5);
-    assert_eq!(q.ack_with(&claim, &claim.dead_letters()).unwrap(), 2);
+    assert_eq!(
+        q.ack_with(&claim, &claim.dead_letters())
+            .unwrap()
+            .dead_letters_evicted,
+        2
+    );
     let counts = q.dead_letter_counts().unwrap();
     assert_eq!((counts.held, counts.evicted), (3, 2));
     let kept: Vec<Vec<u8>> = q
@@ -493,8 +503,17 @@ fn an_ack_of_a_claim_taken_over_and_acknowledged_adds_no_dead_letters_twice() {
         taken.is_some()
     });
     let taken = taken.unwrap();
-    fast.ack_with(&taken, &taken.dead_letters()).unwrap();
-    slow.ack_with(&first, &first.dead_letters()).unwrap();
+    assert!(
+        fast.ack_with(&taken, &taken.dead_letters())
+            .unwrap()
+            .removed
+    );
+    assert!(
+        !slow
+            .ack_with(&first, &first.dead_letters())
+            .unwrap()
+            .removed
+    );
     assert_eq!(fast.dead_letter_counts().unwrap().held, 1);
 }
 

@@ -273,3 +273,116 @@ fn a_row_postgres_refuses_for_good_is_set_aside_and_the_rest_arrive() {
     assert_eq!(pg_count(&postgres, "reliability::checked"), 10_001);
     assert_eq!(queue.dead_letter_counts().unwrap().held, 0);
 }
+
+#[test]
+fn a_slow_drainer_racing_the_drainer_that_took_its_claim_over_lands_every_entry_once() {
+    let redis = RedisServer::start();
+    let postgres = PostgresServer::start();
+    let options = || PostgresOptions::default().with_lock_timeout(Duration::from_secs(30));
+    // The schema, then a rule the database enforces: no call of 20 ms or more.
+    PostgresSink::connect(&postgres.url(), options()).unwrap();
+    postgres
+        .client()
+        .batch_execute("ALTER TABLE metrics ADD CONSTRAINT fast CHECK (execution_time < 0.02)")
+        .unwrap();
+
+    // 5 000 entries (one of them refused by the rule) and one element no version can decode.
+    let mut ids = fnmetrics::sink::IdGen::with_instance(77);
+    let entries: Vec<fnmetrics::sink::EntryRecord> = (0..5_000)
+        .map(|i| fnmetrics::sink::EntryRecord {
+            id: ids.next_id(1_700_000_000_000),
+            func_name: "reliability::raced".into(),
+            execution_time: Duration::from_micros(if i == 2_500 { 30_000 } else { 10 + i }),
+            error_occurred: i % 9 == 0,
+            created_at_micros: 1_700_000_000_000_000 + i as i64,
+        })
+        .collect();
+    let mut sink =
+        fnmetrics::redis::RedisSink::connect(&redis.url(), RedisOptions::default()).unwrap();
+    sink.write_batch(&fnmetrics::sink::FlushBatch {
+        flush_id: fnmetrics::sink::new_flush_id(),
+        entries,
+        aggregates: vec![],
+    })
+    .unwrap();
+    let _: () = redis::cmd("RPUSH")
+        .arg("metrics_list")
+        .arg(&[9u8, 9, 9][..])
+        .query(&mut redis.client())
+        .unwrap();
+
+    let drainer = |lease: Duration| {
+        Drainer::connect(
+            &redis.url(),
+            RedisOptions::default(),
+            &postgres.url(),
+            options(),
+        )
+        .unwrap()
+        .batch_size(10_000)
+        .lease(lease)
+    };
+    let mut slow = drainer(Duration::from_millis(300));
+    let mut taker = drainer(Duration::from_secs(60));
+    // Another session holds the table: whoever writes waits.
+    let mut locker = postgres.client();
+    let mut lock = locker.transaction().unwrap();
+    lock.batch_execute("LOCK TABLE metrics IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let waiting_on_the_lock = || -> i64 {
+        postgres
+            .admin_client()
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+
+    std::thread::scope(|s| {
+        // The slow drainer claims everything and blocks on the lock; its lease runs out.
+        let a = s.spawn(move || slow.drain_once().unwrap());
+        wait_until("the slow drainer to wait on the lock", WAIT, || {
+            waiting_on_the_lock() == 1
+        });
+        // The other drainer takes the claim over (once the lease ran out) and blocks too.
+        let b = s.spawn(move || loop {
+            let o = taker.drain_once().unwrap();
+            if !o.is_idle() {
+                return o;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        });
+        wait_until("both drainers to wait on the lock", WAIT, || {
+            waiting_on_the_lock() == 2
+        });
+        // The table is free: both write the same claim and race to acknowledge it.
+        lock.rollback().unwrap();
+        let (a, b) = (a.join().unwrap(), b.join().unwrap());
+        // Exactly one acknowledged the claim and counts it; the other was told it was taken
+        // over, and added nothing.
+        assert_eq!(a.taken_over + b.taken_over, 1, "{a:?} {b:?}");
+        assert_eq!(a.moved + b.moved, 4_999, "{a:?} {b:?}");
+        assert_eq!(a.dead_lettered + b.dead_lettered, 2, "{a:?} {b:?}");
+    });
+
+    assert_eq!(pg_count(&postgres, "reliability::raced"), 4_999);
+    let mut queue = RedisQueue::connect(&redis.url(), RedisOptions::default()).unwrap();
+    assert_eq!(queue.pending_len().unwrap(), 0);
+    let dead = queue.dead_letters(0, 10).unwrap();
+    assert_eq!(dead.len(), 2, "no dead letter is set aside twice: {dead:?}");
+    assert_eq!(
+        dead.iter()
+            .filter(|d| d.kind == fnmetrics::redis::DeadLetterKind::Rejected)
+            .count(),
+        1
+    );
+    assert_eq!(dead.iter().filter(|d| d.payload == [9u8, 9, 9]).count(), 1);
+    let mut c = redis.client();
+    let claims: u64 = redis::cmd("ZCARD")
+        .arg("fnmetrics:claims")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(claims, 0, "no claim is left behind");
+}

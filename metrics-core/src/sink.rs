@@ -113,6 +113,9 @@ pub struct DrainOutcome {
     pub dead_lettered: u64,
     /// Older dead letters removed because the dead-letter list was full.
     pub dead_letters_evicted: u64,
+    /// Batches this drainer wrote after its lease ran out, which another drainer had taken
+    /// over and acknowledged first: their entries are counted by that drainer, not here.
+    pub taken_over: u64,
 }
 
 impl DrainOutcome {
@@ -122,6 +125,6 @@ impl DrainOutcome {
     /// assert!(fnmetrics_core::DrainOutcome::default().is_idle());
     /// ```
     pub fn is_idle(&self) -> bool {
-        self.moved == 0 && self.dead_lettered == 0
+        self.moved == 0 && self.dead_lettered == 0 && self.taken_over == 0
     }
 }

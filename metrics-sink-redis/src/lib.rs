@@ -74,6 +74,6 @@ pub use codec::{
     decode_element, DeadLetter, DeadLetterKind, DecodedElement, Undecodable, FRAME_VERSION,
 };
 pub use options::RedisOptions;
-pub use queue::{Claim, DeadLetterCounts, RedisQueue};
+pub use queue::{Acked, Claim, DeadLetterCounts, RedisQueue};
 pub use reader::RedisReader;
 pub use sink::{RedisSink, WriteOutcome};

@@ -238,7 +238,7 @@ impl RedisQueue {
 
     /// Removes a claim and its entries: call it once the entries are committed elsewhere.
     /// Acknowledging a claim that is gone (already acknowledged, or taken over and acknowledged
-    /// by another drainer) does nothing.
+    /// by another drainer) does nothing and returns `false`: that drainer accounts for it.
     ///
     /// # Errors
     /// Connection and server errors as [`RedisSink::write_batch`](crate::RedisSink::write_batch);
@@ -253,15 +253,16 @@ impl RedisQueue {
     /// }
     /// # Ok::<(), fnmetrics_core::Error>(())
     /// ```
-    pub fn ack(&mut self, claim: &Claim) -> Result<(), Error> {
-        self.ack_with(claim, &[]).map(|_| ())
+    pub fn ack(&mut self, claim: &Claim) -> Result<bool, Error> {
+        self.ack_with(claim, &[]).map(|a| a.removed)
     }
 
     /// Sets `dead` aside in the dead-letter list and removes the claim, atomically: call it once
-    /// the claim's other entries are committed elsewhere. Returns how many older dead letters
-    /// were evicted because the list was full ([`RedisOptions::dead_letter_cap`]). If the claim is
-    /// gone (another drainer took it over and acknowledged it), nothing is added: a dead letter is
-    /// never set aside twice.
+    /// the claim's other entries are committed elsewhere. Says whether this call removed the
+    /// claim, and how many older dead letters were evicted because the list was full
+    /// ([`RedisOptions::dead_letter_cap`]). If the claim is gone (another drainer took it over
+    /// and acknowledged it), nothing is added: a dead letter is never set aside twice, and the
+    /// drainer that removed the claim is the one that counts its entries.
     ///
     /// # Errors
     /// As [`RedisQueue::ack`].
@@ -271,11 +272,12 @@ impl RedisQueue {
     /// # let mut queue = RedisQueue::connect("redis://127.0.0.1/", RedisOptions::default())?;
     /// if let Some(claim) = queue.claim(1000, std::time::Duration::from_secs(30))? {
     ///     // ... write claim.entries, collect the rows the database refused ...
-    ///     let evicted = queue.ack_with(&claim, &claim.dead_letters())?;
+    ///     let acked = queue.ack_with(&claim, &claim.dead_letters())?;
+    ///     println!("removed: {}, evicted: {}", acked.removed, acked.dead_letters_evicted);
     /// }
     /// # Ok::<(), fnmetrics_core::Error>(())
     /// ```
-    pub fn ack_with(&mut self, claim: &Claim, dead: &[DeadLetter]) -> Result<u64, Error> {
+    pub fn ack_with(&mut self, claim: &Claim, dead: &[DeadLetter]) -> Result<Acked, Error> {
         let mut cmd = evalsha(&ACK, 4);
         cmd.arg(format!("{}{}", self.claim_prefix, claim.id))
             .arg(&self.claims)
@@ -289,7 +291,10 @@ impl RedisQueue {
         let evicted: i64 = self
             .conn
             .eval("cannot acknowledge a claim in Redis", &ACK, &cmd)?;
-        Ok(u64::try_from(evicted).unwrap_or(0))
+        Ok(Acked {
+            removed: evicted >= 0,
+            dead_letters_evicted: u64::try_from(evicted).unwrap_or(0),
+        })
     }
 
     /// Up to `count` dead letters, oldest first, from position `start`.
@@ -425,6 +430,22 @@ impl RedisQueue {
         self.conn
             .eval("cannot count pending entries in Redis", &PENDING, &cmd)
     }
+}
+
+/// What [`RedisQueue::ack_with`] did.
+///
+/// ```
+/// let a = fnmetrics_sink_redis::Acked::default();
+/// assert!(!a.removed && a.dead_letters_evicted == 0);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Acked {
+    /// This call removed the claim (and set its dead letters aside); `false` if it was already
+    /// gone, acknowledged by a drainer that took it over.
+    pub removed: bool,
+    /// Older dead letters evicted because the list was full.
+    pub dead_letters_evicted: u64,
 }
 
 /// A fresh claim id: 128 random bits, in hex.

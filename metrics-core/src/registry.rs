@@ -167,7 +167,7 @@ pub(crate) fn reset_all() {
 ///
 /// ```
 /// let m = fnmetrics_core::memory();
-/// assert!(m.bytes >= m.slots * 64);
+/// assert!(m.bytes >= m.slot_bytes && m.slot_bytes >= m.slots * 64);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -181,6 +181,9 @@ pub struct Memory {
     pub pages: usize,
     /// Histogram pages of the functions' shared parts (256 bytes each).
     pub shared_pages: usize,
+    /// Bytes of the slots and their pages: what the (function, thread) pairs hold, apart from
+    /// the functions' shared state.
+    pub slot_bytes: usize,
     /// Bytes held in all: the functions, their names, and the memory slots and pages come
     /// from (reserved 64 KiB at a time).
     pub bytes: usize,
@@ -195,6 +198,7 @@ pub(crate) fn memory() -> Memory {
         slots,
         pages,
         shared_pages,
+        slot_bytes: slot::slot_bytes(slots, pages),
         bytes: arena + names + metrics.len() * std::mem::size_of::<Metric>(),
     }
 }

@@ -569,6 +569,11 @@ pub(crate) fn made() -> (usize, usize, usize, usize) {
     )
 }
 
+/// The bytes `slots` slots and `pages` thread pages take.
+pub(crate) fn slot_bytes(slots: usize, pages: usize) -> usize {
+    slots * size_of::<Slot>() + pages * size_of::<Page>()
+}
+
 /// Memory handed out in cache-line multiples from 64 KiB chunks, never freed: pages and slots
 /// live as long as the process (slots are reused when their thread ends), and a chunk wastes at
 /// most its unused tail, once.

@@ -8,8 +8,7 @@
 //!
 //! `cargo bench --bench pipeline`. Starts its own throw-away servers (the test fixture).
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use fnmetrics_test_support as support;
 
 use fnmetrics::postgres::{PostgresOptions, PostgresSink};
 use fnmetrics::redis::{RedisOptions, RedisSink};

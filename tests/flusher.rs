@@ -3,7 +3,7 @@
 //! One flusher runs per process, so these tests take a lock; each uses its own function names
 //! and looks only at its own entries.
 
-mod support;
+use fnmetrics_test_support as support;
 
 use fnmetrics::measured;
 use fnmetrics::sink::{EntryRecord, FlushBatch, Sink};

@@ -4,7 +4,7 @@
 //! One flusher runs per process, so the tests that start one take a lock.
 #![cfg(all(feature = "redis", feature = "postgres"))]
 
-mod support;
+use fnmetrics_test_support as support;
 
 use fnmetrics::postgres::{PostgresOptions, PostgresSink};
 use fnmetrics::redis::{RedisOptions, RedisQueue, RedisReader, RedisSink};

@@ -3,7 +3,7 @@
 //! shutdown, and passwords in `Debug`.
 #![cfg(all(feature = "redis", feature = "postgres"))]
 
-mod support;
+use fnmetrics_test_support as support;
 
 use fnmetrics::postgres::{PostgresOptions, PostgresSink};
 use fnmetrics::redis::{RedisOptions, RedisQueue, RedisReader};

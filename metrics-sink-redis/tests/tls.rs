@@ -1,9 +1,9 @@
 //! The Redis sink over `rediss://` against real TLS-only `redis-server`s: flushes, claims and
 //! reads work; certificates that do not verify, bad CA files and `#insecure` are refused with
 //! typed errors; passwords stay out of errors and `Debug`.
-#![cfg(all(feature = "redis", feature = "tls"))]
+#![cfg(feature = "tls")]
 
-mod support;
+use fnmetrics_test_support as support;
 
 use fnmetrics_core::{EntryRecord, Error, ErrorKind, FlushBatch, IdGen, Snapshot};
 use fnmetrics_sink_redis::{RedisOptions, RedisQueue, RedisReader, RedisSink, WriteOutcome};
@@ -341,31 +341,4 @@ fn passwords_stay_out_of_errors_and_debug() {
         assert!(debug.contains(&port.to_string()), "{debug}");
         assert!(debug.contains("tls: true"), "{debug}");
     }
-}
-
-#[fnmetrics::measured(name = "tls::through_the_flusher")]
-fn through_the_flusher() {}
-
-#[test]
-fn the_flusher_takes_a_ca_file_and_refuses_a_server_it_cannot_verify() {
-    let server = RedisServer::start_with_tls(None);
-    let refused = fnmetrics::Flusher::builder()
-        .redis(server.tls_url())
-        .start()
-        .unwrap_err();
-    assert_eq!(refused.kind(), ErrorKind::Auth, "{refused:?}");
-
-    let flusher = fnmetrics::Flusher::builder()
-        .redis(server.tls_url())
-        .ca_file(server.ca_file())
-        .on_error(|_| {})
-        .start()
-        .unwrap();
-    for _ in 0..7 {
-        through_the_flusher();
-    }
-    flusher.flush().unwrap();
-    let fleet = flusher.fleet("tls::through_the_flusher").unwrap().unwrap();
-    assert_eq!(fleet.calls, 7);
-    assert_eq!(flusher.stats().entries_written, 7);
 }

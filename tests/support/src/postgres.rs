@@ -20,6 +20,7 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A running throw-away PostgreSQL server with a database `fnmetrics`. Dropping it stops the
 /// server (also when a test panics) and removes its directory.
+#[derive(Debug)]
 pub struct PostgresServer {
     bin_dir: PathBuf,
     port: u16,
@@ -268,6 +269,7 @@ impl Drop for PostgresServer {
 }
 
 /// A throw-away certificate authority (rcgen): signs server certificates for TLS tests.
+#[allow(missing_debug_implementations)] // rcgen's issuer has no `Debug`.
 pub struct TestCa {
     issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
 }

@@ -4,8 +4,6 @@
 //! Every integration test that needs a server starts its own, so tests run in parallel and can
 //! stop and restart their server mid-run.
 
-#![allow(dead_code, unreachable_pub)]
-
 pub mod postgres;
 pub mod redis;
 
@@ -37,9 +35,11 @@ pub fn find_binary(binary: &str, extra_dirs: &[PathBuf], package: &str) -> PathB
 }
 
 /// A fresh directory under the system temp dir, removed by [`TempDir`]'s drop.
+#[derive(Debug)]
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
+    /// Creates `fnmetrics-<tag>-…` under the system temp dir.
     pub fn new(tag: &str) -> TempDir {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -52,6 +52,7 @@ impl TempDir {
         TempDir(dir)
     }
 
+    /// The directory.
     pub fn path(&self) -> &Path {
         &self.0
     }

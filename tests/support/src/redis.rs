@@ -13,6 +13,9 @@ use std::time::Duration;
 /// How long a server may take to answer PING after it was spawned.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// A running throw-away `redis-server` (AOF on) on a free loopback port. Dropping it stops the
+/// server and removes its directory.
+#[derive(Debug)]
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
@@ -160,6 +163,7 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// The server's port.
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -262,9 +266,13 @@ impl Drop for RedisServer {
 /// PEM files of a CA made for one test and, signed by it, a server certificate and key for
 /// `localhost` and `127.0.0.1`.
 #[cfg(feature = "tls")]
+#[derive(Debug)]
 pub struct TlsFiles {
+    /// The CA's certificate.
     pub ca: PathBuf,
+    /// The server's certificate.
     pub cert: PathBuf,
+    /// The server's key.
     pub key: PathBuf,
 }
 

@@ -1,7 +1,6 @@
 //! The PostgreSQL sink against a real, throw-away PostgreSQL server (one per test).
-#![cfg(feature = "postgres")]
 
-mod support;
+use fnmetrics_test_support as support;
 
 use fnmetrics_core::{EntryRecord, ErrorKind, IdGen};
 use fnmetrics_sink_postgres::{

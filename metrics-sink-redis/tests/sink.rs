@@ -1,8 +1,7 @@
 //! The Redis sink against real `redis-server`s: stage 1 flushes, the stage-2 queue, fleet-wide
 //! reads, and what happens when the server refuses, is missing or restarts.
-#![cfg(feature = "redis")]
 
-mod support;
+use fnmetrics_test_support as support;
 
 use fnmetrics_core::{EntryRecord, ErrorKind, FlushBatch, Histogram, IdGen, Sink, Snapshot};
 use fnmetrics_sink_redis::{
@@ -62,7 +61,7 @@ fn sink(server: &RedisServer) -> RedisSink {
 fn stored_entries(server: &RedisServer, key: &str) -> Vec<EntryRecord> {
     let raw: Vec<Vec<u8>> = server.client().lrange(key, 0, -1).unwrap();
     raw.iter()
-        .flat_map(|b| fnmetrics::redis::decode_element(b).entries)
+        .flat_map(|b| fnmetrics_sink_redis::decode_element(b).entries)
         .collect()
 }
 

@@ -11,11 +11,10 @@
 //! about a second of flushes on a power loss, `always` none), or a restart loses what stage 2 had
 //! not moved yet.
 //!
-//! Redis Cluster is not supported yet. Every flush is one script that names all its keys (the
-//! entry list, the flush-id key, one hash per function), so with a hash tag in
-//! [`RedisOptions::key_prefix`] such as `{fnmetrics}` they share one slot; but this crate
-//! connects to a single node, and the claim script still builds the key of a claim it takes over
-//! from its id.
+//! Redis Cluster is not supported yet. Every script names all the keys it touches (a flush: the
+//! entry list, the flush-id key, one hash per function; a claim taken over: its list, in a second
+//! script), so with a hash tag in [`RedisOptions::key_prefix`] such as `{fnmetrics}` they share
+//! one slot; but this crate connects to a single node.
 //!
 //! # Key layout
 //! With `P` = [`RedisOptions::key_prefix`]:

@@ -20,6 +20,7 @@ static PENDING: LazyLock<Script> = LazyLock::new(|| {
         include_str!("lua/pending.lua")
     ))
 });
+static TAKEOVER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/takeover.lua")));
 static ACK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/ack.lua")));
 static REQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/requeue.lua")));
 
@@ -137,8 +138,8 @@ impl RedisQueue {
     /// # Ok::<(), fnmetrics_core::Error>(())
     /// ```
     pub fn connect(url: &str, options: RedisOptions) -> Result<RedisQueue, Error> {
-        static SCRIPTS: LazyLock<[&'static Script; 4]> =
-            LazyLock::new(|| [&*CLAIM, &*PENDING, &*ACK, &*REQUEUE]);
+        static SCRIPTS: LazyLock<[&'static Script; 5]> =
+            LazyLock::new(|| [&*CLAIM, &*TAKEOVER, &*PENDING, &*ACK, &*REQUEUE]);
         let conn = Conn::connect(url, options, &*SCRIPTS)?;
         Ok(RedisQueue {
             list: conn.opts.entries_list(),
@@ -199,7 +200,7 @@ impl RedisQueue {
                 .arg(format!("{}{new_id}", self.claim_prefix))
                 .arg(0)
                 .arg(-1);
-            type Reply = (Option<(String, usize)>, Vec<Vec<u8>>);
+            type Reply = (Option<(String, String)>, Vec<Vec<u8>>);
             let (claimed, mut raw): Reply = self.conn.run(what, |c| match p.query(c) {
                 Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
                     CLAIM.load(c)?;
@@ -207,15 +208,26 @@ impl RedisQueue {
                 }
                 r => r,
             })?;
-            let Some((id, len)) = claimed else {
-                return Ok(None);
+            let (id, len) = match claimed {
+                None => return Ok(None),
+                // A claim whose lease ran out: take it over (a second script, which names its
+                // list among its keys), then read it.
+                Some((marker, id)) if marker.is_empty() => {
+                    let key = format!("{}{id}", self.claim_prefix);
+                    let mut cmd = evalsha(&TAKEOVER, 2);
+                    cmd.arg(&self.claims).arg(&key).arg(&id).arg(lease_ms);
+                    let taken: Option<usize> = self.conn.eval(what, &TAKEOVER, &cmd)?;
+                    let Some(len) = taken else {
+                        // Gone, empty, or taken by another drainer meanwhile: claim again.
+                        continue;
+                    };
+                    raw = self.conn.run(what, |c| {
+                        redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).query(c)
+                    })?;
+                    (id, len)
+                }
+                Some((id, len)) => (id, len.parse::<usize>().unwrap_or(usize::MAX)),
             };
-            if id != new_id {
-                let key = format!("{}{id}", self.claim_prefix);
-                raw = self.conn.run(what, |c| {
-                    redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).query(c)
-                })?;
-            }
             if raw.len() == len {
                 let mut claim = Claim {
                     id,
@@ -423,10 +435,27 @@ impl RedisQueue {
     /// # Ok::<(), fnmetrics_core::Error>(())
     /// ```
     pub fn pending_len(&mut self) -> Result<u64, Error> {
-        let mut cmd = evalsha(&PENDING, 2);
-        cmd.arg(&self.list)
-            .arg(&self.claims)
-            .arg(&self.claim_prefix);
+        let what = "cannot count pending entries in Redis";
+        // The entry list first, then the claims: an element that moves into a new claim in
+        // between is counted twice, never missed.
+        let mut n = self.count_list(&self.list.clone())?;
+        let ids: Vec<String> = self.conn.run(what, |c| {
+            redis::cmd("ZRANGE")
+                .arg(&self.claims)
+                .arg(0)
+                .arg(-1)
+                .query(c)
+        })?;
+        for id in ids {
+            n += self.count_list(&format!("{}{id}", self.claim_prefix))?;
+        }
+        Ok(n)
+    }
+
+    /// The entries in one list (frames count their entries).
+    fn count_list(&mut self, key: &str) -> Result<u64, Error> {
+        let mut cmd = evalsha(&PENDING, 1);
+        cmd.arg(key);
         self.conn
             .eval("cannot count pending entries in Redis", &PENDING, &cmd)
     }

@@ -9,9 +9,11 @@
 -- ARGV[3]  the prefix of claim lists (a claim's list is ARGV[3] .. id)
 -- ARGV[4]  the id for a new claim
 --
--- Returns {id, number of elements} or nil. A claim whose lease ran out is taken over first (same
--- id, same elements, new deadline); otherwise elements move from the head of the entry list into
--- the new claim list. The caller reads the claim list with LRANGE.
+-- Returns {id, number of elements (a decimal string)} of a new claim, {'', id} of a claim whose lease ran out (the
+-- caller takes it over with takeover.lua, which names that claim's list in its KEYS: a script
+-- only touches keys it is given, as Redis Cluster requires), or nil. Otherwise elements move
+-- from the head of the entry list into the new claim list. The caller reads the claim list with
+-- LRANGE.
 --
 -- count_of comes from count_of.lua, prepended.
 
@@ -30,21 +32,8 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local deadline = now + tonumber(ARGV[2])
 
-while true do
-  local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1)
-  if #expired == 0 then break end
-  local id = expired[1]
-  local key = ARGV[3] .. id
-  err = expect_type(key, 'list')
-  if err then return err end
-  local n = redis.call('LLEN', key)
-  if n > 0 then
-    redis.call('ZADD', KEYS[2], deadline, id)
-    return {id, n}
-  end
-  -- An empty claim holds nothing to move: forget it.
-  redis.call('ZREM', KEYS[2], id)
-end
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1)
+if #expired == 1 then return {'', expired[1]} end
 
 if redis.call('EXISTS', KEYS[3]) == 1 then
   return redis.error_reply('ERR fnmetrics: claim id ' .. ARGV[4] .. ' is in use')
@@ -59,4 +48,4 @@ while total < max do
 end
 if n == 0 then return false end
 redis.call('ZADD', KEYS[2], deadline, ARGV[4])
-return {ARGV[4], n}
+return {ARGV[4], tostring(n)}

@@ -1,23 +1,15 @@
--- Counts the entries that stage 2 still has to move: in the entry list and in every claim.
+-- Counts the entries in one list: the entry list, or one claim's list. The caller counts the
+-- entry list first, then the claims it finds (ZRANGE), so an element moving into a new claim
+-- meanwhile is counted twice rather than missed: never 0 while something is pending.
 --
--- KEYS[1]  the entry list
--- KEYS[2]  the claims sorted set
--- ARGV[1]  the prefix of claim lists
+-- KEYS[1]  the list
 --
 -- count_of comes from count_of.lua, prepended.
 
-local function count_list(key)
-  local n, len = 0, redis.call('LLEN', key)
-  for start = 0, len - 1, 100 do
-    for _, e in ipairs(redis.call('LRANGE', key, start, start + 99)) do
-      n = n + count_of(e)
-    end
+local n, len = 0, redis.call('LLEN', KEYS[1])
+for start = 0, len - 1, 100 do
+  for _, e in ipairs(redis.call('LRANGE', KEYS[1], start, start + 99)) do
+    n = n + count_of(e)
   end
-  return n
-end
-
-local n = count_list(KEYS[1])
-for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
-  n = n + count_list(ARGV[1] .. id)
 end
 return n

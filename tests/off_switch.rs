@@ -21,6 +21,7 @@ async fn async_call() -> u8 {
 }
 
 #[measured]
+#[allow(clippy::manual_async_fn)] // With `disabled`, this is the function as written.
 fn future_call() -> impl Future<Output = u8> {
     async { 2 }
 }

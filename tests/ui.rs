@@ -5,6 +5,11 @@
 //! `#[measured..]` line (and the `use` of it) taken out. Both must build and run, so the attribute
 //! never changes what compiles or what the function does.
 
+//!
+//! Built without the `disabled` feature only: with it `#[measured]` leaves items bare and the pass
+//! cases that read what was recorded cannot pass.
+#![cfg(not(feature = "disabled"))]
+
 use std::path::{Path, PathBuf};
 
 #[test]

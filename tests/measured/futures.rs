@@ -1,5 +1,7 @@
 //! Plain fns returning a future are measured like `async fn`s: from the first poll to completion,
 //! with the future's output classified, whatever shape the body builds the future in.
+// The shapes under test are futures written without `async fn`.
+#![allow(clippy::manual_async_fn)]
 
 use crate::{counts, poll_once, MyErr, YieldOnce};
 use fnmetrics::measured;
@@ -155,4 +157,39 @@ fn a_panic_in_the_future_is_a_panic() {
     let future = panics_when_polled();
     assert!(std::panic::catch_unwind(|| pollster::block_on(future)).is_err());
     assert_eq!(counts(&metrics!("panics_when_polled")), (1, 1, 1, 0));
+}
+
+#[measured]
+fn sized(n: u64) -> impl Future<Output = u64> {
+    async move {
+        YieldOnce::default().await;
+        n
+    }
+}
+
+fn sized_bare(n: u64) -> impl Future<Output = u64> {
+    async move {
+        YieldOnce::default().await;
+        n
+    }
+}
+
+#[measured]
+async fn sized_async(n: u64) -> u64 {
+    YieldOnce::default().await;
+    n
+}
+
+async fn sized_async_bare(n: u64) -> u64 {
+    YieldOnce::default().await;
+    n
+}
+
+#[test]
+fn futures_grow_by_no_more_than_the_guard() {
+    use std::mem::size_of_val;
+    let growth = size_of_val(&sized(1)) - size_of_val(&sized_bare(1));
+    let async_growth = size_of_val(&sized_async(1)) - size_of_val(&sized_async_bare(1));
+    assert_eq!(growth, 24);
+    assert!(async_growth <= 24, "{async_growth}");
 }

@@ -7,6 +7,9 @@
 //!
 //! Tests run in parallel in one process and never reset the registry, so each one measures
 //! functions of its own and reads them by name.
+//!
+//! Built without the `disabled` feature only: with it nothing is measured.
+#![cfg(not(feature = "disabled"))]
 
 use fnmetrics::Snapshot;
 use std::future::Future;

@@ -211,10 +211,7 @@ impl<'a> Plan<'a> {
             let path = &arg.value;
             let span = path.span();
             let ret = reference(&local(&ret.to_string(), span));
-            let ty = match output {
-                Output::Known(ty) => ty.clone(),
-                Output::Opaque => quote!(_),
-            };
+            let ty = output.ty();
             let test = local("__fnmetrics_test", span);
             quote_spanned! {span=> {
                 let #test: fn(&#ty) -> ::core::primitive::bool = #path;
@@ -304,6 +301,18 @@ fn instrument(sig: &Signature, block: &Block, plan: &Plan<'_>) -> syn::Result<Bl
         }
     };
     let instrument = |future: &dyn ToTokens| quote!(#krate::__private::instrument(#future, #start_fn, #is_error_fn));
+    // Calls the body closure: `FnOnce` asked of the closure makes it one, so that it can return
+    // what it borrows from a captured `&mut` (an `FnMut` closure cannot); calling it in place
+    // would not ask.
+    let call = local("__fnmetrics_call", Span::call_site());
+    let call_fn = quote! {
+        #[inline(always)]
+        fn #call<__FnmetricsR>(
+            __fnmetrics_body: impl ::core::ops::FnOnce() -> __FnmetricsR,
+        ) -> __FnmetricsR {
+            __fnmetrics_body()
+        }
+    };
     let output = match &sig.output {
         ReturnType::Type(_, ty) => Output::of(ty),
         ReturnType::Default => Output::Known(quote!(())),
@@ -337,16 +346,10 @@ fn instrument(sig: &Signature, block: &Block, plan: &Plan<'_>) -> syn::Result<Bl
         }
     } else if let Some(future_output) = returned.and_then(impl_future_output) {
         // The body returns the future: wrap it, measured from its first poll.
-        let call = local("__fnmetrics_call", Span::call_site());
         let parts = future_parts(&Output::of(future_output));
         let future = instrument(&quote!(#call(move || #block)));
         quote! {
-            #[inline(always)]
-            fn #call<__FnmetricsR>(
-                __fnmetrics_body: impl ::core::ops::FnOnce() -> __FnmetricsR,
-            ) -> __FnmetricsR {
-                __fnmetrics_body()
-            }
+            #call_fn
             #parts
             #future
         }
@@ -369,9 +372,6 @@ fn instrument(sig: &Signature, block: &Block, plan: &Plan<'_>) -> syn::Result<Bl
     {
         block
     } else {
-        // `FnOnce` asked of the closure makes it one, so that it can return what it borrows
-        // from a captured `&mut` (an `FnMut` closure cannot); calling it in place would not ask.
-        let call = local("__fnmetrics_call", Span::call_site());
         let closure_output = match (&sig.output, &output) {
             (ReturnType::Type(arrow, _), Output::Known(ty)) => quote!(#arrow #ty),
             (ReturnType::Type(..), Output::Opaque) => quote!(-> _),
@@ -380,12 +380,7 @@ fn instrument(sig: &Signature, block: &Block, plan: &Plan<'_>) -> syn::Result<Bl
         };
         let finish = finish(&output);
         quote! {
-            #[inline(always)]
-            fn #call<__FnmetricsR>(
-                __fnmetrics_body: impl ::core::ops::FnOnce() -> __FnmetricsR,
-            ) -> __FnmetricsR {
-                __fnmetrics_body()
-            }
+            #call_fn
             #site
             let #guard = #start;
             // An `impl Trait` body that only panics (`todo!()`) is of type `!` in edition 2024.

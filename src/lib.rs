@@ -13,12 +13,14 @@
 //!     if id == 0 { Err(NotFound) } else { Ok(format!("user {id}")) }
 //! }
 //!
+//! # fn main() {
 //! load_user(1).unwrap();
 //! load_user(0).unwrap_err();
 //!
 //! let m = fnmetrics::get(concat!(module_path!(), "::load_user")).unwrap();
 //! assert_eq!((m.calls, m.errors), (2, 1));
 //! println!("mean {:?}, p99 {:?}, max {:?}", m.mean(), m.quantile(0.99), m.max());
+//! # }
 //! ```
 //!
 //! # What is recorded
@@ -61,8 +63,8 @@ mod secret;
 
 pub use flusher::{Flusher, FlusherBuilder, Mode};
 pub use fnmetrics_core::{
-    get, memory, reset, snapshot_all, EntryMode, Error, ErrorKind, FlushStats, Histogram, Memory,
-    Snapshot, MAX_NAME_LEN,
+    get, is_enabled, memory, reset, set_enabled, snapshot_all, EntryMode, Error, ErrorKind,
+    FlushStats, Histogram, Memory, Snapshot, MAX_NAME_LEN,
 };
 pub use fnmetrics_macros::measured;
 

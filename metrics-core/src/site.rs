@@ -2,7 +2,45 @@
 
 use crate::outcome::Outcome;
 use crate::registry;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::*};
+
+mod future;
+mod naming;
+
+pub use future::{instrument, Instrumented};
+
+/// Whether calls are recorded (see [`set_enabled`]).
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turns recording on or off for the whole process, at run time; on by default.
+///
+/// While off, measured functions still run their one relaxed load of this flag per call, but
+/// record nothing: no call, error, panic or cancellation, no time, no per-call entry. Calls that
+/// finish while recording is off are not recorded, whenever they started. For no cost at all,
+/// build with the `disabled` feature of `fnmetrics`, which makes `#[measured]` leave the function
+/// as it was written.
+///
+/// ```
+/// use fnmetrics_core::__private::{Guard, Site};
+/// static SITE: Site = Site::new("doc::set_enabled");
+/// fnmetrics_core::set_enabled(false);
+/// Guard::start(&SITE).finish(false);
+/// fnmetrics_core::set_enabled(true);
+/// Guard::start(&SITE).finish(false);
+/// assert_eq!(fnmetrics_core::get("doc::set_enabled").unwrap().calls, 1);
+/// ```
+pub fn set_enabled(enabled: bool) {
+    ENABLED.store(enabled, Relaxed);
+}
+
+/// Whether calls are recorded: `false` after `set_enabled(false)`.
+///
+/// ```
+/// assert!(fnmetrics_core::is_enabled());
+/// ```
+pub fn is_enabled() -> bool {
+    ENABLED.load(Relaxed)
+}
 
 /// The static record of one measured function: its name and, once registered, its metric id.
 ///
@@ -33,8 +71,15 @@ const MORE_TYPES: usize = 8;
 #[derive(Debug)]
 enum SiteName {
     Fixed(&'static str),
-    /// A method: the name is `<Self type path>::<method>`, found on first call.
-    Method(&'static str),
+    /// Named after where the function is, found on the first call (see [`Site::path`]).
+    Path {
+        /// The compiler's path of an item declared in the function's body.
+        item: fn() -> &'static str,
+        /// `module_path!()` where the function is.
+        module: &'static str,
+        /// The function's name.
+        function: &'static str,
+    },
 }
 
 impl Site {
@@ -44,25 +89,58 @@ impl Site {
     /// static SITE: fnmetrics_core::__private::Site = fnmetrics_core::__private::Site::new("f");
     /// ```
     pub const fn new(name: &'static str) -> Site {
+        Site::with_name(SiteName::Fixed(name))
+    }
+
+    /// A site named after where function `function` is: `item` returns the compiler's path of
+    /// an item declared in the function's body (`std::any::type_name_of_val` of a nested fn),
+    /// `module` is `module_path!()` at the function. The path is turned into a name once, on the
+    /// first call; how is documented on `#[measured]` ("Names").
+    ///
+    /// ```
+    /// use fnmetrics_core::__private::{Guard, Site};
+    /// fn load() {
+    ///     fn here() -> &'static str {
+    ///         std::any::type_name_of_val(&here)
+    ///     }
+    ///     static SITE: Site = Site::path(here, module_path!(), "load");
+    ///     Guard::start(&SITE).finish(false);
+    /// }
+    /// fn main() {
+    ///     load();
+    ///     assert!(fnmetrics_core::get(concat!(module_path!(), "::load")).is_some());
+    /// }
+    /// ```
+    pub const fn path(
+        item: fn() -> &'static str,
+        module: &'static str,
+        function: &'static str,
+    ) -> Site {
+        Site::with_name(SiteName::Path {
+            item,
+            module,
+            function,
+        })
+    }
+
+    const fn with_name(name: SiteName) -> Site {
         Site {
-            name: SiteName::Fixed(name),
+            name,
             id: AtomicU32::new(0),
             ty: AtomicUsize::new(0),
             more: [const { (AtomicUsize::new(0), AtomicU32::new(0)) }; MORE_TYPES],
         }
     }
 
-    /// A site for method `method`, named after the `Self` type given to [`Guard::start_method`].
-    ///
-    /// ```
-    /// static SITE: fnmetrics_core::__private::Site = fnmetrics_core::__private::Site::method("len");
-    /// ```
-    pub const fn method(method: &'static str) -> Site {
-        Site {
-            name: SiteName::Method(method),
-            id: AtomicU32::new(0),
-            ty: AtomicUsize::new(0),
-            more: [const { (AtomicUsize::new(0), AtomicU32::new(0)) }; MORE_TYPES],
+    /// The name of this site's function, called with `Self` type `self_type` if a method.
+    fn name(&self, self_type: Option<&str>) -> std::borrow::Cow<'static, str> {
+        match self.name {
+            SiteName::Fixed(name) => name.into(),
+            SiteName::Path {
+                item,
+                module,
+                function,
+            } => naming::function_name(item(), module, function, self_type).into(),
         }
     }
 
@@ -77,9 +155,7 @@ impl Site {
     #[cold]
     #[inline(never)]
     fn register(&'static self) -> u32 {
-        let id = match &self.name {
-            SiteName::Fixed(n) | SiteName::Method(n) => registry::register(n),
-        };
+        let id = registry::register(&self.name(None));
         // Racing first calls on two threads both register; `register` returns the same id.
         self.id.store(id + 1, Relaxed);
         id
@@ -105,10 +181,7 @@ impl Site {
                 }
             }
         }
-        let method = match &self.name {
-            SiteName::Method(m) | SiteName::Fixed(m) => m,
-        };
-        let id = registry::register(&method_name(self_type(), method));
+        let id = registry::register(&self.name(Some(self_type())));
         if self.ty.compare_exchange(0, key, Relaxed, Relaxed).is_ok() {
             self.id.store(id + 1, Release);
             return id;
@@ -125,14 +198,6 @@ impl Site {
         }
         id
     }
-}
-
-/// `my_app::Repo<T>::load` → `my_app::Repo::load`: generic arguments are dropped so that every
-/// instantiation shares one name.
-fn method_name(self_type: &str, method: &str) -> String {
-    let base = self_type.split('<').next().unwrap_or(self_type);
-    let base = base.trim_start_matches('&').trim_start_matches("mut ");
-    format!("{base}::{method}")
 }
 
 /// Times one call; [`Guard::finish`] records it, and dropping it unfinished records a panic (while
@@ -168,14 +233,28 @@ impl Guard {
         }
     }
 
-    /// Starts timing a call of a method site; `self_type` names `Self` (only called once).
+    /// Starts timing a call of a method site; `self_type` names `Self` (only called once per
+    /// `Self` type). Only a trait's default method has more than one `Self` type, and so more than
+    /// one name.
     ///
     /// ```
     /// # use fnmetrics_core::__private::{Guard, Site};
-    /// struct Cache;
-    /// static SITE: Site = Site::method("lookup");
-    /// Guard::start_method(&SITE, std::any::type_name::<Cache>).finish(false);
-    /// assert!(fnmetrics_core::get(&format!("{}::lookup", std::any::type_name::<Cache>())).is_some());
+    /// trait Cache {
+    ///     fn lookup(&self) {
+    ///         fn here() -> &'static str {
+    ///             std::any::type_name_of_val(&here)
+    ///         }
+    ///         static SITE: Site = Site::path(here, module_path!(), "lookup");
+    ///         Guard::start_method(&SITE, std::any::type_name::<Self>).finish(false);
+    ///     }
+    /// }
+    /// struct Memory;
+    /// impl Cache for Memory {}
+    /// fn main() {
+    ///     Memory.lookup();
+    ///     let name = concat!(module_path!(), "::<Memory as Cache>::lookup");
+    ///     assert!(fnmetrics_core::get(name).is_some());
+    /// }
     /// ```
     #[inline(always)]
     pub fn start_method(site: &'static Site, self_type: fn() -> &'static str) -> Guard {
@@ -195,6 +274,10 @@ impl Guard {
     /// ```
     #[inline(always)]
     pub fn finish(self, is_error: bool) {
+        if !ENABLED.load(Relaxed) {
+            std::mem::forget(self);
+            return;
+        }
         let end = crate::clock::raw_now();
         let outcome = if is_error {
             Outcome::Error
@@ -209,6 +292,9 @@ impl Guard {
 impl Drop for Guard {
     #[cold]
     fn drop(&mut self) {
+        if !ENABLED.load(Relaxed) {
+            return;
+        }
         let end = crate::clock::raw_now();
         let outcome = if std::thread::panicking() {
             Outcome::Panic
@@ -262,7 +348,10 @@ mod tests {
 
     trait Greet {
         fn hello(&self) {
-            static SITE: Site = Site::method("hello");
+            fn here() -> &'static str {
+                std::any::type_name_of_val(&here)
+            }
+            static SITE: Site = Site::path(here, module_path!(), "hello");
             Guard::start_method(&SITE, std::any::type_name::<Self>).finish(false);
         }
     }
@@ -277,15 +366,8 @@ mod tests {
             English.hello();
         }
         French.hello();
-        let name = |t: &str| format!("{t}::hello");
-        let english = crate::get(&name(std::any::type_name::<English>())).unwrap();
-        let french = crate::get(&name(std::any::type_name::<French>())).unwrap();
+        let english = crate::get(concat!(module_path!(), "::<English as Greet>::hello")).unwrap();
+        let french = crate::get(concat!(module_path!(), "::<French as Greet>::hello")).unwrap();
         assert_eq!((english.calls, french.calls), (3, 1));
-    }
-
-    #[test]
-    fn method_names_drop_generics() {
-        assert_eq!(super::method_name("a::B<c::D>", "f"), "a::B::f");
-        assert_eq!(super::method_name("a::B", "f"), "a::B::f");
     }
 }

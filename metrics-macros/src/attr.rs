@@ -6,6 +6,35 @@ use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream};
 use syn::{ExprPath, Ident, LitStr, Path, Token};
 
+/// The value of `name = ..`: a string literal, or the path of a `&'static str` constant.
+pub(crate) enum Name {
+    Literal(LitStr),
+    Const(ExprPath),
+}
+
+impl Parse for Name {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        if input.peek(LitStr) {
+            let lit: LitStr = input.parse()?;
+            check_name(&lit)?;
+            Ok(Name::Literal(lit))
+        } else if input.peek(Ident::peek_any) || input.peek(Token![::]) || input.peek(Token![<]) {
+            Ok(Name::Const(input.parse()?))
+        } else {
+            Err(input.error("expected a string literal or the path of a `&str` constant"))
+        }
+    }
+}
+
+impl ToTokens for Name {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        match self {
+            Name::Literal(lit) => lit.to_tokens(tokens),
+            Name::Const(path) => path.to_tokens(tokens),
+        }
+    }
+}
+
 /// The longest function name the registry keeps (`fnmetrics_core::MAX_NAME_LEN`; this crate does
 /// not depend on the core, so the value is repeated here).
 const MAX_NAME_LEN: usize = 256;
@@ -33,8 +62,8 @@ impl<T> Arg<T> {
 /// `#[measured(name = "..", error_if = path, ok_if = path, crate = path)]`, every part optional.
 #[derive(Default)]
 pub(crate) struct Args {
-    /// `name = "..."`: a fixed metric name instead of the function's path.
-    pub(crate) name: Option<Arg<LitStr>>,
+    /// `name = "..."` or `name = CONST`: a fixed metric name instead of the function's path.
+    pub(crate) name: Option<Arg<Name>>,
     /// `error_if = path`: `fn(&R) -> bool` deciding that a call failed.
     pub(crate) error_if: Option<Arg<ExprPath>>,
     /// `ok_if = path`: `fn(&R) -> bool` excusing a call the default rule counts as an error.
@@ -61,8 +90,7 @@ impl Parse for Args {
             if lookahead.peek(kw::name) {
                 let key: kw::name = input.parse()?;
                 let eq: Token![=] = input.parse()?;
-                let value: LitStr = input.parse()?;
-                check_name(&value)?;
+                let value: Name = input.parse()?;
                 set(&mut args.name, key, eq, value)?;
             } else if lookahead.peek(kw::error_if) {
                 let key: kw::error_if = input.parse()?;

@@ -28,11 +28,13 @@ use proc_macro::TokenStream;
 ///     Ok(format!("user {id}"))
 /// }
 ///
+/// # fn main() {
 /// load_user(1).unwrap();
 /// load_user(0).unwrap_err();
 ///
 /// let m = fnmetrics::get(concat!(module_path!(), "::load_user")).unwrap();
 /// assert_eq!((m.calls, m.errors), (2, 1));
+/// # }
 /// ```
 ///
 /// # What is recorded
@@ -49,35 +51,72 @@ use proc_macro::TokenStream;
 ///
 /// # Names
 ///
-/// - A function is named `<module path>::<fn name>`, like `my_app::db::load_user`.
-/// - A method (a fn with a `self` receiver of any kind: `self`, `&self`, `&mut self`,
-///   `self: Box<Self>`, ...) is named after its `Self` type: `<path of the type>::<method>`,
-///   where the path is where the type is defined (`std::any::type_name`) without generic
-///   arguments, so `Repo<u8>` and `Repo<String>` share `my_app::db::Repo::load`.
-/// - An associated function without a receiver has no `Self` value to name: it is named like a
-///   function, `<module path>::<fn name>`.
-/// - `name = "..."` sets the name (1 to 256 bytes).
+/// Two functions that differ in the source never share a default name; instantiations of one
+/// generic function do. The names are short, and do not depend on how a compiler version prints
+/// types (see below):
+///
+/// | function | name |
+/// |---|---|
+/// | `fn load` in module `app::db` | `app::db::load` |
+/// | `fn inner` declared in `fn load` | `app::db::load::inner` |
+/// | `fn new` in `impl Pool` (`Pool` in `app::db`), any receiver or none | `app::db::Pool::new` |
+/// | `fn get` in `impl<T> Repo<T>` / in `impl Repo<u8>` | `app::db::Repo::get` / `app::db::Repo<u8>::get` |
+/// | `fn fmt` in `impl Display for Money`, in module `app` | `app::<Money as Display>::fmt` |
+/// | `fn summary` in `impl Summary for Vec<Order>` | `app::<Vec<Order> as Summary>::summary` |
+/// | a trait's default method `hello`, called on `English` | `app::<English as Greet>::hello` |
+/// | `name = "checkout"` or `name = CHECKOUT` | `checkout` |
+///
+/// - A trait impl's methods are named in the impl's module, `<type as trait>` written from there:
+///   paths in that module lose the module (`db::Order` from `app`, `Order` from `app::db`), paths
+///   into `core`, `alloc` and `std` keep their last segment (`Vec`, `Display`), lifetimes are left
+///   out, and so are generic arguments that are all the impl's own parameters.
+/// - A trait's default method is named after each type it is called on, in the trait's module;
+///   without a `self` receiver it has one name, `<trait path>::<fn>`.
+/// - `#[measured]` on an impl block names each fn as its own `#[measured]` would.
+/// - `name = "..."` (1 to 256 bytes) or `name = PATH` to a `&'static str` constant (checked at
+///   compile time) sets the name; a constant a `static` can name, so not `Self::NAME` of a
+///   generic impl.
+///
+/// How: a macro sees only the function, not the impl block around it, so the generated code
+/// declares an item in the body and reads where the compiler says it is
+/// (`std::any::type_name_of_val`), once, on the first call. That text is not guaranteed to stay
+/// the same across compiler versions, so it is parsed leniently and normalised: an impl printed as
+/// `<impl Display for Money>` or as `<Money as Display>`, with paths into `core` or `std`, all
+/// give the scheme above, which is checked by tests. Names that matter across deployments
+/// (dashboards, alerts) are safest given with `name = ..`.
 ///
 /// ```
 /// use fnmetrics::measured;
+/// use std::fmt;
 ///
-/// struct Cache;
+/// struct Money(u32);
 ///
-/// impl Cache {
+/// impl Money {
 ///     #[measured]
-///     fn lookup(&self, key: &str) -> Option<u64> {
-///         None
+///     fn new(cents: u32) -> Money {
+///         Money(cents)
 ///     }
-///
-///     #[measured(name = "cache.flush")]
-///     fn flush(&mut self) {}
 /// }
 ///
-/// Cache.lookup("a");
-/// Cache.flush();
-/// let lookup = format!("{}::lookup", std::any::type_name::<Cache>());
-/// assert!(fnmetrics::get(&lookup).is_some());
-/// assert!(fnmetrics::get("cache.flush").is_some());
+/// impl fmt::Display for Money {
+///     #[measured]
+///     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+///         write!(f, "${}.{:02}", self.0 / 100, self.0 % 100)
+///     }
+/// }
+///
+/// const CHECKOUT: &str = "shop.checkout";
+///
+/// #[measured(name = CHECKOUT)]
+/// fn checkout() {}
+///
+/// fn main() {
+///     assert_eq!(Money::new(150).to_string(), "$1.50");
+///     checkout();
+///     assert!(fnmetrics::get(concat!(module_path!(), "::Money::new")).is_some());
+///     assert!(fnmetrics::get(concat!(module_path!(), "::<Money as Display>::fmt")).is_some());
+///     assert!(fnmetrics::get("shop.checkout").is_some());
+/// }
 /// ```
 ///
 /// # Errors
@@ -124,11 +163,8 @@ use proc_macro::TokenStream;
 /// `async fn` (free, in impls, in traits and trait impls) keep their signature; the measurement
 /// covers the body from its first poll to its end, including the time the future waits.
 ///
-/// `#[async_trait]` methods work too, whichever attribute comes first: when `#[async_trait]` sits
-/// on the impl it expands first and turns the method into a plain fn returning
-/// `Box::pin(async move { .. })`; `#[measured]` recognises that shape (a body ending in a call of a
-/// path ending in `pin` on an `async` block) and measures the async block, so cancellation is
-/// seen. A hand-written function of that shape is measured the same way.
+/// `#[async_trait]` methods work too, whichever attribute comes first: once `#[async_trait]` has
+/// expanded, the method is a plain fn returning `Box::pin(async move { .. })`, measured as below.
 ///
 /// ```
 /// use async_trait::async_trait;
@@ -150,13 +186,61 @@ use proc_macro::TokenStream;
 /// }
 /// ```
 ///
+/// # Functions returning a future
+///
+/// A plain `fn` returning a future is measured like an `async fn`: from the future's first poll
+/// to its completion, its output judged like an `async fn`'s return value, `cancelled` when the
+/// future is dropped after a poll and before completion, nothing when it is never polled (making
+/// the future is not a call). The future grows by 24 bytes, as an `async fn`'s does; nothing is
+/// allocated.
+///
+/// - `-> impl Future<Output = T>`, with nothing else than `Send`, `Sync`, `Unpin` and lifetimes
+///   beside (also in traits, the shape `trait_variant` writes): whatever future the body returns
+///   (an `async` block, a call) is wrapped in a future that measures it.
+/// - `-> Pin<Box<dyn Future<Output = T> + ..>>`, `BoxFuture<'_, T>`, `LocalBoxFuture<'_, T>`:
+///   every future the body returns through `Box::pin(fut)` or `fut.boxed()` (in its tail, in
+///   `if`/`match` branches, in `return`s) is wrapped inside the box.
+/// - Otherwise (a boxed future that comes from another call, `impl Future + OtherTrait`, a
+///   future type by name) the call is measured as a sync call: the time to make the future,
+///   never an error. Wrapping those would need a second allocation or a different type.
+///
+/// ```
+/// use fnmetrics::measured;
+/// use std::future::Future;
+/// use std::pin::Pin;
+///
+/// #[measured]
+/// fn fetch(id: u32) -> impl Future<Output = Result<String, String>> + Send {
+///     async move { if id == 0 { Err("no id 0".to_owned()) } else { Ok(id.to_string()) } }
+/// }
+///
+/// #[measured]
+/// fn fetch_boxed(id: u32) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> {
+///     if id == 0 {
+///         return Box::pin(async { Err("no id 0".to_owned()) });
+///     }
+///     let future = async move { Ok(id.to_string()) };
+///     Box::pin(future)
+/// }
+///
+/// fn main() {
+///     let unpolled = fetch(1);
+///     drop(unpolled); // Never polled: not a call.
+///     pollster::block_on(fetch(0)).unwrap_err();
+///     pollster::block_on(fetch_boxed(0)).unwrap_err();
+///     let m = fnmetrics::get(concat!(module_path!(), "::fetch")).unwrap();
+///     assert_eq!((m.calls, m.errors), (1, 1));
+///     let m = fnmetrics::get(concat!(module_path!(), "::fetch_boxed")).unwrap();
+///     assert_eq!((m.calls, m.errors), (1, 1));
+/// }
+/// ```
+///
 /// # Impl blocks
 ///
-/// On an `impl` block (inherent or of a trait), `#[measured]` measures every fn in it, named
-/// `<module path>::<Self type>::<fn>` with the `Self` type as written, its last path segment
-/// without generic arguments (`impl<T> Display for db::Repo<T>` gives `<module path>::Repo::fmt`).
-/// Methods with a `#[measured]` of their own keep it (with its arguments); `const fn`s are left
-/// alone. On an impl block only `crate = path` is accepted.
+/// On an `impl` block (inherent or of a trait), `#[measured]` measures every fn in it, each named
+/// as its own `#[measured]` would name it (see Names). Methods with a `#[measured]` of their own
+/// keep it (with its arguments); `const fn`s are left alone. On an impl block only `crate = path`
+/// is accepted.
 ///
 /// ```
 /// use fnmetrics::measured;
@@ -194,6 +278,15 @@ use proc_macro::TokenStream;
 /// }
 /// ```
 ///
+/// # Turning it off
+///
+/// - At run time: `fnmetrics::set_enabled(false)` stops recording in the whole process (a
+///   measured call then costs its clock reads and one relaxed load); `set_enabled(true)` resumes.
+/// - At compile time: the `disabled` feature of `fnmetrics` makes `#[measured]` give every item
+///   back exactly as written (its arguments are still checked): no site, no guard, no cost, the
+///   same signatures and future types. Like `log`'s `max_level_off`, it is for applications: any
+///   crate turning it on turns measuring off in the whole build. So is `cargo --all-features`.
+///
 /// # What it expands to
 ///
 /// The signature is written back unchanged (attributes, visibility, `async`, `unsafe`, ABI,
@@ -202,8 +295,9 @@ use proc_macro::TokenStream;
 /// ```text
 /// fn load(id: u64) -> Result<String, NotFound> {
 ///     fn __fnmetrics_call<R>(body: impl FnOnce() -> R) -> R { body() }
+///     fn __fnmetrics_item() -> &'static str { type_name_of_val(&__fnmetrics_item) }
 ///     static __FNMETRICS_SITE: ::fnmetrics::__private::Site =
-///         ::fnmetrics::__private::Site::new(concat!(module_path!(), "::load"));
+///         ::fnmetrics::__private::Site::path(__fnmetrics_item, module_path!(), "load");
 ///     let guard = ::fnmetrics::__private::Guard::start(&__FNMETRICS_SITE);
 ///     let ret = __fnmetrics_call(move || -> Result<String, NotFound> { /* the body */ });
 ///     let err = /* is `ret` an `Err`? or `error_if`/`ok_if` */;
@@ -213,10 +307,14 @@ use proc_macro::TokenStream;
 /// ```
 ///
 /// The body runs in a `move` closure so that `return` and `?` leave the closure and the value can
-/// be looked at; the closure is typed with the declared return type, so type errors point at the
-/// signature as before. An `async fn` awaits its body as an inner `async move` block instead; a
-/// dropped future drops the unfinished guard, which records the cancellation (or, while
-/// unwinding, the panic). A `-> !` function only starts a guard before its body.
+/// be looked at; the closure is typed with the declared return type (`()` when there is none), so
+/// type errors point at the signature as before and nothing else guides inference. Whether the
+/// value is an `Err` is read from its type after the fact (autoref specialisation), so it never
+/// changes what the body infers. An `async fn` awaits its body as an inner `async move` block,
+/// typed before the body's own block (so a `use` in the body cannot shadow the type); a dropped
+/// future drops the unfinished guard, which records the cancellation (or, while unwinding, the
+/// panic). A function returning a future returns it inside `__private::Instrumented`, which holds
+/// the guard. A `-> !` function only starts a guard before its body.
 ///
 /// Generated code uses absolute paths only (`::fnmetrics::__private`, `::core`) and local names
 /// that the function's own code cannot see, so shadowing `Result`, `Option`, `Box`, `core` or
@@ -226,7 +324,8 @@ use proc_macro::TokenStream;
 ///
 /// One mistake gives one error, at the offending token, and the item is left as it was:
 ///
-/// - an unknown or repeated argument, an empty or too long `name`;
+/// - an unknown or repeated argument, an empty or too long `name` (for a constant: at compile
+///   time, at the constant's path);
 /// - `#[measured]` on a `const fn` (the clock cannot be read at compile time), on a fn without a
 ///   body, or on anything that is not a fn or an impl block;
 /// - `name`, `error_if` or `ok_if` on an impl block; `error_if`/`ok_if` on a `-> !` function;

@@ -83,11 +83,11 @@ fn main() {
     let repo: Box<dyn Repo + Send> = Box::new(Teams);
     assert!(pollster::block_on(repo.find(0)).is_err());
 
-    let m = fnmetrics::get(concat!(module_path!(), "::Users::find")).unwrap();
+    let m = fnmetrics::get(concat!(module_path!(), "::<Users as Repo>::find")).unwrap();
     assert_eq!((m.calls, m.errors), (2, 1));
     assert_eq!(fnmetrics::get("async_trait_crate::count").unwrap().calls, 1);
-    let m = fnmetrics::get(concat!(module_path!(), "::Teams::find")).unwrap();
+    let m = fnmetrics::get(concat!(module_path!(), "::<Teams as Repo>::find")).unwrap();
     assert_eq!((m.calls, m.errors), (3, 2));
-    let m = fnmetrics::get(concat!(module_path!(), "::Groups::find")).unwrap();
+    let m = fnmetrics::get(concat!(module_path!(), "::<Groups as Repo>::find")).unwrap();
     assert_eq!((m.calls, m.errors), (1, 1));
 }

@@ -40,11 +40,11 @@ fn main() {
     assert_eq!(pollster::block_on(Memory.load_or_default(0)), "");
     assert_eq!(pollster::block_on(Disk.load(2)).unwrap(), "disk 2");
 
-    let m = fnmetrics::get(concat!(module_path!(), "::Memory::load")).unwrap();
+    let m = fnmetrics::get(concat!(module_path!(), "::<Memory as Store>::load")).unwrap();
     assert_eq!((m.calls, m.errors), (3, 2));
     // The default method is named after the type it was called on.
-    let m = fnmetrics::get(concat!(module_path!(), "::Memory::load_or_default")).unwrap();
+    let m = fnmetrics::get(concat!(module_path!(), "::<Memory as Store>::load_or_default")).unwrap();
     assert_eq!((m.calls, m.errors), (1, 0));
-    let m = fnmetrics::get(concat!(module_path!(), "::Disk::load")).unwrap();
+    let m = fnmetrics::get(concat!(module_path!(), "::<Disk as Store>::load")).unwrap();
     assert_eq!((m.calls, m.errors), (1, 0));
 }

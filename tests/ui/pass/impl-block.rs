@@ -1,6 +1,7 @@
 //! `#[measured]` on impl blocks, inherent and trait impls: every fn in it is measured and named
-//! `<module path>::<Self type>::<fn>`; a method with its own `#[measured]` keeps its own settings,
-//! a `const fn` is left alone.
+//! as if it had its own `#[measured]` (`<type path>::<fn>`, `<module path>::<<type> as
+//! <trait>>::<fn>`); a method with its own `#[measured]` keeps its own settings, a `const fn` is
+//! left alone.
 #![deny(warnings)]
 
 use fnmetrics::measured;
@@ -72,12 +73,13 @@ fn main() {
     assert_eq!(fnmetrics::get(&name("insert")).unwrap().calls, 2);
     let m = fnmetrics::get(&name("load")).unwrap();
     assert_eq!((m.calls, m.errors), (2, 1));
-    assert_eq!(fnmetrics::get(&name("fmt")).unwrap().calls, 1);
+    let debug = concat!(module_path!(), "::<Repo as Debug>::fmt");
+    assert_eq!(fnmetrics::get(debug).unwrap().calls, 1);
     assert!(fnmetrics::get(&name("count")).is_none());
     assert_eq!(fnmetrics::get("impl_block::count").unwrap().calls, 1);
     assert!(fnmetrics::get(&name("capacity_hint")).is_none());
     assert_eq!(
-        fnmetrics::get(concat!(module_path!(), "::str::name"))
+        fnmetrics::get(concat!(module_path!(), "::<&str as Named>::name"))
             .unwrap()
             .calls,
         1

@@ -80,9 +80,10 @@ fn main() {
         "unbox",
         "shared",
         "pinned",
-        "describe",
     ] {
         let name = format!("{}::Node::{method}", module_path!());
         assert_eq!(fnmetrics::get(&name).map(|m| m.calls), Some(1), "{name}");
     }
+    let describe = concat!(module_path!(), "::<Node as Describe>::describe");
+    assert_eq!(fnmetrics::get(describe).map(|m| m.calls), Some(1));
 }

@@ -1,0 +1,10 @@
+use fnmetrics::measured;
+
+const NAME: &str = "";
+
+#[measured(name = NAME)]
+fn lookup() {}
+
+fn main() {
+    lookup();
+}

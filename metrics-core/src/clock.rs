@@ -7,11 +7,48 @@
 //! other case it goes through quanta, so [`raw_now`] is always safe to call.
 
 use once_cell::sync::Lazy;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Set once, when the anchor is made, if quanta uses the TSC.
 static TSC: AtomicBool = AtomicBool::new(false);
+
+/// What the end of a call needs to know, in one byte read with one load: [`TSC_ON`] once the
+/// TSC is in use, and [`RECORDING_OFF`] while recording is switched off.
+static END: AtomicU8 = AtomicU8::new(0);
+const TSC_ON: u8 = 1;
+const RECORDING_OFF: u8 = 2;
+
+/// Switches recording off (or on again): see `fnmetrics_core::set_enabled`.
+pub(crate) fn set_recording(on: bool) {
+    if on {
+        END.fetch_and(!RECORDING_OFF, Relaxed);
+    } else {
+        END.fetch_or(RECORDING_OFF, Relaxed);
+    }
+}
+
+/// Whether recording is on.
+pub(crate) fn recording() -> bool {
+    END.load(Relaxed) & RECORDING_OFF == 0
+}
+
+/// The raw clock at the end of a call, or `None` while recording is off: one load and one
+/// compare on the common path.
+#[inline(always)]
+pub(crate) fn raw_end() -> Option<u64> {
+    let end = END.load(Relaxed);
+    #[cfg(target_arch = "x86_64")]
+    if end == TSC_ON {
+        // SAFETY: `rdtsc` exists on every x86_64 CPU; quanta checked that this one's TSC is
+        // invariant before `TSC_ON` was set.
+        return Some(unsafe { core::arch::x86_64::_rdtsc() });
+    }
+    if end & RECORDING_OFF != 0 {
+        return None;
+    }
+    Some(raw_now())
+}
 /// Nanoseconds per TSC tick, as a 32.32 fixed-point number.
 static NANOS_PER_TICK_FP32: AtomicU64 = AtomicU64::new(0);
 
@@ -29,6 +66,7 @@ static ANCHOR: Lazy<Anchor> = Lazy::new(|| {
         if mult > 0 {
             NANOS_PER_TICK_FP32.store(mult, Relaxed);
             TSC.store(true, Relaxed);
+            END.fetch_or(TSC_ON, Relaxed);
         }
     }
     let raw = clock.raw();

@@ -2,15 +2,12 @@
 
 use crate::outcome::Outcome;
 use crate::registry;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::*};
 
 mod future;
 mod naming;
 
 pub use future::{instrument, Instrumented};
-
-/// Whether calls are recorded (see [`set_enabled`]).
-static ENABLED: AtomicBool = AtomicBool::new(true);
 
 /// Turns recording on or off for the whole process, at run time; on by default.
 ///
@@ -30,7 +27,7 @@ static ENABLED: AtomicBool = AtomicBool::new(true);
 /// assert_eq!(fnmetrics_core::get("doc::set_enabled").unwrap().calls, 1);
 /// ```
 pub fn set_enabled(enabled: bool) {
-    ENABLED.store(enabled, Relaxed);
+    crate::clock::set_recording(enabled);
 }
 
 /// Whether calls are recorded: `false` after `set_enabled(false)`.
@@ -39,7 +36,7 @@ pub fn set_enabled(enabled: bool) {
 /// assert!(fnmetrics_core::is_enabled());
 /// ```
 pub fn is_enabled() -> bool {
-    ENABLED.load(Relaxed)
+    crate::clock::recording()
 }
 
 /// The static record of one measured function: its name and, once registered, its metric id.
@@ -274,11 +271,10 @@ impl Guard {
     /// ```
     #[inline(always)]
     pub fn finish(self, is_error: bool) {
-        if !ENABLED.load(Relaxed) {
+        let Some(end) = crate::clock::raw_end() else {
             std::mem::forget(self);
             return;
-        }
-        let end = crate::clock::raw_now();
+        };
         let outcome = if is_error {
             Outcome::Error
         } else {
@@ -292,10 +288,9 @@ impl Guard {
 impl Drop for Guard {
     #[cold]
     fn drop(&mut self) {
-        if !ENABLED.load(Relaxed) {
+        let Some(end) = crate::clock::raw_end() else {
             return;
-        }
-        let end = crate::clock::raw_now();
+        };
         let outcome = if std::thread::panicking() {
             Outcome::Panic
         } else {

@@ -53,9 +53,34 @@ impl Drainer {
         postgres_url: &str,
         postgres_options: PostgresOptions,
     ) -> Result<Drainer, Error> {
+        let mut d = Drainer::new(redis_url, redis_options, postgres_url, postgres_options)?;
+        fnmetrics_core::Drain::connect(&mut d)?;
+        Ok(d)
+    }
+
+    /// Parses both URLs and checks the options, without connecting: the first call connects
+    /// (and migrates). For a process that must start while a server is down.
+    ///
+    /// # Errors
+    /// A URL that cannot be parsed, or bad options.
+    ///
+    /// ```
+    /// // Nothing listens on port 1: no error until the first call.
+    /// let d = fnmetrics::Drainer::new(
+    ///     "redis://127.0.0.1:1/", Default::default(),
+    ///     "postgres://postgres@127.0.0.1:1/metrics", Default::default(),
+    /// )?;
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// ```
+    pub fn new(
+        redis_url: &str,
+        redis_options: RedisOptions,
+        postgres_url: &str,
+        postgres_options: PostgresOptions,
+    ) -> Result<Drainer, Error> {
         Ok(Drainer {
-            queue: RedisQueue::connect(redis_url, redis_options)?,
-            pg: PostgresSink::connect(postgres_url, postgres_options)?,
+            queue: RedisQueue::new(redis_url, redis_options)?,
+            pg: PostgresSink::new(postgres_url, postgres_options)?,
             batch: 50_000,
             lease: Duration::from_secs(60),
             held: None,
@@ -88,7 +113,10 @@ impl Drainer {
     /// and set aside (both 0: nothing to move).
     ///
     /// # Errors
-    /// A failed claim, write or removal; nothing is lost (the claim expires and is retried).
+    /// A failed claim, write or removal; nothing is lost. The drainer keeps a batch whose write
+    /// or removal failed, and the next call tries it first; [`Drainer::hand_back`] gives it
+    /// back to Redis for any drainer instead (the flusher does that after every failure, and
+    /// dropping the drainer does it too).
     ///
     /// ```no_run
     /// # let mut d: fnmetrics::Drainer = unimplemented!();
@@ -139,6 +167,37 @@ impl Drainer {
         done
     }
 
+    /// Gives the batch this drainer still holds (after a failed write or removal) back to
+    /// Redis, in one script: its entries go back to the head of the entry list and the claim
+    /// is forgotten, so the next claim of any drainer moves them at once instead of after the
+    /// lease. Returns how many entries it gave back (0: it held nothing, or another drainer
+    /// had taken the claim over after its lease ran out).
+    ///
+    /// # Errors
+    /// Redis could not be reached; the drainer keeps the batch (and retries it, or hands it
+    /// back, later).
+    ///
+    /// ```no_run
+    /// # let mut d: fnmetrics::Drainer = unimplemented!();
+    /// if d.drain_once().is_err() {
+    ///     d.hand_back()?;
+    /// }
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// ```
+    pub fn hand_back(&mut self) -> Result<u64, Error> {
+        let Some(claim) = self.held.take() else {
+            return Ok(0);
+        };
+        match self.queue.release(&claim) {
+            Ok(true) => Ok((claim.entries.len() + claim.undecodable.len()) as u64),
+            Ok(false) => Ok(0),
+            Err(e) => {
+                self.held = Some(claim);
+                Err(e)
+            }
+        }
+    }
+
     /// Drains until Redis has nothing unclaimed left; returns the sum of what it did.
     ///
     /// # Errors
@@ -167,6 +226,36 @@ impl Drainer {
 impl fnmetrics_core::Drain for Drainer {
     fn drain_once(&mut self) -> Result<DrainOutcome, Error> {
         Drainer::drain_once(self)
+    }
+
+    /// Connects to Redis and to PostgreSQL, and migrates the schema.
+    fn connect(&mut self) -> Result<(), Error> {
+        self.queue.ensure_connected()?;
+        self.pg.ensure_connected()
+    }
+
+    fn hand_back(&mut self) -> Result<u64, Error> {
+        Drainer::hand_back(self)
+    }
+
+    fn canceller(&self) -> Option<fnmetrics_core::Canceller> {
+        Some(self.pg.canceller())
+    }
+}
+
+impl Drop for Drainer {
+    /// Hands back a batch it still holds (one Redis call, within the I/O timeout), so that a
+    /// drainer that stops never makes its entries wait for a lease.
+    fn drop(&mut self) {
+        if self.held.is_some() {
+            if let Err(e) = self.hand_back() {
+                log::warn!(
+                    target: "fnmetrics",
+                    "a stopping drainer could not hand its batch back; another drainer takes it \
+                     over when the lease runs out: {e}"
+                );
+            }
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 
 use crate::secret::Url;
 use fnmetrics_core::{Drain, Sink};
-use fnmetrics_core::{EntryMode, Error, ErrorKind, FlushStats, FlusherConfig};
+use fnmetrics_core::{EntryMode, Error, ErrorKind, FlushStats, FlusherConfig, Health};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -294,6 +294,40 @@ impl FlusherBuilder {
         self
     }
 
+    /// How long [`start`](Self::start) waits for the servers' first answers (default 1 s).
+    /// An answer that no retry can change (credentials refused, a certificate that does not
+    /// verify, an incompatible table) fails the start; a server that is down, starting,
+    /// unreachable or busy does not: its stage connects, migrates and retries in the
+    /// background while entries wait (in Redis, or in memory within
+    /// [`max_pending_entries`](Self::max_pending_entries)).
+    ///
+    /// ```
+    /// let b = fnmetrics::Flusher::builder().connect_wait(std::time::Duration::from_millis(200));
+    /// # drop(b);
+    /// ```
+    pub fn connect_wait(mut self, d: Duration) -> Self {
+        self.config.connect_wait = d;
+        self
+    }
+
+    /// Makes [`start`](Self::start) wait until every stage has connected (and PostgreSQL is
+    /// migrated), and fail on any error, a server that is merely down included: today's
+    /// behaviour of most clients, for tests and command-line tools (default off).
+    ///
+    /// ```
+    /// let err = fnmetrics::Flusher::builder()
+    ///     .redis("redis://127.0.0.1:1/") // nothing listens there
+    ///     .fail_fast(true)
+    ///     .on_error(|_| {})
+    ///     .start()
+    ///     .unwrap_err();
+    /// assert_eq!(err.kind(), fnmetrics::ErrorKind::Unavailable);
+    /// ```
+    pub fn fail_fast(mut self, yes: bool) -> Self {
+        self.config.fail_fast = yes;
+        self
+    }
+
     /// A custom stage 1 instead of Redis: every flush goes to `sink` (see [`crate::sink`]).
     ///
     /// ```
@@ -338,14 +372,20 @@ impl FlusherBuilder {
         self
     }
 
-    /// Connects (checking URLs, credentials and the PostgreSQL schema) and starts the threads.
+    /// Starts the flusher's threads. Each stage connects (and stage 2 migrates the PostgreSQL
+    /// schema) in its own thread, retrying with backoff while its server is down, starting,
+    /// unreachable or busy; `start` waits at most [`connect_wait`](Self::connect_wait) for
+    /// their first answers and fails only on a definitive one. It does no I/O on the calling
+    /// thread, so it is safe in async code (it blocks for at most `connect_wait`).
     ///
     /// # Errors
     /// [`ErrorKind::InvalidConfig`] for bad settings (or a PostgreSQL URL without a Redis URL, a
     /// URL together with a custom sink, or a URL whose crate feature is off),
-    /// [`ErrorKind::InvalidUrl`], [`ErrorKind::Unavailable`], [`ErrorKind::Auth`],
-    /// [`ErrorKind::Schema`] from the servers, [`ErrorKind::AlreadyRunning`] if a flusher
-    /// already runs in this process.
+    /// [`ErrorKind::InvalidUrl`] for a URL that does not parse, [`ErrorKind::Auth`] and
+    /// [`ErrorKind::Schema`] (and `InvalidConfig` for a database that does not exist) when a
+    /// server answers so within `connect_wait`, [`ErrorKind::AlreadyRunning`] if a flusher
+    /// already runs in this process. With [`fail_fast`](Self::fail_fast), any error of the
+    /// first connection.
     ///
     /// ```
     /// let err = fnmetrics::Flusher::builder().batch_size(0).start().unwrap_err();
@@ -395,14 +435,14 @@ impl FlusherBuilder {
             table: self.table.clone(),
             ca_file: self.ca_file.clone(),
         };
-        let redis = targets.redis()?;
-        let sink = fnmetrics_sink_redis::RedisSink::connect(redis, targets.redis_options())?;
+        // Nothing connects here: the stages do, in their threads.
+        let sink = fnmetrics_sink_redis::RedisSink::new(targets.redis()?, targets.redis_options())?;
         let (drain, mode): (Option<Box<dyn Drain>>, _) = match (self.drain.take(), &self.postgres) {
             (Some(custom), _) => (Some(custom), Mode::Redis),
             (None, None) => (None, Mode::Redis),
             (None, Some(_)) if !self.run_drain => {
-                // Still connect once: bad URLs, credentials and schemas fail here, not later.
-                drop(self.drainer(&targets)?);
+                // No stage 2 here, but a bad URL, credentials or schema still fail the start.
+                self.probe_postgres(&targets)?;
                 (None, Mode::RedisDrainedElsewhere)
             }
             (None, Some(_)) => (Some(self.drainer(&targets)?), Mode::RedisAndPostgres),
@@ -415,6 +455,42 @@ impl FlusherBuilder {
         })
     }
 
+    /// Connects to PostgreSQL once on a thread of its own (migrating), waiting for the answer
+    /// as the stages' first answers are waited for; fails on a definitive one.
+    #[cfg(all(feature = "redis", feature = "postgres"))]
+    fn probe_postgres(&self, t: &Targets) -> Result<(), Error> {
+        let (url, options) = (t.postgres()?.to_owned(), t.postgres_options());
+        let mut sink = fnmetrics_sink_postgres::PostgresSink::new(&url, options)?;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        std::thread::Builder::new()
+            .name("fnmetrics-probe".into())
+            .spawn(move || {
+                let _ = tx.send(sink.ensure_connected());
+            })
+            .map_err(|e| Error::with_source(ErrorKind::Unavailable, "cannot spawn a thread", e))?;
+        let answer = if self.config.fail_fast {
+            rx.recv().ok()
+        } else {
+            rx.recv_timeout(self.config.connect_wait).ok()
+        };
+        match answer {
+            Some(Err(e)) if self.config.fail_fast || !e.kind().is_transient() => Err(e),
+            Some(Err(e)) => {
+                (self.config.on_error)(&e);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    #[cfg(all(feature = "redis", not(feature = "postgres")))]
+    fn probe_postgres(&self, _: &Targets) -> Result<(), Error> {
+        Err(Error::new(
+            ErrorKind::InvalidConfig,
+            "a PostgreSQL URL was given but fnmetrics was built without its `postgres` feature",
+        ))
+    }
+
     #[cfg(not(feature = "redis"))]
     fn start_pipeline(self) -> Result<Flusher, Error> {
         Err(Error::new(
@@ -425,7 +501,7 @@ impl FlusherBuilder {
 
     #[cfg(all(feature = "redis", feature = "postgres"))]
     fn drainer(&self, t: &Targets) -> Result<Box<dyn Drain>, Error> {
-        let drainer = crate::Drainer::connect(
+        let drainer = crate::Drainer::new(
             t.redis()?,
             t.redis_options(),
             t.postgres()?,
@@ -446,7 +522,7 @@ impl FlusherBuilder {
 }
 
 /// Where the flusher writes, for its read methods.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 #[cfg_attr(not(all(feature = "redis", feature = "postgres")), allow(dead_code))]
 struct Targets {
     redis: Option<Url>,
@@ -486,6 +562,22 @@ impl Targets {
             None => o,
         };
         o
+    }
+
+    #[cfg(feature = "redis")]
+    fn fleet(&self, name: &str) -> Result<Option<crate::Snapshot>, Error> {
+        fnmetrics_sink_redis::RedisReader::connect(self.redis()?, self.redis_options())?.get(name)
+    }
+
+    #[cfg(feature = "postgres")]
+    fn window(
+        &self,
+        name: &str,
+        from: std::time::SystemTime,
+        to: std::time::SystemTime,
+    ) -> Result<fnmetrics_sink_postgres::WindowStats, Error> {
+        fnmetrics_sink_postgres::PostgresSink::connect(self.postgres()?, self.postgres_options())?
+            .window(name, from, to)
     }
 
     #[cfg(feature = "postgres")]
@@ -538,8 +630,21 @@ impl Flusher {
         self.inner.as_ref().map(|g| g.stats()).unwrap_or_default()
     }
 
+    /// How each stage stands with its server: connected, set up (PostgreSQL migrated), since
+    /// when it has been retrying and why. Reads memory only: cheap, and safe in async code.
+    ///
+    /// ```
+    /// let f = fnmetrics::Flusher::builder().start()?;
+    /// assert!(f.health().is_ready()); // in-process: nothing to connect to
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// ```
+    pub fn health(&self) -> Health {
+        self.inner.as_ref().map(|g| g.health()).unwrap_or_default()
+    }
+
     /// The fleet-wide metrics of function `name`: the sum over every process that flushed to this
-    /// flusher's Redis (read now, so it includes what this process flushed last).
+    /// flusher's Redis (read now, so it includes what this process flushed last). It blocks on
+    /// Redis (within its timeouts): in async code, use [`Flusher::fleet_async`].
     ///
     /// # Errors
     /// [`ErrorKind::InvalidConfig`] without a Redis URL; the reader's connection errors.
@@ -551,11 +656,36 @@ impl Flusher {
     /// ```
     #[cfg(feature = "redis")]
     pub fn fleet(&self, name: &str) -> Result<Option<crate::Snapshot>, Error> {
-        let t = &self.targets;
-        fnmetrics_sink_redis::RedisReader::connect(t.redis()?, t.redis_options())?.get(name)
+        self.targets.fleet(name)
+    }
+
+    /// [`Flusher::fleet`] for async code: the read runs on a thread of its own, and the future
+    /// (which any executor can await) resolves to its result.
+    ///
+    /// # Errors
+    /// As [`Flusher::fleet`].
+    ///
+    /// ```
+    /// # pollster::block_on(async {
+    /// let g = fnmetrics::Flusher::builder().start()?;
+    /// let err = g.fleet_async("app::f").await.unwrap_err();
+    /// assert_eq!(err.kind(), fnmetrics::ErrorKind::InvalidConfig);
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// # }).unwrap();
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn fleet_async(
+        &self,
+        name: &str,
+    ) -> impl std::future::Future<Output = Result<Option<crate::Snapshot>, Error>> + Send + 'static
+    {
+        let (t, name) = (self.targets.clone(), name.to_owned());
+        crate::blocking::on_thread("fnmetrics-read", move || t.fleet(&name))
     }
 
     /// Function `name`'s calls that ended in `from..to`, from this flusher's PostgreSQL table.
+    /// It blocks on PostgreSQL (within its timeouts): in async code, use
+    /// [`Flusher::window_async`].
     ///
     /// # Errors
     /// [`ErrorKind::InvalidConfig`] without a PostgreSQL URL; the connection's errors.
@@ -575,9 +705,36 @@ impl Flusher {
         from: std::time::SystemTime,
         to: std::time::SystemTime,
     ) -> Result<fnmetrics_sink_postgres::WindowStats, Error> {
-        let t = &self.targets;
-        fnmetrics_sink_postgres::PostgresSink::connect(t.postgres()?, t.postgres_options())?
-            .window(name, from, to)
+        self.targets.window(name, from, to)
+    }
+
+    /// [`Flusher::window`] for async code: the read runs on a thread of its own, and the future
+    /// (which any executor can await) resolves to its result.
+    ///
+    /// # Errors
+    /// As [`Flusher::window`].
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// # pollster::block_on(async {
+    /// let g = fnmetrics::Flusher::builder().start()?;
+    /// let to = SystemTime::now();
+    /// let err = g.window_async("app::f", to - Duration::from_secs(60), to).await.unwrap_err();
+    /// assert_eq!(err.kind(), fnmetrics::ErrorKind::InvalidConfig);
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// # }).unwrap();
+    /// ```
+    #[cfg(feature = "postgres")]
+    pub fn window_async(
+        &self,
+        name: &str,
+        from: std::time::SystemTime,
+        to: std::time::SystemTime,
+    ) -> impl std::future::Future<Output = Result<fnmetrics_sink_postgres::WindowStats, Error>>
+           + Send
+           + 'static {
+        let (t, name) = (self.targets.clone(), name.to_owned());
+        crate::blocking::on_thread("fnmetrics-read", move || t.window(&name, from, to))
     }
 
     /// Where this flusher sends metrics.

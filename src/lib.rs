@@ -56,6 +56,7 @@
 //! ```
 //! Without URLs, `start()` keeps everything in-process: the embedded default.
 
+mod blocking;
 #[cfg(all(feature = "redis", feature = "postgres"))]
 mod drain;
 mod flusher;
@@ -64,7 +65,7 @@ mod secret;
 pub use flusher::{Flusher, FlusherBuilder, Mode};
 pub use fnmetrics_core::{
     get, is_enabled, memory, reset, set_enabled, snapshot_all, EntryMode, Error, ErrorKind,
-    FlushStats, Histogram, Memory, Snapshot, MAX_NAME_LEN,
+    FlushStats, Health, Histogram, Memory, Snapshot, StageHealth, MAX_NAME_LEN,
 };
 pub use fnmetrics_macros::measured;
 
@@ -88,8 +89,8 @@ pub mod postgres {
 /// (stage 2) and plug them in with [`FlusherBuilder::sink`] and [`FlusherBuilder::drain`].
 pub mod sink {
     pub use fnmetrics_core::{
-        new_flush_id, DecodeError, Drain, DrainOutcome, EntryRecord, Field, FieldKind, FlushBatch,
-        IdGen, Sink, ENCODING_VERSION,
+        new_flush_id, Canceller, DecodeError, Drain, DrainOutcome, EntryRecord, Field, FieldKind,
+        FlushBatch, IdGen, Sink, ENCODING_VERSION,
     };
 }
 

@@ -205,8 +205,32 @@ fn passwords_appear_in_no_debug_and_no_error() {
     let shown = format!("{builder:?}");
     assert!(!shown.contains(SECRET), "{shown}");
     assert!(shown.contains("redis://:***@127.0.0.1:1/"), "{shown}");
-    let err = builder.start().unwrap_err();
+    let err = builder
+        .fail_fast(true)
+        .on_error(|_| {})
+        .start()
+        .unwrap_err();
     for text in [format!("{err}"), format!("{err:?}"), err.chain()] {
+        assert!(!text.contains(SECRET), "{text}");
+    }
+    // Started anyway (the servers are merely down): what is reported and the health.
+    let said = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let heard = said.clone();
+    let retrying = Flusher::builder()
+        .redis(format!("redis://:{SECRET}@127.0.0.1:1/"))
+        .postgres(format!("postgres://app:{SECRET}@127.0.0.1:1/db"))
+        .on_error(move |e| heard.lock().push(format!("{e} {e:?}")))
+        .start()
+        .unwrap();
+    wait_until("both stages to report", WAIT, || {
+        let h = retrying.health();
+        h.stage1.is_some_and(|s| s.last_error.is_some())
+            && h.stage2.is_some_and(|s| s.last_error.is_some())
+    });
+    let health = format!("{:?}", retrying.health());
+    drop(retrying);
+    assert!(!said.lock().is_empty());
+    for text in said.lock().iter().chain([&health]) {
         assert!(!text.contains(SECRET), "{text}");
     }
 
@@ -218,12 +242,14 @@ fn passwords_appear_in_no_debug_and_no_error() {
         "the test needs a URL with the password"
     );
     assert!(!shown.contains(SECRET), "{shown}");
-    let wrong = Flusher::builder()
-        .redis(redis.url().replace(SECRET, "wrong-Pa55"))
-        .start();
     drop(flusher);
-    let err = wrong.unwrap_err();
-    assert!(!format!("{err:?}").contains("wrong-Pa55"), "{err:?}");
+    let err = Flusher::builder()
+        .redis(redis.url().replace(SECRET, "wrong-Pa55"))
+        .on_error(|_| {})
+        .start()
+        .unwrap_err();
+    assert_eq!(err.kind(), fnmetrics::ErrorKind::Auth, "{err}");
+    assert!(!format!("{err} {err:?}").contains("wrong-Pa55"), "{err:?}");
 }
 
 #[measured(name = "reliability::checked")]

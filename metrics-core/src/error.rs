@@ -27,6 +27,9 @@ pub enum ErrorKind {
     Decode,
     /// The flusher thread is gone.
     Stopped,
+    /// Per-call entries were dropped: calls made them faster than they could be written, and
+    /// the memory bound (`max_pending_entries`) was reached. The calls are still counted.
+    Overloaded,
     /// The server refused this data for good (a constraint, an encoding, a size limit): retrying
     /// the same data cannot succeed, so it is set aside as a dead letter.
     Rejected,
@@ -137,23 +140,51 @@ impl Error {
         self.unsent
     }
 
-    /// This error and its sources, `a: b: c`, for a log line.
+    /// This error and its sources, `a: b: c`, for a log line: what `{}` prints.
     ///
     /// ```
-    /// use fnmetrics_core::{Error, ErrorKind};
+    /// use fnmetrics::{Error, ErrorKind};
     /// let io = std::io::Error::other("refused");
     /// let e = Error::with_source(ErrorKind::Unavailable, "cannot reach Redis", io);
     /// assert_eq!(e.chain(), "cannot reach Redis: refused");
     /// ```
     pub fn chain(&self) -> String {
-        let mut s = self.message.clone();
+        let mut s = String::new();
+        self.write_chain(&mut s).expect("a String takes any write");
+        s
+    }
+
+    /// Writes `message: cause: cause`. A cause whose text the line already holds is left out:
+    /// many errors print their own source in their message too (a driver's "db error: ERROR:
+    /// x" whose source is "ERROR: x").
+    fn write_chain(&self, out: &mut impl fmt::Write) -> fmt::Result {
+        let mut line = self.message.clone();
         let mut cur = StdError::source(self);
         while let Some(c) = cur {
-            s.push_str(": ");
-            s.push_str(&c.to_string());
+            let text = c.to_string();
+            if !text.is_empty() && !line.contains(&text) {
+                line.push_str(": ");
+                line.push_str(&text);
+            }
+            // An fnmetrics error's own Display already holds its sources.
+            if c.is::<Error>() {
+                break;
+            }
             cur = c.source();
         }
-        s
+        out.write_str(&line)
+    }
+
+    /// This layer's message alone, without the causes (`{:#}` prints the same).
+    ///
+    /// ```
+    /// use fnmetrics::{Error, ErrorKind};
+    /// let e = Error::with_source(ErrorKind::Unavailable, "cannot reach Redis", std::io::Error::other("refused"));
+    /// assert_eq!(e.message(), "cannot reach Redis");
+    /// assert_eq!(format!("{e:#}"), "cannot reach Redis");
+    /// ```
+    pub fn message(&self) -> &str {
+        &self.message
     }
 }
 
@@ -168,9 +199,17 @@ impl fmt::Debug for Error {
     }
 }
 
+/// `{}` prints the whole chain, `message: cause: cause` ([`Error::chain`]): the first thing a
+/// user prints should say why, not only what. `{:#}` prints this layer's message alone, for
+/// reporters that walk [`source()`](std::error::Error::source) themselves (as `anyhow`'s `{:#}`
+/// and `eyre` do).
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        if f.alternate() {
+            f.write_str(&self.message)
+        } else {
+            self.write_chain(f)
+        }
     }
 }
 

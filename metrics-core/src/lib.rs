@@ -34,13 +34,13 @@ mod slot;
 mod snapshot;
 
 pub use error::{Error, ErrorKind};
-pub use flusher::{ErrorHandler, FlushStats, Flusher, FlusherConfig};
+pub use flusher::{ErrorHandler, FlushStats, Flusher, FlusherConfig, Health, StageHealth};
 pub use histogram::{bucket_index, bucket_low, bucket_width, Histogram, BUCKETS};
 pub use outcome::Outcome;
 pub use record::{new_flush_id, DecodeError, EntryRecord, IdGen, ENCODING_VERSION};
 pub use registry::{Memory, MAX_NAME_LEN};
 pub use ring::EntryMode;
-pub use sink::{Drain, DrainOutcome, FlushBatch, Sink};
+pub use sink::{Canceller, Drain, DrainOutcome, FlushBatch, Sink};
 pub use site::{is_enabled, set_enabled};
 pub use snapshot::{Field, FieldKind, Snapshot};
 

@@ -152,6 +152,7 @@ fn record_late(id: u32, nanos: u64, outcome: Outcome) {
         m.shared.record(nanos, outcome);
         if ring::entries_enabled() {
             m.count_dropped(1);
+            ring::count_late_drop();
         }
     }
 }

@@ -7,7 +7,7 @@ use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 use std::cell::{Cell, UnsafeCell};
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
 use std::sync::Arc;
 
 /// Which calls produce a per-call entry when a flusher is running.
@@ -60,8 +60,17 @@ pub(crate) struct RawEntry {
 pub(crate) struct Ring {
     buf: Box<[UnsafeCell<MaybeUninit<RawEntry>>]>,
     head: CachePadded<AtomicUsize>,
-    tail: CachePadded<AtomicUsize>,
+    /// The producer's line: where it writes next, and how many entries it dropped.
+    producer: CachePadded<Producer>,
     closed: AtomicBool,
+}
+
+/// What only the producer writes, on one cache line.
+struct Producer {
+    tail: AtomicUsize,
+    /// Entries this thread dropped (ring and spill queue full), counted with a plain load and
+    /// store: one writer.
+    dropped: AtomicU64,
 }
 
 // SAFETY: a slot is written by the single producer before `tail` is published with Release and
@@ -77,15 +86,22 @@ impl Ring {
                 .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
                 .collect(),
             head: CachePadded::new(AtomicUsize::new(0)),
-            tail: CachePadded::new(AtomicUsize::new(0)),
+            producer: CachePadded::new(Producer {
+                tail: AtomicUsize::new(0),
+                dropped: AtomicU64::new(0),
+            }),
             closed: AtomicBool::new(false),
         }
     }
 
-    /// Moves every published entry into `out`; returns how many.
-    fn drain_into(&self, out: &mut Vec<RawEntry>) -> usize {
+    /// Moves up to `limit` published entries into `out`, oldest first; returns how many.
+    fn drain_into(&self, out: &mut Vec<RawEntry>, limit: usize) -> usize {
         let head = self.head.load(Relaxed);
-        let tail = self.tail.load(Acquire);
+        let tail = self
+            .producer
+            .tail
+            .load(Acquire)
+            .min(head.saturating_add(limit));
         for i in head..tail {
             // SAFETY: slots in head..tail were fully written before `tail` was released.
             let e = unsafe { (*self.buf[i % RING_CAP].get()).assume_init() };
@@ -96,7 +112,7 @@ impl Ring {
     }
 
     fn is_empty(&self) -> bool {
-        self.head.load(Relaxed) == self.tail.load(Acquire)
+        self.head.load(Relaxed) == self.producer.tail.load(Acquire)
     }
 }
 
@@ -148,10 +164,18 @@ fn set_nudge(tx: Option<crossbeam_channel::Sender<()>>) {
     *NUDGE.lock() = tx;
 }
 
+/// After the spill queue refused an entry, this many more entries that find the ring full are
+/// dropped without trying it: a dropped entry then costs a few local stores, not a write to a
+/// line that the flusher and every other thread also write (which made a call 3 to 4 times
+/// slower under overload than one whose entry was kept).
+const DROP_STREAK: u32 = 1024;
+
 /// The producer side, kept in the thread-local state.
 pub(crate) struct LocalRing {
     ring: UnsafeCell<Option<Arc<Ring>>>,
     head_seen: Cell<usize>,
+    /// Entries still to drop without trying the spill queue (see [`DROP_STREAK`]).
+    drop_streak: Cell<u32>,
 }
 
 impl LocalRing {
@@ -159,11 +183,13 @@ impl LocalRing {
         LocalRing {
             ring: UnsafeCell::new(None),
             head_seen: Cell::new(0),
+            drop_streak: Cell::new(0),
         }
     }
 
     /// Pushes one entry into the ring, or the spill queue when the ring is full; false if both
-    /// were full and the entry was dropped (the caller counts it).
+    /// were full and the entry was dropped (counted here per thread, and by the caller per
+    /// function).
     #[inline]
     pub(crate) fn push(&self, metric: u32, nanos: u64, end_raw: u64, outcome: Outcome) -> bool {
         if MODE.load(Relaxed) == MODE_ERRORS && !outcome.is_error() {
@@ -179,16 +205,11 @@ impl LocalRing {
                 &**slot.insert(r)
             }
         };
-        let tail = ring.tail.load(Relaxed);
+        let tail = ring.producer.tail.load(Relaxed);
         if tail - self.head_seen.get() >= RING_CAP {
             self.head_seen.set(ring.head.load(Acquire));
             if tail - self.head_seen.get() >= RING_CAP {
-                return spill(RawEntry {
-                    metric,
-                    outcome,
-                    nanos,
-                    end_raw,
-                });
+                return self.overflow(ring, metric, nanos, end_raw, outcome);
             }
         }
         // SAFETY: the slot at `tail` is outside head..tail, so the consumer does not read it.
@@ -200,11 +221,41 @@ impl LocalRing {
                 end_raw,
             });
         }
-        ring.tail.store(tail + 1, Release);
+        ring.producer.tail.store(tail + 1, Release);
         if (tail + 1) % NUDGE_EVERY == 0 {
             nudge();
         }
         true
+    }
+
+    /// The ring is full: the entry goes to the spill queue, or is dropped and counted.
+    #[cold]
+    #[inline(never)]
+    fn overflow(
+        &self,
+        ring: &Ring,
+        metric: u32,
+        nanos: u64,
+        end_raw: u64,
+        outcome: Outcome,
+    ) -> bool {
+        let streak = self.drop_streak.get();
+        let kept = streak == 0
+            && spill(RawEntry {
+                metric,
+                outcome,
+                nanos,
+                end_raw,
+            });
+        if !kept {
+            self.drop_streak.set(match streak {
+                0 => DROP_STREAK,
+                n => n - 1,
+            });
+            let d = &ring.producer.dropped;
+            d.store(d.load(Relaxed) + 1, Relaxed);
+        }
+        kept
     }
 }
 
@@ -223,21 +274,45 @@ fn nudge() {
     }
 }
 
-/// Moves every entry the rings hold into `out`, and forgets rings of exited threads once empty.
-fn drain_rings(out: &mut Vec<RawEntry>) -> usize {
-    let mut rings = RINGS.lock();
+/// Entries dropped on the hot path by threads whose rings are gone, and by calls made after a
+/// thread's local state was torn down.
+static RETIRED_DROPS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts an entry dropped by a call whose thread has no ring any more.
+pub(crate) fn count_late_drop() {
+    RETIRED_DROPS.fetch_add(1, Relaxed);
+}
+
+/// Every entry dropped on the hot path since the process started.
+fn hot_drops() -> u64 {
+    let rings = RINGS.lock();
+    let live: u64 = rings.iter().map(|r| r.producer.dropped.load(Relaxed)).sum();
+    // Read under the lock, which retiring a ring takes too: no count is seen twice or missed.
+    live + RETIRED_DROPS.load(Relaxed)
+}
+
+/// Moves up to `limit` entries from the rings and the spill queue into `out` (the spill queue,
+/// the oldest overflow, first), and forgets rings of exited threads once empty.
+fn drain_rings(out: &mut Vec<RawEntry>, limit: usize) -> usize {
     let mut n = 0;
-    for r in rings.iter() {
-        n += r.drain_into(out);
-    }
-    rings.retain(|r| !(r.closed.load(Acquire) && r.is_empty()));
-    drop(rings);
     let s = &*SPILL;
-    for e in s.rx.try_iter() {
+    while n < limit {
+        let Ok(e) = s.rx.try_recv() else { break };
         s.len.fetch_sub(1, Relaxed);
         out.push(e);
         n += 1;
     }
+    let mut rings = RINGS.lock();
+    for r in rings.iter() {
+        n += r.drain_into(out, limit - n);
+    }
+    rings.retain(|r| {
+        let gone = r.closed.load(Acquire) && r.is_empty();
+        if gone {
+            RETIRED_DROPS.fetch_add(r.producer.dropped.load(Relaxed), Relaxed);
+        }
+        !gone
+    });
     n
 }
 
@@ -249,7 +324,7 @@ fn backlog() -> u64 {
         .map(|r| {
             // Head first: it never passes the tail read after it.
             let head = r.head.load(Acquire);
-            r.tail.load(Acquire).saturating_sub(head) as u64
+            r.producer.tail.load(Acquire).saturating_sub(head) as u64
         })
         .sum();
     rings + SPILL.len.load(Relaxed) as u64
@@ -258,7 +333,10 @@ fn backlog() -> u64 {
 /// The running flusher's handle on the entry rings. Opening it turns per-call entries on (in
 /// `mode`), with a spill queue of `spill_cap` and a channel to nudge the flusher; [`Rings::close`]
 /// turns them off. One flusher runs per process, so one handle is open at a time.
-pub(crate) struct Rings(());
+pub(crate) struct Rings {
+    /// [`hot_drops`] when the handle was opened.
+    drops_before: u64,
+}
 
 impl Rings {
     pub(crate) fn open(
@@ -268,13 +346,22 @@ impl Rings {
     ) -> Rings {
         set_nudge(Some(nudge));
         set_spill_capacity(spill_cap);
+        let drops_before = hot_drops();
         set_mode(Some(mode));
-        Rings(())
+        Rings { drops_before }
     }
 
-    /// Moves every entry waiting in the rings and the spill queue into `out`; returns how many.
-    pub(crate) fn drain(&self, out: &mut Vec<RawEntry>) -> usize {
-        drain_rings(out)
+    /// Moves up to `limit` entries waiting in the rings and the spill queue into `out`; returns
+    /// how many. What is left waits there (and, once they are full, new entries are dropped
+    /// where they are made, at little cost).
+    pub(crate) fn drain(&self, out: &mut Vec<RawEntry>, limit: usize) -> usize {
+        drain_rings(out, limit)
+    }
+
+    /// Entries dropped where they were made (ring and spill queue full) since this handle was
+    /// opened.
+    pub(crate) fn dropped(&self) -> u64 {
+        hot_drops().saturating_sub(self.drops_before)
     }
 
     /// How many entries wait in the rings and the spill queue.

@@ -43,6 +43,29 @@ pub trait Sink: Send + 'static {
     fn flush_id_ttl(&self) -> Option<Duration> {
         None
     }
+
+    /// Connects and prepares (Redis: authenticates and loads the script), so that a server
+    /// that refuses this process for good (credentials, a certificate) is known at start. The
+    /// stage thread calls it once when it starts; [`Sink::write`] must connect by itself too,
+    /// as a sink is also started while its server is down. The default does nothing.
+    ///
+    /// # Errors
+    /// Whatever connecting met; the stage reports it and goes on (a transient error), or the
+    /// flusher does not start (a definitive one: see [`ErrorKind::is_transient`]).
+    ///
+    /// [`ErrorKind::is_transient`]: crate::ErrorKind::is_transient
+    ///
+    /// ```
+    /// # struct S;
+    /// # impl fnmetrics::sink::Sink for S {
+    /// #     fn write(&mut self, _: &fnmetrics::sink::FlushBatch) -> Result<(), fnmetrics::Error> { Ok(()) }
+    /// # }
+    /// use fnmetrics::sink::Sink;
+    /// assert!(S.connect().is_ok());
+    /// ```
+    fn connect(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 /// Stage 2: moves what stage 1 stored onward, on a thread of its own.
@@ -63,6 +86,103 @@ pub trait Drain: Send + 'static {
     /// # Errors
     /// Any error; the flusher reports it and tries again later. Nothing may be lost or doubled.
     fn drain_once(&mut self) -> Result<DrainOutcome, Error>;
+
+    /// Connects and prepares (the PostgreSQL drainer: authenticates and migrates the schema).
+    /// The stage thread calls it once when it starts, as [`Sink::connect`]; `drain_once` must
+    /// connect by itself too. The default does nothing.
+    ///
+    /// # Errors
+    /// As [`Sink::connect`].
+    ///
+    /// ```
+    /// # struct D;
+    /// # impl fnmetrics::sink::Drain for D {
+    /// #     fn drain_once(&mut self) -> Result<fnmetrics::sink::DrainOutcome, fnmetrics::Error> { Ok(Default::default()) }
+    /// # }
+    /// use fnmetrics::sink::Drain;
+    /// assert!(D.connect().is_ok());
+    /// ```
+    fn connect(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// Gives back what this drain still holds (a batch whose write failed) so that another
+    /// drainer can move it at once, instead of after a lease; returns how many entries it gave
+    /// back. The stage calls it after every failed [`Drain::drain_once`] and when it stops. The
+    /// default holds nothing.
+    ///
+    /// # Errors
+    /// The server could not be told; the drain keeps what it holds and tries again later.
+    ///
+    /// ```
+    /// # struct D;
+    /// # impl fnmetrics::sink::Drain for D {
+    /// #     fn drain_once(&mut self) -> Result<fnmetrics::sink::DrainOutcome, fnmetrics::Error> { Ok(Default::default()) }
+    /// # }
+    /// use fnmetrics::sink::Drain;
+    /// assert_eq!(D.hand_back().unwrap(), 0);
+    /// ```
+    fn hand_back(&mut self) -> Result<u64, Error> {
+        Ok(0)
+    }
+
+    /// A handle that cancels the server call this drain is making, from another thread: the
+    /// flusher uses it when shutdown reaches its deadline during a write. `None` (the default):
+    /// the call ends on its own timeouts.
+    ///
+    /// ```
+    /// # struct D;
+    /// # impl fnmetrics::sink::Drain for D {
+    /// #     fn drain_once(&mut self) -> Result<fnmetrics::sink::DrainOutcome, fnmetrics::Error> { Ok(Default::default()) }
+    /// # }
+    /// use fnmetrics::sink::Drain;
+    /// assert!(D.canceller().is_none());
+    /// ```
+    fn canceller(&self) -> Option<Canceller> {
+        None
+    }
+}
+
+/// Cancels a drain's server call in progress, from any thread ([`Drain::canceller`]).
+///
+/// ```
+/// use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+/// use std::sync::Arc;
+/// let cancelled = Arc::new(AtomicBool::new(false));
+/// let c = cancelled.clone();
+/// let canceller = fnmetrics::sink::Canceller::new(move || c.store(true, Relaxed));
+/// canceller.cancel();
+/// assert!(cancelled.load(Relaxed));
+/// ```
+#[derive(Clone)]
+pub struct Canceller(std::sync::Arc<dyn Fn() + Send + Sync>);
+
+impl Canceller {
+    /// A canceller that runs `f`. `f` may block on I/O (a cancel request is a connection of its
+    /// own); it should bound its waits.
+    ///
+    /// ```
+    /// let c = fnmetrics::sink::Canceller::new(|| {});
+    /// c.cancel();
+    /// ```
+    pub fn new(f: impl Fn() + Send + Sync + 'static) -> Canceller {
+        Canceller(std::sync::Arc::new(f))
+    }
+
+    /// Asks the server to cancel the call in progress (nothing if there is none).
+    ///
+    /// ```
+    /// fnmetrics::sink::Canceller::new(|| {}).cancel();
+    /// ```
+    pub fn cancel(&self) {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Canceller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Canceller")
+    }
 }
 
 /// One flush: the entries and the aggregate deltas since the previous flush.

@@ -61,6 +61,7 @@
 
 mod error;
 mod options;
+mod runtime;
 mod schema;
 mod sink;
 mod tls;

@@ -2,6 +2,7 @@
 
 use crate::error::{classify, kind_of, pg_error, Failure};
 use crate::options::{quoted, PostgresOptions};
+use crate::runtime::{in_runtime, outside_runtime};
 use crate::schema::{migrate, session_timeouts};
 use crate::tls::Tls;
 use crate::types::{ceil_micros, duration_to_secs, pg_text, secs_to_duration, PgTimestamp, PgUuid};
@@ -12,6 +13,7 @@ use postgres::error::SqlState;
 use postgres::types::Type;
 use postgres::{Client, Statement};
 use std::fmt;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 /// The column types of the binary COPY, in the staging table's column order.
@@ -34,6 +36,11 @@ const STAGING: &str = "pg_temp.fnmetrics_staging";
 ///
 /// The sink is `Send`, so it can be moved to a background thread, but not shared: calls take
 /// `&mut self`.
+///
+/// Every call blocks the calling thread on the server (within its timeouts). Inside a tokio
+/// runtime, where the sync client it wraps would panic, each call runs on a thread of its own
+/// while the caller waits: it works, but it blocks a runtime worker, so async code should
+/// call it through `spawn_blocking` (or use the async reads of `fnmetrics::Flusher`).
 ///
 /// ```no_run
 /// use fnmetrics_core::{EntryRecord, IdGen};
@@ -64,6 +71,8 @@ pub struct PostgresSink {
     options: PostgresOptions,
     tls: Tls,
     conn: Option<Conn>,
+    /// The cancel token of the current connection, for [`PostgresSink::canceller`].
+    cancel: Arc<Mutex<Option<postgres::CancelToken>>>,
 }
 
 /// An open connection with its prepared statements.
@@ -224,18 +233,85 @@ impl PostgresSink {
     /// assert_eq!(err.kind(), fnmetrics_core::ErrorKind::InvalidUrl);
     /// ```
     pub fn connect(url: &str, options: PostgresOptions) -> Result<PostgresSink, Error> {
+        let mut sink = PostgresSink::new(url, options)?;
+        sink.ensure_connected()?;
+        Ok(sink)
+    }
+
+    /// Parses `url` and checks the options, without connecting: the first call connects (and
+    /// migrates). For a process that must start while PostgreSQL is down.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidUrl`] and [`ErrorKind::InvalidConfig`] as [`PostgresSink::connect`].
+    ///
+    /// ```
+    /// use fnmetrics::postgres::{PostgresOptions, PostgresSink};
+    /// // Nothing listens on port 1: no error until the first call.
+    /// let sink = PostgresSink::new("postgres://postgres@127.0.0.1:1/app", PostgresOptions::default())?;
+    /// assert_eq!(sink.uses_tls(), None);
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// ```
+    pub fn new(url: &str, options: PostgresOptions) -> Result<PostgresSink, Error> {
         options.validate()?;
         let mut config: postgres::Config = url.parse().map_err(|e| {
             Error::with_source(ErrorKind::InvalidUrl, "cannot parse the PostgreSQL URL", e)
         })?;
         apply_tcp_options(&mut config, &options);
         let tls = Tls::new(&options, config.get_ssl_mode() != SslMode::Disable)?;
-        let conn = Conn::open(&config, &options, &tls)?;
         Ok(PostgresSink {
             config,
             options,
             tls,
-            conn: Some(conn),
+            conn: None,
+            cancel: Arc::default(),
+        })
+    }
+
+    /// Connects (and migrates, and prepares) now, if there is no connection yet.
+    ///
+    /// # Errors
+    /// As [`PostgresSink::connect`].
+    ///
+    /// ```no_run
+    /// use fnmetrics::postgres::{PostgresOptions, PostgresSink};
+    /// let mut sink = PostgresSink::new("postgres://postgres@127.0.0.1/app", PostgresOptions::default())?;
+    /// sink.ensure_connected()?;
+    /// assert!(sink.uses_tls().is_some());
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// ```
+    pub fn ensure_connected(&mut self) -> Result<(), Error> {
+        self.with_conn("cannot connect to PostgreSQL", |_| Ok(()))
+    }
+
+    /// A handle that cancels the statement this sink is running, from another thread (a
+    /// PostgreSQL cancel request, on a connection of its own, within the connect timeout): the
+    /// statement fails with SQLSTATE `57014`, the connection stays usable. The flusher uses it
+    /// when shutdown reaches its deadline in the middle of a write.
+    ///
+    /// ```no_run
+    /// # use fnmetrics::postgres::{PostgresOptions, PostgresSink};
+    /// let mut sink = PostgresSink::connect("postgres://postgres@127.0.0.1/app", PostgresOptions::default())?;
+    /// let cancel = sink.canceller();
+    /// std::thread::spawn(move || {
+    ///     std::thread::sleep(std::time::Duration::from_secs(5));
+    ///     cancel.cancel();
+    /// });
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// ```
+    pub fn canceller(&self) -> fnmetrics_core::Canceller {
+        let (token, tls) = (self.cancel.clone(), self.tls.clone());
+        fnmetrics_core::Canceller::new(move || {
+            let t = token.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if let Some(t) = t {
+                let tls = tls.clone();
+                let sent = outside_runtime(move || {
+                    t.cancel_query(tls)
+                        .map_err(|e| pg_error("cannot cancel the PostgreSQL statement", e))
+                });
+                if let Err(e) = sent {
+                    log::warn!(target: "fnmetrics", "{e}");
+                }
+            }
         })
     }
 
@@ -344,9 +420,13 @@ impl PostgresSink {
         if entries.is_empty() {
             return Ok(BatchOutcome::default());
         }
+        outside_runtime(|| self.write_batch_here(entries))
+    }
+
+    fn write_batch_here(&mut self, entries: &[EntryRecord]) -> Result<BatchOutcome, Error> {
         let mut conn = match self.conn.take() {
             Some(c) => c,
-            None => Conn::open(&self.config, &self.options, &self.tls)?,
+            None => self.open()?,
         };
         let result = match conn.write_part(entries) {
             Ok(inserted) => Ok(BatchOutcome {
@@ -485,22 +565,44 @@ impl PostgresSink {
 
     /// Runs `f` on the connection, opening it first if needed, and forgets a connection that
     /// broke so the next call opens a new one.
-    fn with_conn<T>(
+    fn with_conn<T: Send>(
         &mut self,
         context: &str,
-        f: impl FnOnce(&mut Conn) -> Result<T, postgres::Error>,
+        f: impl FnOnce(&mut Conn) -> Result<T, postgres::Error> + Send,
     ) -> Result<T, Error> {
-        let mut conn = match self.conn.take() {
-            Some(c) => c,
-            None => Conn::open(&self.config, &self.options, &self.tls)?,
-        };
-        let result = f(&mut conn);
-        let broken = conn.client.is_closed()
-            || matches!(&result, Err(e) if classify(e) == Failure::Reconnect);
-        if !broken {
-            self.conn = Some(conn);
+        outside_runtime(|| {
+            let mut conn = match self.conn.take() {
+                Some(c) => c,
+                None => self.open()?,
+            };
+            let result = f(&mut conn);
+            let broken = conn.client.is_closed()
+                || matches!(&result, Err(e) if classify(e) == Failure::Reconnect);
+            if !broken {
+                self.conn = Some(conn);
+            }
+            result.map_err(|e| pg_error(context, e))
+        })
+    }
+
+    /// Opens a connection, keeping its cancel token for [`PostgresSink::canceller`].
+    fn open(&mut self) -> Result<Conn, Error> {
+        Conn::open(&self.config, &self.options, &self.tls, &self.cancel)
+    }
+}
+
+impl Drop for PostgresSink {
+    /// Closing the sync client blocks on its own runtime, which panics inside a tokio runtime:
+    /// there, the connection is closed on a thread of its own.
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            if in_runtime() {
+                let _ = outside_runtime(move || {
+                    drop(conn);
+                    Ok(())
+                });
+            }
         }
-        result.map_err(|e| pg_error(context, e))
     }
 }
 
@@ -627,10 +729,13 @@ impl Conn {
         config: &postgres::Config,
         options: &PostgresOptions,
         tls: &Tls,
+        cancel: &Mutex<Option<postgres::CancelToken>>,
     ) -> Result<Conn, Error> {
         let mut client = config
             .connect(tls.clone())
             .map_err(|e| pg_error("cannot connect to PostgreSQL", e))?;
+        // Before the migration, whose lock may be waited for: a shutdown can cancel that too.
+        *cancel.lock().unwrap_or_else(|p| p.into_inner()) = Some(client.cancel_token());
         let tls = tls.used();
         log_security(config, tls);
         client

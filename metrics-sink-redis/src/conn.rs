@@ -33,16 +33,30 @@ impl Conn {
         opts: RedisOptions,
         scripts: &'static [&'static Script],
     ) -> Result<Conn, Error> {
+        let mut conn = Conn::new(url, opts, scripts)?;
+        conn.ensure()?;
+        Ok(conn)
+    }
+
+    /// Parses `url` and checks the options; connects on first use.
+    pub(crate) fn new(
+        url: &str,
+        opts: RedisOptions,
+        scripts: &'static [&'static Script],
+    ) -> Result<Conn, Error> {
         opts.validate()?;
         let client = client(url, &opts)?;
-        let mut conn = Conn {
+        Ok(Conn {
             client,
             conn: None,
             opts,
             scripts,
-        };
-        conn.connection()?;
-        Ok(conn)
+        })
+    }
+
+    /// Connects now if there is no connection (connected, PINGed, scripts loaded).
+    pub(crate) fn ensure(&mut self) -> Result<(), Error> {
+        self.connection().map(drop)
     }
 
     /// The open connection, or a new one (connected, PINGed, scripts loaded).

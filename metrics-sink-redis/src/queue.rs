@@ -23,6 +23,7 @@ static PENDING: LazyLock<Script> = LazyLock::new(|| {
 static TAKEOVER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/takeover.lua")));
 static ACK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/ack.lua")));
 static REQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/requeue.lua")));
+static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/release.lua")));
 
 /// How often [`RedisQueue::claim`] tries when a claim vanishes while it is read.
 const CLAIM_ATTEMPTS: usize = 3;
@@ -47,6 +48,10 @@ pub struct Claim {
     /// What in the claim could not be decoded: to be set aside as dead letters when the claim
     /// is acknowledged ([`RedisQueue::ack_with`] does that).
     pub undecodable: Vec<Undecodable>,
+    /// When the lease runs out, in ms since the Unix epoch by the Redis server's clock. It is
+    /// also the claim's token of ownership: a drainer that takes the claim over gives it
+    /// another deadline, and [`RedisQueue::release`] then leaves it alone.
+    pub lease_until_ms: u64,
 }
 
 impl Claim {
@@ -138,9 +143,25 @@ impl RedisQueue {
     /// # Ok::<(), fnmetrics_core::Error>(())
     /// ```
     pub fn connect(url: &str, options: RedisOptions) -> Result<RedisQueue, Error> {
-        static SCRIPTS: LazyLock<[&'static Script; 5]> =
-            LazyLock::new(|| [&*CLAIM, &*TAKEOVER, &*PENDING, &*ACK, &*REQUEUE]);
-        let conn = Conn::connect(url, options, &*SCRIPTS)?;
+        let mut queue = RedisQueue::new(url, options)?;
+        queue.conn.ensure()?;
+        Ok(queue)
+    }
+
+    /// Parses `url` and checks the options, without connecting: the first call connects.
+    ///
+    /// # Errors
+    /// As [`RedisSink::new`](crate::RedisSink::new).
+    ///
+    /// ```
+    /// use fnmetrics::redis::{RedisOptions, RedisQueue};
+    /// let queue = RedisQueue::new("redis://127.0.0.1:1/", RedisOptions::default())?;
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// ```
+    pub fn new(url: &str, options: RedisOptions) -> Result<RedisQueue, Error> {
+        static SCRIPTS: LazyLock<[&'static Script; 6]> =
+            LazyLock::new(|| [&*CLAIM, &*TAKEOVER, &*PENDING, &*ACK, &*REQUEUE, &*RELEASE]);
+        let conn = Conn::new(url, options, &*SCRIPTS)?;
         Ok(RedisQueue {
             list: conn.opts.entries_list(),
             claims: conn.opts.internal("claims"),
@@ -200,7 +221,7 @@ impl RedisQueue {
                 .arg(format!("{}{new_id}", self.claim_prefix))
                 .arg(0)
                 .arg(-1);
-            type Reply = (Option<(String, String)>, Vec<Vec<u8>>);
+            type Reply = (Option<Vec<String>>, Vec<Vec<u8>>);
             let (claimed, mut raw): Reply = self.conn.run(what, |c| match p.query(c) {
                 Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
                     CLAIM.load(c)?;
@@ -208,31 +229,46 @@ impl RedisQueue {
                 }
                 r => r,
             })?;
-            let (id, len) = match claimed {
+            let number = |s: Option<&String>| s.and_then(|s| s.parse::<u64>().ok());
+            let (id, len, lease_until_ms) = match claimed.as_deref() {
                 None => return Ok(None),
                 // A claim whose lease ran out: take it over (a second script, which names its
                 // list among its keys), then read it.
-                Some((marker, id)) if marker.is_empty() => {
+                Some([marker, id]) if marker.is_empty() => {
                     let key = format!("{}{id}", self.claim_prefix);
                     let mut cmd = evalsha(&TAKEOVER, 2);
-                    cmd.arg(&self.claims).arg(&key).arg(&id).arg(lease_ms);
-                    let taken: Option<usize> = self.conn.eval(what, &TAKEOVER, &cmd)?;
-                    let Some(len) = taken else {
+                    cmd.arg(&self.claims).arg(&key).arg(id).arg(lease_ms);
+                    let taken: Option<Vec<String>> = self.conn.eval(what, &TAKEOVER, &cmd)?;
+                    let Some([len, until]) = taken.as_deref() else {
                         // Gone, empty, or taken by another drainer meanwhile: claim again.
                         continue;
                     };
+                    let (len, until) = (number(Some(len)), number(Some(until)));
                     raw = self.conn.run(what, |c| {
                         redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).query(c)
                     })?;
-                    (id, len)
+                    (id.clone(), len, until)
                 }
-                Some((id, len)) => (id, len.parse::<usize>().unwrap_or(usize::MAX)),
+                Some([id, len, until]) => (id.clone(), number(Some(len)), number(Some(until))),
+                Some(_) => {
+                    return Err(Error::new(
+                        ErrorKind::Server,
+                        "the claim script answered in a wrong shape",
+                    ))
+                }
             };
-            if raw.len() == len {
+            let (Some(len), Some(lease_until_ms)) = (len, lease_until_ms) else {
+                return Err(Error::new(
+                    ErrorKind::Server,
+                    "the claim script answered a number that is not one",
+                ));
+            };
+            if raw.len() as u64 == len {
                 let mut claim = Claim {
                     id,
                     entries: Vec::new(),
                     undecodable: Vec::new(),
+                    lease_until_ms,
                 };
                 for element in &raw {
                     let d = decode_element(element);
@@ -307,6 +343,54 @@ impl RedisQueue {
             removed: evicted >= 0,
             dead_letters_evicted: u64::try_from(evicted).unwrap_or(0),
         })
+    }
+
+    /// Hands a claim back, atomically: its elements return to the head of the entry list, in
+    /// their order, and the claim is forgotten, so that the next [`claim`](Self::claim) of any
+    /// drainer takes them at once instead of after the lease. For a drainer that stops, or
+    /// whose write failed. Only a claim that is still the caller's is handed back: one taken
+    /// over by another drainer (after the lease ran out) is left alone. Returns whether this
+    /// call handed it back.
+    ///
+    /// # Errors
+    /// Connection and server errors as [`RedisSink::write_batch`](crate::RedisSink::write_batch);
+    /// the claim then stays, and is taken over after its lease.
+    ///
+    /// ```no_run
+    /// # use fnmetrics::redis::{RedisOptions, RedisQueue};
+    /// # let mut queue = RedisQueue::connect("redis://127.0.0.1/", RedisOptions::default())?;
+    /// if let Some(claim) = queue.claim(1000, std::time::Duration::from_secs(30))? {
+    ///     // ... the write failed, or the drainer is stopping ...
+    ///     assert!(queue.release(&claim)?);
+    /// }
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// ```
+    pub fn release(&mut self, claim: &Claim) -> Result<bool, Error> {
+        let mut cmd = evalsha(&RELEASE, 3);
+        cmd.arg(format!("{}{}", self.claim_prefix, claim.id))
+            .arg(&self.claims)
+            .arg(&self.list)
+            .arg(&claim.id)
+            .arg(claim.lease_until_ms);
+        let n: i64 = self
+            .conn
+            .eval("cannot hand a claim back in Redis", &RELEASE, &cmd)?;
+        Ok(n >= 0)
+    }
+
+    /// Connects now, if there is no connection yet (PING, scripts loaded).
+    ///
+    /// # Errors
+    /// As [`RedisQueue::connect`].
+    ///
+    /// ```no_run
+    /// # use fnmetrics::redis::{RedisOptions, RedisQueue};
+    /// let mut queue = RedisQueue::new("redis://127.0.0.1/", RedisOptions::default())?;
+    /// queue.ensure_connected()?;
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// ```
+    pub fn ensure_connected(&mut self) -> Result<(), Error> {
+        self.conn.ensure()
     }
 
     /// Up to `count` dead letters, oldest first, from position `start`.

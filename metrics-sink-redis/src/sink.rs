@@ -85,9 +85,31 @@ impl RedisSink {
     /// # Ok::<(), fnmetrics_core::Error>(())
     /// ```
     pub fn connect(url: &str, options: RedisOptions) -> Result<RedisSink, Error> {
+        let mut sink = RedisSink::new(url, options)?;
+        Sink::connect(&mut sink)?;
+        Ok(sink)
+    }
+
+    /// Parses `url` and checks the options, without connecting: the first write (or
+    /// [`Sink::connect`]) connects. For a process that must start while Redis is down.
+    ///
+    /// # Errors
+    /// [`InvalidConfig`] for bad options, [`InvalidUrl`] if the URL cannot be parsed.
+    ///
+    /// [`InvalidConfig`]: fnmetrics::ErrorKind::InvalidConfig
+    /// [`InvalidUrl`]: fnmetrics::ErrorKind::InvalidUrl
+    ///
+    /// ```
+    /// use fnmetrics::redis::{RedisOptions, RedisSink};
+    /// // Nothing listens on port 1: no error until the first write.
+    /// let sink = RedisSink::new("redis://127.0.0.1:1/", RedisOptions::default())?;
+    /// let err = RedisSink::new("redis://host:notaport/", RedisOptions::default()).unwrap_err();
+    /// assert_eq!(err.kind(), fnmetrics::ErrorKind::InvalidUrl);
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// ```
+    pub fn new(url: &str, options: RedisOptions) -> Result<RedisSink, Error> {
         static SCRIPTS: LazyLock<[&'static Script; 1]> = LazyLock::new(|| [&*FLUSH]);
-        let mut conn = Conn::connect(url, options, &*SCRIPTS)?;
-        warn_if_evicting(&mut conn);
+        let conn = Conn::new(url, options, &*SCRIPTS)?;
         Ok(RedisSink {
             list: conn.opts.entries_list(),
             functions: conn.opts.internal("functions"),
@@ -220,6 +242,13 @@ impl Sink for RedisSink {
 
     fn flush_id_ttl(&self) -> Option<Duration> {
         Some(self.conn.opts.flush_id_ttl)
+    }
+
+    /// Connects (PING, script loaded) and warns if the server may evict fnmetrics keys.
+    fn connect(&mut self) -> Result<(), Error> {
+        self.conn.ensure()?;
+        warn_if_evicting(&mut self.conn);
+        Ok(())
     }
 }
 

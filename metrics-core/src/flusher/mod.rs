@@ -22,13 +22,17 @@
 //!   stage still inside a server call then ends on that call's own timeout, and the stages of a
 //!   later flusher of the same process wait for it before they start.
 
+mod health;
 mod stage1;
 mod stage2;
 
+pub use health::{Health, StageHealth};
+
 use crate::error::{Error, ErrorKind};
 use crate::ring::{EntryMode, Rings};
-use crate::sink::{Drain, Sink};
+use crate::sink::{Canceller, Drain, Sink};
 use crossbeam_channel::{bounded, Receiver, Sender};
+use health::SharedHealth;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -50,7 +54,9 @@ pub struct FlushStats {
     /// Failed write attempts (each retried later).
     pub failed_writes: u64,
     /// Entries that were not delivered: dropped because `max_pending_entries` was reached, or
-    /// still unwritten when shutdown gave up.
+    /// still unwritten when shutdown gave up. The same count as the sum of the functions'
+    /// [`Snapshot::dropped_entries`](crate::Snapshot) over this flusher's life, and as what
+    /// Redis holds of them: entries written + dropped = calls.
     pub dropped_entries: u64,
     /// Calls whose aggregate delta may or may not have reached the sink: a batch that might have
     /// been applied was still failing when the sink could no longer recognise a retry of it
@@ -64,6 +70,9 @@ pub struct FlushStats {
     pub dead_letters_evicted: u64,
     /// Failed stage 2 attempts.
     pub failed_drains: u64,
+    /// Entries stage 2 gave back to Redis after a failed batch or at shutdown, for the next
+    /// drainer to move at once (not waiting for a lease to run out).
+    pub entries_handed_back: u64,
     /// Entries held in this process now, waiting to be written: in the flusher, in the threads'
     /// rings and in the spill queue.
     pub pending_entries: u64,
@@ -74,12 +83,15 @@ pub(crate) struct SharedStats {
     pub(crate) flushes: AtomicU64,
     pub(crate) entries_written: AtomicU64,
     pub(crate) failed_writes: AtomicU64,
+    /// Entries not delivered at shutdown (those dropped where they were made are counted by
+    /// the rings).
     pub(crate) dropped_entries: AtomicU64,
     pub(crate) uncertain_calls: AtomicU64,
     pub(crate) entries_drained: AtomicU64,
     pub(crate) dead_letters: AtomicU64,
     pub(crate) dead_letters_evicted: AtomicU64,
     pub(crate) failed_drains: AtomicU64,
+    pub(crate) entries_handed_back: AtomicU64,
     /// Entries the stage 1 thread holds (pending and in flight).
     pub(crate) held_entries: AtomicU64,
 }
@@ -113,6 +125,13 @@ pub struct FlusherConfig {
     /// Called with every error, besides the `log` record (default: printed to stderr when no
     /// `log` logger is installed).
     pub on_error: ErrorHandler,
+    /// How long [`Flusher::start`] waits for the stages' first answer from their servers (a
+    /// refusal that no retry can change fails the start); a server that has not answered by then
+    /// is waited for by its stage, in the background.
+    pub connect_wait: Duration,
+    /// Whether [`Flusher::start`] waits until every stage has connected and set up, and fails on
+    /// any error, a server that is merely down included (for tests and command-line tools).
+    pub fail_fast: bool,
 }
 
 impl std::fmt::Debug for FlusherConfig {
@@ -125,6 +144,8 @@ impl std::fmt::Debug for FlusherConfig {
             .field("entries", &self.entries)
             .field("min_backoff", &self.min_backoff)
             .field("max_backoff", &self.max_backoff)
+            .field("connect_wait", &self.connect_wait)
+            .field("fail_fast", &self.fail_fast)
             .finish_non_exhaustive()
     }
 }
@@ -144,6 +165,8 @@ impl Default for FlusherConfig {
                     eprintln!("fnmetrics: {}", e.chain());
                 }
             }),
+            connect_wait: Duration::from_secs(1),
+            fail_fast: false,
         }
     }
 }
@@ -194,17 +217,23 @@ enum Command {
     Shutdown(Instant),
 }
 
-/// A running stage thread: its commands, and a channel that disconnects when it ends.
+/// A running stage thread: its commands, a channel that disconnects when it ends, and its
+/// health.
 struct StageHandle {
     cmd: Sender<Command>,
     done: Receiver<()>,
     thread: Option<JoinHandle<()>>,
+    health: Arc<SharedHealth>,
+    /// The stage's first connection attempt, until [`Flusher::start`] has read it.
+    first: Option<Receiver<Result<(), Error>>>,
 }
 
 impl StageHandle {
     fn spawn(
         name: &str,
         cmd: Sender<Command>,
+        health: Arc<SharedHealth>,
+        first: Receiver<Result<(), Error>>,
         body: impl FnOnce() + Send + 'static,
     ) -> Result<StageHandle, Error> {
         let (done_tx, done) = bounded::<()>(0);
@@ -225,7 +254,29 @@ impl StageHandle {
             cmd,
             done,
             thread: Some(thread),
+            health,
+            first: Some(first),
         })
+    }
+
+    /// The stage's first connection attempt, waited for until `until` (`None`: as long as it
+    /// takes). `None` if it has not answered by then.
+    fn first_answer(&mut self, until: Option<Instant>) -> Option<Result<(), Error>> {
+        let rx = self.first.take()?;
+        let stopped = || {
+            Err(Error::new(
+                ErrorKind::Stopped,
+                "the flusher thread has stopped",
+            ))
+        };
+        match until {
+            None => Some(rx.recv().unwrap_or_else(|_| stopped())),
+            Some(t) => match rx.recv_deadline(t) {
+                Ok(r) => Some(r),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Some(stopped()),
+            },
+        }
     }
 
     /// Sends `Flush` and waits for the answer.
@@ -236,12 +287,17 @@ impl StageHandle {
         rx.recv().map_err(|_| stopped())?
     }
 
-    /// Asks the thread to finish by `deadline` and waits for it until `wait_until`. A thread
+    /// Asks the thread to finish by `deadline`, and waits for it until `wait_until`. A thread
     /// still busy then is left to end on its own (its server calls have timeouts).
     fn stop(&mut self, deadline: Instant, wait_until: Instant) -> bool {
         let _ = self.cmd.send(Command::Shutdown(deadline));
+        self.wait(wait_until)
+    }
+
+    /// Waits for the thread to end until `until`; whether it did.
+    fn wait(&mut self, until: Instant) -> bool {
         let ended = matches!(
-            self.done.recv_deadline(wait_until),
+            self.done.recv_deadline(until),
             Err(crossbeam_channel::RecvTimeoutError::Disconnected)
         );
         if ended {
@@ -257,7 +313,8 @@ impl StageHandle {
 /// Dropping it flushes what is pending, within the shutdown timeout, and stops both threads.
 ///
 /// ```
-/// use fnmetrics_core::{Error, FlushBatch, Flusher, FlusherConfig, Sink};
+/// use fnmetrics::sink::{FlushBatch, Sink};
+/// use fnmetrics::Error;
 /// use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 /// use std::sync::Arc;
 ///
@@ -268,18 +325,21 @@ impl StageHandle {
 ///         Ok(())
 ///     }
 /// }
+///
+/// #[fnmetrics::measured]
+/// fn work() {}
+///
 /// let n = Arc::new(AtomicU64::new(0));
-/// let flusher = Flusher::start(FlusherConfig::default(), Box::new(Count(n.clone())), None)?;
-/// # use fnmetrics_core::__private::{Guard, Site};
-/// # static S: Site = Site::new("doc::flusher");
-/// Guard::start(&S).finish(false);
+/// let flusher = fnmetrics::Flusher::builder().sink(Count(n.clone())).start()?;
+/// work();
 /// flusher.flush()?;
 /// assert_eq!(n.load(Relaxed), 1);
-/// # Ok::<(), fnmetrics_core::Error>(())
+/// # Ok::<(), fnmetrics::Error>(())
 /// ```
 pub struct Flusher {
     stage1: StageHandle,
     stage2: Option<StageHandle>,
+    canceller: Option<Canceller>,
     rings: Arc<Rings>,
     stats: Arc<SharedStats>,
     shutdown_timeout: Duration,
@@ -298,18 +358,26 @@ impl Flusher {
     /// Starts the one flusher of this process on `sink` (stage 1) and optionally `drain`
     /// (stage 2, on a thread of its own).
     ///
+    /// Each stage connects in its own thread ([`Sink::connect`], [`Drain::connect`]), and keeps
+    /// trying with backoff while its server is down, buffering meanwhile: `start` waits at most
+    /// [`FlusherConfig::connect_wait`] for their first answers, and fails only on an answer that
+    /// no retry can change (credentials refused, a certificate that does not verify, an
+    /// incompatible table). With [`FlusherConfig::fail_fast`] it waits until both stages are set
+    /// up, and fails on any error. `start` does no I/O on the caller's thread.
+    ///
     /// # Errors
     /// [`ErrorKind::InvalidConfig`] for bad settings, [`ErrorKind::AlreadyRunning`] if a flusher
-    /// is running already, [`ErrorKind::Unavailable`] if a thread cannot be spawned.
+    /// is running already, [`ErrorKind::Unavailable`] if a thread cannot be spawned, and a
+    /// stage's definitive connection error (any error with `fail_fast`).
     ///
     /// ```
-    /// # use fnmetrics_core::{Error, FlushBatch, Flusher, FlusherConfig, Sink};
+    /// # use fnmetrics::sink::{FlushBatch, Sink};
     /// # struct Null;
-    /// # impl Sink for Null { fn write(&mut self, _: &FlushBatch) -> Result<(), Error> { Ok(()) } }
-    /// let first = Flusher::start(FlusherConfig::default(), Box::new(Null), None)?;
-    /// let second = Flusher::start(FlusherConfig::default(), Box::new(Null), None);
-    /// assert_eq!(second.unwrap_err().kind(), fnmetrics_core::ErrorKind::AlreadyRunning);
-    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// # impl Sink for Null { fn write(&mut self, _: &FlushBatch) -> Result<(), fnmetrics::Error> { Ok(()) } }
+    /// let first = fnmetrics::Flusher::builder().sink(Null).start()?;
+    /// let second = fnmetrics::Flusher::builder().sink(Null).start();
+    /// assert_eq!(second.unwrap_err().kind(), fnmetrics::ErrorKind::AlreadyRunning);
+    /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn start(
         config: FlusherConfig,
@@ -323,11 +391,35 @@ impl Flusher {
                 "a flusher is already running in this process",
             ));
         }
-        let started = Self::spawn(config, sink, drain);
-        if started.is_err() {
-            RUNNING.store(false, Release);
+        let (wait, fail_fast) = (config.connect_wait, config.fail_fast);
+        let mut flusher = match Self::spawn(config, sink, drain) {
+            Ok(f) => f,
+            Err(e) => {
+                RUNNING.store(false, Release);
+                return Err(e);
+            }
+        };
+        match flusher.first_answers(wait, fail_fast) {
+            Ok(()) => Ok(flusher),
+            Err(e) => {
+                // Stop at once: nothing could be delivered anyway. Dropping clears RUNNING.
+                flusher.shutdown_timeout = Duration::ZERO;
+                drop(flusher);
+                Err(e)
+            }
         }
-        started
+    }
+
+    /// Waits for each stage's first connection attempt (see [`Flusher::start`]).
+    fn first_answers(&mut self, wait: Duration, fail_fast: bool) -> Result<(), Error> {
+        let until = (!fail_fast).then(|| Instant::now() + wait);
+        for stage in std::iter::once(&mut self.stage1).chain(self.stage2.as_mut()) {
+            match stage.first_answer(until) {
+                Some(Err(e)) if fail_fast || !e.kind().is_transient() => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     fn spawn(
@@ -343,12 +435,17 @@ impl Flusher {
             nudge1_tx,
         ));
         let (nudge2_tx, nudge2_rx) = bounded::<()>(1);
+        let canceller = drain.as_ref().and_then(|d| d.canceller());
         let stage2 = match drain {
             None => None,
             Some(drain) => {
                 let (tx, rx) = bounded::<Command>(16);
-                let worker = stage2::Stage2::new(config.clone(), drain, stats.clone());
-                match StageHandle::spawn("fnmetrics-drain", tx, move || worker.run(rx, nudge2_rx)) {
+                let (first_tx, first_rx) = bounded(1);
+                let health = Arc::new(SharedHealth::default());
+                let worker =
+                    stage2::Stage2::new(config.clone(), drain, stats.clone(), health.clone());
+                let body = move || worker.run(rx, nudge2_rx, first_tx);
+                match StageHandle::spawn("fnmetrics-drain", tx, health, first_rx, body) {
                     Ok(h) => Some(h),
                     Err(e) => {
                         rings.close();
@@ -358,28 +455,32 @@ impl Flusher {
             }
         };
         let (tx, rx) = bounded::<Command>(16);
+        let (first_tx, first_rx) = bounded(1);
+        let health = Arc::new(SharedHealth::default());
         let worker = stage1::Stage1::new(
             config.clone(),
             sink,
             rings.clone(),
             stats.clone(),
+            health.clone(),
             stage2.as_ref().map(|_| nudge2_tx),
         );
-        let stage1 =
-            match StageHandle::spawn("fnmetrics-flusher", tx, move || worker.run(rx, nudge1_rx)) {
-                Ok(h) => h,
-                Err(e) => {
-                    rings.close();
-                    if let Some(mut s2) = stage2 {
-                        let now = Instant::now();
-                        s2.stop(now, now + Duration::from_secs(1));
-                    }
-                    return Err(e);
+        let body = move || worker.run(rx, nudge1_rx, first_tx);
+        let stage1 = match StageHandle::spawn("fnmetrics-flusher", tx, health, first_rx, body) {
+            Ok(h) => h,
+            Err(e) => {
+                rings.close();
+                if let Some(mut s2) = stage2 {
+                    let now = Instant::now();
+                    s2.stop(now, now + Duration::from_secs(1));
                 }
-            };
+                return Err(e);
+            }
+        };
         Ok(Flusher {
             stage1,
             stage2,
+            canceller,
             rings,
             stats,
             shutdown_timeout: config.shutdown_timeout,
@@ -387,14 +488,16 @@ impl Flusher {
     }
 
     /// Flushes everything recorded so far through stage 1, then runs stage 2 until it has
-    /// nothing left to move; returns once both are done.
+    /// nothing left to move; returns once both are done. It blocks the calling thread on both
+    /// stages' I/O (bounded by their timeouts): in async code, call it from
+    /// `spawn_blocking`, or let the flush interval and the shutdown do the work.
     ///
     /// # Errors
     /// The first error either stage met (what failed stays pending and is retried in the
     /// background), or [`ErrorKind::Stopped`] if a stage thread is gone.
     ///
     /// ```no_run
-    /// # fn f(flusher: &fnmetrics_core::Flusher) -> Result<(), fnmetrics_core::Error> {
+    /// # fn f(flusher: &fnmetrics::Flusher) -> Result<(), fnmetrics::Error> {
     /// flusher.flush()?;
     /// # Ok(()) }
     /// ```
@@ -409,7 +512,7 @@ impl Flusher {
     /// What the flusher has done so far.
     ///
     /// ```no_run
-    /// # fn f(flusher: &fnmetrics_core::Flusher) {
+    /// # fn f(flusher: &fnmetrics::Flusher) {
     /// println!("{} entries written", flusher.stats().entries_written);
     /// # }
     /// ```
@@ -419,13 +522,32 @@ impl Flusher {
             flushes: s.flushes.load(Relaxed),
             entries_written: s.entries_written.load(Relaxed),
             failed_writes: s.failed_writes.load(Relaxed),
-            dropped_entries: s.dropped_entries.load(Relaxed),
+            dropped_entries: s.dropped_entries.load(Relaxed) + self.rings.dropped(),
             uncertain_calls: s.uncertain_calls.load(Relaxed),
             entries_drained: s.entries_drained.load(Relaxed),
             dead_letters: s.dead_letters.load(Relaxed),
             dead_letters_evicted: s.dead_letters_evicted.load(Relaxed),
             failed_drains: s.failed_drains.load(Relaxed),
+            entries_handed_back: s.entries_handed_back.load(Relaxed),
             pending_entries: s.held_entries.load(Relaxed) + self.rings.backlog(),
+        }
+    }
+
+    /// How each stage stands with its server: connected, set up (the schema migrated), since
+    /// when it has been retrying and why. Reads memory only: cheap, and safe in async code.
+    ///
+    /// ```no_run
+    /// # fn f(flusher: &fnmetrics::Flusher) {
+    /// let h = flusher.health();
+    /// if let Some(s) = h.stage2.filter(|s| !s.connected) {
+    ///     eprintln!("PostgreSQL: retrying since {:?}: {:?}", s.retrying_since, s.last_error);
+    /// }
+    /// # }
+    /// ```
+    pub fn health(&self) -> Health {
+        Health {
+            stage1: Some(self.stage1.health.get()),
+            stage2: self.stage2.as_ref().map(|s| s.health.get()),
         }
     }
 }
@@ -447,12 +569,23 @@ impl Drop for Flusher {
             );
         }
         if let Some(s2) = &mut self.stage2 {
-            if !s2.stop(deadline, wait_until) {
-                log::warn!(
-                    target: "fnmetrics",
-                    "stage 2 is still inside a batch at the shutdown deadline; it ends on its own \
-                     timeouts, and what it holds stays in the stage-1 store for the next drainer"
-                );
+            let _ = s2.cmd.send(Command::Shutdown(deadline));
+            // A batch still being written at the deadline is cancelled (its statement, not the
+            // connection): the write fails at once and stage 2 hands the batch back to Redis.
+            if !s2.wait(deadline) {
+                if let Some(c) = self.canceller.clone() {
+                    let _ = std::thread::Builder::new()
+                        .name("fnmetrics-cancel".into())
+                        .spawn(move || c.cancel());
+                }
+                if !s2.wait(wait_until) {
+                    log::warn!(
+                        target: "fnmetrics",
+                        "stage 2 is still inside a batch after the shutdown deadline; it ends on \
+                         its own timeouts, and what it holds goes back to the stage-1 store when \
+                         it does (or, if the process exits first, when its lease runs out)"
+                    );
+                }
             }
         }
         RUNNING.store(false, Release);

@@ -1,6 +1,6 @@
 //! Stage 1: rings → [`Sink`], on the `fnmetrics-flusher` thread.
 
-use super::{guarded, Backoff, Command, FlusherConfig, SharedStats};
+use super::{guarded, Backoff, Command, FlusherConfig, SharedHealth, SharedStats};
 use crate::error::{Error, ErrorKind};
 use crate::record::{new_flush_id, EntryRecord, IdGen};
 use crate::registry;
@@ -27,6 +27,15 @@ static SENT: Mutex<Vec<Option<Snapshot>>> = Mutex::new(Vec::new());
 /// same baseline.
 static STAGE1: Mutex<()> = Mutex::new(());
 
+/// Entries dropped are reported at most this often.
+const DROPS_REPORTED_EVERY: Duration = Duration::from_secs(1);
+
+/// What was said of dropped entries, and when.
+struct DropReport {
+    reported: u64,
+    at: Instant,
+}
+
 /// A batch being written, with what it changes once the sink confirms it.
 struct InFlight {
     batch: FlushBatch,
@@ -43,6 +52,7 @@ pub(super) struct Stage1 {
     sink: Box<dyn Sink>,
     rings: Arc<Rings>,
     stats: Arc<SharedStats>,
+    health: Arc<SharedHealth>,
     stage2: Option<Sender<()>>,
     ids: IdGen,
     raw: Vec<RawEntry>,
@@ -52,6 +62,7 @@ pub(super) struct Stage1 {
     last_flush: Instant,
     last_aggregates: Instant,
     backoff: Backoff,
+    drops: DropReport,
 }
 
 impl Stage1 {
@@ -60,6 +71,7 @@ impl Stage1 {
         sink: Box<dyn Sink>,
         rings: Arc<Rings>,
         stats: Arc<SharedStats>,
+        health: Arc<SharedHealth>,
         stage2: Option<Sender<()>>,
     ) -> Stage1 {
         Stage1 {
@@ -68,6 +80,7 @@ impl Stage1 {
             sink,
             rings,
             stats,
+            health,
             stage2,
             ids: IdGen::new(),
             raw: Vec::new(),
@@ -76,11 +89,26 @@ impl Stage1 {
             names: HashMap::new(),
             last_flush: Instant::now(),
             last_aggregates: Instant::now(),
+            drops: DropReport {
+                reported: 0,
+                at: Instant::now(),
+            },
         }
     }
 
-    pub(super) fn run(mut self, cmd: Receiver<Command>, nudge: Receiver<()>) {
+    pub(super) fn run(
+        mut self,
+        cmd: Receiver<Command>,
+        nudge: Receiver<()>,
+        first: Sender<Result<(), Error>>,
+    ) {
         let _one = STAGE1.lock();
+        // The first contact, for `start` to hear a definitive refusal. Failing, the stage goes
+        // on all the same: each write connects by itself, and the entries wait in memory.
+        let sink = &mut self.sink;
+        let connected = guarded("the sink's connect", || sink.connect());
+        self.observe(&connected);
+        let _ = first.send(connected);
         // Rings of threads that exit are drained within this period, whatever the interval.
         let tick = self.cfg.flush_interval.min(Duration::from_millis(100));
         loop {
@@ -95,9 +123,10 @@ impl Stage1 {
                 default(tick) => {},
             }
             self.collect();
+            self.report_drops();
             if let Some(ack) = forced {
                 self.backoff.retry_at = None;
-                let _ = ack.send(self.write(true));
+                let _ = ack.send(self.write_recorded());
                 continue;
             }
             let due = self.last_flush.elapsed() >= self.cfg.flush_interval;
@@ -109,20 +138,29 @@ impl Stage1 {
         }
     }
 
-    /// Moves entries from the rings into `pending`, dropping (and counting) what does not fit.
+    /// Records a connection attempt's outcome in the health, and reports a failure.
+    fn observe(&self, r: &Result<(), Error>) {
+        match r {
+            Ok(()) => self.health.succeeded(),
+            Err(e) => {
+                self.health.failed(e);
+                self.cfg.report(e);
+            }
+        }
+    }
+
+    /// Moves entries from the rings into `pending`, as many as `max_pending_entries` leaves
+    /// room for: the rest waits in the rings, and once those are full, new entries are dropped
+    /// (and counted) where they are made, which costs a call less than keeping them.
     fn collect(&mut self) {
+        let room = self
+            .cfg
+            .max_pending_entries
+            .saturating_sub(self.pending.len() + self.in_flight_len());
         self.raw.clear();
-        self.rings.drain(&mut self.raw);
-        let in_flight = self.in_flight_len();
+        self.rings.drain(&mut self.raw, room);
         for i in 0..self.raw.len() {
             let raw = self.raw[i];
-            if self.pending.len() + in_flight >= self.cfg.max_pending_entries {
-                self.stats.dropped_entries.fetch_add(1, Relaxed);
-                if let Some(m) = registry::metric(raw.metric) {
-                    m.count_dropped(1);
-                }
-                continue;
-            }
             let Some(name) = self.name(raw.metric) else {
                 continue;
             };
@@ -138,6 +176,35 @@ impl Stage1 {
             });
         }
         self.publish_held();
+    }
+
+    /// Reports entries dropped since the last report, at most once a second: one error with the
+    /// count, through `on_error` and `log`.
+    fn report_drops(&mut self) {
+        if self.drops.at.elapsed() < DROPS_REPORTED_EVERY {
+            return;
+        }
+        let total = self.rings.dropped();
+        if total <= self.drops.reported {
+            return;
+        }
+        let n = total - self.drops.reported;
+        let secs = self.drops.at.elapsed().as_secs_f64();
+        self.drops = DropReport {
+            reported: total,
+            at: Instant::now(),
+        };
+        self.cfg.report(&Error::new(
+            ErrorKind::Overloaded,
+            format!(
+                "{n} per-call entries dropped in the last {secs:.1} s ({total} since the flusher \
+                 started): calls made entries faster than stage 1 wrote them, and \
+                 max_pending_entries ({}) was reached. Every call is still counted in the \
+                 aggregates; raise max_pending_entries or batch_size, or make fewer entries \
+                 (EntryMode::ErrorsOnly)",
+                self.cfg.max_pending_entries
+            ),
+        ));
     }
 
     fn in_flight_len(&self) -> usize {
@@ -194,6 +261,7 @@ impl Stage1 {
             let sink = &mut self.sink;
             match guarded("the sink's write", || sink.write(&f.batch)) {
                 Ok(()) => {
+                    self.health.succeeded();
                     let f = self.in_flight.take().expect("a batch is in flight");
                     self.confirmed(f);
                     self.backoff.succeeded();
@@ -207,12 +275,30 @@ impl Stage1 {
                 }
                 Err(e) => {
                     f.maybe_applied |= !e.is_unsent();
+                    self.health.failed(&e);
                     self.stats.failed_writes.fetch_add(1, Relaxed);
                     self.backoff.failed();
                     self.last_flush = Instant::now();
                     return Err(e);
                 }
             }
+        }
+    }
+
+    /// Writes everything recorded up to now: what is pending, then what the rings still hold
+    /// beyond `max_pending_entries` (entries recorded meanwhile are the next flush's).
+    fn write_recorded(&mut self) -> Result<(), Error> {
+        let mut left = self.rings.backlog();
+        loop {
+            self.write(true)?;
+            if left == 0 {
+                return Ok(());
+            }
+            self.collect();
+            if self.raw.is_empty() {
+                return Ok(());
+            }
+            left = left.saturating_sub(self.raw.len() as u64);
         }
     }
 
@@ -324,7 +410,10 @@ impl Stage1 {
             self.collect();
             self.backoff.retry_at = None;
             match self.write(true) {
-                Ok(()) => break,
+                // Done once the rings hold nothing more either (no new entries come: the rings
+                // are closed).
+                Ok(()) if self.rings.backlog() == 0 => break,
+                Ok(()) => {}
                 Err(e) => {
                     self.cfg.report(&e);
                     let left = deadline.saturating_duration_since(Instant::now());
@@ -335,14 +424,18 @@ impl Stage1 {
                     std::thread::sleep(wait);
                 }
             }
+            if Instant::now() >= deadline {
+                break;
+            }
         }
+        self.drops.at = Instant::now() - DROPS_REPORTED_EVERY;
+        self.report_drops();
         self.count_undelivered();
     }
 
     /// Counts every entry still held as dropped, per function too (a later flusher of this
     /// process sends that count with the aggregates), and reports the loss.
     fn count_undelivered(&mut self) {
-        self.collect();
         let mut lost = 0u64;
         let in_flight = self.in_flight.take().map(|f| f.batch.entries);
         for e in in_flight
@@ -352,6 +445,15 @@ impl Stage1 {
         {
             lost += 1;
             if let Some(m) = registry::lookup(&e.func_name) {
+                m.count_dropped(1);
+            }
+        }
+        // And what never left the rings.
+        self.raw.clear();
+        self.rings.drain(&mut self.raw, usize::MAX);
+        for raw in &self.raw {
+            lost += 1;
+            if let Some(m) = registry::metric(raw.metric) {
                 m.count_dropped(1);
             }
         }

@@ -1,7 +1,7 @@
 //! Stage 2: runs the [`Drain`] on the `fnmetrics-drain` thread, after each write of stage 1 and
 //! at least every `flush_interval`, until it has nothing left to move.
 
-use super::{copy_error, guarded, Backoff, Command, FlusherConfig, SharedStats};
+use super::{copy_error, guarded, Backoff, Command, FlusherConfig, SharedHealth, SharedStats};
 use crate::error::{Error, ErrorKind};
 use crate::sink::Drain;
 use crossbeam_channel::{select, Receiver, Sender};
@@ -18,6 +18,7 @@ pub(super) struct Stage2 {
     cfg: FlusherConfig,
     drain: Box<dyn Drain>,
     stats: Arc<SharedStats>,
+    health: Arc<SharedHealth>,
     backoff: Backoff,
     /// Callers of `flush()` waiting for stage 2 to run dry.
     waiting: Vec<Sender<Result<(), Error>>>,
@@ -30,19 +31,39 @@ impl Stage2 {
         cfg: FlusherConfig,
         drain: Box<dyn Drain>,
         stats: Arc<SharedStats>,
+        health: Arc<SharedHealth>,
     ) -> Stage2 {
         Stage2 {
             backoff: Backoff::new(&cfg),
             cfg,
             drain,
             stats,
+            health,
             waiting: Vec::new(),
             deadline: None,
         }
     }
 
-    pub(super) fn run(mut self, cmd: Receiver<Command>, nudge: Receiver<()>) {
+    pub(super) fn run(
+        mut self,
+        cmd: Receiver<Command>,
+        nudge: Receiver<()>,
+        first: Sender<Result<(), Error>>,
+    ) {
         let _one = STAGE2.lock();
+        // The first contact (PostgreSQL: connect and migrate), for `start` to hear a definitive
+        // refusal. Failing, the stage goes on: each batch connects by itself.
+        let drain = &mut self.drain;
+        let connected = guarded("the drain's connect", || drain.connect());
+        match &connected {
+            Ok(()) => self.health.succeeded(),
+            Err(e) => {
+                self.health.failed(e);
+                self.backoff.failed();
+                self.cfg.report(e);
+            }
+        }
+        let _ = first.send(connected);
         let interval = self.cfg.flush_interval;
         loop {
             select! {
@@ -61,8 +82,20 @@ impl Stage2 {
                 }
             }
             if self.deadline.is_some() {
+                self.hand_back();
                 return;
             }
+        }
+    }
+
+    /// Gives back what the drain still holds, so that the next drainer moves it at once.
+    fn hand_back(&mut self) {
+        let drain = &mut self.drain;
+        match guarded("the drain's hand-back", || drain.hand_back()) {
+            Ok(n) => {
+                self.stats.entries_handed_back.fetch_add(n, Relaxed);
+            }
+            Err(e) => self.cfg.report(&e),
         }
     }
 
@@ -94,6 +127,7 @@ impl Stage2 {
             let drain = &mut self.drain;
             match guarded("the drain", || drain.drain_once()) {
                 Ok(o) if o.is_idle() => {
+                    self.health.succeeded();
                     self.backoff.succeeded();
                     return Ok(());
                 }
@@ -103,11 +137,16 @@ impl Stage2 {
                     self.stats
                         .dead_letters_evicted
                         .fetch_add(o.dead_letters_evicted, Relaxed);
+                    self.health.succeeded();
                     self.backoff.succeeded();
                 }
                 Err(e) => {
+                    self.health.failed(&e);
                     self.stats.failed_drains.fetch_add(1, Relaxed);
                     self.backoff.failed();
+                    // Not kept for a retry of our own: another drainer, whose connection may
+                    // work, can move it now.
+                    self.hand_back();
                     return Err(e);
                 }
             }

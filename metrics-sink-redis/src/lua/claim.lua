@@ -9,7 +9,7 @@
 -- ARGV[3]  the prefix of claim lists (a claim's list is ARGV[3] .. id)
 -- ARGV[4]  the id for a new claim
 --
--- Returns {id, number of elements (a decimal string)} of a new claim, {'', id} of a claim whose lease ran out (the
+-- Returns {id, number of elements, lease deadline in ms} (decimal strings) of a new claim, {'', id} of a claim whose lease ran out (the
 -- caller takes it over with takeover.lua, which names that claim's list in its KEYS: a script
 -- only touches keys it is given, as Redis Cluster requires), or nil. Otherwise elements move
 -- from the head of the entry list into the new claim list. The caller reads the claim list with
@@ -48,4 +48,4 @@ while total < max do
 end
 if n == 0 then return false end
 redis.call('ZADD', KEYS[2], deadline, ARGV[4])
-return {ARGV[4], tostring(n)}
+return {ARGV[4], tostring(n), string.format('%d', deadline)}

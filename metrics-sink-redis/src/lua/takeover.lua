@@ -5,7 +5,7 @@
 -- ARGV[1]  the claim id
 -- ARGV[2]  the lease, ms
 --
--- Returns the number of elements, or nil if the claim is gone, was taken over by someone else
+-- Returns {number of elements, the new lease deadline in ms} (decimal strings), or nil if the claim is gone, was taken over by someone else
 -- meanwhile (its deadline is in the future again), or was empty (then it is forgotten).
 
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
@@ -23,5 +23,6 @@ if n == 0 then
   redis.call('ZREM', KEYS[1], ARGV[1])
   return false
 end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-return n
+local deadline = now + tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], deadline, ARGV[1])
+return {tostring(n), string.format('%d', deadline)}

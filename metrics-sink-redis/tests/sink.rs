@@ -418,6 +418,44 @@ fn an_expired_claim_is_taken_over_with_the_same_entries() {
 }
 
 #[test]
+fn a_claim_handed_back_is_claimed_again_at_once_in_order_and_only_by_its_owner() {
+    let server = RedisServer::start();
+    let mut ids = IdGen::with_instance(9);
+    let (first, second) = (entries(&mut ids, 20, 1), entries(&mut ids, 20, 2));
+    let mut s = sink(&server);
+    s.write(&batch(1, first.clone())).unwrap();
+    s.write(&batch(2, second.clone())).unwrap();
+    let mut a = RedisQueue::connect(&server.url(), RedisOptions::default()).unwrap();
+    let mut b = RedisQueue::connect(&server.url(), RedisOptions::default()).unwrap();
+
+    // A claim of the first frame, handed back: the next claim (with a 60 s lease left on the
+    // first) gets the same entries at once, still ahead of the second frame.
+    let claimed = a.claim(20, Duration::from_secs(60)).unwrap().unwrap();
+    assert_eq!(claimed.entries, first);
+    assert!(a.release(&claimed).unwrap());
+    assert!(
+        !a.release(&claimed).unwrap(),
+        "gone: a second hand-back does nothing"
+    );
+    let again = b.claim(40, Duration::from_secs(60)).unwrap().unwrap();
+    assert_eq!(again.entries, [first.clone(), second.clone()].concat());
+    assert_eq!(a.pending_len().unwrap(), 40);
+
+    // A claim taken over after its lease ran out is not the first owner's to hand back.
+    b.release(&again).unwrap();
+    let short = a.claim(40, Duration::from_millis(50)).unwrap().unwrap();
+    let mut taken = None;
+    wait_until("the lease to run out", Duration::from_secs(10), || {
+        taken = b.claim(40, Duration::from_secs(60)).unwrap();
+        taken.is_some()
+    });
+    let taken = taken.unwrap();
+    assert!(!a.release(&short).unwrap(), "taken over: not handed back");
+    assert!(b.ack(&taken).unwrap());
+    assert_eq!(a.pending_len().unwrap(), 0);
+}
+
+#[test]
 fn an_undecodable_element_is_set_aside_as_a_dead_letter_and_the_rest_go_on() {
     let server = RedisServer::start();
     let good = entries(&mut IdGen::with_instance(8), 3, 0);

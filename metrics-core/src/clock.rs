@@ -19,7 +19,7 @@ static END: AtomicU8 = AtomicU8::new(0);
 const TSC_ON: u8 = 1;
 const RECORDING_OFF: u8 = 2;
 
-/// Switches recording off (or on again): see `fnmetrics_core::set_enabled`.
+/// Switches recording off (or on again): see `fnmetrics::set_enabled`.
 pub(crate) fn set_recording(on: bool) {
     if on {
         END.fetch_and(!RECORDING_OFF, Relaxed);

@@ -40,7 +40,7 @@ impl ErrorKind {
     /// restarting), as opposed to a setting or data that must change first.
     ///
     /// ```
-    /// use fnmetrics_core::ErrorKind;
+    /// use fnmetrics::ErrorKind;
     /// assert!(ErrorKind::Unavailable.is_transient());
     /// assert!(!ErrorKind::Rejected.is_transient());
     /// ```
@@ -56,7 +56,7 @@ impl ErrorKind {
 /// [`source()`](std::error::Error::source).
 ///
 /// ```
-/// use fnmetrics_core::{Error, ErrorKind};
+/// use fnmetrics::{Error, ErrorKind};
 /// let e = Error::new(ErrorKind::InvalidConfig, "batch_size must be at least 1");
 /// assert_eq!(e.kind(), ErrorKind::InvalidConfig);
 /// assert_eq!(e.to_string(), "batch_size must be at least 1");
@@ -72,7 +72,7 @@ impl Error {
     /// An error of `kind` with a message.
     ///
     /// ```
-    /// let e = fnmetrics_core::Error::new(fnmetrics_core::ErrorKind::Timeout, "flush timed out");
+    /// let e = fnmetrics::Error::new(fnmetrics::ErrorKind::Timeout, "flush timed out");
     /// assert!(std::error::Error::source(&e).is_none());
     /// ```
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
@@ -87,7 +87,7 @@ impl Error {
     /// An error of `kind` with a message and the cause.
     ///
     /// ```
-    /// use fnmetrics_core::{Error, ErrorKind};
+    /// use fnmetrics::{Error, ErrorKind};
     /// let io = std::io::Error::other("refused");
     /// let e = Error::with_source(ErrorKind::Unavailable, "cannot reach Redis", io);
     /// assert_eq!(std::error::Error::source(&e).unwrap().to_string(), "refused");
@@ -108,7 +108,7 @@ impl Error {
     /// What went wrong.
     ///
     /// ```
-    /// # use fnmetrics_core::{Error, ErrorKind};
+    /// # use fnmetrics::{Error, ErrorKind};
     /// assert_eq!(Error::new(ErrorKind::Auth, "x").kind(), ErrorKind::Auth);
     /// ```
     pub fn kind(&self) -> ErrorKind {
@@ -120,7 +120,7 @@ impl Error {
     /// a failed write may or may not have been applied (a timeout after sending, say).
     ///
     /// ```
-    /// use fnmetrics_core::{Error, ErrorKind};
+    /// use fnmetrics::{Error, ErrorKind};
     /// let e = Error::new(ErrorKind::Unavailable, "connection refused").unsent();
     /// assert!(e.is_unsent());
     /// assert!(!Error::new(ErrorKind::Timeout, "no reply").is_unsent());
@@ -133,7 +133,7 @@ impl Error {
     /// Whether [`Error::unsent`] marked this error: nothing was applied.
     ///
     /// ```
-    /// # use fnmetrics_core::{Error, ErrorKind};
+    /// # use fnmetrics::{Error, ErrorKind};
     /// assert!(!Error::new(ErrorKind::Server, "x").is_unsent());
     /// ```
     pub fn is_unsent(&self) -> bool {

@@ -56,7 +56,7 @@ pub fn bucket_width(index: usize) -> u64 {
 /// whose calls span a few powers of two is small however wide the range is.
 ///
 /// ```
-/// use fnmetrics_core::Histogram;
+/// use fnmetrics::Histogram;
 /// use std::time::Duration;
 ///
 /// let mut h = Histogram::new();
@@ -85,7 +85,7 @@ impl Histogram {
     /// An empty histogram.
     ///
     /// ```
-    /// assert_eq!(fnmetrics_core::Histogram::new().count(), 0);
+    /// assert_eq!(fnmetrics::Histogram::new().count(), 0);
     /// ```
     pub fn new() -> Self {
         Histogram { counts: Vec::new() }
@@ -94,7 +94,7 @@ impl Histogram {
     /// Records one value.
     ///
     /// ```
-    /// let mut h = fnmetrics_core::Histogram::new();
+    /// let mut h = fnmetrics::Histogram::new();
     /// h.record(std::time::Duration::from_micros(3));
     /// assert_eq!(h.count(), 1);
     /// ```
@@ -106,7 +106,7 @@ impl Histogram {
     /// Adds `count` to bucket `index`; an index past the last bucket goes to the last bucket.
     ///
     /// ```
-    /// let mut h = fnmetrics_core::Histogram::new();
+    /// let mut h = fnmetrics::Histogram::new();
     /// h.add_to_bucket(40, 3);
     /// assert_eq!(h.count(), 3);
     /// ```
@@ -130,7 +130,7 @@ impl Histogram {
     /// Adds every bucket of `other` to this one.
     ///
     /// ```
-    /// use fnmetrics_core::Histogram;
+    /// use fnmetrics::Histogram;
     /// let (mut a, mut b) = (Histogram::new(), Histogram::new());
     /// a.record(std::time::Duration::from_nanos(10));
     /// b.record(std::time::Duration::from_nanos(20));
@@ -173,7 +173,7 @@ impl Histogram {
     /// The number of recorded values.
     ///
     /// ```
-    /// assert_eq!(fnmetrics_core::Histogram::new().count(), 0);
+    /// assert_eq!(fnmetrics::Histogram::new().count(), 0);
     /// ```
     pub fn count(&self) -> u64 {
         self.counts
@@ -184,7 +184,7 @@ impl Histogram {
     /// The count of bucket `index` (0 past the end).
     ///
     /// ```
-    /// let mut h = fnmetrics_core::Histogram::new();
+    /// let mut h = fnmetrics::Histogram::new();
     /// h.add_to_bucket(7, 2);
     /// assert_eq!(h.bucket(7), 2);
     /// ```
@@ -201,7 +201,7 @@ impl Histogram {
     /// The non-empty buckets as `(index, count)`, in index order.
     ///
     /// ```
-    /// let mut h = fnmetrics_core::Histogram::new();
+    /// let mut h = fnmetrics::Histogram::new();
     /// h.add_to_bucket(7, 2);
     /// assert_eq!(h.nonzero().collect::<Vec<_>>(), vec![(7, 2)]);
     /// ```
@@ -224,7 +224,7 @@ impl Histogram {
     /// the bucket holding that rank. `Duration::ZERO` when empty.
     ///
     /// ```
-    /// let mut h = fnmetrics_core::Histogram::new();
+    /// let mut h = fnmetrics::Histogram::new();
     /// h.record(std::time::Duration::from_millis(5));
     /// let p = h.quantile(0.99).as_secs_f64();
     /// assert!((p - 0.005).abs() / 0.005 < 0.02);

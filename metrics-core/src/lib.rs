@@ -13,10 +13,10 @@
 //! Redis and PostgreSQL.
 //!
 //! ```
-//! use fnmetrics_core::__private::{Guard, Site};
-//! static SITE: Site = Site::new("doc::core::example");
-//! Guard::start(&SITE).finish(false);
-//! let m = fnmetrics_core::get("doc::core::example").unwrap();
+//! #[fnmetrics::measured(name = "doc::core::example")]
+//! fn call() {}
+//! call();
+//! let m = fnmetrics::get("doc::core::example").unwrap();
 //! assert_eq!(m.calls, 1);
 //! ```
 
@@ -50,11 +50,13 @@ pub use snapshot::{Field, FieldKind, Snapshot};
 /// name; of a method, the path of its `Self` type then `::` then the method name.
 ///
 /// ```
-/// use fnmetrics_core::__private::{Guard, Site};
-/// static SITE: Site = Site::new("doc::get");
-/// assert!(fnmetrics_core::get("doc::get").is_none());
-/// Guard::start(&SITE).finish(true);
-/// assert_eq!(fnmetrics_core::get("doc::get").unwrap().errors, 1);
+/// #[fnmetrics::measured(name = "doc::get")]
+/// fn call(fail: bool) -> Result<(), ()> {
+///     if fail { Err(()) } else { Ok(()) }
+/// }
+/// assert!(fnmetrics::get("doc::get").is_none());
+/// let _ = call(true);
+/// assert_eq!(fnmetrics::get("doc::get").unwrap().errors, 1);
 /// ```
 pub fn get(name: &str) -> Option<Snapshot> {
     registry::get(name)
@@ -63,10 +65,10 @@ pub fn get(name: &str) -> Option<Snapshot> {
 /// The metrics of every function this process recorded, sorted by name.
 ///
 /// ```
-/// use fnmetrics_core::__private::{Guard, Site};
-/// static SITE: Site = Site::new("doc::snapshot_all");
-/// Guard::start(&SITE).finish(false);
-/// assert!(fnmetrics_core::snapshot_all().iter().any(|s| s.name == "doc::snapshot_all"));
+/// #[fnmetrics::measured(name = "doc::snapshot_all")]
+/// fn call() {}
+/// call();
+/// assert!(fnmetrics::snapshot_all().iter().any(|s| s.name == "doc::snapshot_all"));
 /// ```
 pub fn snapshot_all() -> Vec<Snapshot> {
     registry::snapshot_all()
@@ -78,10 +80,10 @@ pub fn snapshot_all() -> Vec<Snapshot> {
 /// the same time: a thread that ends releases its slots to the next thread, counts and all.
 ///
 /// ```
-/// use fnmetrics_core::__private::{Guard, Site};
-/// static SITE: Site = Site::new("doc::memory");
-/// Guard::start(&SITE).finish(false);
-/// let m = fnmetrics_core::memory();
+/// #[fnmetrics::measured(name = "doc::memory")]
+/// fn call() {}
+/// call();
+/// let m = fnmetrics::memory();
 /// assert!(m.functions >= 1 && m.slots >= 1);
 /// ```
 pub fn memory() -> Memory {
@@ -92,11 +94,11 @@ pub fn memory() -> Memory {
 /// measured function is running, as a call in flight during the reset may be partly kept.
 ///
 /// ```
-/// use fnmetrics_core::__private::{Guard, Site};
-/// static SITE: Site = Site::new("doc::reset");
-/// Guard::start(&SITE).finish(false);
-/// fnmetrics_core::reset();
-/// assert_eq!(fnmetrics_core::get("doc::reset").unwrap().calls, 0);
+/// #[fnmetrics::measured(name = "doc::reset")]
+/// fn call() {}
+/// call();
+/// fnmetrics::reset();
+/// assert_eq!(fnmetrics::get("doc::reset").unwrap().calls, 0);
 /// ```
 pub fn reset() {
     registry::reset_all()

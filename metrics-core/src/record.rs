@@ -23,7 +23,7 @@ pub struct EntryRecord {
 /// Why bytes could not be decoded as an [`EntryRecord`].
 ///
 /// ```
-/// use fnmetrics_core::{DecodeError, EntryRecord};
+/// use fnmetrics::sink::{DecodeError, EntryRecord};
 /// assert_eq!(EntryRecord::decode(&[9; 40]), Err(DecodeError::UnknownVersion(9)));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +63,7 @@ impl EntryRecord {
     /// name` (integers little-endian): 34 bytes plus the name.
     ///
     /// ```
-    /// use fnmetrics_core::EntryRecord;
+    /// use fnmetrics::sink::EntryRecord;
     /// let e = EntryRecord {
     ///     id: [7; 16],
     ///     func_name: "app::f".into(),
@@ -83,7 +83,7 @@ impl EntryRecord {
     /// Appends the encoding of [`EntryRecord::encode`] to `out`.
     ///
     /// ```
-    /// # use fnmetrics_core::EntryRecord;
+    /// # use fnmetrics::sink::EntryRecord;
     /// # let e = EntryRecord { id: [1; 16], func_name: "f".into(),
     /// #   execution_time: std::time::Duration::ZERO, error_occurred: false, created_at_micros: 0 };
     /// let mut buf = Vec::new();
@@ -107,7 +107,7 @@ impl EntryRecord {
     /// fnmetrics is [`DecodeError::UnknownVersion`], never misread), or the name is not UTF-8.
     ///
     /// ```
-    /// assert!(fnmetrics_core::EntryRecord::decode(b"xx").is_err());
+    /// assert!(fnmetrics::sink::EntryRecord::decode(b"xx").is_err());
     /// ```
     pub fn decode(bytes: &[u8]) -> Result<EntryRecord, DecodeError> {
         if bytes.len() < FIXED {
@@ -146,7 +146,7 @@ impl EntryRecord {
     /// The id in the usual hyphenated UUID text form.
     ///
     /// ```
-    /// # use fnmetrics_core::EntryRecord;
+    /// # use fnmetrics::sink::EntryRecord;
     /// # let e = EntryRecord { id: [0xab; 16], func_name: "f".into(),
     /// #   execution_time: std::time::Duration::ZERO, error_occurred: false, created_at_micros: 0 };
     /// assert_eq!(e.id_string(), "abababab-abab-abab-abab-abababababab");
@@ -176,7 +176,7 @@ impl IdGen {
     /// A generator for this process, with a random 40-bit instance number.
     ///
     /// ```
-    /// let mut g = fnmetrics_core::IdGen::new();
+    /// let mut g = fnmetrics::sink::IdGen::new();
     /// assert_ne!(g.next_id(1_000), g.next_id(1_000));
     /// ```
     pub fn new() -> IdGen {
@@ -187,7 +187,7 @@ impl IdGen {
     /// A generator with a chosen instance number (its low 40 bits are used).
     ///
     /// ```
-    /// let mut g = fnmetrics_core::IdGen::with_instance(42);
+    /// let mut g = fnmetrics::sink::IdGen::with_instance(42);
     /// let id = g.next_id(1_700_000_000_000);
     /// assert_eq!(id[6] >> 4, 7); // UUID version 7
     /// ```
@@ -201,7 +201,7 @@ impl IdGen {
     /// The next id, for an entry created at `unix_ms`.
     ///
     /// ```
-    /// let mut g = fnmetrics_core::IdGen::with_instance(1);
+    /// let mut g = fnmetrics::sink::IdGen::with_instance(1);
     /// assert!(g.next_id(5) < g.next_id(6));
     /// ```
     pub fn next_id(&mut self, unix_ms: u64) -> [u8; 16] {
@@ -253,7 +253,7 @@ fn random_128() -> u128 {
 /// sink skip the second flush as a retry of the first, silently).
 ///
 /// ```
-/// assert_ne!(fnmetrics_core::new_flush_id(), fnmetrics_core::new_flush_id());
+/// assert_ne!(fnmetrics::sink::new_flush_id(), fnmetrics::sink::new_flush_id());
 /// ```
 pub fn new_flush_id() -> [u8; 16] {
     random_128().to_le_bytes()

@@ -167,7 +167,7 @@ pub(crate) fn reset_all() {
 /// What the registry holds in memory: see [`crate::memory`].
 ///
 /// ```
-/// let m = fnmetrics_core::memory();
+/// let m = fnmetrics::memory();
 /// assert!(m.bytes >= m.slot_bytes && m.slot_bytes >= m.slots * 64);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

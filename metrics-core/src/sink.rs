@@ -10,7 +10,8 @@ use std::time::Duration;
 /// Stage 1: where a flush goes.
 ///
 /// ```
-/// use fnmetrics_core::{Error, FlushBatch, Sink};
+/// use fnmetrics::Error;
+/// use fnmetrics::sink::{FlushBatch, Sink};
 /// struct Stdout;
 /// impl Sink for Stdout {
 ///     fn write(&mut self, batch: &FlushBatch) -> Result<(), Error> {
@@ -34,10 +35,10 @@ pub trait Sink: Send + 'static {
     ///
     /// ```
     /// # struct S;
-    /// # impl fnmetrics_core::Sink for S {
-    /// #     fn write(&mut self, _: &fnmetrics_core::FlushBatch) -> Result<(), fnmetrics_core::Error> { Ok(()) }
+    /// # impl fnmetrics::sink::Sink for S {
+    /// #     fn write(&mut self, _: &fnmetrics::sink::FlushBatch) -> Result<(), fnmetrics::Error> { Ok(()) }
     /// # }
-    /// use fnmetrics_core::Sink;
+    /// use fnmetrics::sink::Sink;
     /// assert_eq!(S.flush_id_ttl(), None);
     /// ```
     fn flush_id_ttl(&self) -> Option<Duration> {
@@ -71,7 +72,8 @@ pub trait Sink: Send + 'static {
 /// Stage 2: moves what stage 1 stored onward, on a thread of its own.
 ///
 /// ```
-/// use fnmetrics_core::{Drain, DrainOutcome, Error};
+/// use fnmetrics::sink::{Drain, DrainOutcome};
+/// use fnmetrics::Error;
 /// struct Nothing;
 /// impl Drain for Nothing {
 ///     fn drain_once(&mut self) -> Result<DrainOutcome, Error> {
@@ -188,8 +190,8 @@ impl std::fmt::Debug for Canceller {
 /// One flush: the entries and the aggregate deltas since the previous flush.
 ///
 /// ```
-/// let b = fnmetrics_core::FlushBatch {
-///     flush_id: fnmetrics_core::new_flush_id(),
+/// let b = fnmetrics::sink::FlushBatch {
+///     flush_id: fnmetrics::sink::new_flush_id(),
 ///     entries: vec![],
 ///     aggregates: vec![],
 /// };
@@ -210,7 +212,7 @@ impl FlushBatch {
     /// Whether the batch holds neither entries nor aggregates.
     ///
     /// ```
-    /// let b = fnmetrics_core::FlushBatch { flush_id: [0; 16], entries: vec![], aggregates: vec![] };
+    /// let b = fnmetrics::sink::FlushBatch { flush_id: [0; 16], entries: vec![], aggregates: vec![] };
     /// assert!(b.is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
@@ -221,9 +223,9 @@ impl FlushBatch {
 /// What one [`Drain::drain_once`] did.
 ///
 /// ```
-/// let o = fnmetrics_core::DrainOutcome { moved: 10, ..Default::default() };
+/// let o = fnmetrics::sink::DrainOutcome { moved: 10, ..Default::default() };
 /// assert!(!o.is_idle());
-/// assert!(fnmetrics_core::DrainOutcome::default().is_idle());
+/// assert!(fnmetrics::sink::DrainOutcome::default().is_idle());
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DrainOutcome {
@@ -242,7 +244,7 @@ impl DrainOutcome {
     /// Whether nothing was there to move.
     ///
     /// ```
-    /// assert!(fnmetrics_core::DrainOutcome::default().is_idle());
+    /// assert!(fnmetrics::sink::DrainOutcome::default().is_idle());
     /// ```
     pub fn is_idle(&self) -> bool {
         self.moved == 0 && self.dead_lettered == 0 && self.taken_over == 0

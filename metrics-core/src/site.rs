@@ -18,13 +18,13 @@ pub use future::{instrument, Instrumented};
 /// as it was written.
 ///
 /// ```
-/// use fnmetrics_core::__private::{Guard, Site};
-/// static SITE: Site = Site::new("doc::set_enabled");
-/// fnmetrics_core::set_enabled(false);
-/// Guard::start(&SITE).finish(false);
-/// fnmetrics_core::set_enabled(true);
-/// Guard::start(&SITE).finish(false);
-/// assert_eq!(fnmetrics_core::get("doc::set_enabled").unwrap().calls, 1);
+/// #[fnmetrics::measured(name = "doc::set_enabled")]
+/// fn work() {}
+/// fnmetrics::set_enabled(false);
+/// work();
+/// fnmetrics::set_enabled(true);
+/// work();
+/// assert_eq!(fnmetrics::get("doc::set_enabled").unwrap().calls, 1);
 /// ```
 pub fn set_enabled(enabled: bool) {
     crate::clock::set_recording(enabled);
@@ -33,7 +33,7 @@ pub fn set_enabled(enabled: bool) {
 /// Whether calls are recorded: `false` after `set_enabled(false)`.
 ///
 /// ```
-/// assert!(fnmetrics_core::is_enabled());
+/// assert!(fnmetrics::is_enabled());
 /// ```
 pub fn is_enabled() -> bool {
     crate::clock::recording()

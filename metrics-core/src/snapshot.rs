@@ -9,7 +9,7 @@ use std::time::Duration;
 /// How a counter combines across threads, processes and flushes.
 ///
 /// ```
-/// use fnmetrics_core::FieldKind;
+/// use fnmetrics::sink::FieldKind;
 /// assert_eq!(FieldKind::Sum.merge(2, 3), 5);
 /// assert_eq!(FieldKind::Min.merge(2, 3), 2);
 /// assert_eq!(FieldKind::Max.identity(), 0);
@@ -28,7 +28,7 @@ impl FieldKind {
     /// The value that changes nothing when merged: 0, or `u64::MAX` for [`FieldKind::Min`].
     ///
     /// ```
-    /// assert_eq!(fnmetrics_core::FieldKind::Min.identity(), u64::MAX);
+    /// assert_eq!(fnmetrics::sink::FieldKind::Min.identity(), u64::MAX);
     /// ```
     pub const fn identity(self) -> u64 {
         match self {
@@ -40,7 +40,7 @@ impl FieldKind {
     /// `a` and `b` combined.
     ///
     /// ```
-    /// assert_eq!(fnmetrics_core::FieldKind::Sum.merge(u64::MAX, 1), u64::MAX);
+    /// assert_eq!(fnmetrics::sink::FieldKind::Sum.merge(u64::MAX, 1), u64::MAX);
     /// ```
     pub fn merge(self, a: u64, b: u64) -> u64 {
         match self {
@@ -65,7 +65,8 @@ impl FieldKind {
 /// how it combines.
 ///
 /// ```
-/// use fnmetrics_core::{FieldKind, Snapshot};
+/// use fnmetrics::sink::FieldKind;
+/// use fnmetrics::Snapshot;
 /// let min = Snapshot::FIELDS.iter().find(|f| f.name == "min_ns").unwrap();
 /// assert_eq!(min.kind, FieldKind::Min);
 /// ```
@@ -91,11 +92,13 @@ macro_rules! counter_set {
         /// [`quantile`](Snapshot::quantile) give them as `Duration`s.
         ///
         /// ```
-        /// use fnmetrics_core::__private::{Guard, Site};
-        /// static PARSE: Site = Site::new("doc::snapshot::parse");
-        /// Guard::start(&PARSE).finish(false);
-        /// Guard::start(&PARSE).finish(true);
-        /// let m = fnmetrics_core::get("doc::snapshot::parse").unwrap();
+        /// #[fnmetrics::measured(name = "doc::snapshot::parse")]
+        /// fn parse(fail: bool) -> Result<(), ()> {
+        ///     if fail { Err(()) } else { Ok(()) }
+        /// }
+        /// let _ = parse(false);
+        /// let _ = parse(true);
+        /// let m = fnmetrics::get("doc::snapshot::parse").unwrap();
         /// assert_eq!((m.calls, m.errors), (2, 1));
         /// assert!(m.min() <= m.mean() && m.mean() <= m.max());
         /// ```
@@ -130,7 +133,7 @@ macro_rules! counter_set {
             /// top: see [`Snapshot::histogram`]).
             ///
             /// ```
-            /// let names: Vec<&str> = fnmetrics_core::Snapshot::FIELDS.iter().map(|f| f.name).collect();
+            /// let names: Vec<&str> = fnmetrics::Snapshot::FIELDS.iter().map(|f| f.name).collect();
             /// assert_eq!(names[0], "calls");
             /// ```
             pub const FIELDS: &'static [Field] = &[
@@ -140,7 +143,7 @@ macro_rules! counter_set {
             /// No calls: every counter at its [identity](FieldKind::identity).
             ///
             /// ```
-            /// let s = fnmetrics_core::Snapshot::new("app::f");
+            /// let s = fnmetrics::Snapshot::new("app::f");
             /// assert_eq!((s.calls, s.min_ns), (0, u64::MAX));
             /// ```
             pub fn new(name: &str) -> Snapshot {
@@ -154,7 +157,7 @@ macro_rules! counter_set {
             /// Each counter with its value, in [`FIELDS`](Snapshot::FIELDS) order.
             ///
             /// ```
-            /// let s = fnmetrics_core::Snapshot::new("app::f");
+            /// let s = fnmetrics::Snapshot::new("app::f");
             /// assert!(s.fields().all(|(f, v)| v == f.kind.identity()));
             /// ```
             pub fn fields(&self) -> impl Iterator<Item = (Field, u64)> + Clone {
@@ -165,7 +168,7 @@ macro_rules! counter_set {
             /// Sets the counter called `name`; `false` (and nothing changes) if there is none.
             ///
             /// ```
-            /// let mut s = fnmetrics_core::Snapshot::new("app::f");
+            /// let mut s = fnmetrics::Snapshot::new("app::f");
             /// assert!(s.set_field("errors", 3));
             /// assert!(!s.set_field("b12", 1));
             /// assert_eq!(s.errors, 3);
@@ -182,11 +185,10 @@ macro_rules! counter_set {
             /// [kind](FieldKind); the name is kept).
             ///
             /// ```
-            /// # use fnmetrics_core::__private::{Guard, Site};
-            /// # static S: Site = Site::new("doc::merge");
-            /// # let f = || Guard::start(&S).finish(false);
+            /// # #[fnmetrics::measured(name = "doc::merge")]
+            /// # fn f() {}
             /// f();
-            /// let mut a = fnmetrics_core::get("doc::merge").unwrap();
+            /// let mut a = fnmetrics::get("doc::merge").unwrap();
             /// let b = a.clone();
             /// a.merge(&b);
             /// assert_eq!(a.calls, 2 * b.calls);
@@ -200,7 +202,7 @@ macro_rules! counter_set {
             /// it; see [`FieldKind`] for how each counter's delta is taken.
             ///
             /// ```
-            /// let mut before = fnmetrics_core::Snapshot::new("app::f");
+            /// let mut before = fnmetrics::Snapshot::new("app::f");
             /// before.record(100, false);
             /// let mut now = before.clone();
             /// now.record(300, true);
@@ -247,7 +249,7 @@ impl Snapshot {
     /// snapshot by hand.
     ///
     /// ```
-    /// let mut s = fnmetrics_core::Snapshot::new("app::f");
+    /// let mut s = fnmetrics::Snapshot::new("app::f");
     /// s.record(1_500, true);
     /// assert_eq!((s.calls, s.errors, s.mean().as_nanos()), (1, 1, 1_500));
     /// ```
@@ -263,11 +265,10 @@ impl Snapshot {
     /// The latency histogram.
     ///
     /// ```
-    /// # use fnmetrics_core::__private::{Guard, Site};
-    /// # static S: Site = Site::new("doc::histogram");
-    /// # let f = || Guard::start(&S).finish(false);
+    /// # #[fnmetrics::measured(name = "doc::histogram")]
+    /// # fn f() {}
     /// f();
-    /// assert_eq!(fnmetrics_core::get("doc::histogram").unwrap().histogram().count(), 1);
+    /// assert_eq!(fnmetrics::get("doc::histogram").unwrap().histogram().count(), 1);
     /// ```
     pub fn histogram(&self) -> &Histogram {
         &self.histogram
@@ -276,7 +277,7 @@ impl Snapshot {
     /// The latency histogram, to fill in by bucket (a sink reading stored counts back).
     ///
     /// ```
-    /// let mut s = fnmetrics_core::Snapshot::new("app::f");
+    /// let mut s = fnmetrics::Snapshot::new("app::f");
     /// s.histogram_mut().add_to_bucket(40, 2);
     /// assert_eq!(s.histogram().count(), 2);
     /// ```
@@ -287,7 +288,7 @@ impl Snapshot {
     /// The sum of all call times.
     ///
     /// ```
-    /// let mut s = fnmetrics_core::Snapshot::new("app::f");
+    /// let mut s = fnmetrics::Snapshot::new("app::f");
     /// s.record(7, false);
     /// assert_eq!(s.total().as_nanos(), 7);
     /// ```
@@ -298,7 +299,7 @@ impl Snapshot {
     /// The shortest call (zero when there was none).
     ///
     /// ```
-    /// assert!(fnmetrics_core::Snapshot::new("app::f").min().is_zero());
+    /// assert!(fnmetrics::Snapshot::new("app::f").min().is_zero());
     /// ```
     pub fn min(&self) -> Duration {
         if self.min_ns == u64::MAX {
@@ -311,7 +312,7 @@ impl Snapshot {
     /// The longest call (zero when there was none).
     ///
     /// ```
-    /// let mut s = fnmetrics_core::Snapshot::new("app::f");
+    /// let mut s = fnmetrics::Snapshot::new("app::f");
     /// s.record(9, false);
     /// assert_eq!(s.max().as_nanos(), 9);
     /// ```
@@ -322,11 +323,10 @@ impl Snapshot {
     /// The mean call time (zero when there were no calls).
     ///
     /// ```
-    /// # use fnmetrics_core::__private::{Guard, Site};
-    /// # static S: Site = Site::new("doc::mean");
-    /// # let f = || Guard::start(&S).finish(false);
+    /// # #[fnmetrics::measured(name = "doc::mean")]
+    /// # fn f() {}
     /// f();
-    /// assert!(fnmetrics_core::get("doc::mean").unwrap().mean() > std::time::Duration::ZERO);
+    /// assert!(fnmetrics::get("doc::mean").unwrap().mean() > std::time::Duration::ZERO);
     /// ```
     pub fn mean(&self) -> Duration {
         if self.calls == 0 {
@@ -335,15 +335,14 @@ impl Snapshot {
         Duration::from_nanos(self.total_ns / self.calls)
     }
 
-    /// The call time at quantile `q` (0.5 for the median, 0.99 for p99), within 2 % of the true
-    /// value, and never outside `min..=max`.
+    /// The call time at quantile `q` (0.5 for the median, 0.99 for p99), within 1.6 % of the
+    /// true value, and never outside `min..=max`.
     ///
     /// ```
-    /// # use fnmetrics_core::__private::{Guard, Site};
-    /// # static S: Site = Site::new("doc::quantile");
-    /// # let f = || Guard::start(&S).finish(false);
+    /// # #[fnmetrics::measured(name = "doc::quantile")]
+    /// # fn f() {}
     /// f();
-    /// let m = fnmetrics_core::get("doc::quantile").unwrap();
+    /// let m = fnmetrics::get("doc::quantile").unwrap();
     /// assert!(m.quantile(0.99) <= m.max());
     /// ```
     pub fn quantile(&self, q: f64) -> Duration {
@@ -357,11 +356,10 @@ impl Snapshot {
     /// The share of calls that failed, from 0.0 to 1.0.
     ///
     /// ```
-    /// # use fnmetrics_core::__private::{Guard, Site};
-    /// # static S: Site = Site::new("doc::error_rate");
-    /// # let f = || Guard::start(&S).finish(true);
-    /// f();
-    /// assert_eq!(fnmetrics_core::get("doc::error_rate").unwrap().error_rate(), 1.0);
+    /// # #[fnmetrics::measured(name = "doc::error_rate")]
+    /// # fn f() -> Result<(), ()> { Err(()) }
+    /// let _ = f();
+    /// assert_eq!(fnmetrics::get("doc::error_rate").unwrap().error_rate(), 1.0);
     /// ```
     pub fn error_rate(&self) -> f64 {
         if self.calls == 0 {
@@ -374,7 +372,7 @@ impl Snapshot {
     /// Whether nothing at all was recorded: no call, no cancellation, no dropped entry.
     ///
     /// ```
-    /// assert!(fnmetrics_core::Snapshot::new("app::f").is_empty());
+    /// assert!(fnmetrics::Snapshot::new("app::f").is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
         self.calls == 0 && self.cancelled == 0 && self.dropped_entries == 0

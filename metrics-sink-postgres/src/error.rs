@@ -82,7 +82,7 @@ fn kind_of_sqlstate(code: &SqlState) -> ErrorKind {
 /// connection), or set rows aside. Made by [`classify`].
 ///
 /// ```
-/// use fnmetrics_sink_postgres::Failure;
+/// use fnmetrics::postgres::Failure;
 /// let f = Failure::Reconnect;
 /// assert!(f.is_transient());
 /// assert!(!Failure::Rows.is_transient());
@@ -123,7 +123,7 @@ impl Failure {
     /// [`Failure::Retry`] and [`Failure::Reconnect`].
     ///
     /// ```
-    /// use fnmetrics_sink_postgres::Failure;
+    /// use fnmetrics::postgres::Failure;
     /// assert!(Failure::Retry.is_transient());
     /// assert!(!Failure::RowsOrOutage.is_transient());
     /// ```
@@ -138,7 +138,7 @@ impl Failure {
 /// that other writers (a command-line loader, say) make the same decisions.
 ///
 /// ```no_run
-/// use fnmetrics_sink_postgres::{classify, Failure};
+/// use fnmetrics::postgres::{classify, Failure};
 /// let mut client = postgres::Client::connect("postgres://postgres@127.0.0.1/app", postgres::NoTls)?;
 /// if let Err(e) = client.batch_execute("INSERT INTO metrics (id) VALUES (NULL)") {
 ///     assert_eq!(classify(&e), Failure::Rows); // 23502 not_null_violation

@@ -44,7 +44,7 @@
 //! write entries from elsewhere, or to read windows:
 //!
 //! ```no_run
-//! use fnmetrics_sink_postgres::{PostgresOptions, PostgresSink};
+//! use fnmetrics::postgres::{PostgresOptions, PostgresSink};
 //! use std::time::{Duration, SystemTime};
 //!
 //! let mut sink = PostgresSink::connect(
@@ -56,7 +56,7 @@
 //!     let w = sink.window(&name, now - Duration::from_secs(3600), now)?;
 //!     println!("{name}: {} calls, {} errors, p99 {:?}", w.calls, w.errors, w.p99);
 //! }
-//! # Ok::<(), fnmetrics_core::Error>(())
+//! # Ok::<(), fnmetrics::Error>(())
 //! ```
 
 mod error;

@@ -41,7 +41,7 @@ const MAX_SERVER_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
 /// set the schema with the URL's `options=-csearch_path%3Dmy_schema` if needed.
 ///
 /// ```
-/// use fnmetrics_sink_postgres::PostgresOptions;
+/// use fnmetrics::postgres::PostgresOptions;
 /// use std::time::Duration;
 /// let o = PostgresOptions::default()
 ///     .with_table("app_metrics")
@@ -89,7 +89,7 @@ impl PostgresOptions {
     /// The table the entries go to (default `metrics`).
     ///
     /// ```
-    /// # use fnmetrics_sink_postgres::PostgresOptions;
+    /// # use fnmetrics::postgres::PostgresOptions;
     /// assert_eq!(PostgresOptions::default().with_table("m2").table(), "m2");
     /// ```
     pub fn with_table(mut self, table: impl Into<String>) -> Self {
@@ -101,7 +101,7 @@ impl PostgresOptions {
     /// shared by several entry tables: each row names the table it migrated.
     ///
     /// ```
-    /// # use fnmetrics_sink_postgres::PostgresOptions;
+    /// # use fnmetrics::postgres::PostgresOptions;
     /// let o = PostgresOptions::default().with_schema_table("my_versions");
     /// assert_eq!(o.schema_table(), "my_versions");
     /// ```
@@ -114,7 +114,7 @@ impl PostgresOptions {
     /// given in the URL wins.
     ///
     /// ```
-    /// # use fnmetrics_sink_postgres::PostgresOptions;
+    /// # use fnmetrics::postgres::PostgresOptions;
     /// # use std::time::Duration;
     /// let o = PostgresOptions::default().with_connect_timeout(Duration::from_secs(1));
     /// assert_eq!(o.connect_timeout(), Duration::from_secs(1));
@@ -129,7 +129,7 @@ impl PostgresOptions {
     /// batch is not written (the caller tries it again later). Rounded up to whole milliseconds.
     ///
     /// ```
-    /// # use fnmetrics_sink_postgres::PostgresOptions;
+    /// # use fnmetrics::postgres::PostgresOptions;
     /// # use std::time::Duration;
     /// let o = PostgresOptions::default().with_statement_timeout(Duration::from_secs(60));
     /// assert_eq!(o.statement_timeout(), Duration::from_secs(60));
@@ -144,7 +144,7 @@ impl PostgresOptions {
     /// Giving up is an [`ErrorKind::Timeout`]. Rounded up to whole milliseconds.
     ///
     /// ```
-    /// # use fnmetrics_sink_postgres::PostgresOptions;
+    /// # use fnmetrics::postgres::PostgresOptions;
     /// # use std::time::Duration;
     /// let o = PostgresOptions::default().with_lock_timeout(Duration::from_millis(500));
     /// assert_eq!(o.lock_timeout(), Duration::from_millis(500));
@@ -161,7 +161,7 @@ impl PostgresOptions {
     /// whole milliseconds.
     ///
     /// ```
-    /// # use fnmetrics_sink_postgres::PostgresOptions;
+    /// # use fnmetrics::postgres::PostgresOptions;
     /// # use std::time::Duration;
     /// let o = PostgresOptions::default().with_migration_lock_timeout(Duration::from_secs(5));
     /// assert_eq!(o.migration_lock_timeout(), Duration::from_secs(5));
@@ -176,7 +176,7 @@ impl PostgresOptions {
     /// connection is noticed after about 25 s. The URL's `keepalives_idle` wins.
     ///
     /// ```
-    /// # use fnmetrics_sink_postgres::PostgresOptions;
+    /// # use fnmetrics::postgres::PostgresOptions;
     /// # use std::time::Duration;
     /// let o = PostgresOptions::default().with_keepalives_idle(Duration::from_secs(30));
     /// assert_eq!(o.keepalives_idle(), Duration::from_secs(30));
@@ -190,7 +190,7 @@ impl PostgresOptions {
     /// least 1). The URL's `keepalives_interval` wins.
     ///
     /// ```
-    /// # use fnmetrics_sink_postgres::PostgresOptions;
+    /// # use fnmetrics::postgres::PostgresOptions;
     /// # use std::time::Duration;
     /// let o = PostgresOptions::default().with_keepalives_interval(Duration::from_secs(2));
     /// assert_eq!(o.keepalives_interval(), Duration::from_secs(2));
@@ -204,7 +204,7 @@ impl PostgresOptions {
     /// The URL's `keepalives_retries` wins.
     ///
     /// ```
-    /// # use fnmetrics_sink_postgres::PostgresOptions;
+    /// # use fnmetrics::postgres::PostgresOptions;
     /// let o = PostgresOptions::default().with_keepalives_retries(5);
     /// assert_eq!(o.keepalives_retries(), 5);
     /// ```
@@ -219,7 +219,7 @@ impl PostgresOptions {
     /// milliseconds. The URL's `tcp_user_timeout` wins.
     ///
     /// ```
-    /// # use fnmetrics_sink_postgres::PostgresOptions;
+    /// # use fnmetrics::postgres::PostgresOptions;
     /// # use std::time::Duration;
     /// let o = PostgresOptions::default().with_tcp_user_timeout(Duration::from_secs(60));
     /// assert_eq!(o.tcp_user_timeout(), Duration::from_secs(60));
@@ -244,7 +244,7 @@ impl PostgresOptions {
     /// [`PostgresSink::uses_tls`](crate::PostgresSink::uses_tls).
     ///
     /// ```
-    /// # use fnmetrics_sink_postgres::PostgresOptions;
+    /// # use fnmetrics::postgres::PostgresOptions;
     /// use std::path::Path;
     /// let o = PostgresOptions::default().with_ca_file("/etc/fnmetrics/db-ca.pem");
     /// assert_eq!(o.ca_file(), Some(Path::new("/etc/fnmetrics/db-ca.pem")));
@@ -257,7 +257,7 @@ impl PostgresOptions {
     /// The CA file given to [`with_ca_file`](Self::with_ca_file), if any.
     ///
     /// ```
-    /// # use fnmetrics_sink_postgres::PostgresOptions;
+    /// # use fnmetrics::postgres::PostgresOptions;
     /// assert_eq!(PostgresOptions::default().ca_file(), None);
     /// ```
     pub fn ca_file(&self) -> Option<&Path> {
@@ -267,7 +267,7 @@ impl PostgresOptions {
     /// The entry table's name.
     ///
     /// ```
-    /// # use fnmetrics_sink_postgres::PostgresOptions;
+    /// # use fnmetrics::postgres::PostgresOptions;
     /// assert_eq!(PostgresOptions::default().table(), "metrics");
     /// ```
     pub fn table(&self) -> &str {
@@ -277,7 +277,7 @@ impl PostgresOptions {
     /// The schema-version table's name.
     ///
     /// ```
-    /// # use fnmetrics_sink_postgres::PostgresOptions;
+    /// # use fnmetrics::postgres::PostgresOptions;
     /// assert_eq!(PostgresOptions::default().schema_table(), "fnmetrics_schema_version");
     /// ```
     pub fn schema_table(&self) -> &str {
@@ -287,7 +287,7 @@ impl PostgresOptions {
     /// The connect timeout used when the URL sets none.
     ///
     /// ```
-    /// # use fnmetrics_sink_postgres::PostgresOptions;
+    /// # use fnmetrics::postgres::PostgresOptions;
     /// assert_eq!(PostgresOptions::default().connect_timeout().as_secs(), 10);
     /// ```
     pub fn connect_timeout(&self) -> Duration {
@@ -297,7 +297,7 @@ impl PostgresOptions {
     /// The server-side limit on one statement.
     ///
     /// ```
-    /// # use fnmetrics_sink_postgres::PostgresOptions;
+    /// # use fnmetrics::postgres::PostgresOptions;
     /// assert_eq!(PostgresOptions::default().statement_timeout().as_secs(), 30);
     /// ```
     pub fn statement_timeout(&self) -> Duration {
@@ -307,7 +307,7 @@ impl PostgresOptions {
     /// The server-side limit on waiting for a lock.
     ///
     /// ```
-    /// # use fnmetrics_sink_postgres::PostgresOptions;
+    /// # use fnmetrics::postgres::PostgresOptions;
     /// assert_eq!(PostgresOptions::default().lock_timeout().as_secs(), 5);
     /// ```
     pub fn lock_timeout(&self) -> Duration {
@@ -317,7 +317,7 @@ impl PostgresOptions {
     /// The limit on waiting for the migration's advisory lock.
     ///
     /// ```
-    /// # use fnmetrics_sink_postgres::PostgresOptions;
+    /// # use fnmetrics::postgres::PostgresOptions;
     /// assert_eq!(PostgresOptions::default().migration_lock_timeout().as_secs(), 30);
     /// ```
     pub fn migration_lock_timeout(&self) -> Duration {
@@ -327,7 +327,7 @@ impl PostgresOptions {
     /// The idle time before the first TCP keepalive probe.
     ///
     /// ```
-    /// # use fnmetrics_sink_postgres::PostgresOptions;
+    /// # use fnmetrics::postgres::PostgresOptions;
     /// assert_eq!(PostgresOptions::default().keepalives_idle().as_secs(), 10);
     /// ```
     pub fn keepalives_idle(&self) -> Duration {
@@ -337,7 +337,7 @@ impl PostgresOptions {
     /// The time between TCP keepalive probes.
     ///
     /// ```
-    /// # use fnmetrics_sink_postgres::PostgresOptions;
+    /// # use fnmetrics::postgres::PostgresOptions;
     /// assert_eq!(PostgresOptions::default().keepalives_interval().as_secs(), 5);
     /// ```
     pub fn keepalives_interval(&self) -> Duration {
@@ -347,7 +347,7 @@ impl PostgresOptions {
     /// How many unanswered TCP keepalive probes close the connection.
     ///
     /// ```
-    /// # use fnmetrics_sink_postgres::PostgresOptions;
+    /// # use fnmetrics::postgres::PostgresOptions;
     /// assert_eq!(PostgresOptions::default().keepalives_retries(), 3);
     /// ```
     pub fn keepalives_retries(&self) -> u32 {
@@ -357,7 +357,7 @@ impl PostgresOptions {
     /// The socket's `TCP_USER_TIMEOUT`.
     ///
     /// ```
-    /// # use fnmetrics_sink_postgres::PostgresOptions;
+    /// # use fnmetrics::postgres::PostgresOptions;
     /// assert_eq!(PostgresOptions::default().tcp_user_timeout().as_secs(), 30);
     /// ```
     pub fn tcp_user_timeout(&self) -> Duration {
@@ -373,8 +373,8 @@ impl PostgresOptions {
     /// [`ErrorKind::InvalidConfig`] naming the bad setting.
     ///
     /// ```
-    /// # use fnmetrics_sink_postgres::PostgresOptions;
-    /// use fnmetrics_core::ErrorKind;
+    /// # use fnmetrics::postgres::PostgresOptions;
+    /// use fnmetrics::ErrorKind;
     /// use std::time::Duration;
     /// assert!(PostgresOptions::default().validate().is_ok());
     /// let bad = PostgresOptions::default().with_table("metrics; drop table x");

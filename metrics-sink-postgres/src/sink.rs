@@ -43,8 +43,8 @@ const STAGING: &str = "pg_temp.fnmetrics_staging";
 /// call it through `spawn_blocking` (or use the async reads of `fnmetrics::Flusher`).
 ///
 /// ```no_run
-/// use fnmetrics_core::{EntryRecord, IdGen};
-/// use fnmetrics_sink_postgres::{PostgresOptions, PostgresSink};
+/// use fnmetrics::sink::{EntryRecord, IdGen};
+/// use fnmetrics::postgres::{PostgresOptions, PostgresSink};
 /// use std::time::{Duration, SystemTime};
 ///
 /// let mut sink = PostgresSink::connect(
@@ -64,7 +64,7 @@ const STAGING: &str = "pg_temp.fnmetrics_staging";
 /// let now = SystemTime::now();
 /// let stats = sink.window("app::load_user", now - Duration::from_secs(3600), now)?;
 /// println!("{} calls, p99 {:?}", stats.calls, stats.p99);
-/// # Ok::<(), fnmetrics_core::Error>(())
+/// # Ok::<(), fnmetrics::Error>(())
 /// ```
 pub struct PostgresSink {
     config: postgres::Config,
@@ -109,14 +109,14 @@ impl fmt::Debug for PostgresSink {
 /// table count in neither.
 ///
 /// ```no_run
-/// # use fnmetrics_core::EntryRecord;
-/// # use fnmetrics_sink_postgres::{PostgresOptions, PostgresSink};
+/// # use fnmetrics::sink::EntryRecord;
+/// # use fnmetrics::postgres::{PostgresOptions, PostgresSink};
 /// # let mut sink = PostgresSink::connect("postgres://postgres@127.0.0.1/app", PostgresOptions::default())?;
 /// # let batch: Vec<EntryRecord> = Vec::new();
 /// let outcome = sink.write_batch(&batch)?;
 /// println!("{} new rows", outcome.inserted);
 /// let dead_letters: Vec<&EntryRecord> = outcome.rejected.iter().map(|r| &batch[r.index]).collect();
-/// # Ok::<(), fnmetrics_core::Error>(())
+/// # Ok::<(), fnmetrics::Error>(())
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -131,15 +131,15 @@ pub struct BatchOutcome {
 /// One row of a batch that the server refused for good, and why.
 ///
 /// ```no_run
-/// # use fnmetrics_core::EntryRecord;
-/// # use fnmetrics_sink_postgres::{PostgresOptions, PostgresSink};
+/// # use fnmetrics::sink::EntryRecord;
+/// # use fnmetrics::postgres::{PostgresOptions, PostgresSink};
 /// # let mut sink = PostgresSink::connect("postgres://postgres@127.0.0.1/app", PostgresOptions::default())?;
 /// # let batch: Vec<EntryRecord> = Vec::new();
 /// for r in sink.write_batch(&batch)?.rejected {
 ///     // e.g. `new row for relation "metrics" violates check constraint "fast"` (23514)
 ///     eprintln!("entry {} refused: {} ({})", r.index, r.reason, r.sqlstate.as_deref().unwrap_or("?"));
 /// }
-/// # Ok::<(), fnmetrics_core::Error>(())
+/// # Ok::<(), fnmetrics::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -161,14 +161,14 @@ pub struct RejectedRow {
 /// than histogram estimates. All timings are zero when the window holds no calls.
 ///
 /// ```no_run
-/// # use fnmetrics_sink_postgres::{PostgresOptions, PostgresSink};
+/// # use fnmetrics::postgres::{PostgresOptions, PostgresSink};
 /// # use std::time::{Duration, SystemTime};
 /// # let mut sink = PostgresSink::connect("postgres://postgres@127.0.0.1/app", PostgresOptions::default())?;
 /// let now = SystemTime::now();
 /// let s = sink.window("app::checkout", now - Duration::from_secs(60), now)?;
 /// assert!(s.errors <= s.calls);
 /// assert!(s.min <= s.p50 && s.p50 <= s.p99 && s.p99 <= s.max);
-/// # Ok::<(), fnmetrics_core::Error>(())
+/// # Ok::<(), fnmetrics::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -216,21 +216,21 @@ impl PostgresSink {
     /// - [`ErrorKind::Server`]: any other error from the server.
     ///
     /// ```no_run
-    /// use fnmetrics_sink_postgres::{PostgresOptions, PostgresSink};
+    /// use fnmetrics::postgres::{PostgresOptions, PostgresSink};
     /// let sink = PostgresSink::connect(
     ///     "postgres://postgres@127.0.0.1:5432/app?connect_timeout=5",
     ///     PostgresOptions::default().with_table("app_metrics"),
     /// )?;
-    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     ///
     /// A URL that cannot be parsed fails before any connection is tried:
     ///
     /// ```
-    /// use fnmetrics_sink_postgres::{PostgresOptions, PostgresSink};
+    /// use fnmetrics::postgres::{PostgresOptions, PostgresSink};
     /// let err = PostgresSink::connect("postgres://h:notaport/db", PostgresOptions::default())
     ///     .unwrap_err();
-    /// assert_eq!(err.kind(), fnmetrics_core::ErrorKind::InvalidUrl);
+    /// assert_eq!(err.kind(), fnmetrics::ErrorKind::InvalidUrl);
     /// ```
     pub fn connect(url: &str, options: PostgresOptions) -> Result<PostgresSink, Error> {
         let mut sink = PostgresSink::new(url, options)?;
@@ -319,13 +319,13 @@ impl PostgresSink {
     /// call connects again).
     ///
     /// ```no_run
-    /// # use fnmetrics_sink_postgres::{PostgresOptions, PostgresSink};
+    /// # use fnmetrics::postgres::{PostgresOptions, PostgresSink};
     /// let sink = PostgresSink::connect(
     ///     "postgres://app@db.example.com/app?sslmode=require",
     ///     PostgresOptions::default().with_ca_file("/etc/fnmetrics/db-ca.pem"),
     /// )?;
     /// assert_eq!(sink.uses_tls(), Some(true));
-    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn uses_tls(&self) -> Option<bool> {
         self.conn.as_ref().map(|c| c.tls)
@@ -334,10 +334,10 @@ impl PostgresSink {
     /// The options this sink was made with.
     ///
     /// ```no_run
-    /// # use fnmetrics_sink_postgres::{PostgresOptions, PostgresSink};
+    /// # use fnmetrics::postgres::{PostgresOptions, PostgresSink};
     /// # let sink = PostgresSink::connect("postgres://postgres@127.0.0.1/app", PostgresOptions::default())?;
     /// assert_eq!(sink.options().table(), "metrics");
-    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn options(&self) -> &PostgresOptions {
         &self.options
@@ -405,8 +405,8 @@ impl PostgresSink {
     /// already there count 0).
     ///
     /// ```no_run
-    /// # use fnmetrics_core::EntryRecord;
-    /// # use fnmetrics_sink_postgres::{PostgresOptions, PostgresSink};
+    /// # use fnmetrics::sink::EntryRecord;
+    /// # use fnmetrics::postgres::{PostgresOptions, PostgresSink};
     /// # let mut sink = PostgresSink::connect("postgres://postgres@127.0.0.1/app", PostgresOptions::default())?;
     /// # let batch: Vec<EntryRecord> = Vec::new();
     /// let outcome = sink.write_batch(&batch)?;
@@ -414,7 +414,7 @@ impl PostgresSink {
     /// for r in &outcome.rejected {
     ///     eprintln!("dead letter {:?}: {} ({:?})", batch[r.index].id_string(), r.reason, r.sqlstate);
     /// }
-    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn write_batch(&mut self, entries: &[EntryRecord]) -> Result<BatchOutcome, Error> {
         if entries.is_empty() {
@@ -465,13 +465,13 @@ impl PostgresSink {
     /// As [`PostgresSink::write_batch`].
     ///
     /// ```no_run
-    /// # use fnmetrics_sink_postgres::{PostgresOptions, PostgresSink};
+    /// # use fnmetrics::postgres::{PostgresOptions, PostgresSink};
     /// # use std::time::{Duration, SystemTime};
     /// # let mut sink = PostgresSink::connect("postgres://postgres@127.0.0.1/app", PostgresOptions::default())?;
     /// let to = SystemTime::now();
     /// let last_hour = sink.window("app::load_user", to - Duration::from_secs(3600), to)?;
     /// println!("mean {:?}, p50 {:?}, p99 {:?}", last_hour.mean, last_hour.p50, last_hour.p99);
-    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn window(
         &mut self,
@@ -506,10 +506,10 @@ impl PostgresSink {
     /// As [`PostgresSink::write_batch`].
     ///
     /// ```no_run
-    /// # use fnmetrics_sink_postgres::{PostgresOptions, PostgresSink};
+    /// # use fnmetrics::postgres::{PostgresOptions, PostgresSink};
     /// # let mut sink = PostgresSink::connect("postgres://postgres@127.0.0.1/app", PostgresOptions::default())?;
     /// println!("{} entries stored", sink.count()?);
-    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn count(&mut self) -> Result<u64, Error> {
         self.with_conn("cannot count the rows in PostgreSQL", |c| {
@@ -523,10 +523,10 @@ impl PostgresSink {
     /// As [`PostgresSink::write_batch`].
     ///
     /// ```no_run
-    /// # use fnmetrics_sink_postgres::{PostgresOptions, PostgresSink};
+    /// # use fnmetrics::postgres::{PostgresOptions, PostgresSink};
     /// # let mut sink = PostgresSink::connect("postgres://postgres@127.0.0.1/app", PostgresOptions::default())?;
     /// let n = sink.count_for("app::checkout")?;
-    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn count_for(&mut self, func_name: &str) -> Result<u64, Error> {
         let name = pg_text(func_name);
@@ -546,12 +546,12 @@ impl PostgresSink {
     /// As [`PostgresSink::write_batch`].
     ///
     /// ```no_run
-    /// # use fnmetrics_sink_postgres::{PostgresOptions, PostgresSink};
+    /// # use fnmetrics::postgres::{PostgresOptions, PostgresSink};
     /// # let mut sink = PostgresSink::connect("postgres://postgres@127.0.0.1/app", PostgresOptions::default())?;
     /// for name in sink.functions()? {
     ///     println!("{name}");
     /// }
-    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn functions(&mut self) -> Result<Vec<String>, Error> {
         self.with_conn("cannot list the functions in PostgreSQL", |c| {

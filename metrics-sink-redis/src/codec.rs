@@ -42,7 +42,7 @@ pub struct Undecodable {
 /// One element of the entry list, decoded: its entries, and what could not be decoded.
 ///
 /// ```
-/// let d = fnmetrics_sink_redis::decode_element(&[9, 9, 9]);
+/// let d = fnmetrics::redis::decode_element(&[9, 9, 9]);
 /// assert!(d.entries.is_empty());
 /// assert_eq!(d.undecodable.len(), 1);
 /// ```
@@ -59,7 +59,7 @@ pub struct DecodedElement {
 /// be decoded is returned in [`DecodedElement::undecodable`].
 ///
 /// ```
-/// use fnmetrics_core::EntryRecord;
+/// use fnmetrics::sink::EntryRecord;
 /// let e = EntryRecord {
 ///     id: [1; 16],
 ///     func_name: "app::f".into(),
@@ -67,7 +67,7 @@ pub struct DecodedElement {
 ///     error_occurred: false,
 ///     created_at_micros: 0,
 /// };
-/// let d = fnmetrics_sink_redis::decode_element(&e.encode());
+/// let d = fnmetrics::redis::decode_element(&e.encode());
 /// assert_eq!(d.entries, vec![e]);
 /// ```
 pub fn decode_element(bytes: &[u8]) -> DecodedElement {
@@ -147,7 +147,7 @@ pub enum DeadLetterKind {
 /// the cause) or purge them through the same type.
 ///
 /// ```
-/// use fnmetrics_sink_redis::{DeadLetter, DeadLetterKind};
+/// use fnmetrics::redis::{DeadLetter, DeadLetterKind};
 /// let d = DeadLetter::new(DeadLetterKind::Undecodable, "unknown version 9", vec![9, 1, 2]);
 /// assert_eq!(d.reason, "unknown version 9");
 /// assert!(d.entry().is_none());
@@ -172,7 +172,7 @@ impl DeadLetter {
     /// A dead letter set aside now.
     ///
     /// ```
-    /// use fnmetrics_sink_redis::{DeadLetter, DeadLetterKind};
+    /// use fnmetrics::redis::{DeadLetter, DeadLetterKind};
     /// let d = DeadLetter::new(DeadLetterKind::Rejected, "violates check", vec![]);
     /// assert_eq!(d.kind, DeadLetterKind::Rejected);
     /// ```
@@ -191,7 +191,7 @@ impl DeadLetter {
     /// The entry, when the payload is one.
     ///
     /// ```
-    /// # use fnmetrics_sink_redis::{DeadLetter, DeadLetterKind};
+    /// # use fnmetrics::redis::{DeadLetter, DeadLetterKind};
     /// assert!(DeadLetter::new(DeadLetterKind::Rejected, "x", vec![1]).entry().is_none());
     /// ```
     pub fn entry(&self) -> Option<EntryRecord> {

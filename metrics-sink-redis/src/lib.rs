@@ -41,13 +41,13 @@
 //! fleet-wide totals with [`RedisReader`]:
 //!
 //! ```no_run
-//! use fnmetrics_sink_redis::{RedisOptions, RedisReader};
+//! use fnmetrics::redis::{RedisOptions, RedisReader};
 //!
 //! let mut reader = RedisReader::connect("redis://127.0.0.1:6379/", RedisOptions::default())?;
 //! if let Some(m) = reader.get("my_app::load_user")? {
 //!     println!("{} calls across the fleet, p99 {:?}", m.calls, m.quantile(0.99));
 //! }
-//! # Ok::<(), fnmetrics_core::Error>(())
+//! # Ok::<(), fnmetrics::Error>(())
 //! ```
 //!
 //! # Throughput

@@ -13,7 +13,7 @@ use std::time::Duration;
 /// of fnmetrics itself (flush ids, the function set, claims) are `{key_prefix}fnmetrics:…`.
 ///
 /// ```
-/// use fnmetrics_sink_redis::RedisOptions;
+/// use fnmetrics::redis::RedisOptions;
 /// use std::time::Duration;
 ///
 /// let o = RedisOptions::default()
@@ -75,7 +75,7 @@ impl RedisOptions {
     /// Sets [`key_prefix`](Self::key_prefix).
     ///
     /// ```
-    /// let o = fnmetrics_sink_redis::RedisOptions::default().with_key_prefix("test:");
+    /// let o = fnmetrics::redis::RedisOptions::default().with_key_prefix("test:");
     /// assert_eq!(o.key_prefix, "test:");
     /// ```
     pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
@@ -86,7 +86,7 @@ impl RedisOptions {
     /// Sets [`entries_key`](Self::entries_key).
     ///
     /// ```
-    /// let o = fnmetrics_sink_redis::RedisOptions::default().with_entries_key("calls");
+    /// let o = fnmetrics::redis::RedisOptions::default().with_entries_key("calls");
     /// assert_eq!(o.entries_key, "calls");
     /// ```
     pub fn with_entries_key(mut self, key: impl Into<String>) -> Self {
@@ -97,7 +97,7 @@ impl RedisOptions {
     /// Sets [`aggregate_prefix`](Self::aggregate_prefix).
     ///
     /// ```
-    /// let o = fnmetrics_sink_redis::RedisOptions::default().with_aggregate_prefix("agg:");
+    /// let o = fnmetrics::redis::RedisOptions::default().with_aggregate_prefix("agg:");
     /// assert_eq!(o.aggregate_prefix, "agg:");
     /// ```
     pub fn with_aggregate_prefix(mut self, prefix: impl Into<String>) -> Self {
@@ -109,7 +109,7 @@ impl RedisOptions {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// let o = fnmetrics_sink_redis::RedisOptions::default()
+    /// let o = fnmetrics::redis::RedisOptions::default()
     ///     .with_connect_timeout(Duration::from_millis(500));
     /// assert_eq!(o.connect_timeout, Duration::from_millis(500));
     /// ```
@@ -122,7 +122,7 @@ impl RedisOptions {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// let o = fnmetrics_sink_redis::RedisOptions::default().with_io_timeout(Duration::from_secs(1));
+    /// let o = fnmetrics::redis::RedisOptions::default().with_io_timeout(Duration::from_secs(1));
     /// assert_eq!(o.io_timeout, Duration::from_secs(1));
     /// ```
     pub fn with_io_timeout(mut self, timeout: Duration) -> Self {
@@ -134,7 +134,7 @@ impl RedisOptions {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// let o = fnmetrics_sink_redis::RedisOptions::default()
+    /// let o = fnmetrics::redis::RedisOptions::default()
     ///     .with_flush_id_ttl(Duration::from_secs(24 * 3600));
     /// assert_eq!(o.flush_id_ttl, Duration::from_secs(86_400));
     /// ```
@@ -146,7 +146,7 @@ impl RedisOptions {
     /// Sets [`dead_letter_cap`](Self::dead_letter_cap).
     ///
     /// ```
-    /// let o = fnmetrics_sink_redis::RedisOptions::default().with_dead_letter_cap(1_000);
+    /// let o = fnmetrics::redis::RedisOptions::default().with_dead_letter_cap(1_000);
     /// assert_eq!(o.dead_letter_cap, 1_000);
     /// ```
     pub fn with_dead_letter_cap(mut self, cap: u64) -> Self {
@@ -194,18 +194,18 @@ impl RedisOptions {
     /// certificate does not chain to these CAs or does not name the URL's host.
     ///
     /// ```
-    /// use fnmetrics_sink_redis::RedisOptions;
+    /// use fnmetrics::redis::RedisOptions;
     ///
     /// let o = RedisOptions::default().with_ca_file("/etc/redis/tls/ca.pem");
     /// assert_eq!(o.ca_file.as_deref(), Some(std::path::Path::new("/etc/redis/tls/ca.pem")));
     /// ```
     ///
     /// ```no_run
-    /// use fnmetrics_sink_redis::{RedisOptions, RedisSink};
+    /// use fnmetrics::redis::{RedisOptions, RedisSink};
     ///
     /// let opts = RedisOptions::default().with_ca_file("/etc/redis/tls/ca.pem");
     /// let sink = RedisSink::connect("rediss://:secret@redis.internal:6380/", opts)?;
-    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     #[cfg(feature = "tls")]
     pub fn with_ca_file(mut self, path: impl Into<PathBuf>) -> Self {

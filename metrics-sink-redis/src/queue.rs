@@ -31,12 +31,12 @@ const CLAIM_ATTEMPTS: usize = 3;
 /// A batch of entries claimed by one drainer until its lease runs out.
 ///
 /// ```no_run
-/// # use fnmetrics_sink_redis::{RedisOptions, RedisQueue};
+/// # use fnmetrics::redis::{RedisOptions, RedisQueue};
 /// # let mut queue = RedisQueue::connect("redis://127.0.0.1/", RedisOptions::default())?;
 /// if let Some(claim) = queue.claim(50_000, std::time::Duration::from_secs(60))? {
 ///     println!("claim {} holds {} entries", claim.id, claim.entries.len());
 /// }
-/// # Ok::<(), fnmetrics_core::Error>(())
+/// # Ok::<(), fnmetrics::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
@@ -58,13 +58,13 @@ impl Claim {
     /// Dead letters for what in the claim could not be decoded.
     ///
     /// ```no_run
-    /// # use fnmetrics_sink_redis::{RedisOptions, RedisQueue};
+    /// # use fnmetrics::redis::{RedisOptions, RedisQueue};
     /// # let mut queue = RedisQueue::connect("redis://127.0.0.1/", RedisOptions::default())?;
     /// if let Some(claim) = queue.claim(1000, std::time::Duration::from_secs(30))? {
     ///     let dead = claim.dead_letters();
     ///     queue.ack_with(&claim, &dead)?;
     /// }
-    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn dead_letters(&self) -> Vec<DeadLetter> {
         self.undecodable
@@ -83,11 +83,11 @@ impl Claim {
 /// How many dead letters the list holds, and how many were evicted because it was full.
 ///
 /// ```no_run
-/// # use fnmetrics_sink_redis::{RedisOptions, RedisQueue};
+/// # use fnmetrics::redis::{RedisOptions, RedisQueue};
 /// # let mut queue = RedisQueue::connect("redis://127.0.0.1/", RedisOptions::default())?;
 /// let c = queue.dead_letter_counts()?;
 /// println!("{} dead letters, {} evicted", c.held, c.evicted);
-/// # Ok::<(), fnmetrics_core::Error>(())
+/// # Ok::<(), fnmetrics::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -109,7 +109,7 @@ pub struct DeadLetterCounts {
 /// entries. The database dedupes by entry id, so a claim written twice is stored once.
 ///
 /// ```no_run
-/// use fnmetrics_sink_redis::{RedisOptions, RedisQueue};
+/// use fnmetrics::redis::{RedisOptions, RedisQueue};
 /// use std::time::Duration;
 ///
 /// let mut queue = RedisQueue::connect("redis://127.0.0.1/", RedisOptions::default())?;
@@ -118,7 +118,7 @@ pub struct DeadLetterCounts {
 ///     queue.ack(&claim)?;
 /// }
 /// assert_eq!(queue.pending_len()?, 0);
-/// # Ok::<(), fnmetrics_core::Error>(())
+/// # Ok::<(), fnmetrics::Error>(())
 /// ```
 #[derive(Debug)]
 pub struct RedisQueue {
@@ -138,9 +138,9 @@ impl RedisQueue {
     /// As [`RedisSink::connect`](crate::RedisSink::connect).
     ///
     /// ```no_run
-    /// use fnmetrics_sink_redis::{RedisOptions, RedisQueue};
+    /// use fnmetrics::redis::{RedisOptions, RedisQueue};
     /// let queue = RedisQueue::connect("redis://127.0.0.1/", RedisOptions::default())?;
-    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn connect(url: &str, options: RedisOptions) -> Result<RedisQueue, Error> {
         let mut queue = RedisQueue::new(url, options)?;
@@ -185,10 +185,10 @@ impl RedisQueue {
     /// [`InvalidConfig`]: fnmetrics_core::ErrorKind::InvalidConfig
     ///
     /// ```no_run
-    /// # use fnmetrics_sink_redis::{RedisOptions, RedisQueue};
+    /// # use fnmetrics::redis::{RedisOptions, RedisQueue};
     /// # let mut queue = RedisQueue::connect("redis://127.0.0.1/", RedisOptions::default())?;
     /// let claim = queue.claim(1000, std::time::Duration::from_secs(30))?;
-    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn claim(&mut self, max: usize, lease: Duration) -> Result<Option<Claim>, Error> {
         if max == 0 || lease.is_zero() {
@@ -294,12 +294,12 @@ impl RedisQueue {
     /// database dedupes.
     ///
     /// ```no_run
-    /// # use fnmetrics_sink_redis::{RedisOptions, RedisQueue};
+    /// # use fnmetrics::redis::{RedisOptions, RedisQueue};
     /// # let mut queue = RedisQueue::connect("redis://127.0.0.1/", RedisOptions::default())?;
     /// if let Some(claim) = queue.claim(1000, std::time::Duration::from_secs(30))? {
     ///     queue.ack(&claim)?;
     /// }
-    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn ack(&mut self, claim: &Claim) -> Result<bool, Error> {
         self.ack_with(claim, &[]).map(|a| a.removed)
@@ -316,14 +316,14 @@ impl RedisQueue {
     /// As [`RedisQueue::ack`].
     ///
     /// ```no_run
-    /// # use fnmetrics_sink_redis::{RedisOptions, RedisQueue};
+    /// # use fnmetrics::redis::{RedisOptions, RedisQueue};
     /// # let mut queue = RedisQueue::connect("redis://127.0.0.1/", RedisOptions::default())?;
     /// if let Some(claim) = queue.claim(1000, std::time::Duration::from_secs(30))? {
     ///     // ... write claim.entries, collect the rows the database refused ...
     ///     let acked = queue.ack_with(&claim, &claim.dead_letters())?;
     ///     println!("removed: {}, evicted: {}", acked.removed, acked.dead_letters_evicted);
     /// }
-    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn ack_with(&mut self, claim: &Claim, dead: &[DeadLetter]) -> Result<Acked, Error> {
         let mut cmd = evalsha(&ACK, 4);
@@ -402,12 +402,12 @@ impl RedisQueue {
     /// [`Decode`]: fnmetrics_core::ErrorKind::Decode
     ///
     /// ```no_run
-    /// # use fnmetrics_sink_redis::{RedisOptions, RedisQueue};
+    /// # use fnmetrics::redis::{RedisOptions, RedisQueue};
     /// # let mut queue = RedisQueue::connect("redis://127.0.0.1/", RedisOptions::default())?;
     /// for d in queue.dead_letters(0, 100)? {
     ///     println!("{:?} {:?}: {}", d.at, d.kind, d.reason);
     /// }
-    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn dead_letters(&mut self, start: usize, count: usize) -> Result<Vec<DeadLetter>, Error> {
         if count == 0 {
@@ -439,10 +439,10 @@ impl RedisQueue {
     /// Connection and server errors as [`RedisSink::write_batch`](crate::RedisSink::write_batch).
     ///
     /// ```no_run
-    /// # use fnmetrics_sink_redis::{RedisOptions, RedisQueue};
+    /// # use fnmetrics::redis::{RedisOptions, RedisQueue};
     /// # let mut queue = RedisQueue::connect("redis://127.0.0.1/", RedisOptions::default())?;
     /// assert_eq!(queue.dead_letter_counts()?.held, 0);
-    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn dead_letter_counts(&mut self) -> Result<DeadLetterCounts, Error> {
         let (dead, evicted) = (&self.dead, &self.dead_evicted);
@@ -465,11 +465,11 @@ impl RedisQueue {
     /// Connection and server errors as [`RedisSink::write_batch`](crate::RedisSink::write_batch).
     ///
     /// ```no_run
-    /// # use fnmetrics_sink_redis::{RedisOptions, RedisQueue};
+    /// # use fnmetrics::redis::{RedisOptions, RedisQueue};
     /// # let mut queue = RedisQueue::connect("redis://127.0.0.1/", RedisOptions::default())?;
     /// let all = queue.dead_letters(0, 1000)?;
     /// queue.requeue_dead_letters(&all)?;
-    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn requeue_dead_letters(&mut self, letters: &[DeadLetter]) -> Result<u64, Error> {
         self.requeue_or_purge("requeue", letters)
@@ -481,11 +481,11 @@ impl RedisQueue {
     /// Connection and server errors as [`RedisSink::write_batch`](crate::RedisSink::write_batch).
     ///
     /// ```no_run
-    /// # use fnmetrics_sink_redis::{RedisOptions, RedisQueue};
+    /// # use fnmetrics::redis::{RedisOptions, RedisQueue};
     /// # let mut queue = RedisQueue::connect("redis://127.0.0.1/", RedisOptions::default())?;
     /// let old = queue.dead_letters(0, 10)?;
     /// queue.purge_dead_letters(&old)?;
-    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn purge_dead_letters(&mut self, letters: &[DeadLetter]) -> Result<u64, Error> {
         self.requeue_or_purge("purge", letters)
@@ -513,10 +513,10 @@ impl RedisQueue {
     /// Connection and server errors as [`RedisSink::write_batch`](crate::RedisSink::write_batch).
     ///
     /// ```no_run
-    /// # use fnmetrics_sink_redis::{RedisOptions, RedisQueue};
+    /// # use fnmetrics::redis::{RedisOptions, RedisQueue};
     /// # let mut queue = RedisQueue::connect("redis://127.0.0.1/", RedisOptions::default())?;
     /// println!("{} entries pending", queue.pending_len()?);
-    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn pending_len(&mut self) -> Result<u64, Error> {
         let what = "cannot count pending entries in Redis";
@@ -548,7 +548,7 @@ impl RedisQueue {
 /// What [`RedisQueue::ack_with`] did.
 ///
 /// ```
-/// let a = fnmetrics_sink_redis::Acked::default();
+/// let a = fnmetrics::redis::Acked::default();
 /// assert!(!a.removed && a.dead_letters_evicted == 0);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use fnmetrics_core::{Error, ErrorKind, Snapshot};
 /// Reads the aggregates every process flushed to Redis: fleet-wide totals per function.
 ///
 /// ```no_run
-/// use fnmetrics_sink_redis::{RedisOptions, RedisReader};
+/// use fnmetrics::redis::{RedisOptions, RedisReader};
 ///
 /// let mut reader = RedisReader::connect("redis://127.0.0.1/", RedisOptions::default())?;
 /// for name in reader.functions()? {
@@ -15,7 +15,7 @@ use fnmetrics_core::{Error, ErrorKind, Snapshot};
 ///         println!("{name}: {} calls, p99 {:?}", m.calls, m.quantile(0.99));
 ///     }
 /// }
-/// # Ok::<(), fnmetrics_core::Error>(())
+/// # Ok::<(), fnmetrics::Error>(())
 /// ```
 #[derive(Debug)]
 pub struct RedisReader {
@@ -29,9 +29,9 @@ impl RedisReader {
     /// As [`RedisSink::connect`](crate::RedisSink::connect).
     ///
     /// ```no_run
-    /// use fnmetrics_sink_redis::{RedisOptions, RedisReader};
+    /// use fnmetrics::redis::{RedisOptions, RedisReader};
     /// let reader = RedisReader::connect("redis://127.0.0.1/", RedisOptions::default())?;
-    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn connect(url: &str, options: RedisOptions) -> Result<RedisReader, Error> {
         Ok(RedisReader {
@@ -50,12 +50,12 @@ impl RedisReader {
     /// [`Schema`]: fnmetrics_core::ErrorKind::Schema
     ///
     /// ```no_run
-    /// # use fnmetrics_sink_redis::{RedisOptions, RedisReader};
+    /// # use fnmetrics::redis::{RedisOptions, RedisReader};
     /// # let mut reader = RedisReader::connect("redis://127.0.0.1/", RedisOptions::default())?;
     /// if let Some(m) = reader.get("my_app::load_user")? {
     ///     println!("{} calls, {} errors, mean {:?}", m.calls, m.errors, m.mean());
     /// }
-    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn get(&mut self, name: &str) -> Result<Option<Snapshot>, Error> {
         let key = self.conn.opts.aggregate_hash(name);
@@ -94,10 +94,10 @@ impl RedisReader {
     /// [`Decode`]: fnmetrics_core::ErrorKind::Decode
     ///
     /// ```no_run
-    /// # use fnmetrics_sink_redis::{RedisOptions, RedisReader};
+    /// # use fnmetrics::redis::{RedisOptions, RedisReader};
     /// # let mut reader = RedisReader::connect("redis://127.0.0.1/", RedisOptions::default())?;
     /// let names: Vec<String> = reader.functions()?;
-    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn functions(&mut self) -> Result<Vec<String>, Error> {
         let key = self.conn.opts.internal("functions");

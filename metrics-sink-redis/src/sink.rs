@@ -45,12 +45,12 @@ pub enum WriteOutcome {
 /// [`decode_element`]: crate::decode_element
 ///
 /// ```no_run
-/// use fnmetrics_core::{FlushBatch, Sink};
-/// use fnmetrics_sink_redis::{RedisOptions, RedisSink};
+/// use fnmetrics::sink::{FlushBatch, Sink};
+/// use fnmetrics::redis::{RedisOptions, RedisSink};
 ///
 /// let mut sink = RedisSink::connect("redis://127.0.0.1:6379/", RedisOptions::default())?;
 /// sink.write(&FlushBatch { flush_id: [1; 16], entries: vec![], aggregates: vec![] })?;
-/// # Ok::<(), fnmetrics_core::Error>(())
+/// # Ok::<(), fnmetrics::Error>(())
 /// ```
 #[derive(Debug)]
 pub struct RedisSink {
@@ -77,12 +77,12 @@ impl RedisSink {
     /// [`Auth`]: fnmetrics_core::ErrorKind::Auth
     ///
     /// ```no_run
-    /// use fnmetrics_sink_redis::{RedisOptions, RedisSink};
+    /// use fnmetrics::redis::{RedisOptions, RedisSink};
     /// let sink = RedisSink::connect(
     ///     "redis://:secret@127.0.0.1:6379/0",
     ///     RedisOptions::default().with_key_prefix("shop:"),
     /// )?;
-    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn connect(url: &str, options: RedisOptions) -> Result<RedisSink, Error> {
         let mut sink = RedisSink::new(url, options)?;
@@ -96,8 +96,8 @@ impl RedisSink {
     /// # Errors
     /// [`InvalidConfig`] for bad options, [`InvalidUrl`] if the URL cannot be parsed.
     ///
-    /// [`InvalidConfig`]: fnmetrics::ErrorKind::InvalidConfig
-    /// [`InvalidUrl`]: fnmetrics::ErrorKind::InvalidUrl
+    /// [`InvalidConfig`]: fnmetrics_core::ErrorKind::InvalidConfig
+    /// [`InvalidUrl`]: fnmetrics_core::ErrorKind::InvalidUrl
     ///
     /// ```
     /// use fnmetrics::redis::{RedisOptions, RedisSink};
@@ -133,8 +133,9 @@ impl RedisSink {
     /// [`Server`]: fnmetrics_core::ErrorKind::Server
     ///
     /// ```no_run
-    /// use fnmetrics_core::{FlushBatch, Snapshot};
-    /// use fnmetrics_sink_redis::{RedisOptions, RedisSink, WriteOutcome};
+    /// use fnmetrics::sink::FlushBatch;
+    /// use fnmetrics::Snapshot;
+    /// use fnmetrics::redis::{RedisOptions, RedisSink, WriteOutcome};
     ///
     /// let mut sink = RedisSink::connect("redis://127.0.0.1/", RedisOptions::default())?;
     /// let mut delta = Snapshot::new("app::f");
@@ -142,7 +143,7 @@ impl RedisSink {
     /// let batch = FlushBatch { flush_id: [9; 16], entries: vec![], aggregates: vec![delta] };
     /// sink.write_batch(&batch)?;
     /// assert_eq!(sink.write_batch(&batch)?, WriteOutcome::AlreadyApplied);
-    /// # Ok::<(), fnmetrics_core::Error>(())
+    /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn write_batch(&mut self, batch: &FlushBatch) -> Result<WriteOutcome, Error> {
         if batch.is_empty() {

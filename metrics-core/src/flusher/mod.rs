@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 /// Counters of what a flusher did, for monitoring and tests.
 ///
 /// ```
-/// let s = fnmetrics_core::FlushStats::default();
+/// let s = fnmetrics::FlushStats::default();
 /// assert_eq!(s.dropped_entries, 0);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -180,7 +180,7 @@ impl FlusherConfig {
     /// ```
     /// let mut c = fnmetrics_core::FlusherConfig::default();
     /// c.batch_size = 0;
-    /// assert_eq!(c.validate().unwrap_err().kind(), fnmetrics_core::ErrorKind::InvalidConfig);
+    /// assert_eq!(c.validate().unwrap_err().kind(), fnmetrics::ErrorKind::InvalidConfig);
     /// ```
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |m: &str| Err(Error::new(ErrorKind::InvalidConfig, m));

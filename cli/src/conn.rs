@@ -89,7 +89,7 @@ pub(crate) fn redis_error(url: &str, what: &str, e: fnmetrics::Error) -> CliErro
         }
         _ => "see the cause above",
     };
-    CliError::caused(format!("{what} (Redis at {})", redact(url)), e).hint(hint)
+    CliError::caused(named(what, "Redis", url), e).hint(hint)
 }
 
 /// A fnmetrics error from a PostgreSQL call, with the server named and a hint.
@@ -107,7 +107,7 @@ pub(crate) fn postgres_error(url: &str, what: &str, e: fnmetrics::Error) -> CliE
         ErrorKind::InvalidConfig => "check the database name in the URL, and --table",
         _ => "see the cause above",
     };
-    CliError::caused(format!("{what} (PostgreSQL at {})", redact(url)), e).hint(hint)
+    CliError::caused(named(what, "PostgreSQL", url), e).hint(hint)
 }
 
 /// A `postgres` crate error from a raw query or connection, with the server named and a hint.
@@ -132,7 +132,16 @@ pub(crate) fn raw_postgres_error(url: &str, what: &str, e: postgres::Error) -> C
              --postgres / FNMETRICS_POSTGRES_URL"
         }
     };
-    CliError::caused(format!("{what} (PostgreSQL at {})", redact(url)), e).hint(hint)
+    CliError::caused(named(what, "PostgreSQL", url), e).hint(hint)
+}
+
+/// `cannot connect to Redis at URL`, or `cannot read .. (Redis at URL)`, the URL redacted.
+fn named(what: &str, server: &str, url: &str) -> String {
+    let url = redact(url);
+    match what.strip_suffix(server) {
+        Some(_) => format!("{what} at {url}"),
+        None => format!("{what} ({server} at {url})"),
+    }
 }
 
 /// The reader of the per-function aggregates.
@@ -173,7 +182,7 @@ pub(crate) fn raw_redis(s: &Servers) -> CliResult<redis::Connection> {
 
 /// A raw Redis command's error, with the server named.
 pub(crate) fn raw_redis_error(url: &str, what: &str, e: redis::RedisError) -> CliError {
-    CliError::caused(format!("{what} (Redis at {})", redact(url)), e).hint(
+    CliError::caused(named(what, "Redis", url), e).hint(
         "check that redis-server runs there; a WRONGTYPE error means a key holds something \
          else (check --key-prefix)",
     )

@@ -69,11 +69,11 @@ impl CliError {
             .source
             .as_deref()
             .map(|e| e as &(dyn StdError + 'static));
-        let mut last = String::new();
+        let mut last = self.message.clone();
         while let Some(e) = cur {
             let text = e.to_string();
             // Some errors repeat their source in their own message: say each thing once.
-            if text != last && !last.ends_with(&text) {
+            if !last.starts_with(&text) && !last.ends_with(&text) {
                 s.push_str("\n  caused by: ");
                 s.push_str(&text);
             }

@@ -1,0 +1,1 @@
+//! `fnmetrics html`: written later in this branch.

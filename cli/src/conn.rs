@@ -115,24 +115,42 @@ pub(crate) fn raw_postgres_error(url: &str, what: &str, e: postgres::Error) -> C
     use postgres::error::SqlState;
     let hint = match e.code() {
         Some(c) if *c == SqlState::UNDEFINED_TABLE => {
-            "the table does not exist yet: run `fnmetrics migrate` (or check --table)"
+            Some("the table does not exist yet: run `fnmetrics migrate` (or check --table)")
         }
         Some(c)
             if *c == SqlState::INVALID_PASSWORD
                 || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION =>
         {
-            "check the user and password in the PostgreSQL URL"
+            Some("check the user and password in the PostgreSQL URL")
         }
         Some(c) if *c == SqlState::INVALID_CATALOG_NAME => {
-            "the database does not exist: create it, or fix the URL"
+            Some("the database does not exist: create it, or fix the URL")
         }
-        Some(_) => "see the cause above",
-        None => {
+        Some(_) => None,
+        // No server error: the connection (refused, timed out, broken).
+        None if is_io(&e) || e.is_closed() => Some(
             "check that PostgreSQL runs and accepts connections there, or give another \
-             --postgres / FNMETRICS_POSTGRES_URL"
-        }
+             --postgres / FNMETRICS_POSTGRES_URL",
+        ),
+        None => None,
     };
-    CliError::caused(named(what, "PostgreSQL", url), e).hint(hint)
+    let err = CliError::caused(named(what, "PostgreSQL", url), e);
+    match hint {
+        Some(h) => err.hint(h),
+        None => err,
+    }
+}
+
+/// Whether an I/O error is in `e`'s cause chain.
+fn is_io(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if c.is::<std::io::Error>() {
+            return true;
+        }
+        cur = c.source();
+    }
+    false
 }
 
 /// `cannot connect to Redis at URL`, or `cannot read .. (Redis at URL)`, the URL redacted.

@@ -12,6 +12,7 @@ mod glob;
 mod output;
 mod redact;
 mod stop;
+mod svg;
 
 use clap::Parser;
 use std::process::ExitCode;

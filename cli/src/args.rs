@@ -25,27 +25,45 @@ pub(crate) struct Cli {
 /// Where the servers are; accepted before or after the command.
 #[derive(Debug, Args)]
 pub(crate) struct Servers {
-    /// Redis URL (redis://[user:password@]host:port/db, or rediss:// for TLS).
+    /// The Redis URL.
     #[arg(
+        help = "Redis URL (redis://[user:password@]host:port/db, or rediss:// for TLS)",
         long,
         env = "FNMETRICS_REDIS_URL",
         global = true,
-        hide_env_values = true
+        help_heading = "Connection",
+        hide_env_values = true,
+        value_name = "URL"
     )]
     pub(crate) redis: Option<String>,
-    /// PostgreSQL URL (postgres://user[:password]@host:port/database?sslmode=...).
+    /// The PostgreSQL URL.
     #[arg(
+        help = "PostgreSQL URL (postgres://user[:password]@host:port/database?sslmode=...)",
         long,
         env = "FNMETRICS_POSTGRES_URL",
         global = true,
-        hide_env_values = true
+        help_heading = "Connection",
+        hide_env_values = true,
+        value_name = "URL"
     )]
     pub(crate) postgres: Option<String>,
     /// Put in front of every Redis key, as the flushers' `.key_prefix(..)`.
-    #[arg(long, global = true, default_value = "", value_name = "PREFIX")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Connection",
+        default_value = "",
+        value_name = "PREFIX"
+    )]
     pub(crate) key_prefix: String,
     /// The PostgreSQL entry table, as the flushers' `.table(..)`.
-    #[arg(long, global = true, default_value = "metrics", value_name = "NAME")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Connection",
+        default_value = "metrics",
+        value_name = "NAME"
+    )]
     pub(crate) table: String,
 }
 

@@ -68,7 +68,7 @@ impl Chart<'_> {
         let mut s = String::new();
         let _ = write!(
             s,
-            r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" role="img" aria-label="{}" font-family="system-ui, sans-serif" font-size="11">"##,
+            r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" role="img" aria-label="{}" font-family="system-ui, sans-serif" font-size="12">"##,
             escape(&self.title)
         );
         let _ = write!(

@@ -149,7 +149,7 @@ th {{ background: #f1f5f9; font-weight: 600; font-size: 12px; text-transform: up
 td:first-child, th:first-child {{ text-align: left; font-family: ui-monospace, Menlo, monospace; }}
 td a {{ color: #1d4ed8; text-decoration: none; }}
 .err {{ color: #b91c1c; }}
-.charts {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); gap: 16px; }}
+.charts {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(460px, 1fr)); gap: 16px; }}
 .chart {{ background: #fff; box-shadow: 0 1px 2px #0001; border-radius: 6px; padding: 8px; }}
 .chart svg {{ width: 100%; height: auto; display: block; }}
 .empty {{ color: #64748b; }}

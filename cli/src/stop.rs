@@ -13,7 +13,7 @@ pub(crate) struct Stop(Arc<AtomicBool>);
 
 impl Stop {
     /// Registers the flag for SIGINT and SIGTERM. A second signal while stopping ends the
-    /// process at once (exit status 130 + ...), for a stop that hangs.
+    /// process at once (exit status 1), for a stop that hangs (a batch stuck on a server).
     pub(crate) fn install() -> CliResult<Stop> {
         let flag = Arc::new(AtomicBool::new(false));
         for sig in [SIGINT, SIGTERM] {

@@ -50,7 +50,14 @@ pub(crate) fn run(s: &Servers, a: &TopArgs) -> CliResult<u8> {
     };
     show(header("totals so far; rates from the next refresh", before.len()) + &totals(&before))?;
     while !stop.sleep(a.interval) {
-        let now = read(&mut reader)?;
+        let now = match read(&mut reader) {
+            Ok(now) => now,
+            // A live view rides out a server that goes away: say so, and try again next time.
+            Err(e) => {
+                show(header("cannot read Redis", before.len()) + &e.report() + "\n")?;
+                continue;
+            }
+        };
         let secs = at.elapsed().as_secs_f64();
         at = Instant::now();
         let what = format!("rates over the last {}", human_span(a.interval));

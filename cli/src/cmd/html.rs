@@ -53,8 +53,13 @@ pub(crate) fn run(s: &Servers, a: &HtmlArgs) -> CliResult<u8> {
         width,
         count,
     };
-    let mut summary =
-        report::query(&mut client, options.table(), a.since, glob.as_ref()).map_err(err)?;
+    let mut summary = report::query(
+        &mut client,
+        options.table(),
+        Duration::from_secs_f64(w.to - w.from),
+        glob.as_ref(),
+    )
+    .map_err(err)?;
     report::sort(&mut summary, SortKey::Calls);
     let buckets = buckets(&mut client, options.table(), w, glob.as_ref()).map_err(err)?;
     let title = match &a.func {

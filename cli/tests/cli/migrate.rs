@@ -14,6 +14,11 @@ fn migrate_check_fails_before_and_passes_after() {
     );
     // --check changed nothing.
     expect(1, &["migrate", "--check", "--postgres", &url]);
+    // Reading before the migration says what to do.
+    let out = crate::run(&["report", "--postgres", &url]);
+    let err = crate::text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("run `fnmetrics migrate`"), "{err}");
 
     let done = ok(&["migrate", "--postgres", &url]);
     assert!(done.contains("schema current"), "{done}");

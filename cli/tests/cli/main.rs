@@ -33,9 +33,20 @@ pub(crate) fn record(
     postgres: Option<&PostgresServer>,
     record: impl FnOnce(),
 ) {
+    record_with_prefix(redis, postgres, "", record);
+}
+
+/// As [`record`], with the flusher's Redis keys under `key_prefix`.
+pub(crate) fn record_with_prefix(
+    redis: &RedisServer,
+    postgres: Option<&PostgresServer>,
+    key_prefix: &str,
+    record: impl FnOnce(),
+) {
     let _one = ONE_FLUSHER.lock();
     let mut b = Flusher::builder()
         .redis(redis.url())
+        .key_prefix(key_prefix)
         .batch_size(10_000)
         .flush_interval(Duration::from_millis(100))
         .backoff(Duration::from_millis(10), Duration::from_millis(100))

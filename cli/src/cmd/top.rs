@@ -127,6 +127,9 @@ fn totals(all: &HashMap<String, Snapshot>) -> String {
 
 /// What happened between two reads `secs` apart, most calls per second first.
 fn rates(now: &HashMap<String, Snapshot>, before: &HashMap<String, Snapshot>, secs: f64) -> String {
+    if now.is_empty() {
+        return "no functions in Redis yet\n".into();
+    }
     let secs = secs.max(1e-3);
     let mut v: Vec<Snapshot> = now
         .iter()

@@ -1,0 +1,239 @@
+//! The command line: every command, flag and its help text (clap derive).
+
+use crate::duration::parse_duration;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Function metrics from the command line: move entries from Redis to PostgreSQL, read reports,
+/// watch the fleet live, and look after the pipeline.
+///
+/// URLs come from --redis / --postgres or FNMETRICS_REDIS_URL / FNMETRICS_POSTGRES_URL.
+/// Passwords in them are never printed.
+///
+/// Exit status: 0 success, 1 a runtime failure (a server unreachable, a query failed, `migrate
+/// --check` found the schema out of date), 2 a usage error.
+#[derive(Debug, Parser)]
+#[command(name = "fnmetrics", version, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) servers: Servers,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Where the servers are; accepted before or after the command.
+#[derive(Debug, Args)]
+pub(crate) struct Servers {
+    /// The Redis URL.
+    #[arg(
+        help = "Redis URL (redis://[user:password@]host:port/db, or rediss:// for TLS)",
+        long,
+        env = "FNMETRICS_REDIS_URL",
+        global = true,
+        help_heading = "Connection",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub(crate) redis: Option<String>,
+    /// The PostgreSQL URL.
+    #[arg(
+        help = "PostgreSQL URL (postgres://user[:password]@host:port/database?sslmode=...)",
+        long,
+        env = "FNMETRICS_POSTGRES_URL",
+        global = true,
+        help_heading = "Connection",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub(crate) postgres: Option<String>,
+    /// Put in front of every Redis key, as the flushers' `.key_prefix(..)`.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Connection",
+        default_value = "",
+        value_name = "PREFIX"
+    )]
+    pub(crate) key_prefix: String,
+    /// The PostgreSQL entry table, as the flushers' `.table(..)`.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Connection",
+        default_value = "metrics",
+        value_name = "NAME"
+    )]
+    pub(crate) table: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Move entries from Redis into PostgreSQL (a standalone stage 2) until stopped.
+    ///
+    /// Any number of drainers may run against one Redis; each batch is claimed by one of them.
+    /// SIGINT or SIGTERM stops it cleanly between batches (exit status 0).
+    Drain(DrainArgs),
+    /// Create or upgrade the PostgreSQL schema (idempotent), or check it with --check.
+    Migrate(MigrateArgs),
+    /// Per-function calls, errors and latency over a time window, from PostgreSQL.
+    Report(ReportArgs),
+    /// A live view of the fleet from the Redis aggregates: calls/s, errors/s, p50, p99.
+    Top(TopArgs),
+    /// Pipeline health from Redis: entries waiting, claims held, dead letters, drain lag.
+    Status(StatusArgs),
+    /// List, re-queue or purge the entries stage 2 set aside.
+    #[command(subcommand)]
+    DeadLetters(DeadLettersCommand),
+    /// Remove functions' aggregates and names from Redis (a dry run without --yes).
+    ///
+    /// A process that still measures a removed function brings it back with its next flush.
+    Forget(ForgetArgs),
+    /// Write a self-contained HTML report with charts over time, from PostgreSQL.
+    Html(HtmlArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DrainArgs {
+    /// Drain what is waiting now, then exit.
+    #[arg(long)]
+    pub(crate) once: bool,
+    /// The most entries one claim takes.
+    #[arg(long, default_value_t = 50_000, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) batch: u64,
+    /// How long a claim is this drainer's before another may take it over (e.g. 60s, 5m).
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub(crate) lease: Duration,
+    /// How long to wait when nothing is waiting, before looking again.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub(crate) poll: Duration,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MigrateArgs {
+    /// Only report whether the schema is current; exit status 1 if it is not.
+    #[arg(long)]
+    pub(crate) check: bool,
+}
+
+/// Output formats of the reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    /// Aligned columns for a person.
+    Table,
+    /// A JSON document, for scripts.
+    Json,
+    /// Comma-separated values with a header line.
+    Csv,
+}
+
+/// How `report` orders its rows (largest first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SortKey {
+    /// The 99th percentile of the call time.
+    P99,
+    /// The number of failed calls.
+    Errors,
+    /// The number of calls.
+    Calls,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReportArgs {
+    /// The window: from this long ago until now (e.g. 15m, 1h, 24h, 7d).
+    #[arg(long, default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
+    pub(crate) since: Duration,
+    /// Only functions whose name matches this glob (`*`, `?`, `[abc]`; e.g. 'app::db::*').
+    #[arg(long = "fn", value_name = "GLOB")]
+    pub(crate) func: Option<String>,
+    /// Order of the rows, largest first.
+    #[arg(long, value_enum, default_value_t = SortKey::P99)]
+    pub(crate) sort: SortKey,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub(crate) format: Format,
+    /// Only one service's calls. Not available yet: the `metrics` table has no service column;
+    /// this applies once the history schema adds services. Giving it is an error for now.
+    #[arg(long, value_name = "SERVICE")]
+    pub(crate) service: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TopArgs {
+    /// Time between refreshes; rates are over this interval.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
+    pub(crate) interval: Duration,
+    /// Print the totals once and exit.
+    #[arg(long)]
+    pub(crate) once: bool,
+    /// Only functions whose name matches this glob.
+    #[arg(long = "fn", value_name = "GLOB")]
+    pub(crate) func: Option<String>,
+}
+
+/// Output formats of commands with a single record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum RecordFormat {
+    /// Lines for a person.
+    Table,
+    /// A JSON object, for scripts.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = RecordFormat::Table)]
+    pub(crate) format: RecordFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DeadLettersCommand {
+    /// Show dead letters, oldest first.
+    List(DeadLettersList),
+    /// Put dead letters back on the entry list for stage 2 to try again (after fixing the cause).
+    Requeue(DeadLettersLimit),
+    /// Remove dead letters for good.
+    Purge(DeadLettersLimit),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DeadLettersList {
+    /// The most dead letters to show.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub(crate) limit: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = RecordFormat::Table)]
+    pub(crate) format: RecordFormat,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DeadLettersLimit {
+    /// The most dead letters to move, oldest first.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub(crate) limit: usize,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ForgetArgs {
+    /// Functions whose name matches this glob (`*`, `?`, `[abc]`).
+    #[arg(value_name = "GLOB")]
+    pub(crate) glob: String,
+    /// Remove them; without it, only list what would be removed.
+    #[arg(long)]
+    pub(crate) yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HtmlArgs {
+    /// The window: from this long ago until now (e.g. 1h, 24h, 7d).
+    #[arg(long, default_value = "24h", value_parser = parse_duration, value_name = "DURATION")]
+    pub(crate) since: Duration,
+    /// Only functions whose name matches this glob.
+    #[arg(long = "fn", value_name = "GLOB")]
+    pub(crate) func: Option<String>,
+    /// The file to write.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub(crate) output: PathBuf,
+}

@@ -1,0 +1,54 @@
+//! `fnmetrics forget GLOB [--yes]`: remove functions' aggregates and names from Redis.
+
+use crate::args::{ForgetArgs, Servers};
+use crate::conn::{self, raw_redis_error, redis_error};
+use crate::error::CliResult;
+use crate::glob::Glob;
+use crate::output::print;
+
+pub(crate) fn run(s: &Servers, a: &ForgetArgs) -> CliResult<u8> {
+    let glob = Glob::new(&a.glob)?;
+    let url = s.redis_url()?;
+    let mut reader = conn::reader(s)?;
+    let names: Vec<String> = reader
+        .functions()
+        .map_err(|e| redis_error(url, "cannot list the functions", e))?
+        .into_iter()
+        .filter(|n| glob.matches(n))
+        .collect();
+    if names.is_empty() {
+        print(&format!("no function in Redis matches `{}`\n", a.glob))?;
+        return Ok(0);
+    }
+    if !a.yes {
+        let mut text = format!(
+            "would remove {} functions (run with --yes to remove them):\n",
+            names.len()
+        );
+        for n in &names {
+            text.push_str(&format!("  {n}\n"));
+        }
+        print(&text)?;
+        return Ok(0);
+    }
+    let mut c = conn::raw_redis(s)?;
+    let set = s.internal_key("functions");
+    let mut text = String::new();
+    for n in &names {
+        // The hash and the name go together (MULTI/EXEC), so no reader sees one without the other.
+        let (_, _): (u64, u64) = redis::pipe()
+            .atomic()
+            .del(s.aggregate_key(n))
+            .srem(&set, n)
+            .query(&mut c)
+            .map_err(|e| raw_redis_error(url, &format!("cannot remove `{n}`"), e))?;
+        text.push_str(&format!("removed {n}\n"));
+    }
+    text.push_str(&format!(
+        "removed {} functions' aggregates; a process that still measures one brings it back with \
+         its next flush\n",
+        names.len()
+    ));
+    print(&text)?;
+    Ok(0)
+}

@@ -1,0 +1,252 @@
+//! Connecting to the servers named on the command line, with errors that name the server (its
+//! URL redacted) and say what to do.
+
+use crate::args::Servers;
+use crate::error::{CliError, CliResult};
+use crate::redact::redact;
+use fnmetrics::postgres::{PostgresOptions, PostgresSink};
+use fnmetrics::redis::{RedisOptions, RedisQueue, RedisReader};
+use fnmetrics::ErrorKind;
+use postgres::config::SslMode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long connecting to either server may take when the URL does not say.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Servers {
+    /// The Redis URL, or a usage error saying how to give one.
+    pub(crate) fn redis_url(&self) -> CliResult<&str> {
+        self.redis
+            .as_deref()
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| {
+                CliError::usage("no Redis URL given")
+                    .hint("pass --redis redis://HOST:PORT/ or set FNMETRICS_REDIS_URL")
+            })
+    }
+
+    /// The PostgreSQL URL, or a usage error saying how to give one.
+    pub(crate) fn postgres_url(&self) -> CliResult<&str> {
+        self.postgres
+            .as_deref()
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| {
+                CliError::usage("no PostgreSQL URL given").hint(
+                    "pass --postgres postgres://USER@HOST:PORT/DATABASE or set \
+                     FNMETRICS_POSTGRES_URL",
+                )
+            })
+    }
+
+    /// The Redis options of `--key-prefix`.
+    pub(crate) fn redis_options(&self) -> RedisOptions {
+        RedisOptions::default()
+            .with_key_prefix(self.key_prefix.clone())
+            .with_connect_timeout(CONNECT_TIMEOUT)
+    }
+
+    /// The PostgreSQL options of `--table`, checked.
+    pub(crate) fn postgres_options(&self) -> CliResult<PostgresOptions> {
+        let o = PostgresOptions::default()
+            .with_table(self.table.clone())
+            .with_connect_timeout(CONNECT_TIMEOUT);
+        o.validate()
+            .map_err(|e| CliError::usage(format!("invalid --table `{}`: {e}", self.table)))?;
+        Ok(o)
+    }
+
+    /// A full Redis key for fnmetrics' own bookkeeping (`{prefix}fnmetrics:{suffix}`).
+    pub(crate) fn internal_key(&self, suffix: &str) -> String {
+        format!("{}fnmetrics:{suffix}", self.key_prefix)
+    }
+
+    /// The aggregate hash of function `name`.
+    pub(crate) fn aggregate_key(&self, name: &str) -> String {
+        let o = RedisOptions::default();
+        format!("{}{}{name}", self.key_prefix, o.aggregate_prefix)
+    }
+
+    /// The entry list.
+    pub(crate) fn entries_key(&self) -> String {
+        let o = RedisOptions::default();
+        format!("{}{}", self.key_prefix, o.entries_key)
+    }
+}
+
+/// A fnmetrics error from a Redis call, with the server named and a hint.
+pub(crate) fn redis_error(url: &str, what: &str, e: fnmetrics::Error) -> CliError {
+    let hint = match e.kind() {
+        ErrorKind::InvalidUrl => "write it as redis://[:PASSWORD@]HOST:PORT/DB (rediss:// for TLS)",
+        ErrorKind::Auth => "check the password (or user) in the Redis URL",
+        ErrorKind::Unavailable | ErrorKind::Timeout => {
+            "check that redis-server runs and listens there, or give another --redis / \
+             FNMETRICS_REDIS_URL"
+        }
+        ErrorKind::Schema => {
+            "a key fnmetrics uses holds another type: check --key-prefix, or that nothing else \
+             writes these keys"
+        }
+        _ => "see the cause above",
+    };
+    CliError::caused(named(what, "Redis", url), e).hint(hint)
+}
+
+/// A fnmetrics error from a PostgreSQL call, with the server named and a hint.
+pub(crate) fn postgres_error(url: &str, what: &str, e: fnmetrics::Error) -> CliError {
+    let hint = match e.kind() {
+        ErrorKind::InvalidUrl => "write it as postgres://USER[:PASSWORD]@HOST:PORT/DATABASE",
+        ErrorKind::Auth => "check the user and password in the PostgreSQL URL (or its TLS setup)",
+        ErrorKind::Unavailable | ErrorKind::Timeout => {
+            "check that PostgreSQL runs and accepts connections there, or give another \
+             --postgres / FNMETRICS_POSTGRES_URL"
+        }
+        ErrorKind::Schema => {
+            "the table exists with another shape: migrate it yourself or use --table NAME"
+        }
+        ErrorKind::InvalidConfig => "check the database name in the URL, and --table",
+        _ => "see the cause above",
+    };
+    CliError::caused(named(what, "PostgreSQL", url), e).hint(hint)
+}
+
+/// A `postgres` crate error from a raw query or connection, with the server named and a hint.
+pub(crate) fn raw_postgres_error(url: &str, what: &str, e: postgres::Error) -> CliError {
+    use postgres::error::SqlState;
+    let hint = match e.code() {
+        Some(c) if *c == SqlState::UNDEFINED_TABLE => {
+            Some("the table does not exist yet: run `fnmetrics migrate` (or check --table)")
+        }
+        Some(c)
+            if *c == SqlState::INVALID_PASSWORD
+                || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION =>
+        {
+            Some("check the user and password in the PostgreSQL URL")
+        }
+        Some(c) if *c == SqlState::INVALID_CATALOG_NAME => {
+            Some("the database does not exist: create it, or fix the URL")
+        }
+        Some(_) => None,
+        // No server error: the connection (refused, timed out, broken).
+        None if is_io(&e) || e.is_closed() => Some(
+            "check that PostgreSQL runs and accepts connections there, or give another \
+             --postgres / FNMETRICS_POSTGRES_URL",
+        ),
+        None => None,
+    };
+    let err = CliError::caused(named(what, "PostgreSQL", url), e);
+    match hint {
+        Some(h) => err.hint(h),
+        None => err,
+    }
+}
+
+/// Whether an I/O error is in `e`'s cause chain.
+fn is_io(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if c.is::<std::io::Error>() {
+            return true;
+        }
+        cur = c.source();
+    }
+    false
+}
+
+/// `cannot connect to Redis at URL`, or `cannot read .. (Redis at URL)`, the URL redacted.
+fn named(what: &str, server: &str, url: &str) -> String {
+    let url = redact(url);
+    match what.strip_suffix(server) {
+        Some(_) => format!("{what} at {url}"),
+        None => format!("{what} ({server} at {url})"),
+    }
+}
+
+/// The reader of the per-function aggregates.
+pub(crate) fn reader(s: &Servers) -> CliResult<RedisReader> {
+    let url = s.redis_url()?;
+    RedisReader::connect(url, s.redis_options())
+        .map_err(|e| redis_error(url, "cannot connect to Redis", e))
+}
+
+/// The stage-2 queue (entries, claims, dead letters).
+pub(crate) fn queue(s: &Servers) -> CliResult<RedisQueue> {
+    let url = s.redis_url()?;
+    RedisQueue::connect(url, s.redis_options())
+        .map_err(|e| redis_error(url, "cannot connect to Redis", e))
+}
+
+/// A plain Redis connection for what the fnmetrics types do not offer (claims, the head of the
+/// entry list, removing aggregates). Call after [`reader`] or [`queue`] connected: they check the
+/// URL (and set up TLS).
+pub(crate) fn raw_redis(s: &Servers) -> CliResult<redis::Connection> {
+    let url = s.redis_url()?;
+    let fail = |e: redis::RedisError| {
+        CliError::caused(format!("cannot connect to Redis at {}", redact(url)), e).hint(
+            "check that redis-server runs and listens there, or give another --redis / \
+             FNMETRICS_REDIS_URL",
+        )
+    };
+    let client = redis::Client::open(url).map_err(fail)?;
+    let c = client
+        .get_connection_with_timeout(CONNECT_TIMEOUT)
+        .map_err(fail)?;
+    c.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(fail)?;
+    c.set_write_timeout(Some(Duration::from_secs(10)))
+        .map_err(fail)?;
+    Ok(c)
+}
+
+/// A raw Redis command's error, with the server named.
+pub(crate) fn raw_redis_error(url: &str, what: &str, e: redis::RedisError) -> CliError {
+    CliError::caused(named(what, "Redis", url), e).hint(
+        "check that redis-server runs there; a WRONGTYPE error means a key holds something \
+         else (check --key-prefix)",
+    )
+}
+
+/// The PostgreSQL sink: connecting migrates the schema.
+pub(crate) fn sink(s: &Servers) -> CliResult<PostgresSink> {
+    let url = s.postgres_url()?;
+    PostgresSink::connect(url, s.postgres_options()?)
+        .map_err(|e| postgres_error(url, "cannot connect to PostgreSQL", e))
+}
+
+/// A plain PostgreSQL connection for reading (reports, the schema check): it never migrates.
+/// TLS as the URL's `sslmode` says, the server's certificate checked against the system's roots.
+pub(crate) fn raw_postgres(s: &Servers) -> CliResult<postgres::Client> {
+    let url = s.postgres_url()?;
+    let mut config: postgres::Config = url.parse().map_err(|e| {
+        CliError::caused(
+            format!("cannot parse the PostgreSQL URL {}", redact(url)),
+            e,
+        )
+        .hint("write it as postgres://USER[:PASSWORD]@HOST:PORT/DATABASE")
+    })?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    if config.get_ssl_mode() != SslMode::Disable {
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| CliError::caused("cannot set up TLS (rustls)", e))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut client = config
+        .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
+        .map_err(|e| raw_postgres_error(url, "cannot connect to PostgreSQL", e))?;
+    client
+        .batch_execute("SET statement_timeout = '120s'; SET default_transaction_read_only = on")
+        .map_err(|e| raw_postgres_error(url, "cannot set up the PostgreSQL session", e))?;
+    Ok(client)
+}
+
+/// `name` as a quoted SQL identifier (checked by [`Servers::postgres_options`]).
+pub(crate) fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}

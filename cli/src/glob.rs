@@ -1,0 +1,178 @@
+//! Function-name globs: `*` any run of characters (`::` included), `?` one character, `[abc]`,
+//! `[a-z]` and `[!abc]` one character of a set, `\x` the character `x`.
+
+use crate::error::CliError;
+
+/// A parsed glob.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Glob {
+    parts: Vec<Part>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Part {
+    Char(char),
+    Any,
+    One,
+    Set {
+        negated: bool,
+        ranges: Vec<(char, char)>,
+    },
+}
+
+impl Glob {
+    /// Parses `pattern`; an unclosed `[` is a usage error.
+    pub(crate) fn new(pattern: &str) -> Result<Glob, CliError> {
+        let mut parts = Vec::new();
+        let mut chars = pattern.chars().peekable();
+        while let Some(c) = chars.next() {
+            parts.push(match c {
+                '*' => {
+                    // `**` is `*`.
+                    if parts.last() == Some(&Part::Any) {
+                        continue;
+                    }
+                    Part::Any
+                }
+                '?' => Part::One,
+                '\\' => Part::Char(chars.next().unwrap_or('\\')),
+                '[' => {
+                    let negated = chars.next_if(|&c| c == '!' || c == '^').is_some();
+                    let mut ranges = Vec::new();
+                    let mut first = true;
+                    loop {
+                        let Some(c) = chars.next() else {
+                            return Err(CliError::usage(format!(
+                                "invalid glob `{pattern}`: a `[` is not closed (write `\\[` for \
+                                 the character itself)"
+                            )));
+                        };
+                        if c == ']' && !first {
+                            break;
+                        }
+                        first = false;
+                        if chars.peek() == Some(&'-') {
+                            let mut ahead = chars.clone();
+                            ahead.next();
+                            if let Some(&hi) = ahead.peek().filter(|&&h| h != ']') {
+                                chars.next();
+                                chars.next();
+                                ranges.push((c, hi));
+                                continue;
+                            }
+                        }
+                        ranges.push((c, c));
+                    }
+                    Part::Set { negated, ranges }
+                }
+                c => Part::Char(c),
+            });
+        }
+        Ok(Glob { parts })
+    }
+
+    /// Whether `name` matches the whole glob.
+    pub(crate) fn matches(&self, name: &str) -> bool {
+        let name: Vec<char> = name.chars().collect();
+        // Iterative matching with one backtrack point for the last `*`.
+        let (mut p, mut n) = (0, 0);
+        let mut star: Option<(usize, usize)> = None;
+        while n < name.len() {
+            match self.parts.get(p) {
+                Some(Part::Any) => {
+                    star = Some((p, n));
+                    p += 1;
+                    continue;
+                }
+                Some(part) if part.matches_one(name[n]) => {
+                    p += 1;
+                    n += 1;
+                    continue;
+                }
+                _ => {}
+            }
+            match star {
+                Some((sp, sn)) => {
+                    p = sp + 1;
+                    n = sn + 1;
+                    star = Some((sp, sn + 1));
+                }
+                None => return false,
+            }
+        }
+        self.parts[p..].iter().all(|x| *x == Part::Any)
+    }
+
+    /// A SQL `LIKE` pattern (escape character `\`) that every match also matches: a cheap filter
+    /// for the database; [`Glob::matches`] decides.
+    pub(crate) fn to_like(&self) -> String {
+        let mut s = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Any => s.push('%'),
+                Part::One | Part::Set { .. } => s.push('_'),
+                Part::Char(c @ ('%' | '_' | '\\')) => {
+                    s.push('\\');
+                    s.push(*c);
+                }
+                Part::Char(c) => s.push(*c),
+            }
+        }
+        s
+    }
+}
+
+impl Part {
+    fn matches_one(&self, c: char) -> bool {
+        match self {
+            Part::Char(x) => *x == c,
+            Part::One => true,
+            Part::Any => false,
+            Part::Set { negated, ranges } => {
+                ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *negated
+            }
+        }
+    }
+}
+
+/// Parses an optional `--fn` glob.
+pub(crate) fn optional(pattern: Option<&str>) -> Result<Option<Glob>, CliError> {
+    pattern.map(Glob::new).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Glob;
+
+    fn m(p: &str, n: &str) -> bool {
+        Glob::new(p).unwrap().matches(n)
+    }
+
+    #[test]
+    fn stars_questions_and_sets() {
+        assert!(m("app::*", "app::db::load"));
+        assert!(m("*load*", "app::db::load_user"));
+        assert!(!m("app::*", "other::f"));
+        assert!(m("app::db::?oad", "app::db::load"));
+        assert!(m("app::[dr]b::*", "app::db::x"));
+        assert!(!m("app::[!d]b::*", "app::db::x"));
+        assert!(m("f[0-9]", "f7"));
+        assert!(m("*", ""));
+        assert!(m("a*b*c", "aXbYbZc"));
+        assert!(!m("a*b*c", "aXbYbZ"));
+        assert!(m("<Vec<u8> as Summary>::\\*", "<Vec<u8> as Summary>::*"));
+        assert!(m("checkout", "checkout"));
+        assert!(!m("checkout", "checkout2"));
+    }
+
+    #[test]
+    fn unclosed_set_is_a_usage_error() {
+        assert_eq!(Glob::new("app::[ab").unwrap_err().code(), 2);
+    }
+
+    #[test]
+    fn like_patterns_escape_sql_wildcards() {
+        assert_eq!(Glob::new("app_x::*").unwrap().to_like(), "app\\_x::%");
+        assert_eq!(Glob::new("f?[ab]%").unwrap().to_like(), "f__\\%");
+    }
+}

@@ -71,7 +71,9 @@ impl CliError {
             .map(|e| e as &(dyn StdError + 'static));
         let mut last = self.message.clone();
         while let Some(e) = cur {
-            let text = e.to_string();
+            // `{:#}`: an fnmetrics error's own layer only (its `{}` holds the whole chain,
+            // which this loop prints a line a cause).
+            let text = format!("{e:#}");
             // Some errors repeat their source in their own message: say each thing once.
             if !last.starts_with(&text) && !last.ends_with(&text) {
                 s.push_str("\n  caused by: ");

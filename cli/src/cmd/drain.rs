@@ -27,7 +27,9 @@ pub(crate) fn run(s: &Servers, a: &DrainArgs) -> CliResult<u8> {
 
     let mut progress = Progress::new();
     let mut backoff = Duration::from_millis(100);
-    // Between `drain_once` calls the drainer holds no claim, so stopping there abandons nothing.
+    // Between `drain_once` calls the drainer holds no claim (a failed batch is handed back at
+    // once, and dropping the drainer hands back what a failed hand-back left), so stopping there
+    // abandons nothing.
     while !stop.requested() {
         match drainer.drain_once() {
             Ok(o) if o.is_idle() => {
@@ -43,6 +45,9 @@ pub(crate) fn run(s: &Servers, a: &DrainArgs) -> CliResult<u8> {
                 progress.show(false);
             }
             Err(e) => {
+                // Back to Redis for any drainer (ours included, after the backoff); if Redis
+                // cannot be told now, the drainer keeps the batch and retries it first.
+                let _ = drainer.hand_back();
                 let err = CliError::caused("cannot move a batch", e);
                 if a.once {
                     progress.finish();
@@ -65,7 +70,7 @@ pub(crate) fn run(s: &Servers, a: &DrainArgs) -> CliResult<u8> {
 /// A connection error names the server it came from: the two URLs are tried in order, so try
 /// Redis alone to tell.
 fn connect_error(redis_url: &str, postgres_url: &str, e: fnmetrics::Error) -> CliError {
-    let text = e.to_string();
+    let text = e.message();
     if text.contains("Redis") {
         crate::conn::redis_error(redis_url, "cannot connect to Redis", e)
     } else if text.contains("PostgreSQL") || e.kind() == ErrorKind::Schema {

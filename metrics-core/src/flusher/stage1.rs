@@ -237,11 +237,11 @@ impl Stage1 {
                 if before == Some(&now) {
                     continue;
                 }
-                let d = now.delta_since(before);
-                if !d.is_empty() {
-                    out.push(d);
-                    baseline.push((id, now));
-                }
+                // Whatever changed is sent, errors alone included: a snapshot read while calls
+                // run may see a call's count before its error (or after), and the next delta
+                // must carry the difference, or it is lost for good.
+                out.push(now.delta_since(before));
+                baseline.push((id, now));
             }
         });
         (out, baseline)
@@ -468,5 +468,37 @@ impl Stage1 {
                 ),
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a snapshot taken mid-call had the calls but not all their errors; the delta
+    /// that brought the missing errors (no new call) was taken for empty and never sent, so
+    /// Redis kept 7602 errors of 8000 (seen in `two_processes_flushing_and_draining_...`).
+    #[test]
+    fn a_delta_of_errors_alone_is_sent() {
+        let id = registry::register("flusher::stage1::errors_alone") as usize;
+        let m = registry::metric(id as u32).unwrap();
+        let t = crate::clock::raw_now();
+        registry::record(id as u32, t, t + 100, crate::outcome::Outcome::Error);
+        let now = registry::with_scratch(|s| m.snapshot(s));
+        let mut behind = now.clone();
+        behind.errors -= 1;
+        {
+            let mut sent = SENT.lock();
+            if sent.len() <= id {
+                sent.resize(id + 1, None);
+            }
+            sent[id] = Some(behind);
+        }
+        let (deltas, _) = Stage1::deltas();
+        let d = deltas
+            .iter()
+            .find(|d| d.name == "flusher::stage1::errors_alone")
+            .expect("the errors are sent");
+        assert_eq!((d.calls, d.errors), (0, 1));
     }
 }

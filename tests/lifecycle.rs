@@ -185,6 +185,31 @@ fn servers_down_at_start_do_not_fail_it_and_everything_arrives_once_they_are_bac
     assert_eq!(pending(&redis), 0);
 }
 
+#[test]
+fn a_name_that_does_not_resolve_yet_does_not_fail_the_start() {
+    let _one = ONE_FLUSHER.lock();
+    let started = Instant::now();
+    // `.invalid` never resolves (RFC 6761): a service whose DNS entry comes later.
+    let flusher = Flusher::builder()
+        .redis("redis://fnmetrics-not-yet.invalid:6379/")
+        .postgres("postgres://postgres@fnmetrics-not-yet.invalid/metrics")
+        .on_error(|_| {})
+        .start()
+        .expect("a name that does not resolve yet does not fail the start");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    wait_until("both stages to retry, saying why", WAIT, || {
+        let h = flusher.health();
+        let unavailable = |s: Option<fnmetrics::StageHealth>| {
+            s.is_some_and(|s| s.last_error_kind == Some(ErrorKind::Unavailable))
+        };
+        unavailable(h.stage1) && unavailable(h.stage2)
+    });
+}
+
 #[measured(name = "lifecycle::migration_lock")]
 fn migration_lock() {}
 

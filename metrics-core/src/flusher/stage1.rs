@@ -123,7 +123,7 @@ impl Stage1 {
                 default(tick) => {},
             }
             self.collect();
-            self.report_drops();
+            self.report_drops(false);
             if let Some(ack) = forced {
                 self.backoff.retry_at = None;
                 let _ = ack.send(self.write_recorded());
@@ -180,8 +180,9 @@ impl Stage1 {
 
     /// Reports entries dropped since the last report, at most once a second: one error with the
     /// count, through `on_error` and `log`.
-    fn report_drops(&mut self) {
-        if self.drops.at.elapsed() < DROPS_REPORTED_EVERY {
+    /// `now`: whatever the time since the last report (at shutdown).
+    fn report_drops(&mut self, now: bool) {
+        if !now && self.drops.at.elapsed() < DROPS_REPORTED_EVERY {
             return;
         }
         let total = self.rings.dropped();
@@ -428,8 +429,7 @@ impl Stage1 {
                 break;
             }
         }
-        self.drops.at = Instant::now() - DROPS_REPORTED_EVERY;
-        self.report_drops();
+        self.report_drops(true);
         self.count_undelivered();
     }
 

@@ -228,10 +228,18 @@ impl fnmetrics_core::Drain for Drainer {
         Drainer::drain_once(self)
     }
 
-    /// Connects to Redis and to PostgreSQL, and migrates the schema.
+    /// Connects to Redis and to PostgreSQL, and migrates the schema. Both are tried whatever
+    /// the first one answers: a refusal that no retry can change (credentials, a certificate)
+    /// must reach `start()` even while the other server is merely down.
     fn connect(&mut self) -> Result<(), Error> {
-        self.queue.ensure_connected()?;
-        self.pg.ensure_connected()
+        let redis = self.queue.ensure_connected();
+        let postgres = self.pg.ensure_connected();
+        match (redis, postgres) {
+            (Ok(()), Ok(())) => Ok(()),
+            (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
+            (Err(r), Err(p)) if r.kind().is_transient() && !p.kind().is_transient() => Err(p),
+            (Err(r), Err(_)) => Err(r),
+        }
     }
 
     fn hand_back(&mut self) -> Result<u64, Error> {

@@ -210,6 +210,37 @@ fn a_name_that_does_not_resolve_yet_does_not_fail_the_start() {
     });
 }
 
+#[test]
+fn a_definitive_refusal_fails_the_start_even_while_the_other_server_is_down() {
+    let _one = ONE_FLUSHER.lock();
+    let mut redis = RedisServer::start();
+    redis.stop();
+    // A server whose certificate is signed by a CA this process does not trust: no retry can
+    // change that, whatever Redis does.
+    let postgres = PostgresServer::start_with_tls();
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{}/fnmetrics?sslmode=require",
+        postgres.port()
+    );
+    let started = Instant::now();
+    let err = Flusher::builder()
+        .redis(redis.url())
+        .postgres(url)
+        .on_error(|_| {})
+        .start()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
+    assert!(
+        err.to_string().contains("certificate does not verify"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 #[measured(name = "lifecycle::migration_lock")]
 fn migration_lock() {}
 

@@ -188,3 +188,18 @@ fn io_source(e: &postgres::Error) -> Option<&std::io::Error> {
 pub(crate) fn pg_error(context: &str, e: postgres::Error) -> Error {
     Error::with_source(kind_of(&e), context, e)
 }
+
+/// A failed connect, with what to do about a certificate that does not verify: the first thing
+/// a user meets against a server with a self-signed certificate (`sslmode=prefer`, the
+/// default, verifies it too).
+pub(crate) fn connect_error(e: postgres::Error) -> Error {
+    let certificate = kind_of(&e) == ErrorKind::Auth && e.to_string() == TLS_ERROR;
+    let context = if certificate {
+        "cannot connect to PostgreSQL: its TLS certificate does not verify (fnmetrics never falls \
+         back to plaintext; give the server's CA with a CA file, or set sslmode=disable in the \
+         URL for a server that has no valid certificate)"
+    } else {
+        "cannot connect to PostgreSQL"
+    };
+    pg_error(context, e)
+}

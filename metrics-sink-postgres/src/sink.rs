@@ -1,6 +1,6 @@
 //! [`PostgresSink`]: the connection, the batch writer and the time-window reads.
 
-use crate::error::{classify, kind_of, pg_error, Failure};
+use crate::error::{classify, connect_error, kind_of, pg_error, Failure};
 use crate::options::{quoted, PostgresOptions};
 use crate::runtime::{in_runtime, outside_runtime};
 use crate::schema::{migrate, session_timeouts};
@@ -731,9 +731,7 @@ impl Conn {
         tls: &Tls,
         cancel: &Mutex<Option<postgres::CancelToken>>,
     ) -> Result<Conn, Error> {
-        let mut client = config
-            .connect(tls.clone())
-            .map_err(|e| pg_error("cannot connect to PostgreSQL", e))?;
+        let mut client = config.connect(tls.clone()).map_err(connect_error)?;
         // Before the migration, whose lock may be waited for: a shutdown can cancel that too.
         *cancel.lock().unwrap_or_else(|p| p.into_inner()) = Some(client.cancel_token());
         let tls = tls.used();

@@ -111,12 +111,19 @@ impl Stage2 {
     /// Drains until there is nothing left, an error, or the deadline. Between batches it takes
     /// new commands, so a shutdown is seen even during a long backlog.
     fn run_dry(&mut self, cmd: &Receiver<Command>) -> Result<(), Error> {
+        let mut round = 0u64;
         loop {
+            round += 1;
             while let Ok(c) = cmd.try_recv() {
                 self.take(Some(c));
             }
             if let Some(d) = self.deadline {
                 if Instant::now() >= d {
+                    if round == 1 {
+                        // No time was left at all (a start that failed, or a stage 1 that took
+                        // it all): nothing was tried, so there is nothing to say.
+                        return Ok(());
+                    }
                     return Err(Error::new(
                         ErrorKind::Timeout,
                         "stage 2 stopped at the shutdown deadline; what it did not move waits \

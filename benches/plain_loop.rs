@@ -52,6 +52,13 @@ fn measured(x: u64) -> Result<u64, Overflow> {
     work(x)
 }
 
+/// Every call counted, about one in 64 timed.
+#[fnmetrics::measured(name = "bench::plain_loop::sampled", sample = 64)]
+#[inline(never)]
+fn sampled(x: u64) -> Result<u64, Overflow> {
+    work(x)
+}
+
 #[derive(Default, Debug)]
 struct MeteredSvc {
     metrics: MeteredSvcMetrics,
@@ -75,11 +82,12 @@ fn metered(x: u64) -> Result<u64, Overflow> {
 
 type Variant = (&'static str, fn(u64) -> Result<u64, Overflow>);
 
-const VARIANTS: [Variant; 4] = [
+const VARIANTS: [Variant; 5] = [
     ("bare", bare),
     ("clock", clock),
     ("fnmetrics", measured),
     ("metered", metered),
+    ("sample=64", sampled),
 ];
 
 /// ns per call of one round of `CALLS` calls.
@@ -89,6 +97,13 @@ fn round(f: fn(u64) -> Result<u64, Overflow>) -> f64 {
         let _ = black_box(f(black_box(i)));
     }
     start.elapsed().as_nanos() as f64 / CALLS as f64
+}
+
+/// ns per call per thread of one round on each of two threads at once, on one function.
+fn round_two_threads(f: fn(u64) -> Result<u64, Overflow>) -> f64 {
+    let t = std::thread::spawn(move || round(f));
+    let here = round(f);
+    (here + t.join().unwrap_or(here)) / 2.0
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -108,6 +123,8 @@ fn main() {
         }
     }
     let ns: Vec<f64> = times.into_iter().map(median).collect();
+    let bare_two = median((0..ROUNDS).map(|_| round_two_threads(bare)).collect());
+    let sampled_two = median((0..ROUNDS).map(|_| round_two_threads(sampled)).collect());
     let over = |i: usize| ns[i] - ns[0];
     println!(
         "plain loop: {CALLS} calls a round, median of {ROUNDS} rounds (overhead = variant - bare)"
@@ -124,5 +141,20 @@ fn main() {
     println!(
         "metered overhead / fnmetrics overhead     = {:.2}  (goal >= 3)",
         metered / ours
+    );
+    let sampled = over(4);
+    println!("\nsample = 64: every call counted, about one in 64 timed");
+    println!(
+        "sampled overhead / two clock reads        = {:.2}  (goal <= 0.25)",
+        sampled / clock
+    );
+    println!(
+        "metered overhead / sampled overhead       = {:.1}  (goal >= 10)",
+        metered / sampled
+    );
+    println!(
+        "2 threads on one sampled fn: {sampled_two:.2} ns/call (bare {bare_two:.2}); \
+         overhead 2 threads / 1 thread = {:.2}  (goal <= 1.25)",
+        (sampled_two - bare_two) / sampled
     );
 }

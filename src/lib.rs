@@ -65,8 +65,9 @@ mod secret;
 
 pub use flusher::{Flusher, FlusherBuilder, Mode};
 pub use fnmetrics_core::{
-    get, is_enabled, memory, reset, set_enabled, snapshot_all, EntryMode, Error, ErrorKind,
-    FlushStats, Health, Histogram, Memory, Snapshot, StageHealth, MAX_NAME_LEN,
+    default_sample, get, is_enabled, memory, reset, set_default_sample, set_enabled, snapshot_all,
+    EntryMode, Error, ErrorKind, FlushStats, Health, Histogram, Memory, Snapshot, StageHealth,
+    MAX_NAME_LEN, MAX_SAMPLE,
 };
 pub use fnmetrics_macros::measured;
 

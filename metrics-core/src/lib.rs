@@ -41,7 +41,7 @@ pub use record::{new_flush_id, DecodeError, EntryRecord, IdGen, ENCODING_VERSION
 pub use registry::{Memory, MAX_NAME_LEN};
 pub use ring::EntryMode;
 pub use sink::{Canceller, Drain, DrainOutcome, FlushBatch, Sink};
-pub use site::{is_enabled, set_enabled};
+pub use site::{default_sample, is_enabled, set_default_sample, set_enabled, MAX_SAMPLE};
 pub use snapshot::{Field, FieldKind, Snapshot};
 
 /// The metrics this process recorded for function `name`, or `None` if it was never called.
@@ -108,5 +108,7 @@ pub fn reset() {
 /// release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::site::{instrument, Guard, Instrumented, OtherKind, Probe, ResultKind, Site};
+    pub use crate::site::{
+        instrument, no_value, Guard, Instrumented, OtherKind, OutputOf, Probe, ResultKind, Site,
+    };
 }

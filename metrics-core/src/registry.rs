@@ -143,6 +143,29 @@ pub(crate) fn record(id: u32, start_raw: u64, end_raw: u64, outcome: Outcome) {
     }
 }
 
+/// Records one finished call of metric `id` that was not timed (a sampling function's): counted,
+/// no time, no entry.
+#[inline(always)]
+pub(crate) fn record_untimed(id: u32, outcome: Outcome) {
+    let done = LOCAL.try_with(|local| {
+        // SAFETY: as in `record`.
+        let slots = unsafe { &mut *local.slots.get() };
+        let slot = match slots.get(id as usize) {
+            Some(Some(slot)) => *slot,
+            _ => match attach(slots, id) {
+                Some(slot) => slot,
+                None => return,
+            },
+        };
+        slot.record_untimed(outcome);
+    });
+    if done.is_err() {
+        if let Some(m) = metric(id) {
+            m.shared.record_untimed(outcome);
+        }
+    }
+}
+
 /// A call on a thread whose local state is already torn down (in another thread-local's
 /// destructor): into the shared part, with atomic read-modify-writes.
 #[cold]

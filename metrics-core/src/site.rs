@@ -6,8 +6,42 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::*};
 
 mod future;
 mod naming;
+mod sample;
 
 pub use future::{instrument, Instrumented};
+pub use sample::MAX_SAMPLE;
+
+/// Times about one call in `every` of each measured function that has no `sample` of its own
+/// (`#[measured(sample = N)]`), from now on, in the whole process; `1` (the default) times every
+/// call. Every call, error, panic and cancellation is still counted exactly; the mean,
+/// quantiles, min and max are over the timed calls ([`Snapshot::timed`](crate::Snapshot)), and
+/// only timed calls make per-call entries. For an operator who needs the cost of measuring
+/// down without a rebuild. `every` is capped at [`MAX_SAMPLE`].
+///
+/// ```
+/// #[fnmetrics::measured(name = "doc::default_sample")]
+/// fn parse() {}
+/// fnmetrics::set_default_sample(100);
+/// for _ in 0..10_000 {
+///     parse();
+/// }
+/// fnmetrics::set_default_sample(1);
+/// let m = fnmetrics::get("doc::default_sample").unwrap();
+/// assert_eq!(m.calls, 10_000);
+/// assert!(m.timed > 0 && m.timed < 1_000, "{}", m.timed);
+/// ```
+pub fn set_default_sample(every: u32) {
+    sample::set_default(every);
+}
+
+/// The run-time default set by [`set_default_sample`] (1: every call is timed).
+///
+/// ```
+/// assert_eq!(fnmetrics::default_sample(), 1);
+/// ```
+pub fn default_sample() -> u32 {
+    sample::get_default()
+}
 
 /// Turns recording on or off for the whole process, at run time; on by default.
 ///
@@ -210,11 +244,15 @@ impl Site {
 #[must_use = "a guard records the call when finished or dropped"]
 pub struct Guard {
     id: u32,
+    /// How many calls a timed call stands for (`N` of a sampling function, else 1); 0 when
+    /// this call is not timed.
+    weight: u32,
     start: u64,
 }
 
 impl Guard {
-    /// Starts timing a call of `site`.
+    /// Starts timing a call of `site` (or, while [`set_default_sample`] samples, counting it
+    /// and timing about one in N).
     ///
     /// ```
     /// # use fnmetrics_core::__private::{Guard, Site};
@@ -224,9 +262,49 @@ impl Guard {
     #[inline(always)]
     pub fn start(site: &'static Site) -> Guard {
         let id = site.id();
+        match sample::default() {
+            None => Guard::timed(id, 1),
+            Some((every, units)) => Guard::maybe_timed(id, every, units),
+        }
+    }
+
+    /// Starts a call of a site that times about one call in `every` (`#[measured(sample =
+    /// N)]`, a constant); every call is counted.
+    ///
+    /// ```
+    /// # use fnmetrics_core::__private::{Guard, Site};
+    /// # static SITE: Site = Site::new("doc::guard::start_sampled");
+    /// for _ in 0..1000 {
+    ///     Guard::start_sampled(&SITE, 64).finish(false);
+    /// }
+    /// let m = fnmetrics_core::get("doc::guard::start_sampled").unwrap();
+    /// assert_eq!(m.calls, 1000);
+    /// assert!(m.timed < 100);
+    /// ```
+    #[inline(always)]
+    pub fn start_sampled(site: &'static Site, every: u32) -> Guard {
+        Guard::maybe_timed(site.id(), every, sample::units(every))
+    }
+
+    #[inline(always)]
+    fn timed(id: u32, weight: u32) -> Guard {
         Guard {
             id,
+            weight,
             start: crate::clock::raw_now(),
+        }
+    }
+
+    #[inline(always)]
+    fn maybe_timed(id: u32, every: u32, units: i64) -> Guard {
+        if every <= 1 || sample::timed(units) {
+            Guard::timed(id, every.max(1))
+        } else {
+            Guard {
+                id,
+                weight: 0,
+                start: 0,
+            }
         }
     }
 
@@ -256,10 +334,26 @@ impl Guard {
     #[inline(always)]
     pub fn start_method(site: &'static Site, self_type: fn() -> &'static str) -> Guard {
         let id = site.method_id(self_type);
-        Guard {
-            id,
-            start: crate::clock::raw_now(),
+        match sample::default() {
+            None => Guard::timed(id, 1),
+            Some((every, units)) => Guard::maybe_timed(id, every, units),
         }
+    }
+
+    /// [`Guard::start_method`] for a site that times about one call in `every`.
+    ///
+    /// ```
+    /// # use fnmetrics_core::__private::{Guard, Site};
+    /// # static SITE: Site = Site::new("doc::guard::start_method_sampled");
+    /// Guard::start_method_sampled(&SITE, std::any::type_name::<u8>, 8).finish(false);
+    /// ```
+    #[inline(always)]
+    pub fn start_method_sampled(
+        site: &'static Site,
+        self_type: fn() -> &'static str,
+        every: u32,
+    ) -> Guard {
+        Guard::maybe_timed(site.method_id(self_type), every, sample::units(every))
     }
 
     /// Records the call as finished, failed or not.
@@ -271,33 +365,81 @@ impl Guard {
     /// ```
     #[inline(always)]
     pub fn finish(self, is_error: bool) {
-        let Some(end) = crate::clock::raw_end() else {
-            std::mem::forget(self);
-            return;
-        };
         let outcome = if is_error {
             Outcome::Error
         } else {
             Outcome::Ok
         };
-        registry::record(self.id, self.start, end, outcome);
+        self.record(outcome);
         std::mem::forget(self);
+    }
+
+    #[inline(always)]
+    fn record(&self, outcome: Outcome) {
+        if self.weight == 0 {
+            if crate::clock::recording() {
+                registry::record_untimed(self.id, outcome);
+            }
+            return;
+        }
+        let Some(end) = crate::clock::raw_end() else {
+            return;
+        };
+        registry::record(self.id, self.start, end, outcome);
     }
 }
 
 impl Drop for Guard {
     #[cold]
     fn drop(&mut self) {
-        let Some(end) = crate::clock::raw_end() else {
-            return;
-        };
         let outcome = if std::thread::panicking() {
             Outcome::Panic
         } else {
             Outcome::Cancelled
         };
-        registry::record(self.id, self.start, end, outcome);
+        self.record(outcome);
     }
+}
+
+/// Names an async body's output type outside the body, for [`no_value`]: the code
+/// `#[measured]` generates makes one before the body (where no `use` of the body can shadow the
+/// type) and moves it in. Always `Send` and `Sync`, whatever `T` is.
+///
+/// ```
+/// let none = fnmetrics_core::__private::no_value(fnmetrics_core::__private::OutputOf::<u8>::new());
+/// assert_eq!(none, None);
+/// ```
+#[derive(Debug)]
+pub struct OutputOf<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T> Default for OutputOf<T> {
+    fn default() -> Self {
+        OutputOf::new()
+    }
+}
+
+impl<T> OutputOf<T> {
+    /// The marker of `T`.
+    ///
+    /// ```
+    /// let _ = fnmetrics_core::__private::OutputOf::<&str>::new();
+    /// ```
+    #[inline(always)]
+    pub const fn new() -> Self {
+        OutputOf(std::marker::PhantomData)
+    }
+}
+
+/// `None` of the type that `marker` names.
+///
+/// ```
+/// use fnmetrics_core::__private::{no_value, OutputOf};
+/// assert_eq!(no_value(OutputOf::<String>::new()), None);
+/// ```
+#[inline(always)]
+pub fn no_value<T>(marker: OutputOf<T>) -> Option<T> {
+    let _ = marker;
+    None
 }
 
 /// Wraps a reference to a return value so that method resolution can tell a `Result` (of any

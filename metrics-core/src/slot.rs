@@ -22,7 +22,7 @@
 
 use crate::histogram::{self, BUCKETS};
 use crate::outcome::Outcome;
-use crate::snapshot::{Counter, Snapshot, COUNTERS};
+use crate::snapshot::{Counter, Snapshot, STORED};
 use parking_lot::Mutex;
 use std::alloc::{alloc_zeroed, handle_alloc_error, Layout};
 use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU16, AtomicU32, AtomicU64};
@@ -47,21 +47,21 @@ struct WidePage([AtomicU64; SUB]);
 
 /// The identity of each counter ([`FieldKind::identity`](crate::FieldKind::identity)): where a
 /// cleared counter starts.
-fn identities() -> [u64; COUNTERS] {
-    let mut out = [0; COUNTERS];
+fn identities() -> [u64; STORED] {
+    let mut out = [0; STORED];
     for (o, f) in out.iter_mut().zip(Snapshot::FIELDS) {
         *o = f.kind.identity();
     }
     out
 }
 
-fn scalars() -> [AtomicU64; COUNTERS] {
+fn scalars() -> [AtomicU64; STORED] {
     identities().map(AtomicU64::new)
 }
 
-/// Merges atomic scalar counters into a snapshot, each by its kind. `calls` is never kept as a
-/// scalar here (a call is one histogram count), so it merges as 0.
-fn merge_scalars(scalars: &[AtomicU64; COUNTERS], acc: &mut Snapshot) {
+/// Merges atomic scalar counters into a snapshot, each by its kind. A timed call is one
+/// histogram count, not a scalar; the `calls` scalar holds the calls that were not timed.
+fn merge_scalars(scalars: &[AtomicU64; STORED], acc: &mut Snapshot) {
     for ((v, f), c) in acc
         .values_mut()
         .into_iter()
@@ -81,7 +81,7 @@ fn bump(counter: &AtomicU64, n: u64) {
 /// A function's state that any thread may add to with atomic read-modify-writes: where slots
 /// fold wrapped counters, and where calls land from a thread whose local state is gone.
 pub(crate) struct Shared {
-    scalars: [AtomicU64; COUNTERS],
+    scalars: [AtomicU64; STORED],
     /// Bit `p` is set once `pages[p]` is.
     present: AtomicU64,
     pages: [OnceLock<&'static WidePage>; PAGES],
@@ -133,6 +133,20 @@ impl Shared {
         self.add_to_bucket(histogram::bucket_index(nanos), 1);
     }
 
+    /// Records one call that was not timed, from any thread.
+    pub(crate) fn record_untimed(&self, outcome: Outcome) {
+        match outcome {
+            Outcome::Cancelled => self.add(Counter::cancelled, 1),
+            _ => self.add(Counter::calls, 1),
+        }
+        if outcome.is_error() {
+            self.add(Counter::errors, 1);
+        }
+        if outcome == Outcome::Panic {
+            self.add(Counter::panics, 1);
+        }
+    }
+
     fn add_into(&self, acc: &mut Snapshot, dense: &mut Dense) {
         merge_scalars(&self.scalars, acc);
         let mut mask = self.present.load(Acquire);
@@ -162,7 +176,7 @@ impl Shared {
 /// the next new thread that calls the function takes it over.
 #[repr(C, align(64))]
 pub(crate) struct Slot {
-    scalars: [AtomicU64; COUNTERS],
+    scalars: [AtomicU64; STORED],
     /// Odd while the owner folds a wrapped counter into `shared`.
     seq: AtomicU32,
     /// Odd while the owner moves `recent` into the pages.
@@ -238,6 +252,22 @@ impl Slot {
             self.move_recent();
         } else {
             self.recent_len.store(n as u32 + 1, Release);
+        }
+    }
+
+    /// Records one finished call that was not timed (a sampling function's): its outcome only.
+    #[inline(always)]
+    pub(crate) fn record_untimed(&self, outcome: Outcome) {
+        let counter = match outcome {
+            Outcome::Cancelled => Counter::cancelled,
+            _ => Counter::calls,
+        };
+        bump(&self.scalars[counter as usize], 1);
+        if outcome.is_error() {
+            bump(&self.scalars[Counter::errors as usize], 1);
+            if outcome == Outcome::Panic {
+                bump(&self.scalars[Counter::panics as usize], 1);
+            }
         }
     }
 
@@ -476,6 +506,7 @@ impl Dense {
             for (j, &c) in self.counts[p * SUB..(p + 1) * SUB].iter().enumerate() {
                 if c != 0 {
                     acc.calls = acc.calls.wrapping_add(c);
+                    acc.timed = acc.timed.wrapping_add(c);
                     acc.histogram_mut().add_to_bucket(p * SUB + j, c);
                 }
             }

@@ -113,7 +113,7 @@ macro_rules! counter_set {
 
         /// Each counter's position in [`Snapshot::FIELDS`]: how atomic copies of the set index it.
         #[allow(non_camel_case_types)]
-        // Not every counter is addressed by position (`calls` is the histogram's count).
+        // Not every counter is addressed by position (`timed` is the histogram's count).
         #[allow(dead_code)]
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         pub(crate) enum Counter {
@@ -242,7 +242,18 @@ counter_set! {
     min_ns: Min,
     /// The longest call, in nanoseconds.
     max_ns: Max,
+    /// Calls that were timed: all of `calls`, unless the function samples
+    /// (`#[measured(sample = N)]`, `fnmetrics::set_default_sample`), which times about one call
+    /// in N. `total_ns`, `min_ns`, `max_ns`, the histogram, and so the mean and quantiles, cover
+    /// the timed calls; `calls`, `errors`, `panics` and `cancelled` count every call. Last in the
+    /// set: recording keeps it as the histogram's count, not as a counter of its own.
+    timed: Sum,
 }
+
+/// The counters a per-thread slot keeps as scalars: all but `timed`, which is the histogram's
+/// count. (A slot's `calls` scalar holds its calls that were not timed; the timed ones are
+/// histogram counts.)
+pub(crate) const STORED: usize = COUNTERS - 1;
 
 impl Snapshot {
     /// Records one finished call of `nanos` nanoseconds: what a sink or a test does to build a
@@ -255,6 +266,7 @@ impl Snapshot {
     /// ```
     pub fn record(&mut self, nanos: u64, is_error: bool) {
         self.calls = self.calls.saturating_add(1);
+        self.timed = self.timed.saturating_add(1);
         self.errors = self.errors.saturating_add(u64::from(is_error));
         self.total_ns = self.total_ns.saturating_add(nanos);
         self.min_ns = self.min_ns.min(nanos);
@@ -320,7 +332,7 @@ impl Snapshot {
         Duration::from_nanos(self.max_ns)
     }
 
-    /// The mean call time (zero when there were no calls).
+    /// The mean call time, over the timed calls (zero when there were none).
     ///
     /// ```
     /// # #[fnmetrics::measured(name = "doc::mean")]
@@ -329,10 +341,10 @@ impl Snapshot {
     /// assert!(fnmetrics::get("doc::mean").unwrap().mean() > std::time::Duration::ZERO);
     /// ```
     pub fn mean(&self) -> Duration {
-        if self.calls == 0 {
+        if self.timed == 0 {
             return Duration::ZERO;
         }
-        Duration::from_nanos(self.total_ns / self.calls)
+        Duration::from_nanos(self.total_ns / self.timed)
     }
 
     /// The call time at quantile `q` (0.5 for the median, 0.99 for p99), within 1.6 % of the

@@ -43,6 +43,7 @@ mod kw {
     syn::custom_keyword!(name);
     syn::custom_keyword!(error_if);
     syn::custom_keyword!(ok_if);
+    syn::custom_keyword!(sample);
 }
 
 /// One argument's value together with the tokens of the whole `key = value`, so that an error
@@ -59,7 +60,8 @@ impl<T> Arg<T> {
     }
 }
 
-/// `#[measured(name = "..", error_if = path, ok_if = path, crate = path)]`, every part optional.
+/// `#[measured(name = "..", error_if = path, ok_if = path, sample = N, crate = path)]`, every
+/// part optional.
 #[derive(Default)]
 pub(crate) struct Args {
     /// `name = "..."` or `name = CONST`: a fixed metric name instead of the function's path.
@@ -70,9 +72,21 @@ pub(crate) struct Args {
     pub(crate) ok_if: Option<Arg<ExprPath>>,
     /// `crate = path`: where the `fnmetrics` crate is, for re-exports.
     pub(crate) krate: Option<Arg<Path>>,
+    /// `sample = N`: count every call, time about one in N.
+    pub(crate) sample: Option<Arg<syn::LitInt>>,
 }
 
+/// The largest `sample = N` (`fnmetrics::MAX_SAMPLE`).
+const MAX_SAMPLE: u32 = 1 << 20;
+
 impl Args {
+    /// `sample = N`'s N (checked when parsed).
+    pub(crate) fn sample(&self) -> Option<u32> {
+        self.sample
+            .as_ref()
+            .and_then(|arg| arg.value.base10_parse().ok())
+    }
+
     /// The path of the `fnmetrics` crate in generated code.
     pub(crate) fn krate(&self) -> TokenStream {
         match &self.krate {
@@ -102,6 +116,23 @@ impl Parse for Args {
                 let eq: Token![=] = input.parse()?;
                 let value: ExprPath = input.parse()?;
                 set(&mut args.ok_if, key, eq, value)?;
+            } else if lookahead.peek(kw::sample) {
+                let key: kw::sample = input.parse()?;
+                let eq: Token![=] = input.parse()?;
+                let lit: syn::LitInt = input.parse()?;
+                lit.base10_parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=MAX_SAMPLE).contains(n))
+                    .ok_or_else(|| {
+                        syn::Error::new(
+                            lit.span(),
+                            format!(
+                                "`sample` takes a whole number from 1 (time every call) to \
+                                 {MAX_SAMPLE}"
+                            ),
+                        )
+                    })?;
+                set(&mut args.sample, key, eq, lit)?;
             } else if lookahead.peek(Token![crate]) {
                 let key: Token![crate] = input.parse()?;
                 let eq: Token![=] = input.parse()?;
@@ -113,7 +144,7 @@ impl Parse for Args {
                     unknown.span(),
                     format!(
                         "unknown argument `{unknown}`: #[measured] takes `name`, `error_if`, \
-                         `ok_if` and `crate`"
+                         `ok_if`, `sample` and `crate`"
                     ),
                 ));
             } else {

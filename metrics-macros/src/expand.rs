@@ -68,8 +68,8 @@ fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
 /// `#[measured]` on an impl block: every fn in it that is not `const` and has no `#[measured]` of
 /// its own, measured and named as if it had its own `#[measured]`.
 fn expand_impl(args: &Args, mut item: ItemImpl) -> syn::Result<TokenStream> {
-    const ONLY_CRATE: &str = "on an impl block #[measured] only takes `crate`; put this argument \
-                              on a method's own #[measured]";
+    const ONLY_CRATE: &str = "on an impl block #[measured] only takes `crate` and `sample`; put \
+                              this argument on a method's own #[measured]";
     if let Some(arg) = &args.name {
         return Err(arg.error(ONLY_CRATE));
     }
@@ -102,6 +102,8 @@ struct Plan<'a> {
     receiver: bool,
     error_if: Option<&'a Arg<ExprPath>>,
     ok_if: Option<&'a Arg<ExprPath>>,
+    /// `sample = N`.
+    sample: Option<u32>,
 }
 
 /// How a site finds its name.
@@ -125,13 +127,19 @@ impl<'a> Plan<'a> {
             receiver: sig.receiver().is_some(),
             error_if: args.error_if.as_ref(),
             ok_if: args.ok_if.as_ref(),
+            sample: args.sample(),
         }
     }
 
     /// The `static` site (and what it needs) and the expression starting a guard on it.
     fn site_and_guard(&self) -> (TokenStream, TokenStream) {
         let krate = &self.krate;
-        let start = quote!(#krate::__private::Guard::start(&__FNMETRICS_SITE));
+        let start = match self.sample {
+            Some(every) => {
+                quote!(#krate::__private::Guard::start_sampled(&__FNMETRICS_SITE, #every))
+            }
+            None => quote!(#krate::__private::Guard::start(&__FNMETRICS_SITE)),
+        };
         match &self.site {
             SiteName::Fixed(Name::Literal(name)) => (
                 quote! {
@@ -171,15 +179,21 @@ impl<'a> Plan<'a> {
                         #function,
                     );
                 };
-                let start = if self.receiver {
-                    quote! {
+                let start = match (self.receiver, self.sample) {
+                    (true, Some(every)) => quote! {
+                        #krate::__private::Guard::start_method_sampled(
+                            &__FNMETRICS_SITE,
+                            ::core::any::type_name::<Self>,
+                            #every,
+                        )
+                    },
+                    (true, None) => quote! {
                         #krate::__private::Guard::start_method(
                             &__FNMETRICS_SITE,
                             ::core::any::type_name::<Self>,
                         )
-                    }
-                } else {
-                    start
+                    },
+                    (false, _) => start,
                 };
                 (site, start)
             }
@@ -336,10 +350,11 @@ fn instrument(sig: &Signature, block: &Block, plan: &Plan<'_>) -> syn::Result<Bl
             #(#stmts)*
         }
     } else if sig.asyncness.is_some() {
-        let future = typed_async_block(block, &sig.output, &output);
+        let (marker, future) = typed_async_block(block, &sig.output, &output, &plan.krate);
         let finish = finish(&output);
         quote! {
             #site
+            #marker
             let #guard = #start;
             let #ret = #future.await;
             #finish
@@ -396,28 +411,42 @@ fn instrument(sig: &Signature, block: &Block, plan: &Plan<'_>) -> syn::Result<Bl
     })
 }
 
-/// `async move { <typing> <block> }`: the block's output typed as the function's return type, so
-/// that `return` values and `?` errors are converted as in the function itself.
+/// `async move { <typing> <the block's statements> }`: the block's output typed as the
+/// function's return type, so that `return` values and `?` errors are converted as in the
+/// function itself. Returns a statement to put before it, and the async block.
 ///
-/// The first `return` of an async block sets its output type (async_trait does the same). It is
-/// written before the function's block, not in it, so that a `use` in the block cannot shadow the
-/// type; at the return type's span, so that a wrong value is reported against it. Without `->`,
-/// the type is `()`.
-fn typed_async_block(block: &Block, output: &ReturnType, known: &Output) -> TokenStream {
+/// The first `return` of an async block sets its output type (async_trait does the same). The
+/// type is written in a marker made before the async block, outside the function's block, so
+/// that a `use` in the block cannot shadow it; at the return type's span, so that a wrong value
+/// is reported against it. Without `->`, the type is `()`. The block's statements go in the
+/// async block's own braces: the user's braces around a one-expression tail would be linted as
+/// needless (`unused_braces`), and its suggested fix does not compile.
+fn typed_async_block(
+    block: &Block,
+    output: &ReturnType,
+    known: &Output,
+    krate: &TokenStream,
+) -> (TokenStream, TokenStream) {
     let (ty, span) = match (output, known) {
         (ReturnType::Type(_, ty), Output::Known(known)) => (known.clone(), ty.span()),
         (ReturnType::Default, _) => (quote!(()), block.brace_token.span.open()),
-        (ReturnType::Type(..), Output::Opaque) => return quote!(async move #block),
+        (ReturnType::Type(..), Output::Opaque) => return (quote!(), quote!(async move #block)),
     };
+    let marker = local("__fnmetrics_output", span);
     let value = local("__fnmetrics_value", span);
-    quote_spanned! {span=>
+    let stmts = &block.stmts;
+    let before = quote_spanned! {span=>
+        let #marker = #krate::__private::OutputOf::<#ty>::new();
+    };
+    let future = quote_spanned! {span=>
         async move {
-            if let ::core::option::Option::Some(#value) = ::core::option::Option::None::<#ty> {
+            if let ::core::option::Option::Some(#value) = #krate::__private::no_value(#marker) {
                 return #value;
             }
-            #block
+            #(#stmts)*
         }
-    }
+    };
+    (before, future)
 }
 
 /// `T` if `ty` is `impl Future<Output = T>`, with nothing else than `Send`, `Sync`, `Unpin`,

@@ -158,6 +158,35 @@ use proc_macro::TokenStream;
 /// A panic is always an error. A function returning `!` never returns a value, so `error_if` and
 /// `ok_if` are refused there.
 ///
+/// # Sampling
+///
+/// `sample = N` (1 to 1 048 576) counts every call, error, panic and cancellation exactly, and
+/// times about one call in `N`, chosen at random on each thread (a Poisson process over the
+/// calls, as heap profilers sample allocations), so a function that is slow on every k-th call
+/// still gets honest quantiles. The mean, quantiles, min and max are over the timed calls
+/// (`Snapshot::timed` says how many); only timed calls make per-call entries. An untimed call
+/// reads no clock: for functions called millions of times a second. `sample = 1` times every
+/// call, whatever `fnmetrics::set_default_sample` says (the run-time default for functions
+/// without a `sample` of their own). On an impl block, it applies to every fn in it.
+///
+/// ```
+/// use fnmetrics::measured;
+///
+/// #[measured(sample = 64)]
+/// fn parse_byte(b: u8) -> Result<u8, ()> {
+///     if b.is_ascii_digit() { Ok(b - b'0') } else { Err(()) }
+/// }
+///
+/// fn main() {
+///     for b in 0..=255u8 {
+///         let _ = parse_byte(b);
+///     }
+///     let m = fnmetrics::get(concat!(module_path!(), "::parse_byte")).unwrap();
+///     assert_eq!((m.calls, m.errors), (256, 246));
+///     assert!(m.timed < m.calls);
+/// }
+/// ```
+///
 /// # Async functions
 ///
 /// `async fn` (free, in impls, in traits and trait impls) keep their signature; the measurement
@@ -240,7 +269,7 @@ use proc_macro::TokenStream;
 /// On an `impl` block (inherent or of a trait), `#[measured]` measures every fn in it, each named
 /// as its own `#[measured]` would name it (see Names). Methods with a `#[measured]` of their own
 /// keep it (with its arguments); `const fn`s are left alone. On an impl block only `crate = path`
-/// is accepted.
+/// and `sample = N` are accepted.
 ///
 /// ```
 /// use fnmetrics::measured;

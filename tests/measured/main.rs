@@ -30,6 +30,7 @@ mod err;
 mod futures;
 mod methods;
 mod names;
+mod sample;
 
 /// The metrics recorded under `name`.
 fn metrics_named(name: &str) -> Snapshot {

@@ -64,7 +64,14 @@ fn box_pin_built_first(n: u32) -> Pin<Box<dyn Future<Output = u32> + Send>> {
 
 #[measured]
 fn boxed_method(n: u32) -> BoxFuture<'static, Result<u32, Failed>> {
-    async move { if n == 0 { Err(Failed) } else { Ok(n) } }.boxed()
+    async move {
+        if n == 0 {
+            Err(Failed)
+        } else {
+            Ok(n)
+        }
+    }
+    .boxed()
 }
 
 #[measured]
@@ -76,7 +83,9 @@ fn box_pin_branches(n: u32) -> BoxFuture<'static, u32> {
 }
 
 #[measured]
-fn box_pin_collect<'a>(words: &'a [&'a str]) -> Pin<Box<dyn Future<Output = Vec<String>> + Send + 'a>> {
+fn box_pin_collect<'a>(
+    words: &'a [&'a str],
+) -> Pin<Box<dyn Future<Output = Vec<String>> + Send + 'a>> {
     Box::pin(async move { words.iter().map(|w| w.to_uppercase()).collect() })
 }
 
@@ -137,10 +146,13 @@ fn assert_unpin<T: Unpin>(value: T) -> T {
     value
 }
 
-fn main() {
+pub(crate) fn main() {
     use pollster::block_on;
     assert!(block_on(assert_send(impl_future(true))).is_err());
-    assert_eq!(block_on(assert_unpin(assert_send(impl_future_send_unpin(3)))), 3);
+    assert_eq!(
+        block_on(assert_unpin(assert_send(impl_future_send_unpin(3)))),
+        3
+    );
     assert_eq!(block_on(impl_future_prefix(&[4, 5])), 6);
     assert!(block_on(impl_future_from_call(0)).is_err());
     assert!(block_on(box_pin_early_return(0)).is_err());

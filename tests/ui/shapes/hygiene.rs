@@ -1,6 +1,8 @@
 //! The function's own code is compiled as written: `use` declarations in the body, names that
 //! clash with what the expansion uses, items in the body. Compiled with and without `#[measured]`.
 #![deny(warnings)]
+// A labelled loop left by `break 'outer` is the shape under test.
+#![allow(clippy::never_loop)]
 
 use fnmetrics::measured;
 
@@ -33,7 +35,7 @@ async fn render_async(v: Value) -> String {
 
 mod shadow {
     #[allow(dead_code)]
-    pub enum Kind {
+    pub(crate) enum Kind {
         Result,
         Option,
         Vec,
@@ -96,7 +98,7 @@ fn nested_closures_return(items: &[u32]) -> Option<u32> {
     None
 }
 
-fn main() {
+pub(crate) fn main() {
     assert_eq!(render(Value::String("s".into())), "s");
     assert_eq!(pollster::block_on(render_async(Value::Number(1))), "1");
     assert!(pollster::block_on(shadowed_result(true)).is_err());

@@ -2,6 +2,8 @@
 //! compiler infers. Compiled with and without `#[measured]`.
 #![deny(warnings)]
 #![allow(clippy::unused_unit)]
+// `?` converting an error through the return type is the shape under test.
+#![allow(clippy::unnecessary_fallible_conversions)]
 
 use fnmetrics::measured;
 use std::collections::HashMap;
@@ -96,7 +98,7 @@ fn future_default() -> impl Future<Output = u32> {
     async { Default::default() }
 }
 
-fn main() {
+pub(crate) fn main() {
     let client = Client;
     client.ping();
     assert_eq!(client.count(), 0);

@@ -1,0 +1,132 @@
+//! Sampling where timing and process-wide settings matter, in a binary of its own, one test at a
+//! time: the run-time default (`fnmetrics::set_default_sample`) is process-wide and would change
+//! what other tests' functions time, and the quantiles of a sample are compared with the exact
+//! ones, which other tests' threads would disturb.
+#![cfg(not(feature = "disabled"))]
+
+use fnmetrics::measured;
+use parking_lot::Mutex;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn get(function: &str) -> fnmetrics::Snapshot {
+    fnmetrics::get(&format!("{}::{function}", module_path!())).unwrap()
+}
+
+/// `timed` is about `calls / every`: within 6 standard deviations of a binomial count.
+fn about_one_in(every: u64, calls: u64, timed: u64) {
+    let expected = calls as f64 / every as f64;
+    let sd = (expected * (1.0 - 1.0 / every as f64)).sqrt();
+    assert!(
+        (timed as f64 - expected).abs() <= 6.0 * sd + 1.0,
+        "{timed} of {calls} timed, expected about {expected}"
+    );
+}
+
+#[measured(sample = 1)]
+fn own_sample_of_one(i: u64) -> u64 {
+    i
+}
+
+#[measured]
+fn follows_the_default(i: u64) -> u64 {
+    i
+}
+
+#[test]
+fn the_run_time_default_samples_functions_without_their_own_sample() {
+    let _one = ONE_AT_A_TIME.lock();
+    assert_eq!(fnmetrics::default_sample(), 1);
+    fnmetrics::set_default_sample(50);
+    assert_eq!(fnmetrics::default_sample(), 50);
+    for i in 0..50_000 {
+        black_box(own_sample_of_one(i));
+        black_box(follows_the_default(i));
+    }
+    fnmetrics::set_default_sample(1);
+    let (own, default) = (get("own_sample_of_one"), get("follows_the_default"));
+    assert_eq!(
+        (own.calls, own.timed),
+        (50_000, 50_000),
+        "its own sample wins"
+    );
+    assert_eq!(default.calls, 50_000);
+    about_one_in(50, 50_000, default.timed);
+}
+
+/// Spins for about `d`.
+fn spin(d: Duration) {
+    let t = Instant::now();
+    while t.elapsed() < d {
+        std::hint::spin_loop();
+    }
+}
+
+const FAST: Duration = Duration::from_nanos(500);
+const SLOW: Duration = Duration::from_micros(5);
+
+/// Slow on every 10th call: 10 does not divide 64, so a fixed stride of 64 would time the slow
+/// calls every fifth sample or never, depending on where it started.
+#[measured(sample = 64)]
+fn bimodal_sampled(i: u64) {
+    spin(if i.is_multiple_of(10) { SLOW } else { FAST });
+}
+
+#[measured]
+fn bimodal_exact(i: u64) {
+    spin(if i.is_multiple_of(10) { SLOW } else { FAST });
+}
+
+#[test]
+fn a_bimodal_function_gets_honest_quantiles_and_mean_from_its_sample() {
+    let _one = ONE_AT_A_TIME.lock();
+    // A run whose timings a busy machine disturbed (a thread preempted for milliseconds weighs
+    // far more in a mean over 6 250 calls than over 400 000) is run again, twice at most: a
+    // sample that is biased fails every run.
+    let mut last = String::new();
+    for _ in 0..3 {
+        fnmetrics::reset();
+        match bimodal_run() {
+            Ok(()) => return,
+            Err(why) => last = why,
+        }
+    }
+    panic!("{last}");
+}
+
+fn bimodal_run() -> Result<(), String> {
+    const CALLS: u64 = 400_000;
+    for i in 0..CALLS {
+        bimodal_sampled(i);
+        bimodal_exact(i);
+    }
+    let (s, e) = (get("bimodal_sampled"), get("bimodal_exact"));
+    assert_eq!((s.calls, e.calls), (CALLS, CALLS));
+    about_one_in(64, CALLS, s.timed);
+    assert!(e.quantile(0.95) >= SLOW && e.quantile(0.5) < SLOW / 2);
+    let close = |what: &str, a: Duration, b: Duration, within: f64| {
+        let (a, b) = (a.as_nanos() as f64, b.as_nanos() as f64);
+        match (a - b).abs() <= within * b {
+            true => Ok(()),
+            false => Err(format!("{what}: sampled {a} ns, every call {b} ns")),
+        }
+    };
+    // p50 is a fast call, p95 a slow one (10 % of the calls), the mean about a tenth of SLOW:
+    // about 6 250 timed calls give each within a few percent.
+    close("p50", s.quantile(0.5), e.quantile(0.5), 0.15)?;
+    close("p95", s.quantile(0.95), e.quantile(0.95), 0.15)?;
+    close("mean", s.mean(), e.mean(), 0.2)?;
+    // The slow calls' share of the timed ones is theirs of all calls, 10 % (no aliasing): more
+    // than 7 %, less than 15 %.
+    let slow = SLOW * 9 / 10;
+    match s.quantile(0.93) >= slow && s.quantile(0.85) < slow {
+        true => Ok(()),
+        false => Err(format!(
+            "slow share: p85 {:?}, p93 {:?}",
+            s.quantile(0.85),
+            s.quantile(0.93)
+        )),
+    }
+}

@@ -25,6 +25,31 @@ impl Stop {
         Ok(Stop(flag))
     }
 
+    /// Runs `f` on a thread of its own on which SIGINT and SIGTERM are blocked, and waits for
+    /// it: the signals reach this thread instead, so they set the flag without interrupting
+    /// `f`'s system calls. A socket with a timeout, as every server connection has, returns
+    /// `EINTR` to a signal even with `SA_RESTART`, and a client library then fails the command
+    /// it was waiting on (an acknowledgement that the server may have applied).
+    pub(crate) fn shielded<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        // SAFETY: plain libc calls on a sigset_t of our own; `pthread_sigmask` changes only this
+        // thread's mask, and the old mask is put back before returning.
+        unsafe {
+            let mut block: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut block);
+            libc::sigaddset(&mut block, SIGINT);
+            libc::sigaddset(&mut block, SIGTERM);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &block, &mut old);
+            let result = std::thread::scope(|s| {
+                // Spawned with the signals blocked: the thread inherits the mask.
+                let worker = s.spawn(f);
+                libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+                worker.join()
+            });
+            result.unwrap_or_else(|p| std::panic::resume_unwind(p))
+        }
+    }
+
     /// Whether a stop was asked for.
     pub(crate) fn requested(&self) -> bool {
         self.0.load(Ordering::Relaxed)

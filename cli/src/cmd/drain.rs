@@ -14,6 +14,11 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 pub(crate) fn run(s: &Servers, a: &DrainArgs) -> CliResult<u8> {
     let stop = Stop::install()?;
+    // The signals set the flag on this thread; the drainer's server calls run undisturbed.
+    stop.shielded(|| drain(s, a, &stop))
+}
+
+fn drain(s: &Servers, a: &DrainArgs, stop: &Stop) -> CliResult<u8> {
     let (redis_url, postgres_url) = (s.redis_url()?, s.postgres_url()?);
     let mut drainer = Drainer::connect(
         redis_url,

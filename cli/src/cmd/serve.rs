@@ -62,11 +62,6 @@ pub(crate) fn fleet(
         .into_iter()
         .filter(|n| glob.is_none_or(|g| g.matches(n)))
         .collect();
-    let mut out = Vec::with_capacity(names.len());
-    for name in &names {
-        if let Some(m) = reader.get(name)? {
-            out.push(m);
-        }
-    }
-    Ok(out)
+    // Pipelined: 10 000 functions in a few round trips (see benches/prometheus.rs).
+    Ok(reader.get_many(&names)?.into_iter().flatten().collect())
 }

@@ -208,6 +208,12 @@ fn escape_label(value: &str) -> String {
 
 /// What [`serve_with`] calls on every scrape: the body of the answer, or why there is none
 /// (answered with status 503 and the error's text).
+///
+/// ```
+/// use fnmetrics::prometheus::{render, Scrape};
+/// let mut scrape: Box<Scrape> = Box::new(|| Ok(render()));
+/// assert!(scrape().unwrap().contains("# TYPE fnmetrics_calls_total counter"));
+/// ```
 pub type Scrape = dyn FnMut() -> Result<String, Box<dyn std::error::Error + Send + Sync>> + Send;
 
 /// Serves [`render`] on `http://addr/metrics` from a background thread named

@@ -2,6 +2,8 @@
 //! scrapes from `serve` is exact, `histogram_quantile` lands in the right bucket, and
 //! `promtool check metrics` accepts what `render` writes.
 
+#![cfg(feature = "prometheus")]
+
 use fnmetrics::measured;
 use fnmetrics::prometheus::{self, LE_NANOS};
 use fnmetrics::Snapshot;

@@ -386,7 +386,11 @@ fn accept_loop(listener: &TcpListener, stop: &AtomicBool, mut scrape: Box<Scrape
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        let Ok(conn) = conn else { continue };
+        let Ok(conn) = conn else {
+            // Out of file descriptors, say: back off a little rather than spin.
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        };
         if let Err(e) = answer(conn, &mut scrape) {
             log::debug!("fnmetrics-prometheus: a scrape connection failed: {e}");
         }

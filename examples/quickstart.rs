@@ -144,7 +144,21 @@ fn main() -> Result<(), fnmetrics::Error> {
     if postgres.is_some() {
         print_window(&flusher, &local, started)?;
     }
+    if redis.is_some() || postgres.is_some() {
+        print_next_steps();
+    }
     Ok(())
+}
+
+/// Where to look next: the `fnmetrics` command reads the same servers, from the same variables.
+fn print_next_steps() {
+    println!(
+        "next, with the same FNMETRICS_REDIS_URL / FNMETRICS_POSTGRES_URL set \
+         (cargo install --path cli):\n  \
+         fnmetrics report              # per function over the last hour (PostgreSQL)\n  \
+         fnmetrics top                 # live calls/s and p99 across processes (Redis)\n  \
+         fnmetrics html -o report.html # charts over time (PostgreSQL)"
+    );
 }
 
 /// Every process that flushed to this Redis, this run and earlier ones.

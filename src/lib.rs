@@ -61,6 +61,8 @@ mod blocking;
 #[cfg(all(feature = "redis", feature = "postgres"))]
 mod drain;
 mod flusher;
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
 mod secret;
 
 pub use flusher::{Flusher, FlusherBuilder, Mode};

@@ -91,6 +91,11 @@ pub(crate) enum Command {
     Forget(ForgetArgs),
     /// Write a self-contained HTML report with charts over time, from PostgreSQL.
     Html(HtmlArgs),
+    /// Serve the fleet-wide aggregates from Redis to Prometheus on http://ADDR/metrics.
+    ///
+    /// Redis is read on every scrape (a scrape that cannot read it is answered with status 503).
+    /// SIGINT or SIGTERM stops it cleanly (exit status 0).
+    Serve(ServeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -236,4 +241,19 @@ pub(crate) struct HtmlArgs {
     /// The file to write.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub(crate) output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Where to listen for Prometheus scrapes (e.g. 127.0.0.1:9187, 0.0.0.0:9187; port 0 picks
+    /// a free port, printed on start).
+    #[arg(long, value_name = "ADDR", required = true)]
+    pub(crate) prometheus: String,
+    /// Only functions whose name matches this glob.
+    #[arg(long = "fn", value_name = "GLOB")]
+    pub(crate) func: Option<String>,
+    /// The longest one Redis read of a scrape may wait (Prometheus' own scrape timeout is 10s
+    /// by default).
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub(crate) timeout: Duration,
 }

@@ -123,6 +123,20 @@ fn flush_stores_entries_and_exact_aggregates() {
     names.sort();
     assert_eq!(reader.functions().unwrap(), names);
     assert_eq!(reader.get("app::never_called").unwrap(), None);
+
+    // `get_many` answers as `get` does, in order, across its 1 000-a-round-trip chunks.
+    let many: Vec<String> = (0..2_500)
+        .map(|i| match i % 997 {
+            0..=2 => NAMES[i % 997].to_owned(),
+            _ => format!("app::never_called_{i}"),
+        })
+        .collect();
+    let got = reader.get_many(&many).unwrap();
+    assert_eq!(got.len(), many.len());
+    assert_eq!(got.iter().flatten().count(), 9);
+    for (name, m) in many.iter().zip(&got) {
+        assert_eq!(m, &reader.get(name).unwrap(), "{name}");
+    }
 }
 
 #[test]

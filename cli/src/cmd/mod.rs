@@ -6,6 +6,7 @@ mod forget;
 mod html;
 mod migrate;
 mod report;
+pub(crate) mod serve;
 mod status;
 mod top;
 
@@ -25,5 +26,6 @@ pub(crate) fn run(cli: Cli) -> CliResult<u8> {
         Command::DeadLetters(a) => dead_letters::run(s, &a),
         Command::Forget(a) => forget::run(s, &a),
         Command::Html(a) => html::run(s, &a),
+        Command::Serve(a) => serve::run(s, &a),
     }
 }

@@ -10,6 +10,7 @@ mod forget;
 mod html;
 mod migrate;
 mod report;
+mod serve;
 mod status;
 mod top;
 mod usage;

@@ -14,6 +14,7 @@ fn every_command_has_help() {
         "dead-letters",
         "forget",
         "html",
+        "serve",
     ] {
         assert!(top.contains(cmd), "{cmd} in\n{top}");
         let help = ok(&[cmd, "--help"]);

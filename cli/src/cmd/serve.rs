@@ -1,0 +1,67 @@
+//! `fnmetrics serve --prometheus ADDR`: the fleet-wide aggregates from Redis, in the Prometheus
+//! text format, read again on every scrape.
+
+use crate::args::{ServeArgs, Servers};
+use crate::conn::redis_error;
+use crate::error::{CliError, CliResult};
+use crate::glob::{self, Glob};
+use crate::output::print;
+use crate::redact::redact;
+use crate::stop::Stop;
+use fnmetrics::redis::RedisReader;
+use fnmetrics::{prometheus, Snapshot};
+use std::time::Duration;
+
+pub(crate) fn run(s: &Servers, a: &ServeArgs) -> CliResult<u8> {
+    let glob = glob::optional(a.func.as_deref())?;
+    let url = s.redis_url()?.to_owned();
+    // Every read and write of a scrape waits at most --timeout.
+    let options = s.redis_options().with_io_timeout(a.timeout);
+    let mut reader = RedisReader::connect(&url, options)
+        .map_err(|e| redis_error(&url, "cannot connect to Redis", e))?;
+    // Read once before listening: a Redis that holds something else fails now, not on the
+    // first scrape.
+    fleet(&mut reader, glob.as_ref())
+        .map_err(|e| redis_error(&url, "cannot read aggregates", e))?;
+
+    let stop = Stop::install()?;
+    let scrape_url = url.clone();
+    let server = prometheus::serve_with(
+        a.prometheus.as_str(),
+        Box::new(move || {
+            // A failed read is said on stderr and in the 503 answer; the next scrape tries again.
+            let all = fleet(&mut reader, glob.as_ref()).map_err(|e| {
+                let report = redis_error(&scrape_url, "cannot read aggregates", e).report();
+                eprintln!("{report}");
+                report
+            })?;
+            Ok(prometheus::render_snapshots(&all))
+        }),
+    )
+    .map_err(|e| {
+        CliError::caused(format!("cannot listen on {}", a.prometheus), e)
+            .hint("give another --prometheus HOST:PORT (port 0 picks a free one)")
+    })?;
+    print(&format!(
+        "fnmetrics serve: http://{}/metrics, from Redis at {} (Ctrl-C to stop)\n",
+        server.local_addr(),
+        redact(&url)
+    ))?;
+    while !stop.sleep(Duration::from_secs(3600)) {}
+    drop(server);
+    Ok(0)
+}
+
+/// The fleet-wide snapshot of every function in Redis whose name matches `glob`, sorted by name.
+pub(crate) fn fleet(
+    reader: &mut RedisReader,
+    glob: Option<&Glob>,
+) -> Result<Vec<Snapshot>, fnmetrics::Error> {
+    let names: Vec<String> = reader
+        .functions()?
+        .into_iter()
+        .filter(|n| glob.is_none_or(|g| g.matches(n)))
+        .collect();
+    // Pipelined: 10 000 functions in a few round trips (see benches/prometheus.rs).
+    Ok(reader.get_many(&names)?.into_iter().flatten().collect())
+}

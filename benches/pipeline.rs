@@ -47,6 +47,7 @@ fn entries(ids: &mut IdGen, n: usize) -> Vec<EntryRecord> {
                 execution_time: Duration::from_nanos(1_000 + (i as u64 * 7_919) % 5_000_000),
                 error_occurred: i % 13 == 0,
                 created_at_micros: created,
+                weight: 1,
             }
         })
         .collect()

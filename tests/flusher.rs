@@ -318,6 +318,47 @@ fn errors_only_mode_keeps_entries_of_failed_calls_and_counts_all() {
     assert_eq!(sink.calls_of("flusher::errors_only"), 100);
 }
 
+#[measured(name = "flusher::sampled", sample = 16)]
+fn sampled(i: u64) -> Result<u64, String> {
+    if i.is_multiple_of(3) {
+        Err("no".into())
+    } else {
+        Ok(i)
+    }
+}
+
+#[test]
+fn a_sampled_function_makes_entries_of_its_timed_calls_only_each_weighing_n() {
+    let _one = ONE_FLUSHER.lock();
+    let sink = Memory::default();
+    let guard = sink.start(config(10_000, Duration::from_secs(3600), 100_000));
+    for i in 0..32_000 {
+        let _ = sampled(i);
+    }
+    guard.flush().unwrap();
+    let entries = sink.entries_of("flusher::sampled");
+    let m = fnmetrics::get("flusher::sampled").unwrap();
+    assert_eq!(m.calls, 32_000);
+    assert_eq!(entries.len() as u64, m.timed, "one entry per timed call");
+    assert!(entries.iter().all(|e| e.weight == 16));
+    // The weights add up to about the calls (one in 16 timed, at random).
+    let weighed: u64 = entries.iter().map(|e| u64::from(e.weight)).sum();
+    assert!((28_000..36_000).contains(&weighed), "{weighed}");
+    // Entries of weight 16 survive the wire format; others keep version 1.
+    let e = entries[0].clone();
+    assert_eq!(e.encode()[0], fnmetrics::sink::WEIGHTED_ENCODING_VERSION);
+    assert_eq!(
+        fnmetrics::sink::EntryRecord::decode(&e.encode()).unwrap(),
+        e
+    );
+    let plain = fnmetrics::sink::EntryRecord { weight: 1, ..e };
+    assert_eq!(plain.encode()[0], fnmetrics::sink::ENCODING_VERSION);
+    assert_eq!(
+        fnmetrics::sink::EntryRecord::decode(&plain.encode()).unwrap(),
+        plain
+    );
+}
+
 /// A sink whose writes wait while `hold` is set, keeping the flusher thread busy.
 struct Held(Memory, Arc<AtomicBool>);
 

@@ -234,6 +234,7 @@ fn batch(ids: &mut IdGen, name: &str, n: usize) -> FlushBatch {
                 execution_time: Duration::from_micros(i as u64 + 1),
                 error_occurred: i % 4 == 0,
                 created_at_micros: now_us,
+                weight: 1,
             })
             .collect(),
         aggregates: Vec::new(),

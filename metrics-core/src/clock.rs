@@ -29,6 +29,7 @@ pub(crate) fn set_recording(on: bool) {
 }
 
 /// Whether recording is on.
+#[inline(always)]
 pub(crate) fn recording() -> bool {
     END.load(Relaxed) & RECORDING_OFF == 0
 }

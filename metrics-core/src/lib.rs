@@ -37,7 +37,9 @@ pub use error::{Error, ErrorKind};
 pub use flusher::{ErrorHandler, FlushStats, Flusher, FlusherConfig, Health, StageHealth};
 pub use histogram::{bucket_index, bucket_low, bucket_width, Histogram, BUCKETS};
 pub use outcome::Outcome;
-pub use record::{new_flush_id, DecodeError, EntryRecord, IdGen, ENCODING_VERSION};
+pub use record::{
+    new_flush_id, DecodeError, EntryRecord, IdGen, ENCODING_VERSION, WEIGHTED_ENCODING_VERSION,
+};
 pub use registry::{Memory, MAX_NAME_LEN};
 pub use ring::EntryMode;
 pub use sink::{Canceller, Drain, DrainOutcome, FlushBatch, Sink};

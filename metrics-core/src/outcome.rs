@@ -25,4 +25,19 @@ impl Outcome {
     pub fn is_error(self) -> bool {
         matches!(self, Outcome::Error | Outcome::Panic)
     }
+
+    /// `Error` or `Ok`: how a call that returned ended.
+    ///
+    /// ```
+    /// use fnmetrics_core::Outcome;
+    /// assert_eq!(Outcome::of(true), Outcome::Error);
+    /// ```
+    #[inline(always)]
+    pub fn of(is_error: bool) -> Outcome {
+        if is_error {
+            Outcome::Error
+        } else {
+            Outcome::Ok
+        }
+    }
 }

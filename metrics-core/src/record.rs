@@ -18,6 +18,10 @@ pub struct EntryRecord {
     pub error_occurred: bool,
     /// When the call ended, in microseconds since the Unix epoch.
     pub created_at_micros: i64,
+    /// How many calls the entry stands for: 1, or `N` for a timed call of a function that
+    /// times one call in `N` (`#[measured(sample = N)]`), so that counts from entries stay
+    /// right.
+    pub weight: u32,
 }
 
 /// Why bytes could not be decoded as an [`EntryRecord`].
@@ -54,13 +58,21 @@ impl std::fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-/// The format version [`EntryRecord::encode`] writes as its first byte.
+/// The format version [`EntryRecord::encode`] writes as its first byte for an entry of weight 1
+/// (what every fnmetrics reads).
 pub const ENCODING_VERSION: u8 = 1;
+
+/// The format version of an entry whose weight is above 1 (a sampled call): version 1's fields,
+/// then the weight (`u32`), then the name. (2 is the Redis sink's frame of entries.) A drainer
+/// that does not know it sets such an entry aside as a dead letter, to be re-queued once it is
+/// upgraded; entries of weight 1 keep version 1, so a rolling deploy never blocks.
+pub const WEIGHTED_ENCODING_VERSION: u8 = 3;
 const FIXED: usize = 1 + 16 + 8 + 8 + 1;
 
 impl EntryRecord {
     /// Encodes the entry as `version, id, created_at (i64 µs), execution_time (u64 ns), error,
-    /// name` (integers little-endian): 34 bytes plus the name.
+    /// name` (integers little-endian): 34 bytes plus the name; an entry of weight above 1 as
+    /// version [`WEIGHTED_ENCODING_VERSION`], with its weight (`u32`) before the name.
     ///
     /// ```
     /// use fnmetrics::sink::EntryRecord;
@@ -70,6 +82,7 @@ impl EntryRecord {
     ///     execution_time: std::time::Duration::from_nanos(1500),
     ///     error_occurred: true,
     ///     created_at_micros: 1_700_000_000_000_000,
+    ///     weight: 1,
     /// };
     /// let bytes = e.encode();
     /// assert_eq!(EntryRecord::decode(&bytes).unwrap(), e);
@@ -85,18 +98,27 @@ impl EntryRecord {
     /// ```
     /// # use fnmetrics::sink::EntryRecord;
     /// # let e = EntryRecord { id: [1; 16], func_name: "f".into(),
-    /// #   execution_time: std::time::Duration::ZERO, error_occurred: false, created_at_micros: 0 };
+    /// #   execution_time: std::time::Duration::ZERO, error_occurred: false, created_at_micros: 0,
+    /// #   weight: 1 };
     /// let mut buf = Vec::new();
     /// e.encode_into(&mut buf);
     /// assert_eq!(buf.len(), 35);
     /// ```
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        out.push(ENCODING_VERSION);
+        let weighted = self.weight != 1;
+        out.push(if weighted {
+            WEIGHTED_ENCODING_VERSION
+        } else {
+            ENCODING_VERSION
+        });
         out.extend_from_slice(&self.id);
         out.extend_from_slice(&self.created_at_micros.to_le_bytes());
         let nanos = u64::try_from(self.execution_time.as_nanos()).unwrap_or(u64::MAX);
         out.extend_from_slice(&nanos.to_le_bytes());
         out.push(u8::from(self.error_occurred));
+        if weighted {
+            out.extend_from_slice(&self.weight.to_le_bytes());
+        }
         out.extend_from_slice(self.func_name.as_bytes());
     }
 
@@ -110,14 +132,14 @@ impl EntryRecord {
     /// assert!(fnmetrics::sink::EntryRecord::decode(b"xx").is_err());
     /// ```
     pub fn decode(bytes: &[u8]) -> Result<EntryRecord, DecodeError> {
-        if bytes.len() < FIXED {
-            return Err(match bytes.first() {
-                Some(&v) if v != ENCODING_VERSION => DecodeError::UnknownVersion(v),
-                _ => DecodeError::TooShort,
-            });
-        }
-        if bytes[0] != ENCODING_VERSION {
-            return Err(DecodeError::UnknownVersion(bytes[0]));
+        let fixed = match bytes.first() {
+            Some(&ENCODING_VERSION) => FIXED,
+            Some(&WEIGHTED_ENCODING_VERSION) => FIXED + 4,
+            Some(&v) => return Err(DecodeError::UnknownVersion(v)),
+            None => return Err(DecodeError::TooShort),
+        };
+        if bytes.len() < fixed {
+            return Err(DecodeError::TooShort);
         }
         let mut id = [0u8; 16];
         id.copy_from_slice(&bytes[1..17]);
@@ -133,13 +155,18 @@ impl EntryRecord {
             1 => true,
             b => return Err(DecodeError::BadErrorFlag(b)),
         };
-        let name = std::str::from_utf8(&bytes[FIXED..]).map_err(|_| DecodeError::NameNotUtf8)?;
+        let weight = match fixed {
+            FIXED => 1,
+            _ => u32::from_le_bytes([bytes[34], bytes[35], bytes[36], bytes[37]]),
+        };
+        let name = std::str::from_utf8(&bytes[fixed..]).map_err(|_| DecodeError::NameNotUtf8)?;
         Ok(EntryRecord {
             id,
             func_name: name.into(),
             execution_time: Duration::from_nanos(nanos),
             error_occurred,
             created_at_micros,
+            weight,
         })
     }
 
@@ -148,7 +175,8 @@ impl EntryRecord {
     /// ```
     /// # use fnmetrics::sink::EntryRecord;
     /// # let e = EntryRecord { id: [0xab; 16], func_name: "f".into(),
-    /// #   execution_time: std::time::Duration::ZERO, error_occurred: false, created_at_micros: 0 };
+    /// #   execution_time: std::time::Duration::ZERO, error_occurred: false, created_at_micros: 0,
+    /// #   weight: 1 };
     /// assert_eq!(e.id_string(), "abababab-abab-abab-abab-abababababab");
     /// ```
     pub fn id_string(&self) -> String {

@@ -120,7 +120,7 @@ fn attach(slots: &mut Vec<Option<&'static Slot>>, id: u32) -> Option<&'static Sl
 
 /// Records one finished call of metric `id` that started and ended at raw clock readings.
 #[inline(always)]
-pub(crate) fn record(id: u32, start_raw: u64, end_raw: u64, outcome: Outcome) {
+pub(crate) fn record(id: u32, weight: u32, start_raw: u64, end_raw: u64, outcome: Outcome) {
     let nanos = crate::clock::delta_nanos(start_raw, end_raw);
     let done = LOCAL.try_with(|local| {
         // SAFETY: `slots` is only touched by this thread, and nothing called from here re-enters
@@ -134,7 +134,7 @@ pub(crate) fn record(id: u32, start_raw: u64, end_raw: u64, outcome: Outcome) {
             },
         };
         slot.record_owned(nanos, outcome);
-        if ring::entries_enabled() && !local.ring.push(id, nanos, end_raw, outcome) {
+        if ring::entries_enabled() && !local.ring.push(id, weight, nanos, end_raw, outcome) {
             slot.count_dropped();
         }
     });

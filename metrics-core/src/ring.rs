@@ -51,6 +51,8 @@ const NUDGE_EVERY: usize = 1024;
 #[derive(Clone, Copy)]
 pub(crate) struct RawEntry {
     pub(crate) metric: u32,
+    /// How many calls it stands for (sampling).
+    pub(crate) weight: u32,
     pub(crate) outcome: Outcome,
     pub(crate) nanos: u64,
     pub(crate) end_raw: u64,
@@ -191,7 +193,14 @@ impl LocalRing {
     /// were full and the entry was dropped (counted here per thread, and by the caller per
     /// function).
     #[inline]
-    pub(crate) fn push(&self, metric: u32, nanos: u64, end_raw: u64, outcome: Outcome) -> bool {
+    pub(crate) fn push(
+        &self,
+        metric: u32,
+        weight: u32,
+        nanos: u64,
+        end_raw: u64,
+        outcome: Outcome,
+    ) -> bool {
         if MODE.load(Relaxed) == MODE_ERRORS && !outcome.is_error() {
             return true;
         }
@@ -209,13 +218,23 @@ impl LocalRing {
         if tail - self.head_seen.get() >= RING_CAP {
             self.head_seen.set(ring.head.load(Acquire));
             if tail - self.head_seen.get() >= RING_CAP {
-                return self.overflow(ring, metric, nanos, end_raw, outcome);
+                return self.overflow(
+                    ring,
+                    RawEntry {
+                        metric,
+                        weight,
+                        outcome,
+                        nanos,
+                        end_raw,
+                    },
+                );
             }
         }
         // SAFETY: the slot at `tail` is outside head..tail, so the consumer does not read it.
         unsafe {
             (*ring.buf[tail % RING_CAP].get()).write(RawEntry {
                 metric,
+                weight,
                 outcome,
                 nanos,
                 end_raw,
@@ -231,22 +250,9 @@ impl LocalRing {
     /// The ring is full: the entry goes to the spill queue, or is dropped and counted.
     #[cold]
     #[inline(never)]
-    fn overflow(
-        &self,
-        ring: &Ring,
-        metric: u32,
-        nanos: u64,
-        end_raw: u64,
-        outcome: Outcome,
-    ) -> bool {
+    fn overflow(&self, ring: &Ring, entry: RawEntry) -> bool {
         let streak = self.drop_streak.get();
-        let kept = streak == 0
-            && spill(RawEntry {
-                metric,
-                outcome,
-                nanos,
-                end_raw,
-            });
+        let kept = streak == 0 && spill(entry);
         if !kept {
             self.drop_streak.set(match streak {
                 0 => DROP_STREAK,

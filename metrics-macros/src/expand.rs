@@ -294,11 +294,16 @@ fn instrument(sig: &Signature, block: &Block, plan: &Plan<'_>) -> syn::Result<Bl
     let ret = local("__fnmetrics_ret", Span::call_site());
     let err = local("__fnmetrics_err", Span::call_site());
     // After the call: decide, record, return.
+    // A sampling site's usual call is not timed: `finish_sampled` is laid out for that.
+    let finish_call = match plan.sample {
+        Some(every) if every > 1 => quote!(finish_sampled),
+        _ => quote!(finish),
+    };
     let finish = |output: &Output| {
         let is_error = plan.is_error(&ret, false, output);
         quote! {
             let #err: ::core::primitive::bool = #is_error;
-            #guard.finish(#err);
+            #guard.#finish_call(#err);
             #ret
         }
     };

@@ -58,6 +58,7 @@ const STAGING: &str = "pg_temp.fnmetrics_staging";
 ///     execution_time: Duration::from_micros(250),
 ///     error_occurred: false,
 ///     created_at_micros: 1_700_000_000_000_000,
+///     weight: 1,
 /// };
 /// assert_eq!(sink.write_batch(&[entry.clone()])?.inserted, 1);
 /// assert_eq!(sink.write_batch(&[entry])?.inserted, 0); // the same id again: nothing new

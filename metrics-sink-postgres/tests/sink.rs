@@ -31,6 +31,7 @@ fn entries(
                 execution_time: Duration::from_nanos(1 + (i as u64 * 7_919_993) % 3_000_000_007),
                 error_occurred: i % 7 == 3,
                 created_at_micros,
+                weight: 1,
             }
         })
         .collect()

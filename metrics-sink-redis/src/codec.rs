@@ -11,7 +11,7 @@
 //! dead letter and never blocks the entries around it. Inside a frame each entry has its own
 //! length, so one bad entry is set aside and the rest decode.
 
-use fnmetrics_core::{EntryRecord, ENCODING_VERSION};
+use fnmetrics_core::{EntryRecord, ENCODING_VERSION, WEIGHTED_ENCODING_VERSION};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The first byte of a frame.
@@ -66,6 +66,7 @@ pub struct DecodedElement {
 ///     execution_time: std::time::Duration::from_micros(3),
 ///     error_occurred: false,
 ///     created_at_micros: 0,
+///     weight: 1,
 /// };
 /// let d = fnmetrics::redis::decode_element(&e.encode());
 /// assert_eq!(d.entries, vec![e]);
@@ -77,7 +78,7 @@ pub fn decode_element(bytes: &[u8]) -> DecodedElement {
         reason,
     };
     match bytes.first() {
-        Some(&ENCODING_VERSION) => match EntryRecord::decode(bytes) {
+        Some(&ENCODING_VERSION | &WEIGHTED_ENCODING_VERSION) => match EntryRecord::decode(bytes) {
             Ok(e) => out.entries.push(e),
             Err(e) => out.undecodable.push(bad(bytes, e.to_string())),
         },
@@ -116,8 +117,8 @@ pub fn decode_element(bytes: &[u8]) -> DecodedElement {
         Some(&v) => out.undecodable.push(bad(
             bytes,
             format!(
-                "element of unknown format version {v} (this build reads {ENCODING_VERSION} and \
-                 {FRAME_VERSION})"
+                "element of unknown format version {v} (this build reads {ENCODING_VERSION}, \
+                 {WEIGHTED_ENCODING_VERSION} and {FRAME_VERSION})"
             ),
         )),
         None => out.undecodable.push(bad(bytes, "empty element".into())),
@@ -262,6 +263,7 @@ mod tests {
             execution_time: Duration::from_nanos(u64::from(i) * 100),
             error_occurred: i.is_multiple_of(2),
             created_at_micros: 1_700_000_000_000_000 + i64::from(i),
+            weight: 1,
         }
     }
 

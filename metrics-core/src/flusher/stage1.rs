@@ -173,6 +173,7 @@ impl Stage1 {
                 execution_time: Duration::from_nanos(raw.nanos),
                 error_occurred: raw.outcome.is_error(),
                 created_at_micros: micros,
+                weight: raw.weight,
             });
         }
         self.publish_held();
@@ -483,7 +484,7 @@ mod tests {
         let id = registry::register("flusher::stage1::errors_alone") as usize;
         let m = registry::metric(id as u32).unwrap();
         let t = crate::clock::raw_now();
-        registry::record(id as u32, t, t + 100, crate::outcome::Outcome::Error);
+        registry::record(id as u32, 1, t, t + 100, crate::outcome::Outcome::Error);
         let now = registry::with_scratch(|s| m.snapshot(s));
         let mut behind = now.clone();
         behind.errors -= 1;

@@ -85,6 +85,12 @@ impl Sampler {
 /// reads one word (and divides nothing).
 static DEFAULT: AtomicU64 = AtomicU64::new(0);
 
+/// Whether the run-time default samples: one load of a word that is read-mostly.
+#[inline(always)]
+pub(crate) fn default_on() -> bool {
+    DEFAULT.load(Relaxed) != 0
+}
+
 /// The run-time default, as `(every, units)`, or `None` while every call is timed.
 #[inline(always)]
 pub(crate) fn default() -> Option<(u32, i64)> {

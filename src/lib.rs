@@ -72,6 +72,7 @@ pub use fnmetrics_core::{
     MAX_NAME_LEN, MAX_SAMPLE,
 };
 pub use fnmetrics_macros::measured;
+pub use secret::redact_url;
 
 #[cfg(all(feature = "redis", feature = "postgres"))]
 pub use drain::Drainer;

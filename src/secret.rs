@@ -21,7 +21,7 @@ impl Url {
     /// The string with its password replaced by `***`: in a URL, what stands between the user's
     /// `:` and the `@` of the authority; in a libpq `key=value` string, the `password` value.
     pub(crate) fn redacted(&self) -> String {
-        redact(&self.0)
+        redact_url(&self.0)
     }
 }
 
@@ -31,7 +31,19 @@ impl fmt::Debug for Url {
     }
 }
 
-fn redact(s: &str) -> String {
+/// `s`, a Redis or PostgreSQL connection string, with its password replaced by `***`: in a URL,
+/// what stands between the user's `:` and the `@` of the authority, and a `password=` query
+/// parameter; in a libpq `key=value` string, the `password` value. For messages and logs of
+/// tools built on fnmetrics (its own errors and `Debug` output never hold a password).
+///
+/// ```
+/// assert_eq!(
+///     fnmetrics::redact_url("postgres://app:s3cret@db:5432/metrics"),
+///     "postgres://app:***@db:5432/metrics"
+/// );
+/// assert_eq!(fnmetrics::redact_url("host=db password=s3cret"), "host=db password=***");
+/// ```
+pub fn redact_url(s: &str) -> String {
     if let Some(scheme_end) = s.find("://") {
         let rest = &s[scheme_end + 3..];
         let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
@@ -78,7 +90,7 @@ fn redact_query(url: String) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::redact_url as redact;
 
     #[test]
     fn passwords_are_redacted_in_every_spelling() {

@@ -118,27 +118,38 @@ fn attach(slots: &mut Vec<Option<&'static Slot>>, id: u32) -> Option<&'static Sl
     Some(slot)
 }
 
+/// Runs `f` on this thread's slot of metric `id` (attached on the thread's first call of it)
+/// and the thread's ring; `false` if the thread's local state is already torn down.
+#[inline(always)]
+fn with_slot(id: u32, f: impl FnOnce(&'static Slot, &LocalRing)) -> bool {
+    LOCAL
+        .try_with(|local| {
+            // SAFETY: `slots` is only touched by this thread, and nothing called from here
+            // re-enters `with_slot`, so this is the only reference to it.
+            let slots = unsafe { &mut *local.slots.get() };
+            let slot = match slots.get(id as usize) {
+                Some(Some(slot)) => *slot,
+                _ => match attach(slots, id) {
+                    Some(slot) => slot,
+                    None => return,
+                },
+            };
+            f(slot, &local.ring);
+        })
+        .is_ok()
+}
+
 /// Records one finished call of metric `id` that started and ended at raw clock readings.
 #[inline(always)]
 pub(crate) fn record(id: u32, weight: u32, start_raw: u64, end_raw: u64, outcome: Outcome) {
     let nanos = crate::clock::delta_nanos(start_raw, end_raw);
-    let done = LOCAL.try_with(|local| {
-        // SAFETY: `slots` is only touched by this thread, and nothing called from here re-enters
-        // `record`, so this is the only reference to it.
-        let slots = unsafe { &mut *local.slots.get() };
-        let slot = match slots.get(id as usize) {
-            Some(Some(slot)) => *slot,
-            _ => match attach(slots, id) {
-                Some(slot) => slot,
-                None => return,
-            },
-        };
+    let done = with_slot(id, |slot, ring| {
         slot.record_owned(nanos, outcome);
-        if ring::entries_enabled() && !local.ring.push(id, weight, nanos, end_raw, outcome) {
+        if ring::entries_enabled() && !ring.push(id, weight, nanos, end_raw, outcome) {
             slot.count_dropped();
         }
     });
-    if done.is_err() {
+    if !done {
         record_late(id, nanos, outcome);
     }
 }
@@ -147,19 +158,7 @@ pub(crate) fn record(id: u32, weight: u32, start_raw: u64, end_raw: u64, outcome
 /// no time, no entry.
 #[inline(always)]
 pub(crate) fn record_untimed(id: u32, outcome: Outcome) {
-    let done = LOCAL.try_with(|local| {
-        // SAFETY: as in `record`.
-        let slots = unsafe { &mut *local.slots.get() };
-        let slot = match slots.get(id as usize) {
-            Some(Some(slot)) => *slot,
-            _ => match attach(slots, id) {
-                Some(slot) => slot,
-                None => return,
-            },
-        };
-        slot.record_untimed(outcome);
-    });
-    if done.is_err() {
+    if !with_slot(id, |slot, _| slot.record_untimed(outcome)) {
         if let Some(m) = metric(id) {
             m.shared.record_untimed(outcome);
         }

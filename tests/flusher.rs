@@ -359,6 +359,68 @@ fn a_sampled_function_makes_entries_of_its_timed_calls_only_each_weighing_n() {
     );
 }
 
+#[measured(name = "flusher::slow_or_failed")]
+fn slow_or_failed(i: u64) -> Result<u64, String> {
+    if i.is_multiple_of(10) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    if i.is_multiple_of(7) {
+        return Err("no".into());
+    }
+    Ok(i)
+}
+
+#[test]
+fn errors_and_slow_mode_keeps_every_error_and_every_slow_call_and_nothing_else() {
+    let _one = ONE_FLUSHER.lock();
+    let sink = Memory::default();
+    let c = config(10_000, Duration::from_secs(3600), 100_000).entries(
+        fnmetrics::EntryMode::ErrorsAndSlow(Duration::from_millis(1)),
+    );
+    let guard = sink.start(c);
+    for i in 0..200 {
+        let _ = slow_or_failed(i);
+    }
+    guard.flush().unwrap();
+    let entries = sink.entries_of("flusher::slow_or_failed");
+    // Errors: multiples of 7 (29 of 0..200); slow: multiples of 10 (20); both: multiples of 70 (3).
+    assert_eq!(entries.len(), 29 + 20 - 3);
+    assert!(entries
+        .iter()
+        .all(|e| e.error_occurred || e.execution_time >= Duration::from_millis(1)));
+    assert!(entries.iter().all(|e| e.weight == 1));
+    assert_eq!(sink.calls_of("flusher::slow_or_failed"), 200);
+}
+
+#[measured(name = "flusher::sample_mode")]
+fn sample_mode(i: u64) -> u64 {
+    i
+}
+
+#[test]
+fn sample_mode_keeps_about_one_call_in_n_each_weighing_n() {
+    let _one = ONE_FLUSHER.lock();
+    let sink = Memory::default();
+    let c = config(10_000, Duration::from_secs(3600), 100_000)
+        .entries(fnmetrics::EntryMode::Sample(20));
+    let guard = sink.start(c);
+    for i in 0..40_000 {
+        std::hint::black_box(sample_mode(i));
+    }
+    guard.flush().unwrap();
+    let entries = sink.entries_of("flusher::sample_mode");
+    // About 2 000; a binomial count within 6 standard deviations (about 6 * 44).
+    assert!((1_730..2_270).contains(&entries.len()), "{}", entries.len());
+    assert!(entries.iter().all(|e| e.weight == 20));
+    assert_eq!(sink.calls_of("flusher::sample_mode"), 40_000);
+    let bad = config(10, Duration::from_secs(1), 100)
+        .entries(fnmetrics::EntryMode::Sample(0))
+        .sink(sink.clone())
+        .start();
+    drop(guard);
+    assert_eq!(bad.unwrap_err().kind(), fnmetrics::ErrorKind::InvalidConfig);
+}
+
 /// A sink whose writes wait while `hold` is set, keeping the flusher thread busy.
 struct Held(Memory, Arc<AtomicBool>);
 

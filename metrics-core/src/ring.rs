@@ -10,14 +10,32 @@ use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
 use std::sync::Arc;
 
-/// Which calls produce a per-call entry when a flusher is running.
+/// Which calls produce a per-call entry when a flusher is running. The aggregates count every
+/// call whatever the mode.
+///
+/// ```
+/// use fnmetrics::EntryMode;
+/// use std::time::Duration;
+/// let b = fnmetrics::Flusher::builder()
+///     .entries(EntryMode::ErrorsAndSlow(Duration::from_millis(250)));
+/// # drop(b);
+/// let b = fnmetrics::Flusher::builder().entries(EntryMode::Sample(100));
+/// # drop(b);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum EntryMode {
-    /// Every call (the default).
+    /// Every call (the default; for a sampling function, every timed call).
     #[default]
     All,
     /// Only calls that failed (errors, panics).
     ErrorsOnly,
+    /// Every call that failed, and every call at least this slow; nothing else. Each entry
+    /// stands for itself (weight as the call's).
+    ErrorsAndSlow(std::time::Duration),
+    /// About one call in `n`, at random (as `#[measured(sample = n)]` chooses): each entry
+    /// carries weight `n` (times the function's own), so that counts from entries stay right.
+    /// `n` from 1 to [`MAX_SAMPLE`](crate::MAX_SAMPLE).
+    Sample(u32),
     /// No per-call entries; aggregates only.
     None,
 }
@@ -26,6 +44,11 @@ static MODE: AtomicU8 = AtomicU8::new(MODE_OFF);
 const MODE_OFF: u8 = 0;
 const MODE_ALL: u8 = 1;
 const MODE_ERRORS: u8 = 2;
+const MODE_SLOW: u8 = 3;
+const MODE_SAMPLE: u8 = 4;
+
+/// `ErrorsAndSlow`'s threshold in nanoseconds, or `Sample`'s `n`.
+static MODE_ARG: AtomicU64 = AtomicU64::new(0);
 
 /// Whether the hot path should push entries at all (a flusher with entries is running).
 #[inline(always)]
@@ -34,12 +57,34 @@ pub(crate) fn entries_enabled() -> bool {
 }
 
 fn set_mode(mode: Option<EntryMode>) {
-    let m = match mode {
-        Some(EntryMode::All) => MODE_ALL,
-        Some(EntryMode::ErrorsOnly) => MODE_ERRORS,
-        Some(EntryMode::None) | None => MODE_OFF,
+    let (m, arg) = match mode {
+        Some(EntryMode::All) => (MODE_ALL, 0),
+        Some(EntryMode::ErrorsOnly) => (MODE_ERRORS, 0),
+        Some(EntryMode::ErrorsAndSlow(d)) => {
+            (MODE_SLOW, u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        }
+        Some(EntryMode::Sample(n)) => (MODE_SAMPLE, u64::from(n.max(1))),
+        Some(EntryMode::None) | None => (MODE_OFF, 0),
     };
+    MODE_ARG.store(arg, Relaxed);
     MODE.store(m, Relaxed);
+}
+
+/// Whether a call of `nanos` that ended as `outcome` makes an entry in a mode other than
+/// `All`, and the entry's weight (the call's `weight`, times `n` in `Sample(n)`).
+#[cold]
+#[inline(never)]
+fn filtered(mode: u8, nanos: u64, outcome: Outcome, weight: u32) -> Option<u32> {
+    let arg = MODE_ARG.load(Relaxed);
+    match mode {
+        MODE_ERRORS => outcome.is_error().then_some(weight),
+        MODE_SLOW => (outcome.is_error() || nanos >= arg).then_some(weight),
+        MODE_SAMPLE => {
+            let n = u32::try_from(arg).unwrap_or(u32::MAX);
+            crate::site::sample_one_in(n).then(|| weight.saturating_mul(n))
+        }
+        _ => Some(weight),
+    }
 }
 
 /// Entries a ring holds; past that, new ones spill into the shared queue (the flusher empties
@@ -201,9 +246,16 @@ impl LocalRing {
         end_raw: u64,
         outcome: Outcome,
     ) -> bool {
-        if MODE.load(Relaxed) == MODE_ERRORS && !outcome.is_error() {
-            return true;
-        }
+        let mode = MODE.load(Relaxed);
+        let weight = if mode == MODE_ALL {
+            weight
+        } else {
+            match filtered(mode, nanos, outcome, weight) {
+                Some(w) => w,
+                // Not an entry in this mode: nothing dropped.
+                None => return true,
+            }
+        };
         // SAFETY: only this thread touches its LocalRing.
         let slot = unsafe { &mut *self.ring.get() };
         let ring = match slot {

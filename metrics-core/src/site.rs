@@ -11,6 +11,11 @@ mod sample;
 pub use future::{instrument, Instrumented};
 pub use sample::MAX_SAMPLE;
 
+/// Whether this call is one of the about one in `n` that a sample keeps (`EntryMode::Sample`).
+pub(crate) fn sample_one_in(n: u32) -> bool {
+    n <= 1 || sample::timed(sample::units(n))
+}
+
 /// Times about one call in `every` of each measured function that has no `sample` of its own
 /// (`#[measured(sample = N)]`), from now on, in the whole process; `1` (the default) times every
 /// call. Every call, error, panic and cancellation is still counted exactly; the mean,

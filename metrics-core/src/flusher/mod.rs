@@ -196,6 +196,11 @@ impl FlusherConfig {
         if self.min_backoff.is_zero() || self.max_backoff < self.min_backoff {
             return bad("backoff must satisfy 0 < min_backoff <= max_backoff");
         }
+        if let EntryMode::Sample(n) = self.entries {
+            if !(1..=crate::MAX_SAMPLE).contains(&n) {
+                return bad("EntryMode::Sample(n) takes n from 1 to MAX_SAMPLE (1048576)");
+            }
+        }
         Ok(())
     }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 /// on one Redis at once; each batch is claimed by one of them.
 ///
 /// The flusher runs one when both URLs are set; a fleet can also run dedicated drainers
-/// (`cargo run --example drain`).
+/// (`fnmetrics drain`, the command in `cli/`).
 ///
 /// ```no_run
 /// use fnmetrics::Drainer;

@@ -69,4 +69,5 @@ mod types;
 
 pub use error::{classify, Failure};
 pub use options::PostgresOptions;
+pub use schema::SCHEMA_VERSION;
 pub use sink::{BatchOutcome, PostgresSink, RejectedRow, WindowStats, OUTAGE_LEAF_FAILURES};

@@ -6,8 +6,12 @@ use crate::options::{millis_ceil, quoted, PostgresOptions};
 use fnmetrics_core::{Error, ErrorKind};
 use postgres::{Client, Transaction};
 
-/// The schema version this crate writes and reads.
-pub(crate) const SCHEMA_VERSION: i32 = 1;
+/// The schema version this crate writes and reads, as recorded in the schema-version table.
+///
+/// ```
+/// assert_eq!(fnmetrics::postgres::SCHEMA_VERSION, 1);
+/// ```
+pub const SCHEMA_VERSION: i32 = 1;
 
 /// The `pg_advisory_xact_lock` key that serialises migrations within a database ("fnmetric").
 pub(crate) const MIGRATION_LOCK_KEY: i64 = 0x666e_6d65_7472_6963;

@@ -6,8 +6,7 @@ use crate::error::CliResult;
 use crate::output::print;
 use crate::redact::redact;
 
-/// The schema version this build's `fnmetrics-sink-postgres` writes (its `SCHEMA_VERSION`).
-const SCHEMA_VERSION: i32 = 1;
+use fnmetrics::postgres::SCHEMA_VERSION;
 
 pub(crate) fn run(s: &Servers, a: &MigrateArgs) -> CliResult<u8> {
     let url = s.postgres_url()?;

@@ -495,3 +495,54 @@ fn overload_is_told_once_a_second_with_one_loss_figure_everywhere() {
         "every drop is told: {overloads:?}"
     );
 }
+
+#[measured(name = "lifecycle::sampled", sample = 32)]
+fn sampled(i: u64) -> Result<u64, Refused> {
+    if i.is_multiple_of(5) {
+        Err(Refused)
+    } else {
+        Ok(i)
+    }
+}
+
+#[test]
+fn a_sampled_function_s_timed_count_reaches_redis_beside_its_exact_calls() {
+    let _one = ONE_FLUSHER.lock();
+    let redis = RedisServer::start();
+    let flusher = Flusher::builder()
+        .redis(redis.url())
+        .on_error(|_| {})
+        .start()
+        .unwrap();
+    for i in 0..64_000 {
+        let _ = sampled(i);
+    }
+    flusher.flush().unwrap();
+    drop(flusher);
+    let local = fnmetrics::get("lifecycle::sampled").unwrap();
+    let fleet = RedisReader::connect(&redis.url(), RedisOptions::default())
+        .unwrap()
+        .get("lifecycle::sampled")
+        .unwrap()
+        .unwrap();
+    assert_eq!((fleet.calls, fleet.errors), (64_000, 12_800));
+    assert_eq!(fleet.timed, local.timed);
+    assert!(
+        fleet.timed > 0 && fleet.timed < 64_000 / 16,
+        "{}",
+        fleet.timed
+    );
+    assert_eq!(fleet.mean(), local.mean());
+    let stored: Option<u64> = redis::cmd("HGET")
+        .arg("app:metrics:lifecycle::sampled")
+        .arg("timed")
+        .query(&mut redis.client())
+        .unwrap();
+    assert_eq!(
+        stored,
+        Some(local.timed),
+        "the field `timed` in the Redis hash"
+    );
+    // One entry per timed call, each weighing 32.
+    assert_eq!(pending(&redis), local.timed);
+}

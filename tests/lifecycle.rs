@@ -353,10 +353,7 @@ const PRODUCER_CALLS: u64 = 100_000;
 #[test]
 #[ignore = "a child process of another test"]
 fn producer_child() {
-    let (Ok(redis), Ok(postgres)) = (
-        std::env::var("FNMETRICS_CHILD_REDIS"),
-        std::env::var("FNMETRICS_CHILD_POSTGRES"),
-    ) else {
+    let Some((redis, postgres)) = support::child_servers() else {
         return;
     };
     let flusher = Flusher::builder()
@@ -381,14 +378,9 @@ fn producer_child() {
 #[test]
 fn two_producers_through_a_redis_and_a_postgres_outage_land_every_entry_within_10_s_of_exit() {
     let (mut redis, mut postgres) = (RedisServer::start(), PostgresServer::start());
-    let exe = std::env::current_exe().unwrap();
     let mut children: Vec<_> = (0..2)
         .map(|_| {
-            std::process::Command::new(&exe)
-                .args(["--ignored", "--exact", "producer_child"])
-                .env("FNMETRICS_CHILD_REDIS", redis.url())
-                .env("FNMETRICS_CHILD_POSTGRES", postgres.url())
-                .stdout(std::process::Stdio::null())
+            support::child_test("producer_child", &redis.url(), &postgres.url())
                 .spawn()
                 .unwrap()
         })

@@ -248,9 +248,8 @@ fn batch(ids: &mut IdGen, name: &str, n: usize) -> FlushBatch {
 #[test]
 #[ignore = "a child process of another test"]
 fn child_drainer_dies_mid_batch() {
-    let (Ok(redis), Ok(postgres), Ok(at)) = (
-        std::env::var("FNMETRICS_CHILD_REDIS"),
-        std::env::var("FNMETRICS_CHILD_POSTGRES"),
+    let (Some((redis, postgres)), Ok(at)) = (
+        support::child_servers(),
         std::env::var("FNMETRICS_CHILD_CRASH_AT"),
     ) else {
         return;
@@ -278,15 +277,15 @@ fn drainers_killed_between_claim_and_commit_or_commit_and_ack_lose_and_double_no
             .unwrap();
     }
     for at in ["claim", "commit"] {
-        let status = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--ignored", "--exact", "child_drainer_dies_mid_batch"])
-            .env("FNMETRICS_CHILD_REDIS", redis.url())
-            .env("FNMETRICS_CHILD_POSTGRES", postgres.url())
-            .env("FNMETRICS_CHILD_CRASH_AT", at)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .unwrap();
+        let status = support::child_test(
+            "child_drainer_dies_mid_batch",
+            &redis.url(),
+            &postgres.url(),
+        )
+        .env("FNMETRICS_CHILD_CRASH_AT", at)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
         assert!(!status.success(), "the child drainer was to die at {at}");
     }
     assert_eq!(pg(&postgres).count_for("pipeline::killed").unwrap(), 1_000);
@@ -414,10 +413,7 @@ const CHILD_CALLS: u64 = 20_000;
 #[test]
 #[ignore = "a child process of another test"]
 fn child_process_flushes_and_drains() {
-    let (Ok(redis), Ok(postgres)) = (
-        std::env::var("FNMETRICS_CHILD_REDIS"),
-        std::env::var("FNMETRICS_CHILD_POSTGRES"),
-    ) else {
+    let Some((redis, postgres)) = support::child_servers() else {
         return;
     };
     let guard = Flusher::builder()
@@ -437,16 +433,15 @@ fn child_process_flushes_and_drains() {
 #[test]
 fn two_processes_flushing_and_draining_save_every_call_once() {
     let (redis, postgres) = (RedisServer::start(), PostgresServer::start());
-    let exe = std::env::current_exe().unwrap();
     let children: Vec<_> = (0..2)
         .map(|_| {
-            std::process::Command::new(&exe)
-                .args(["--ignored", "--exact", "child_process_flushes_and_drains"])
-                .env("FNMETRICS_CHILD_REDIS", redis.url())
-                .env("FNMETRICS_CHILD_POSTGRES", postgres.url())
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .unwrap()
+            support::child_test(
+                "child_process_flushes_and_drains",
+                &redis.url(),
+                &postgres.url(),
+            )
+            .spawn()
+            .unwrap()
         })
         .collect();
     // Meanwhile a dedicated drainer in this process competes for the same batches.

@@ -75,3 +75,29 @@ pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool)
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// The environment variables that give a child test its servers.
+const CHILD_REDIS: &str = "FNMETRICS_CHILD_REDIS";
+const CHILD_POSTGRES: &str = "FNMETRICS_CHILD_POSTGRES";
+
+/// A command that runs test `name` of this test binary (an `#[ignore]`d test that reads its
+/// servers with [`child_servers`]) in a child process, given the servers' URLs; its stdout is
+/// discarded. Add more environment and spawn or run it.
+pub fn child_test(name: &str, redis_url: &str, postgres_url: &str) -> std::process::Command {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["--ignored", "--exact", name])
+        .env(CHILD_REDIS, redis_url)
+        .env(CHILD_POSTGRES, postgres_url)
+        .stdout(std::process::Stdio::null());
+    cmd
+}
+
+/// In a test started by [`child_test`]: the Redis and PostgreSQL URLs; `None` when the test
+/// runs on its own (`--ignored`), where it should do nothing.
+pub fn child_servers() -> Option<(String, String)> {
+    Some((
+        std::env::var(CHILD_REDIS).ok()?,
+        std::env::var(CHILD_POSTGRES).ok()?,
+    ))
+}

@@ -15,16 +15,6 @@ fn get(function: &str) -> fnmetrics::Snapshot {
     fnmetrics::get(&format!("{}::{function}", module_path!())).unwrap()
 }
 
-/// `timed` is about `calls / every`: within 6 standard deviations of a binomial count.
-fn about_one_in(every: u64, calls: u64, timed: u64) {
-    let expected = calls as f64 / every as f64;
-    let sd = (expected * (1.0 - 1.0 / every as f64)).sqrt();
-    assert!(
-        (timed as f64 - expected).abs() <= 6.0 * sd + 1.0,
-        "{timed} of {calls} timed, expected about {expected}"
-    );
-}
-
 #[measured(sample = 1)]
 fn own_sample_of_one(i: u64) -> u64 {
     i
@@ -53,7 +43,7 @@ fn the_run_time_default_samples_functions_without_their_own_sample() {
         "its own sample wins"
     );
     assert_eq!(default.calls, 50_000);
-    about_one_in(50, 50_000, default.timed);
+    fnmetrics_test_support::assert_about_one_in(50, 50_000, default.timed);
 }
 
 /// Spins for about `d`.
@@ -104,7 +94,7 @@ fn bimodal_run() -> Result<(), String> {
     }
     let (s, e) = (get("bimodal_sampled"), get("bimodal_exact"));
     assert_eq!((s.calls, e.calls), (CALLS, CALLS));
-    about_one_in(64, CALLS, s.timed);
+    fnmetrics_test_support::assert_about_one_in(64, CALLS, s.timed);
     assert!(e.quantile(0.95) >= SLOW && e.quantile(0.5) < SLOW / 2);
     let close = |what: &str, a: Duration, b: Duration, within: f64| {
         let (a, b) = (a.as_nanos() as f64, b.as_nanos() as f64);

@@ -15,16 +15,6 @@ fn sampled(i: u64) -> Result<u64, MyErr> {
     }
 }
 
-/// `timed` is about `calls / every`: within 6 standard deviations of a binomial count.
-fn about_one_in(every: u64, calls: u64, timed: u64) {
-    let expected = calls as f64 / every as f64;
-    let sd = (expected * (1.0 - 1.0 / every as f64)).sqrt();
-    assert!(
-        (timed as f64 - expected).abs() <= 6.0 * sd + 1.0,
-        "{timed} of {calls} timed, expected about {expected}"
-    );
-}
-
 #[test]
 fn every_call_and_error_is_counted_and_about_one_in_n_is_timed() {
     const CALLS: u64 = 200_000;
@@ -33,7 +23,7 @@ fn every_call_and_error_is_counted_and_about_one_in_n_is_timed() {
     }
     let m = metrics!("sampled");
     assert_eq!(counts(&m), (CALLS, CALLS.div_ceil(7), 0, 0));
-    about_one_in(64, CALLS, m.timed);
+    fnmetrics_test_support::assert_about_one_in(64, CALLS, m.timed);
     assert_eq!(
         m.histogram().count(),
         m.timed,
@@ -88,5 +78,5 @@ fn sample_on_an_impl_block_samples_each_method() {
     }
     let m = metrics!("Cache::lookup");
     assert_eq!(m.calls, 64_000);
-    about_one_in(32, 64_000, m.timed);
+    fnmetrics_test_support::assert_about_one_in(32, 64_000, m.timed);
 }

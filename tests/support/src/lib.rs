@@ -101,3 +101,14 @@ pub fn child_servers() -> Option<(String, String)> {
         std::env::var(CHILD_POSTGRES).ok()?,
     ))
 }
+
+/// Asserts that `timed`, the calls a sample of one in `every` kept out of `calls`, is within 6
+/// standard deviations of a binomial count.
+pub fn assert_about_one_in(every: u64, calls: u64, timed: u64) {
+    let expected = calls as f64 / every as f64;
+    let sd = (expected * (1.0 - 1.0 / every as f64)).sqrt();
+    assert!(
+        (timed as f64 - expected).abs() <= 6.0 * sd + 1.0,
+        "{timed} of {calls} timed, expected about {expected}"
+    );
+}

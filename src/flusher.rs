@@ -476,7 +476,7 @@ impl FlusherBuilder {
         match answer {
             Some(Err(e)) if self.config.fail_fast || !e.kind().is_transient() => Err(e),
             Some(Err(e)) => {
-                (self.config.on_error)(&e);
+                self.config.report(&e);
                 Ok(())
             }
             _ => Ok(()),

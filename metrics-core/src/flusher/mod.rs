@@ -204,8 +204,13 @@ impl FlusherConfig {
         Ok(())
     }
 
-    /// Reports an error: a `log` record, then the `on_error` callback.
-    pub(crate) fn report(&self, e: &Error) {
+    /// Reports an error as the flusher does: a `log` record, then the `on_error` callback.
+    ///
+    /// ```
+    /// let c = fnmetrics_core::FlusherConfig::default();
+    /// c.report(&fnmetrics::Error::new(fnmetrics::ErrorKind::Unavailable, "Redis is down"));
+    /// ```
+    pub fn report(&self, e: &Error) {
         log::error!(target: "fnmetrics", "{}", e.chain());
         (self.on_error)(e);
     }
@@ -595,6 +600,29 @@ impl Drop for Flusher {
         }
         RUNNING.store(false, Release);
     }
+}
+
+/// A stage's first contact with its server: runs `connect` (a panic becomes an error), records
+/// the outcome in the stage's health, reports a failure, and tells [`Flusher::start`]. Failing,
+/// the stage goes on all the same: its calls connect by themselves.
+fn first_contact(
+    cfg: &FlusherConfig,
+    health: &SharedHealth,
+    first: &Sender<Result<(), Error>>,
+    what: &str,
+    connect: impl FnOnce() -> Result<(), Error>,
+) -> bool {
+    let connected = guarded(what, connect);
+    let ok = connected.is_ok();
+    match &connected {
+        Ok(()) => health.succeeded(),
+        Err(e) => {
+            health.failed(e);
+            cfg.report(e);
+        }
+    }
+    let _ = first.send(connected);
+    ok
 }
 
 /// Runs a sink's call, turning a panic into an error so that one bad call does not end the

@@ -1,6 +1,6 @@
 //! Stage 1: rings → [`Sink`], on the `fnmetrics-flusher` thread.
 
-use super::{guarded, Backoff, Command, FlusherConfig, SharedHealth, SharedStats};
+use super::{first_contact, guarded, Backoff, Command, FlusherConfig, SharedHealth, SharedStats};
 use crate::error::{Error, ErrorKind};
 use crate::record::{new_flush_id, EntryRecord, IdGen};
 use crate::registry;
@@ -103,12 +103,15 @@ impl Stage1 {
         first: Sender<Result<(), Error>>,
     ) {
         let _one = STAGE1.lock();
-        // The first contact, for `start` to hear a definitive refusal. Failing, the stage goes
-        // on all the same: each write connects by itself, and the entries wait in memory.
+        // For `start` to hear a definitive refusal; failing, the entries wait in memory.
         let sink = &mut self.sink;
-        let connected = guarded("the sink's connect", || sink.connect());
-        self.observe(&connected);
-        let _ = first.send(connected);
+        first_contact(
+            &self.cfg,
+            &self.health,
+            &first,
+            "the sink's connect",
+            || sink.connect(),
+        );
         // Rings of threads that exit are drained within this period, whatever the interval.
         let tick = self.cfg.flush_interval.min(Duration::from_millis(100));
         loop {
@@ -134,17 +137,6 @@ impl Stage1 {
                 if let Err(e) = self.write(due) {
                     self.cfg.report(&e);
                 }
-            }
-        }
-    }
-
-    /// Records a connection attempt's outcome in the health, and reports a failure.
-    fn observe(&self, r: &Result<(), Error>) {
-        match r {
-            Ok(()) => self.health.succeeded(),
-            Err(e) => {
-                self.health.failed(e);
-                self.cfg.report(e);
             }
         }
     }

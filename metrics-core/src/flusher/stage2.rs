@@ -1,7 +1,9 @@
 //! Stage 2: runs the [`Drain`] on the `fnmetrics-drain` thread, after each write of stage 1 and
 //! at least every `flush_interval`, until it has nothing left to move.
 
-use super::{copy_error, guarded, Backoff, Command, FlusherConfig, SharedHealth, SharedStats};
+use super::{
+    copy_error, first_contact, guarded, Backoff, Command, FlusherConfig, SharedHealth, SharedStats,
+};
 use crate::error::{Error, ErrorKind};
 use crate::sink::Drain;
 use crossbeam_channel::{select, Receiver, Sender};
@@ -54,16 +56,15 @@ impl Stage2 {
         // The first contact (PostgreSQL: connect and migrate), for `start` to hear a definitive
         // refusal. Failing, the stage goes on: each batch connects by itself.
         let drain = &mut self.drain;
-        let connected = guarded("the drain's connect", || drain.connect());
-        match &connected {
-            Ok(()) => self.health.succeeded(),
-            Err(e) => {
-                self.health.failed(e);
-                self.backoff.failed();
-                self.cfg.report(e);
-            }
+        if !first_contact(
+            &self.cfg,
+            &self.health,
+            &first,
+            "the drain's connect",
+            || drain.connect(),
+        ) {
+            self.backoff.failed();
         }
-        let _ = first.send(connected);
         let interval = self.cfg.flush_interval;
         loop {
             select! {

@@ -48,6 +48,7 @@ fn entries(ids: &mut IdGen, n: usize) -> Vec<EntryRecord> {
                 error_occurred: i % 13 == 0,
                 created_at_micros: created,
                 weight: 1,
+                source: Default::default(),
             }
         })
         .collect()

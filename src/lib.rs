@@ -95,7 +95,7 @@ pub mod postgres {
 pub mod sink {
     pub use fnmetrics_core::{
         new_flush_id, Canceller, DecodeError, Drain, DrainOutcome, EntryRecord, Field, FieldKind,
-        FlushBatch, IdGen, Sink, ENCODING_VERSION, WEIGHTED_ENCODING_VERSION,
+        FlushBatch, IdGen, Sink, Source, ENCODING_VERSION, WEIGHTED_ENCODING_VERSION,
     };
 }
 

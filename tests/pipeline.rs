@@ -235,6 +235,7 @@ fn batch(ids: &mut IdGen, name: &str, n: usize) -> FlushBatch {
                 error_occurred: i % 4 == 0,
                 created_at_micros: now_us,
                 weight: 1,
+                source: Default::default(),
             })
             .collect(),
         aggregates: Vec::new(),

@@ -322,6 +322,7 @@ fn a_slow_drainer_racing_the_drainer_that_took_its_claim_over_lands_every_entry_
             error_occurred: i % 9 == 0,
             created_at_micros: 1_700_000_000_000_000 + i as i64,
             weight: 1,
+            source: Default::default(),
         })
         .collect();
     let mut sink =

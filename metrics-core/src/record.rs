@@ -22,6 +22,76 @@ pub struct EntryRecord {
     /// times one call in `N` (`#[measured(sample = N)]`), so that counts from entries stay
     /// right.
     pub weight: u32,
+    /// The process that made the entry: its service and host. Shared by the entries of one
+    /// process (an `Arc`), stored in the `service` and `host` columns.
+    pub source: Arc<Source>,
+}
+
+/// Where entries come from: the service (the application's name, set on the flusher's builder;
+/// by default the binary's name) and the host. Empty strings mean "not recorded", as for rows
+/// written before schema version 2.
+///
+/// ```
+/// use fnmetrics::sink::Source;
+/// let s = Source::new("checkout", "web-1");
+/// assert_eq!((&*s.service, &*s.host), ("checkout", "web-1"));
+/// assert_eq!(*Source::default().service, *"");
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Source {
+    /// The service's name.
+    pub service: Arc<str>,
+    /// The host's name.
+    pub host: Arc<str>,
+}
+
+impl Source {
+    /// A source of these names.
+    ///
+    /// ```
+    /// let s = fnmetrics::sink::Source::new("api", "db-2");
+    /// assert_eq!(&*s.host, "db-2");
+    /// ```
+    pub fn new(service: impl Into<Arc<str>>, host: impl Into<Arc<str>>) -> Source {
+        Source {
+            service: service.into(),
+            host: host.into(),
+        }
+    }
+
+    /// This process's source: the binary's name (the file stem of the executable) as the
+    /// service, and the machine's host name (`/proc/sys/kernel/hostname`, else
+    /// `/etc/hostname`, else `$HOSTNAME` or `$COMPUTERNAME`; empty if none says).
+    ///
+    /// ```
+    /// let s = fnmetrics::sink::Source::this_process();
+    /// assert!(!s.service.is_empty());
+    /// ```
+    pub fn this_process() -> Source {
+        let service = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .or_else(|| std::env::args().next())
+            .unwrap_or_default();
+        let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
+            .iter()
+            .find_map(|p| std::fs::read_to_string(p).ok())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .or_else(|| std::env::var("COMPUTERNAME").ok())
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default();
+        Source::new(service, host)
+    }
+
+    /// Whether both names are empty (nothing recorded).
+    ///
+    /// ```
+    /// assert!(fnmetrics::sink::Source::default().is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.service.is_empty() && self.host.is_empty()
+    }
 }
 
 /// Why bytes could not be decoded as an [`EntryRecord`].
@@ -83,6 +153,7 @@ impl EntryRecord {
     ///     error_occurred: true,
     ///     created_at_micros: 1_700_000_000_000_000,
     ///     weight: 1,
+    ///     source: Default::default(),
     /// };
     /// let bytes = e.encode();
     /// assert_eq!(EntryRecord::decode(&bytes).unwrap(), e);
@@ -99,7 +170,7 @@ impl EntryRecord {
     /// # use fnmetrics::sink::EntryRecord;
     /// # let e = EntryRecord { id: [1; 16], func_name: "f".into(),
     /// #   execution_time: std::time::Duration::ZERO, error_occurred: false, created_at_micros: 0,
-    /// #   weight: 1 };
+    /// #   weight: 1, source: Default::default() };
     /// let mut buf = Vec::new();
     /// e.encode_into(&mut buf);
     /// assert_eq!(buf.len(), 35);
@@ -167,6 +238,7 @@ impl EntryRecord {
             error_occurred,
             created_at_micros,
             weight,
+            source: Arc::default(),
         })
     }
 
@@ -176,7 +248,7 @@ impl EntryRecord {
     /// # use fnmetrics::sink::EntryRecord;
     /// # let e = EntryRecord { id: [0xab; 16], func_name: "f".into(),
     /// #   execution_time: std::time::Duration::ZERO, error_occurred: false, created_at_micros: 0,
-    /// #   weight: 1 };
+    /// #   weight: 1, source: Default::default() };
     /// assert_eq!(e.id_string(), "abababab-abab-abab-abab-abababababab");
     /// ```
     pub fn id_string(&self) -> String {

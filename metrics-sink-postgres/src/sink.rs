@@ -59,6 +59,7 @@ const STAGING: &str = "pg_temp.fnmetrics_staging";
 ///     error_occurred: false,
 ///     created_at_micros: 1_700_000_000_000_000,
 ///     weight: 1,
+///     source: Default::default(),
 /// };
 /// assert_eq!(sink.write_batch(&[entry.clone()])?.inserted, 1);
 /// assert_eq!(sink.write_batch(&[entry])?.inserted, 0); // the same id again: nothing new

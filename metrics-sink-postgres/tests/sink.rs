@@ -32,6 +32,7 @@ fn entries(
                 error_occurred: i % 7 == 3,
                 created_at_micros,
                 weight: 1,
+                source: Default::default(),
             }
         })
         .collect()

@@ -67,6 +67,7 @@ pub struct DecodedElement {
 ///     error_occurred: false,
 ///     created_at_micros: 0,
 ///     weight: 1,
+///     source: Default::default(),
 /// };
 /// let d = fnmetrics::redis::decode_element(&e.encode());
 /// assert_eq!(d.entries, vec![e]);
@@ -264,6 +265,7 @@ mod tests {
             error_occurred: i.is_multiple_of(2),
             created_at_micros: 1_700_000_000_000_000 + i64::from(i),
             weight: 1,
+            source: Default::default(),
         }
     }
 

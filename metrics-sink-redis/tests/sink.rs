@@ -31,6 +31,7 @@ fn entries(ids: &mut IdGen, n: usize, seed: u64) -> Vec<EntryRecord> {
                 error_occurred: i.is_multiple_of(7),
                 created_at_micros: 1_700_000_000_000_000 + i as i64,
                 weight: 1,
+                source: Default::default(),
             }
         })
         .collect()

@@ -24,6 +24,7 @@ fn entries(ids: &mut IdGen, n: u64) -> Vec<EntryRecord> {
             error_occurred: i == 0,
             created_at_micros: 1_700_000_000_000_000 + i as i64,
             weight: 1,
+            source: Default::default(),
         })
         .collect()
 }

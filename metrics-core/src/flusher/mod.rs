@@ -29,6 +29,7 @@ mod stage2;
 pub use health::{Health, StageHealth};
 
 use crate::error::{Error, ErrorKind};
+use crate::record::Source;
 use crate::ring::{EntryMode, Rings};
 use crate::sink::{Canceller, Drain, Sink};
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -132,6 +133,8 @@ pub struct FlusherConfig {
     /// Whether [`Flusher::start`] waits until every stage has connected and set up, and fails on
     /// any error, a server that is merely down included (for tests and command-line tools).
     pub fail_fast: bool,
+    /// The service and host written with every entry (default [`Source::this_process`]).
+    pub source: Arc<Source>,
 }
 
 impl std::fmt::Debug for FlusherConfig {
@@ -146,6 +149,7 @@ impl std::fmt::Debug for FlusherConfig {
             .field("max_backoff", &self.max_backoff)
             .field("connect_wait", &self.connect_wait)
             .field("fail_fast", &self.fail_fast)
+            .field("source", &self.source)
             .finish_non_exhaustive()
     }
 }
@@ -167,6 +171,7 @@ impl Default for FlusherConfig {
             }),
             connect_wait: Duration::from_secs(1),
             fail_fast: false,
+            source: Arc::new(Source::this_process()),
         }
     }
 }

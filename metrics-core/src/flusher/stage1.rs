@@ -166,6 +166,7 @@ impl Stage1 {
                 error_occurred: raw.outcome.is_error(),
                 created_at_micros: micros,
                 weight: raw.weight,
+                source: self.cfg.source.clone(),
             });
         }
         self.publish_held();

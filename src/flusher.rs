@@ -474,7 +474,7 @@ impl FlusherBuilder {
             rx.recv_timeout(self.config.connect_wait).ok()
         };
         match answer {
-            Some(Err(e)) if self.config.fail_fast || !e.kind().is_transient() => Err(e),
+            Some(Err(e)) if self.config.fail_fast || e.kind().fails_start() => Err(e),
             Some(Err(e)) => {
                 self.config.report(&e);
                 Ok(())

@@ -33,6 +33,10 @@ pub enum ErrorKind {
     /// The server refused this data for good (a constraint, an encoding, a size limit): retrying
     /// the same data cannot succeed, so it is set aside as a dead letter.
     Rejected,
+    /// The server's data is laid out by a newer fnmetrics (a schema version this build does not
+    /// know, met during a rolling upgrade): this process leaves that work to the newer ones and
+    /// goes on with the rest. Not transient, but not a reason to fail a start either.
+    Superseded,
 }
 
 impl ErrorKind {
@@ -49,6 +53,20 @@ impl ErrorKind {
             self,
             ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::Server
         )
+    }
+
+    /// Whether this error, as a stage's first answer, fails `Flusher::start`: a definitive
+    /// refusal (bad credentials, an incompatible table), not a server that is merely down or
+    /// busy, and not [`ErrorKind::Superseded`] (newer processes do that work).
+    ///
+    /// ```
+    /// use fnmetrics::ErrorKind;
+    /// assert!(ErrorKind::Auth.fails_start());
+    /// assert!(!ErrorKind::Unavailable.fails_start());
+    /// assert!(!ErrorKind::Superseded.fails_start());
+    /// ```
+    pub fn fails_start(self) -> bool {
+        !self.is_transient() && self != ErrorKind::Superseded
     }
 }
 

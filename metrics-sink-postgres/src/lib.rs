@@ -61,13 +61,19 @@
 
 mod error;
 mod options;
+mod partitions;
+mod reader;
+mod rollup;
 mod runtime;
 mod schema;
 mod sink;
+mod tables;
 mod tls;
 mod types;
 
 pub use error::{classify, Failure};
 pub use options::PostgresOptions;
+pub use partitions::{Maintenance, Retention};
+pub use reader::{Point, PostgresReader, MAX_POINTS};
 pub use schema::SCHEMA_VERSION;
 pub use sink::{BatchOutcome, PostgresSink, RejectedRow, WindowStats, OUTAGE_LEAF_FAILURES};

@@ -1,6 +1,8 @@
 //! [`PostgresOptions`]: table names, and a bound on every wait (connect, statements, locks, the
 //! migration lock, a dead peer).
 
+use crate::partitions::Retention;
+use crate::tables::MAX_TABLE_LEN;
 use fnmetrics_core::{Error, ErrorKind};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -62,6 +64,8 @@ pub struct PostgresOptions {
     keepalives_retries: u32,
     tcp_user_timeout: Duration,
     ca_file: Option<PathBuf>,
+    rollups: bool,
+    retention: Retention,
 }
 
 impl Default for PostgresOptions {
@@ -81,6 +85,8 @@ impl Default for PostgresOptions {
             keepalives_retries: 3,
             tcp_user_timeout: Duration::from_secs(30),
             ca_file: None,
+            rollups: true,
+            retention: Retention::default(),
         }
     }
 }
@@ -264,6 +270,54 @@ impl PostgresOptions {
         self.ca_file.as_deref()
     }
 
+    /// Whether each batch also updates the rollups `T_1m` and `T_1h` (default `true`), in the
+    /// same transaction as its raw rows. Turn it off only where nothing reads rollups (a
+    /// benchmark of raw writes, say): every drainer of a table must agree, or the rollups miss
+    /// what the others wrote.
+    ///
+    /// ```
+    /// use fnmetrics::postgres::PostgresOptions;
+    /// assert!(!PostgresOptions::default().with_rollups(false).rollups());
+    /// ```
+    pub fn with_rollups(mut self, on: bool) -> Self {
+        self.rollups = on;
+        self
+    }
+
+    /// How long each table keeps its partitions (see [`Retention`]); maintenance
+    /// ([`PostgresSink::maintain`](crate::PostgresSink::maintain)) drops older ones.
+    ///
+    /// ```
+    /// use fnmetrics::postgres::{PostgresOptions, Retention};
+    /// use std::time::Duration;
+    /// let o = PostgresOptions::default()
+    ///     .with_retention(Retention::default().with_raw(Duration::from_secs(2 * 86_400)));
+    /// assert_eq!(o.retention().raw(), Duration::from_secs(2 * 86_400));
+    /// ```
+    pub fn with_retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Whether batches update the rollups.
+    ///
+    /// ```
+    /// assert!(fnmetrics::postgres::PostgresOptions::default().rollups());
+    /// ```
+    pub fn rollups(&self) -> bool {
+        self.rollups
+    }
+
+    /// How long each table keeps its partitions.
+    ///
+    /// ```
+    /// let o = fnmetrics::postgres::PostgresOptions::default();
+    /// assert_eq!(o.retention(), fnmetrics::postgres::Retention::default());
+    /// ```
+    pub fn retention(&self) -> Retention {
+        self.retention
+    }
+
     /// The entry table's name.
     ///
     /// ```
@@ -384,6 +438,16 @@ impl PostgresOptions {
     /// ```
     pub fn validate(&self) -> Result<(), Error> {
         validate_identifier("table", &self.table)?;
+        if self.table.len() > MAX_TABLE_LEN {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                format!(
+                    "table `{}` is longer than {MAX_TABLE_LEN} bytes: its partitions' names \
+                     (`{}_1m_p20261202`) must fit PostgreSQL's 63",
+                    self.table, self.table
+                ),
+            ));
+        }
         validate_identifier("schema_table", &self.schema_table)?;
         if self.table == self.schema_table {
             return Err(Error::new(

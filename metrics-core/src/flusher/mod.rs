@@ -430,7 +430,7 @@ impl Flusher {
         let until = (!fail_fast).then(|| Instant::now() + wait);
         for stage in std::iter::once(&mut self.stage1).chain(self.stage2.as_mut()) {
             match stage.first_answer(until) {
-                Some(Err(e)) if fail_fast || !e.kind().is_transient() => return Err(e),
+                Some(Err(e)) if fail_fast || e.kind().fails_start() => return Err(e),
                 _ => {}
             }
         }

@@ -1,0 +1,898 @@
+//! Reads: a time window's stats and a series of points, from the table each part of the window
+//! needs, with quantiles from the histogram buckets (the method of every other read).
+
+use crate::error::pg_error;
+use crate::options::{quoted, PostgresOptions};
+use crate::runtime::outside_runtime;
+use crate::schema::{recorded_version, superseded, SCHEMA_VERSION};
+use crate::sink::{apply_tcp_options, open_session, WindowStats};
+use crate::tables::{Level, Tables};
+use crate::tls::Tls;
+use crate::types::{ceil_micros, pg_text, secs_to_duration, PgTimestamp};
+use fnmetrics_core::{Error, ErrorKind, Histogram};
+use postgres::config::SslMode;
+use postgres::{Client, Statement};
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const MINUTE: i64 = 60_000_000;
+const HOUR: i64 = 3_600_000_000;
+
+/// One point of a [`PostgresReader::series`]: the calls that ended in `[start, start + step)`.
+///
+/// ```no_run
+/// # use fnmetrics::postgres::{PostgresOptions, PostgresReader};
+/// # use std::time::{Duration, SystemTime};
+/// # let mut reader = PostgresReader::connect("postgres://postgres@127.0.0.1/app", PostgresOptions::default())?;
+/// let to = SystemTime::now();
+/// for p in reader.series("app::checkout", to - Duration::from_secs(86_400), to, Duration::from_secs(3600))? {
+///     println!("{:?}: {} calls, {} errors, p99 {:?}", p.start, p.calls, p.errors, p.p99);
+/// }
+/// # Ok::<(), fnmetrics::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Point {
+    /// The start of the point's interval.
+    pub start: SystemTime,
+    /// Calls (each row counts its weight).
+    pub calls: u64,
+    /// Calls that failed.
+    pub errors: u64,
+    /// The mean call time.
+    pub mean: Duration,
+    /// The median, from the histogram (within 1.6 %).
+    pub p50: Duration,
+    /// The 99th percentile, from the histogram (within 1.6 %).
+    pub p99: Duration,
+    /// The longest call.
+    pub max: Duration,
+}
+
+/// Sums of one window or point, as the queries return them.
+#[derive(Default)]
+struct Acc {
+    calls: i64,
+    errors: i64,
+    total: f64,
+    min: Option<f64>,
+    max: Option<f64>,
+    hist: Histogram,
+}
+
+impl Acc {
+    fn add(&mut self, row: &postgres::Row) -> Result<(), postgres::Error> {
+        let index: Option<i16> = row.try_get(1)?;
+        let hist: i64 = row.try_get(2)?;
+        if let Some(i) = index {
+            self.hist.add_to_bucket(
+                usize::try_from(i).unwrap_or(0),
+                u64::try_from(hist).unwrap_or(0),
+            );
+        }
+        self.calls += row.try_get::<_, i64>(3)?;
+        self.errors += row.try_get::<_, i64>(4)?;
+        self.total += row.try_get::<_, f64>(5)?;
+        if let Some(v) = row.try_get::<_, Option<f64>>(6)? {
+            self.min = Some(self.min.map_or(v, |m| m.min(v)));
+        }
+        if let Some(v) = row.try_get::<_, Option<f64>>(7)? {
+            self.max = Some(self.max.map_or(v, |m| m.max(v)));
+        }
+        Ok(())
+    }
+
+    fn mean(&self) -> Duration {
+        if self.calls > 0 {
+            secs_to_duration(self.total / self.calls as f64)
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    fn window(&self) -> WindowStats {
+        WindowStats {
+            calls: u64::try_from(self.calls).unwrap_or(0),
+            errors: u64::try_from(self.errors).unwrap_or(0),
+            mean: self.mean(),
+            p50: self.hist.quantile(0.5),
+            p99: self.hist.quantile(0.99),
+            min: self.min.map_or(Duration::ZERO, secs_to_duration),
+            max: self.max.map_or(Duration::ZERO, secs_to_duration),
+        }
+    }
+}
+
+/// A part of a window, read from one table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Segment {
+    level: Level,
+    from: i64,
+    to: i64,
+}
+
+fn floor_to(t: i64, w: i64) -> i64 {
+    t.saturating_sub(t.rem_euclid(w))
+}
+
+fn ceil_to(t: i64, w: i64) -> i64 {
+    let r = t.rem_euclid(w);
+    if r == 0 {
+        t
+    } else {
+        t.saturating_add(w - r)
+    }
+}
+
+/// Where each table's data begins (micros since the epoch): the start of its oldest partition
+/// (retention drops whole partitions, oldest first; a table whose partitions are not dropped
+/// yet still holds its older rows, and they are read).
+#[derive(Clone, Copy, Debug)]
+struct Cutoffs {
+    raw: i64,
+    minute: i64,
+}
+
+impl Cutoffs {
+    /// Reads the oldest partitions of the raw table and the minute rollup.
+    fn read(client: &mut Client, tables: &Tables) -> Result<Cutoffs, postgres::Error> {
+        let mut oldest = [i64::MAX; 2];
+        for (i, level) in [Level::Raw, Level::Minute].into_iter().enumerate() {
+            let parent = tables.of(level);
+            let rows = client.query(
+                "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                 WHERE i.inhparent = to_regclass($1)",
+                &[&quoted(parent)],
+            )?;
+            for row in rows {
+                let name: String = row.try_get(0)?;
+                let span = name
+                    .get(parent.len() + 1..)
+                    .and_then(crate::tables::Span::parse);
+                if let Some(from) = span.and_then(|s| s.bounds().0) {
+                    oldest[i] = oldest[i].min(from);
+                }
+            }
+        }
+        Ok(Cutoffs {
+            raw: oldest[0],
+            minute: oldest[1],
+        })
+    }
+}
+
+/// Splits `[from, to)` into parts: whole hours from `T_1h`, whole minutes from `T_1m`, the rest
+/// from the raw rows. Rollups are exact, so this gives the raw rows' numbers from far fewer rows.
+/// Where the raw rows are past retention, an edge is widened to whole minutes (whole hours past
+/// the minute rollup's retention).
+fn plan_window(from: i64, to: i64, rollups: bool, cut: Cutoffs) -> Vec<Segment> {
+    if from >= to {
+        return Vec::new();
+    }
+    if !rollups {
+        return vec![Segment {
+            level: Level::Raw,
+            from,
+            to,
+        }];
+    }
+    let mut out = Vec::new();
+    let (h0, h1) = (ceil_to(from, HOUR), floor_to(to, HOUR));
+    if h0 < h1 {
+        out.push(Segment {
+            level: Level::Hour,
+            from: h0,
+            to: h1,
+        });
+        part(from, h0, cut, &mut out);
+        part(h1, to, cut, &mut out);
+    } else {
+        part(from, to, cut, &mut out);
+    }
+    out.retain(|s| s.from < s.to);
+    out.sort_by_key(|s| s.from);
+    out
+}
+
+/// A part of a window shorter than the hours around it: minutes and raw edges, or as fine as
+/// retention still allows from `a` on.
+fn part(a: i64, b: i64, cut: Cutoffs, out: &mut Vec<Segment>) {
+    if a >= b {
+        return;
+    }
+    let seg = |level, from, to| Segment { level, from, to };
+    if a < cut.minute {
+        out.push(seg(Level::Hour, floor_to(a, HOUR), ceil_to(b, HOUR)));
+    } else if a < cut.raw {
+        out.push(seg(Level::Minute, floor_to(a, MINUTE), ceil_to(b, MINUTE)));
+    } else {
+        let (m0, m1) = (ceil_to(a, MINUTE), floor_to(b, MINUTE));
+        if m0 < m1 {
+            out.push(seg(Level::Raw, a, m0));
+            out.push(seg(Level::Minute, m0, m1));
+            out.push(seg(Level::Raw, m1, b));
+        } else {
+            out.push(seg(Level::Raw, a, b));
+        }
+    }
+}
+
+/// The table and step of a series: the coarsest rollup whose buckets divide `step` (it gives the
+/// same points from fewer rows), else the raw rows; but never a table past its retention at
+/// `from` (then the step is rounded up to the buckets of the finest table that holds `from`).
+fn plan_series(from: i64, step: i64, rollups: bool, cut: Cutoffs) -> (Level, i64) {
+    if !rollups {
+        return (Level::Raw, step);
+    }
+    if step % HOUR == 0 || from < cut.minute {
+        return (Level::Hour, ceil_to(step, HOUR));
+    }
+    if step % MINUTE == 0 || from < cut.raw {
+        return (Level::Minute, ceil_to(step, MINUTE));
+    }
+    (Level::Raw, step)
+}
+
+/// A series' table, first point and step, and how many points.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SeriesPlan {
+    level: Level,
+    start: i64,
+    end: i64,
+    step: i64,
+    points: usize,
+}
+
+impl SeriesPlan {
+    fn new(
+        options: &PostgresOptions,
+        cut: Cutoffs,
+        from: SystemTime,
+        to: SystemTime,
+        step: Duration,
+    ) -> Result<SeriesPlan, Error> {
+        let (from, to) = (ceil_micros(from), ceil_micros(to));
+        let step = i64::try_from(step.as_micros()).unwrap_or(i64::MAX).max(1);
+        let (level, step) = plan_series(from, step, options.rollups(), cut);
+        let start = level.bucket_micros().map_or(from, |w| floor_to(from, w));
+        let points = if from >= to {
+            0
+        } else {
+            usize::try_from((to - start - 1) / step + 1).unwrap_or(usize::MAX)
+        };
+        if points > MAX_POINTS {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                format!(
+                    "a series of {points} points asked for: at most {MAX_POINTS}; make the step \
+                     longer or the window shorter"
+                ),
+            ));
+        }
+        Ok(SeriesPlan {
+            level,
+            start,
+            end: to,
+            step,
+            points,
+        })
+    }
+}
+
+/// The grouped query of one level: rows of (point, histogram bucket or NULL, histogram count,
+/// calls, errors, total, min, max), for `$1` name, `[$2, $3)`, points `($from - $4) / $5`, and
+/// `$6` service (NULL: all).
+fn query_sql(tables: &Tables, level: Level) -> String {
+    let t = tables.quoted(level);
+    match level {
+        Level::Raw => format!(
+            "SELECT ((extract(epoch FROM created_at) * 1000000)::bigint - $4) / $5,
+                    fnmetrics_bucket(execution_time), sum(weight)::bigint, sum(weight)::bigint,
+                    coalesce(sum(weight) FILTER (WHERE error_occurred), 0)::bigint,
+                    sum(execution_time * weight), min(execution_time), max(execution_time)
+             FROM {t}
+             WHERE func_name = $1 AND created_at >= $2 AND created_at < $3
+               AND ($6::text IS NULL OR service = $6)
+             GROUP BY 1, 2"
+        ),
+        _ => format!(
+            "WITH r AS (
+                 SELECT ((extract(epoch FROM bucket) * 1000000)::bigint - $4) / $5 AS p, *
+                 FROM {t}
+                 WHERE func_name = $1 AND bucket >= $2 AND bucket < $3
+                   AND ($6::text IS NULL OR service = $6))
+             SELECT p, NULL::smallint, 0::bigint, sum(calls)::bigint, sum(errors)::bigint,
+                    sum(total), min(min), max(max)
+             FROM r GROUP BY p
+             UNION ALL
+             SELECT p, u.i, sum(u.c)::bigint, 0::bigint, 0::bigint, 0::double precision,
+                    NULL::double precision, NULL::double precision
+             FROM r, unnest(r.hist_index, r.hist_count) AS u(i, c)
+             GROUP BY p, u.i"
+        ),
+    }
+}
+
+/// The prepared queries of a connection, made on first use.
+#[derive(Default)]
+pub(crate) struct Queries {
+    by_level: [Option<Statement>; 3],
+}
+
+impl Queries {
+    fn get(
+        &mut self,
+        client: &mut Client,
+        tables: &Tables,
+        level: Level,
+    ) -> Result<Statement, postgres::Error> {
+        let slot = &mut self.by_level[level as usize];
+        if let Some(s) = slot {
+            return Ok(s.clone());
+        }
+        let s = client.prepare(&query_sql(tables, level))?;
+        *slot = Some(s.clone());
+        Ok(s)
+    }
+}
+
+/// The window read, on `client` (shared by [`PostgresReader`] and `PostgresSink`).
+pub(crate) fn read_window(
+    client: &mut Client,
+    queries: &mut Queries,
+    options: &PostgresOptions,
+    service: Option<&str>,
+    func_name: &str,
+    from: SystemTime,
+    to: SystemTime,
+) -> Result<WindowStats, postgres::Error> {
+    let (from, to) = (ceil_micros(from), ceil_micros(to));
+    let tables = Tables::new(options.table());
+    let cut = Cutoffs::read(client, &tables)?;
+    let name = pg_text(func_name);
+    let service = service.map(pg_text);
+    let mut acc = Acc::default();
+    for seg in plan_window(from, to, options.rollups(), cut) {
+        let q = queries.get(client, &tables, seg.level)?;
+        let rows = client.query(
+            &q,
+            &[
+                &&*name,
+                &PgTimestamp(seg.from),
+                &PgTimestamp(seg.to),
+                &seg.from,
+                &i64::MAX,
+                &service.as_deref(),
+            ],
+        )?;
+        for row in &rows {
+            acc.add(row)?;
+        }
+    }
+    Ok(acc.window())
+}
+
+/// The series read, on `client`.
+pub(crate) fn read_series(
+    client: &mut Client,
+    queries: &mut Queries,
+    options: &PostgresOptions,
+    service: Option<&str>,
+    func_name: &str,
+    plan: SeriesPlan,
+) -> Result<Vec<Point>, postgres::Error> {
+    if plan.points == 0 {
+        return Ok(Vec::new());
+    }
+    let tables = Tables::new(options.table());
+    let mut points: Vec<Acc> = (0..plan.points).map(|_| Acc::default()).collect();
+    let q = queries.get(client, &tables, plan.level)?;
+    let name = pg_text(func_name);
+    let service = service.map(pg_text);
+    let rows = client.query(
+        &q,
+        &[
+            &&*name,
+            &PgTimestamp(plan.start),
+            &PgTimestamp(plan.end),
+            &plan.start,
+            &plan.step,
+            &service.as_deref(),
+        ],
+    )?;
+    for row in &rows {
+        let p: i64 = row.try_get(0)?;
+        if let Some(acc) = usize::try_from(p).ok().and_then(|p| points.get_mut(p)) {
+            acc.add(row)?;
+        }
+    }
+    Ok(points
+        .iter()
+        .enumerate()
+        .map(|(i, acc)| {
+            let w = acc.window();
+            let at = plan
+                .start
+                .saturating_add(plan.step.saturating_mul(i as i64));
+            Point {
+                start: micros_to_time(at),
+                calls: w.calls,
+                errors: w.errors,
+                mean: w.mean,
+                p50: w.p50,
+                p99: w.p99,
+                max: w.max,
+            }
+        })
+        .collect())
+}
+
+/// The most points one series may have.
+///
+/// ```
+/// assert_eq!(fnmetrics::postgres::MAX_POINTS, 100_000);
+/// ```
+pub const MAX_POINTS: usize = 100_000;
+
+fn micros_to_time(micros: i64) -> SystemTime {
+    if micros >= 0 {
+        UNIX_EPOCH + Duration::from_micros(micros.unsigned_abs())
+    } else {
+        UNIX_EPOCH - Duration::from_micros(micros.unsigned_abs())
+    }
+}
+
+/// Reads windows and series of what drainers stored, on one connection that it keeps: it opens
+/// it on first use (and again only when it broke), never migrates, and prepares each query once.
+///
+/// Each part of a window is read from the table that holds it most compactly: whole hours from
+/// `T_1h`, whole minutes from `T_1m`, and only the edges from the raw rows. Rollups are exact, so
+/// the numbers are those of the raw rows; quantiles come from the same histogram buckets as
+/// every other read (`get`, the fleet's aggregates), within 1.6 %. Where raw rows are past
+/// their retention, an edge widens to whole minutes (hours, past the minute rollup's).
+///
+/// Before any drainer made the tables, reads return no calls.
+///
+/// Every call blocks on the server (within the timeouts of [`PostgresOptions`]); inside a tokio
+/// runtime it runs on a thread of its own.
+///
+/// ```no_run
+/// use fnmetrics::postgres::{PostgresOptions, PostgresReader};
+/// use std::time::{Duration, SystemTime};
+///
+/// let mut reader = PostgresReader::connect("postgres://postgres@127.0.0.1/app", PostgresOptions::default())?;
+/// let to = SystemTime::now();
+/// let month = reader.window("app::checkout", to - Duration::from_secs(30 * 86_400), to)?;
+/// println!("{} calls, p99 {:?}", month.calls, month.p99);
+/// # Ok::<(), fnmetrics::Error>(())
+/// ```
+pub struct PostgresReader {
+    config: postgres::Config,
+    options: PostgresOptions,
+    tls: Tls,
+    conn: Option<ReadConn>,
+}
+
+struct ReadConn {
+    client: Client,
+    /// Whether the tables exist (a schema version is recorded); checked again while they do not.
+    ready: bool,
+    queries: Queries,
+    functions: Option<Statement>,
+}
+
+impl fmt::Debug for PostgresReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The config is left out: it may hold a password.
+        f.debug_struct("PostgresReader")
+            .field("options", &self.options)
+            .field("connected", &self.conn.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresReader {
+    /// Parses `url` and connects.
+    ///
+    /// # Errors
+    /// As [`PostgresSink::connect`](crate::PostgresSink::connect), but for the migration: the
+    /// reader never changes the schema. [`ErrorKind::Superseded`] if the tables are of a newer
+    /// schema than this build reads.
+    ///
+    /// ```no_run
+    /// # use fnmetrics::postgres::{PostgresOptions, PostgresReader};
+    /// let reader = PostgresReader::connect("postgres://reader@db/app", PostgresOptions::default())?;
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// ```
+    pub fn connect(url: &str, options: PostgresOptions) -> Result<PostgresReader, Error> {
+        let mut r = PostgresReader::new(url, options)?;
+        r.with_conn("cannot connect to PostgreSQL", |_| Ok(()))?;
+        Ok(r)
+    }
+
+    /// Parses `url` and checks the options, without connecting: the first read connects.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidUrl`] and [`ErrorKind::InvalidConfig`].
+    ///
+    /// ```
+    /// use fnmetrics::postgres::{PostgresOptions, PostgresReader};
+    /// assert!(PostgresReader::new("postgres://127.0.0.1:1/app", PostgresOptions::default()).is_ok());
+    /// assert!(PostgresReader::new("postgres://h:x/app", PostgresOptions::default()).is_err());
+    /// ```
+    pub fn new(url: &str, options: PostgresOptions) -> Result<PostgresReader, Error> {
+        options.validate()?;
+        let mut config: postgres::Config = url.parse().map_err(|e| {
+            Error::with_source(ErrorKind::InvalidUrl, "cannot parse the PostgreSQL URL", e)
+        })?;
+        apply_tcp_options(&mut config, &options);
+        let tls = Tls::new(&options, config.get_ssl_mode() != SslMode::Disable)?;
+        Ok(PostgresReader {
+            config,
+            options,
+            tls,
+            conn: None,
+        })
+    }
+
+    /// The calls of `func_name`, all services together, that ended in `[from, to)`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Unavailable`], [`ErrorKind::Timeout`], [`ErrorKind::Server`] as the server
+    /// answers; the next call connects again if the connection broke.
+    ///
+    /// ```no_run
+    /// # use fnmetrics::postgres::{PostgresOptions, PostgresReader};
+    /// # use std::time::{Duration, SystemTime};
+    /// # let mut reader = PostgresReader::connect("postgres://postgres@127.0.0.1/app", PostgresOptions::default())?;
+    /// let to = SystemTime::now();
+    /// let w = reader.window("app::load_user", to - Duration::from_secs(3600), to)?;
+    /// assert!(w.errors <= w.calls);
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// ```
+    pub fn window(
+        &mut self,
+        func_name: &str,
+        from: SystemTime,
+        to: SystemTime,
+    ) -> Result<WindowStats, Error> {
+        self.window_inner(None, func_name, from, to)
+    }
+
+    /// [`PostgresReader::window`] for one service's calls only.
+    ///
+    /// # Errors
+    /// As [`PostgresReader::window`].
+    ///
+    /// ```no_run
+    /// # use fnmetrics::postgres::{PostgresOptions, PostgresReader};
+    /// # use std::time::{Duration, SystemTime};
+    /// # let mut reader = PostgresReader::connect("postgres://postgres@127.0.0.1/app", PostgresOptions::default())?;
+    /// let to = SystemTime::now();
+    /// let w = reader.window_of("checkout", "app::load_user", to - Duration::from_secs(3600), to)?;
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// ```
+    pub fn window_of(
+        &mut self,
+        service: &str,
+        func_name: &str,
+        from: SystemTime,
+        to: SystemTime,
+    ) -> Result<WindowStats, Error> {
+        self.window_inner(Some(service), func_name, from, to)
+    }
+
+    fn window_inner(
+        &mut self,
+        service: Option<&str>,
+        func_name: &str,
+        from: SystemTime,
+        to: SystemTime,
+    ) -> Result<WindowStats, Error> {
+        let options = self.options.clone();
+        self.with_conn("cannot read a time window from PostgreSQL", |c| {
+            if !c.ready {
+                return Ok(WindowStats::default());
+            }
+            read_window(
+                &mut c.client,
+                &mut c.queries,
+                &options,
+                service,
+                func_name,
+                from,
+                to,
+            )
+        })
+    }
+
+    /// Points of `func_name`, all services together, every `step` from `from` to `to`: calls,
+    /// errors, mean, p50, p99 and max of the calls that ended in each.
+    ///
+    /// It reads the coarsest rollup whose buckets divide `step`, and the raw rows only for a step
+    /// that is not whole minutes; points then start at `from` rounded down to those buckets (a
+    /// whole minute or hour). Past a table's retention, the step is rounded up to the buckets of
+    /// the finest table that still holds `from`.
+    ///
+    /// # Errors
+    /// As [`PostgresReader::window`]; [`ErrorKind::InvalidConfig`] for a zero step or more than
+    /// [`MAX_POINTS`] points.
+    ///
+    /// ```no_run
+    /// # use fnmetrics::postgres::{PostgresOptions, PostgresReader};
+    /// # use std::time::{Duration, SystemTime};
+    /// # let mut reader = PostgresReader::connect("postgres://postgres@127.0.0.1/app", PostgresOptions::default())?;
+    /// let to = SystemTime::now();
+    /// let day = reader.series("app::f", to - Duration::from_secs(86_400), to, Duration::from_secs(600))?;
+    /// assert!(day.len() >= 144);
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// ```
+    pub fn series(
+        &mut self,
+        func_name: &str,
+        from: SystemTime,
+        to: SystemTime,
+        step: Duration,
+    ) -> Result<Vec<Point>, Error> {
+        self.series_inner(None, func_name, from, to, step)
+    }
+
+    /// [`PostgresReader::series`] for one service's calls only.
+    ///
+    /// # Errors
+    /// As [`PostgresReader::series`].
+    ///
+    /// ```no_run
+    /// # use fnmetrics::postgres::{PostgresOptions, PostgresReader};
+    /// # use std::time::{Duration, SystemTime};
+    /// # let mut reader = PostgresReader::connect("postgres://postgres@127.0.0.1/app", PostgresOptions::default())?;
+    /// let to = SystemTime::now();
+    /// let s = reader.series_of("api", "app::f", to - Duration::from_secs(3600), to, Duration::from_secs(60))?;
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// ```
+    pub fn series_of(
+        &mut self,
+        service: &str,
+        func_name: &str,
+        from: SystemTime,
+        to: SystemTime,
+        step: Duration,
+    ) -> Result<Vec<Point>, Error> {
+        self.series_inner(Some(service), func_name, from, to, step)
+    }
+
+    fn series_inner(
+        &mut self,
+        service: Option<&str>,
+        func_name: &str,
+        from: SystemTime,
+        to: SystemTime,
+        step: Duration,
+    ) -> Result<Vec<Point>, Error> {
+        if step.is_zero() {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                "a series' step must be more than zero",
+            ));
+        }
+        let options = self.options.clone();
+        let cut = self.with_conn("cannot read a series from PostgreSQL", |c| {
+            if c.ready {
+                Cutoffs::read(&mut c.client, &Tables::new(options.table()))
+            } else {
+                Ok(Cutoffs { raw: 0, minute: 0 })
+            }
+        })?;
+        let plan = SeriesPlan::new(&options, cut, from, to, step)?;
+        self.with_conn("cannot read a series from PostgreSQL", |c| {
+            if !c.ready {
+                return Ok(zero_points(plan));
+            }
+            read_series(
+                &mut c.client,
+                &mut c.queries,
+                &options,
+                service,
+                func_name,
+                plan,
+            )
+        })
+    }
+
+    /// The functions stored, sorted: those of the hourly rollup (a year by default), or of the
+    /// raw rows when rollups are off. One index probe a name.
+    ///
+    /// # Errors
+    /// As [`PostgresReader::window`].
+    ///
+    /// ```no_run
+    /// # use fnmetrics::postgres::{PostgresOptions, PostgresReader};
+    /// # let mut reader = PostgresReader::connect("postgres://postgres@127.0.0.1/app", PostgresOptions::default())?;
+    /// for name in reader.functions()? {
+    ///     println!("{name}");
+    /// }
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// ```
+    pub fn functions(&mut self) -> Result<Vec<String>, Error> {
+        let options = self.options.clone();
+        self.with_conn("cannot list the functions in PostgreSQL", |c| {
+            if !c.ready {
+                return Ok(Vec::new());
+            }
+            let q = match &c.functions {
+                Some(q) => q.clone(),
+                None => {
+                    let q = c.client.prepare(&functions_sql(&options))?;
+                    c.functions = Some(q.clone());
+                    q
+                }
+            };
+            c.client
+                .query(&q, &[])?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect()
+        })
+    }
+
+    /// Runs `f` on the connection, opening it first if needed, and forgets a connection that
+    /// broke so the next call opens a new one.
+    fn with_conn<T: Send>(
+        &mut self,
+        context: &str,
+        f: impl FnOnce(&mut ReadConn) -> Result<T, postgres::Error> + Send,
+    ) -> Result<T, Error> {
+        outside_runtime(|| {
+            let mut conn = match self.conn.take() {
+                Some(c) => c,
+                None => {
+                    let (client, _) = open_session(&self.config, &self.options, &self.tls, None)?;
+                    ReadConn {
+                        client,
+                        ready: false,
+                        queries: Queries::default(),
+                        functions: None,
+                    }
+                }
+            };
+            if !conn.ready {
+                let v = recorded_version(&mut conn.client, &self.options)
+                    .map_err(|e| pg_error(context, e))?;
+                if v > SCHEMA_VERSION {
+                    return Err(superseded(&self.options, v));
+                }
+                conn.ready = v == SCHEMA_VERSION;
+            }
+            let result = f(&mut conn);
+            let broken = conn.client.is_closed()
+                || matches!(&result, Err(e) if crate::error::classify(e) == crate::error::Failure::Reconnect);
+            if !broken {
+                self.conn = Some(conn);
+            }
+            result.map_err(|e| pg_error(context, e))
+        })
+    }
+}
+
+/// A series' points with no calls.
+fn zero_points(plan: SeriesPlan) -> Vec<Point> {
+    (0..plan.points)
+        .map(|i| Point {
+            start: micros_to_time(
+                plan.start
+                    .saturating_add(plan.step.saturating_mul(i as i64)),
+            ),
+            calls: 0,
+            errors: 0,
+            mean: Duration::ZERO,
+            p50: Duration::ZERO,
+            p99: Duration::ZERO,
+            max: Duration::ZERO,
+        })
+        .collect()
+}
+
+/// The skip scan over the names of the hourly rollup (or the raw table).
+pub(crate) fn functions_sql(options: &PostgresOptions) -> String {
+    let tables = Tables::new(options.table());
+    let t = if options.rollups() {
+        tables.quoted(Level::Hour)
+    } else {
+        tables.quoted(Level::Raw)
+    };
+    format!(
+        "WITH RECURSIVE names(func_name) AS (
+             (SELECT func_name FROM {t} ORDER BY func_name LIMIT 1)
+             UNION ALL
+             SELECT (SELECT m.func_name FROM {t} m
+                     WHERE m.func_name > names.func_name
+                     ORDER BY m.func_name LIMIT 1)
+             FROM names WHERE names.func_name IS NOT NULL
+         )
+         SELECT func_name FROM names WHERE func_name IS NOT NULL"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CUT: Cutoffs = Cutoffs { raw: 0, minute: 0 };
+
+    fn seg(level: Level, from: i64, to: i64) -> Segment {
+        Segment { level, from, to }
+    }
+
+    #[test]
+    fn a_window_reads_hours_minutes_and_raw_edges() {
+        let (from, to) = (HOUR + 5 * MINUTE + 7, 4 * HOUR + 2 * MINUTE + 3);
+        assert_eq!(
+            plan_window(from, to, true, CUT),
+            vec![
+                seg(Level::Raw, from, HOUR + 6 * MINUTE),
+                seg(Level::Minute, HOUR + 6 * MINUTE, 2 * HOUR),
+                seg(Level::Hour, 2 * HOUR, 4 * HOUR),
+                seg(Level::Minute, 4 * HOUR, 4 * HOUR + 2 * MINUTE),
+                seg(Level::Raw, 4 * HOUR + 2 * MINUTE, to),
+            ]
+        );
+        // The parts cover the window exactly.
+        let parts = plan_window(from, to, true, CUT);
+        assert!(parts.windows(2).all(|w| w[0].to == w[1].from));
+        assert_eq!(
+            plan_window(from, to, false, CUT),
+            vec![seg(Level::Raw, from, to)]
+        );
+        assert_eq!(
+            plan_window(10, 20, true, CUT),
+            vec![seg(Level::Raw, 10, 20)]
+        );
+    }
+
+    #[test]
+    fn past_retention_edges_widen() {
+        let cut = Cutoffs {
+            raw: 10 * HOUR,
+            minute: 5 * HOUR,
+        };
+        let from = 7 * HOUR + 90 * 1_000_000; // raw gone, minutes kept
+        assert_eq!(
+            plan_window(from, 8 * HOUR, true, cut),
+            vec![seg(Level::Minute, 7 * HOUR + MINUTE, 8 * HOUR)]
+        );
+        let from = 3 * HOUR + 7; // minutes gone too
+        assert_eq!(
+            plan_window(from, 5 * HOUR, true, cut),
+            vec![
+                seg(Level::Hour, 3 * HOUR, 4 * HOUR),
+                seg(Level::Hour, 4 * HOUR, 5 * HOUR)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_series_reads_the_coarsest_table_its_step_allows() {
+        assert_eq!(plan_series(0, HOUR, true, CUT), (Level::Hour, HOUR));
+        assert_eq!(
+            plan_series(0, 5 * MINUTE, true, CUT),
+            (Level::Minute, 5 * MINUTE)
+        );
+        assert_eq!(
+            plan_series(0, 10_000_000, true, CUT),
+            (Level::Raw, 10_000_000)
+        );
+        assert_eq!(
+            plan_series(0, 10_000_000, false, CUT),
+            (Level::Raw, 10_000_000)
+        );
+        let cut = Cutoffs {
+            raw: 10 * HOUR,
+            minute: 5 * HOUR,
+        };
+        assert_eq!(
+            plan_series(7 * HOUR, 10_000_000, true, cut),
+            (Level::Minute, MINUTE)
+        );
+        assert_eq!(plan_series(HOUR, MINUTE, true, cut), (Level::Hour, HOUR));
+    }
+}

@@ -32,6 +32,12 @@ pub struct Drainer {
     /// A claim whose write or acknowledgement failed: retried first, so its entries do not wait
     /// for the lease to expire.
     held: Option<Claim>,
+    /// How often the maintenance thread runs (`None`: never).
+    maintain_every: Option<Duration>,
+    /// The maintenance thread's stop signal: dropped with the drainer.
+    maintainer: Option<crossbeam_channel::Sender<()>>,
+    postgres_url: crate::secret::Url,
+    postgres_options: PostgresOptions,
 }
 
 impl Drainer {
@@ -80,10 +86,14 @@ impl Drainer {
     ) -> Result<Drainer, Error> {
         Ok(Drainer {
             queue: RedisQueue::new(redis_url, redis_options)?,
-            pg: PostgresSink::new(postgres_url, postgres_options)?,
+            pg: PostgresSink::new(postgres_url, postgres_options.clone())?,
             batch: 50_000,
             lease: Duration::from_secs(60),
             held: None,
+            maintain_every: Some(MAINTENANCE_INTERVAL),
+            maintainer: None,
+            postgres_url: crate::secret::Url::new(postgres_url.to_owned()),
+            postgres_options,
         })
     }
 
@@ -109,6 +119,56 @@ impl Drainer {
         self
     }
 
+    /// How often this drainer maintains the PostgreSQL partitions (makes those of the coming
+    /// days, drops those past retention: [`PostgresSink::maintain`]), on a thread and a
+    /// connection of its own, so that neither stage waits for it; `None` never does. Default
+    /// every 10 minutes, the first run when the drainer first connects. Of the drainers sharing
+    /// a table, one at a time does the work (an advisory lock).
+    ///
+    /// ```no_run
+    /// use fnmetrics::Drainer;
+    /// use std::time::Duration;
+    /// let d = Drainer::connect(
+    ///     "redis://127.0.0.1/", Default::default(),
+    ///     "postgres://postgres@127.0.0.1/app", Default::default(),
+    /// )?
+    /// .maintain_every(Some(Duration::from_secs(3600)));
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// ```
+    pub fn maintain_every(mut self, every: Option<Duration>) -> Self {
+        self.maintain_every = every;
+        self.maintainer = None; // a running thread stops; the next connect starts one at the new pace
+        self
+    }
+
+    /// Starts the maintenance thread, if it should run and does not yet.
+    fn start_maintenance(&mut self) {
+        let (Some(every), None) = (self.maintain_every, &self.maintainer) else {
+            return;
+        };
+        let sink = match PostgresSink::new(
+            self.postgres_url.expose(),
+            self.postgres_options.clone(),
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!(target: "fnmetrics", "cannot maintain the PostgreSQL partitions: {e}");
+                return;
+            }
+        };
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+        let spawned = std::thread::Builder::new()
+            .name("fnmetrics-maintain".into())
+            .spawn(move || maintain_until_stopped(sink, every, &stopped));
+        match spawned {
+            Ok(_) => self.maintainer = Some(stop),
+            Err(e) => log::warn!(
+                target: "fnmetrics",
+                "cannot start the PostgreSQL maintenance thread: {e}"
+            ),
+        }
+    }
+
     /// Claims one batch, saves it and removes it from Redis; returns how many entries it moved
     /// and set aside (both 0: nothing to move).
     ///
@@ -124,9 +184,16 @@ impl Drainer {
     /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn drain_once(&mut self) -> Result<DrainOutcome, Error> {
+        self.start_maintenance();
         let claim = match self.held.take() {
             Some(claim) => claim,
-            None => match self.queue.claim(self.batch, self.lease)? {
+            // PostgreSQL first (a no-op while connected): a batch is claimed only when it can
+            // be written, and a schema newer than this build claims nothing.
+            None => match self
+                .pg
+                .ensure_connected()
+                .and_then(|()| self.queue.claim(self.batch, self.lease))?
+            {
                 Some(claim) => claim,
                 None => return Ok(DrainOutcome::default()),
             },
@@ -232,6 +299,7 @@ impl fnmetrics_core::Drain for Drainer {
     /// the first one answers: a refusal that no retry can change (credentials, a certificate)
     /// must reach `start()` even while the other server is merely down.
     fn connect(&mut self) -> Result<(), Error> {
+        self.start_maintenance();
         let redis = self.queue.ensure_connected();
         let postgres = self.pg.ensure_connected();
         match (redis, postgres) {
@@ -268,6 +336,38 @@ impl Drop for Drainer {
 }
 
 /// `SQLSTATE: message (detail)`, as a dead letter's reason.
+/// How often drainers maintain the partitions by default.
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(600);
+
+/// The maintenance thread: a run now, then one every `every`, until the drainer is gone. Errors
+/// are logged and the next run tries again (every wait in a run is bounded by the sink's
+/// timeouts); a schema newer than this build leaves maintenance to newer drainers.
+fn maintain_until_stopped(
+    mut sink: PostgresSink,
+    every: Duration,
+    stopped: &crossbeam_channel::Receiver<()>,
+) {
+    loop {
+        match sink.maintain() {
+            Ok(m) if !m.dropped.is_empty() || m.created > 0 => log::info!(
+                target: "fnmetrics",
+                "PostgreSQL maintenance: {} partitions made, {} dropped",
+                m.created,
+                m.dropped.len()
+            ),
+            Ok(_) => {}
+            Err(e) if e.kind() == fnmetrics_core::ErrorKind::Superseded => return,
+            Err(e) => log::warn!(target: "fnmetrics", "PostgreSQL maintenance failed: {e}"),
+        }
+        if !matches!(
+            stopped.recv_timeout(every),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout)
+        ) {
+            return;
+        }
+    }
+}
+
 fn rejection_reason(r: &RejectedRow) -> String {
     let mut s = match &r.sqlstate {
         Some(code) => format!("{code}: {}", r.reason),

@@ -434,6 +434,7 @@ impl FlusherBuilder {
             key_prefix: self.key_prefix.clone(),
             table: self.table.clone(),
             ca_file: self.ca_file.clone(),
+            ..Targets::default()
         };
         // Nothing connects here: the stages do, in their threads.
         let sink = fnmetrics_sink_redis::RedisSink::new(targets.redis()?, targets.redis_options())?;
@@ -530,6 +531,10 @@ struct Targets {
     key_prefix: String,
     table: Option<String>,
     ca_file: Option<std::path::PathBuf>,
+    /// The reader of windows and series, shared by clones: one connection, opened on the first
+    /// read (and again only when it broke), never migrating.
+    #[cfg(feature = "postgres")]
+    reader: std::sync::Arc<std::sync::Mutex<Option<fnmetrics_sink_postgres::PostgresReader>>>,
 }
 
 #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
@@ -576,8 +581,35 @@ impl Targets {
         from: std::time::SystemTime,
         to: std::time::SystemTime,
     ) -> Result<fnmetrics_sink_postgres::WindowStats, Error> {
-        fnmetrics_sink_postgres::PostgresSink::connect(self.postgres()?, self.postgres_options())?
-            .window(name, from, to)
+        self.with_reader(|r| r.window(name, from, to))
+    }
+
+    #[cfg(feature = "postgres")]
+    fn series(
+        &self,
+        name: &str,
+        from: std::time::SystemTime,
+        to: std::time::SystemTime,
+        step: std::time::Duration,
+    ) -> Result<Vec<fnmetrics_sink_postgres::Point>, Error> {
+        self.with_reader(|r| r.series(name, from, to, step))
+    }
+
+    /// Runs `f` on the shared reader, making it on first use.
+    #[cfg(feature = "postgres")]
+    fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&mut fnmetrics_sink_postgres::PostgresReader) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut slot = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        let reader = match &mut *slot {
+            Some(r) => r,
+            None => slot.insert(fnmetrics_sink_postgres::PostgresReader::new(
+                self.postgres()?,
+                self.postgres_options(),
+            )?),
+        };
+        f(reader)
     }
 
     #[cfg(feature = "postgres")]
@@ -735,6 +767,63 @@ impl Flusher {
            + 'static {
         let (t, name) = (self.targets.clone(), name.to_owned());
         crate::blocking::on_thread("fnmetrics-read", move || t.window(&name, from, to))
+    }
+
+    /// Points of function `name` every `step` from `from` to `to` (calls, errors, mean, p50,
+    /// p99, max), from this flusher's PostgreSQL tables: the rollups where the step allows (see
+    /// [`PostgresReader::series`](fnmetrics_sink_postgres::PostgresReader::series)). It blocks
+    /// on PostgreSQL (within its timeouts): in async code, use [`Flusher::series_async`].
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidConfig`] without a PostgreSQL URL, for a zero step, or for too many
+    /// points; the connection's errors.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// let g = fnmetrics::Flusher::builder().start()?;
+    /// let to = SystemTime::now();
+    /// let err = g.series("app::f", to - Duration::from_secs(3600), to, Duration::from_secs(60)).unwrap_err();
+    /// assert_eq!(err.kind(), fnmetrics::ErrorKind::InvalidConfig);
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// ```
+    #[cfg(feature = "postgres")]
+    pub fn series(
+        &self,
+        name: &str,
+        from: std::time::SystemTime,
+        to: std::time::SystemTime,
+        step: std::time::Duration,
+    ) -> Result<Vec<fnmetrics_sink_postgres::Point>, Error> {
+        self.targets.series(name, from, to, step)
+    }
+
+    /// [`Flusher::series`] for async code: the read runs on a thread of its own.
+    ///
+    /// # Errors
+    /// As [`Flusher::series`].
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// # pollster::block_on(async {
+    /// let g = fnmetrics::Flusher::builder().start()?;
+    /// let to = SystemTime::now();
+    /// let err = g.series_async("app::f", to - Duration::from_secs(3600), to, Duration::from_secs(60)).await.unwrap_err();
+    /// assert_eq!(err.kind(), fnmetrics::ErrorKind::InvalidConfig);
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// # }).unwrap();
+    /// ```
+    #[cfg(feature = "postgres")]
+    pub fn series_async(
+        &self,
+        name: &str,
+        from: std::time::SystemTime,
+        to: std::time::SystemTime,
+        step: std::time::Duration,
+    ) -> impl std::future::Future<Output = Result<Vec<fnmetrics_sink_postgres::Point>, Error>>
+           + Send
+           + 'static {
+        let (t, name) = (self.targets.clone(), name.to_owned());
+        crate::blocking::on_thread("fnmetrics-read", move || t.series(&name, from, to, step))
     }
 
     /// Where this flusher sends metrics.

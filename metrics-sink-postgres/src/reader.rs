@@ -272,7 +272,9 @@ impl SeriesPlan {
         Ok(SeriesPlan {
             level,
             start,
-            end: to,
+            // Whole points, the last one too (it may end after `to`): a point means the same
+            // whatever table it is read from.
+            end: start.saturating_add(step.saturating_mul(points as i64)),
             step,
             points,
         })
@@ -611,7 +613,8 @@ impl PostgresReader {
     ///
     /// It reads the coarsest rollup whose buckets divide `step`, and the raw rows only for a step
     /// that is not whole minutes; points then start at `from` rounded down to those buckets (a
-    /// whole minute or hour). Past a table's retention, the step is rounded up to the buckets of
+    /// whole minute or hour). Every point covers its whole step, the last one too (it may reach
+    /// past `to`). Past a table's retention, the step is rounded up to the buckets of
     /// the finest table that still holds `from`.
     ///
     /// # Errors

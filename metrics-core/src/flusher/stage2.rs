@@ -26,7 +26,13 @@ pub(super) struct Stage2 {
     waiting: Vec<Sender<Result<(), Error>>>,
     /// Set by `Shutdown`: finish by then.
     deadline: Option<Instant>,
+    /// While the store is laid out by a newer fnmetrics ([`ErrorKind::Superseded`]): this stage
+    /// leaves the work to newer drainers, and looks again at this time.
+    superseded_until: Option<Instant>,
 }
+
+/// How often a superseded stage 2 looks whether it may drain again.
+const SUPERSEDED_RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Stage2 {
     pub(super) fn new(
@@ -43,6 +49,7 @@ impl Stage2 {
             health,
             waiting: Vec::new(),
             deadline: None,
+            superseded_until: None,
         }
     }
 
@@ -56,14 +63,23 @@ impl Stage2 {
         // The first contact (PostgreSQL: connect and migrate), for `start` to hear a definitive
         // refusal. Failing, the stage goes on: each batch connects by itself.
         let drain = &mut self.drain;
+        let mut superseded = false;
         if !first_contact(
             &self.cfg,
             &self.health,
             &first,
             "the drain's connect",
-            || drain.connect(),
+            || {
+                let r = drain.connect();
+                superseded = matches!(&r, Err(e) if e.kind() == ErrorKind::Superseded);
+                r
+            },
         ) {
             self.backoff.failed();
+        }
+        if superseded {
+            // Reported by the first contact: look again in a while, quietly.
+            self.superseded_until = Some(Instant::now() + SUPERSEDED_RECHECK);
         }
         let interval = self.cfg.flush_interval;
         loop {
@@ -73,11 +89,32 @@ impl Stage2 {
                 default(interval) => {},
             }
             let forced = !self.waiting.is_empty() || self.deadline.is_some();
-            if forced || self.backoff.due() {
-                let result = self.run_dry(&cmd);
-                if let Err(e) = &result {
-                    self.cfg.report(e);
+            let superseded = self.superseded_until.is_some_and(|t| Instant::now() < t);
+            if superseded {
+                // Newer drainers move the entries: a flush is done once stage 1 delivered.
+                for ack in self.waiting.drain(..) {
+                    let _ = ack.send(Ok(()));
                 }
+            } else if forced || self.backoff.due() {
+                let result = self.run_dry(&cmd);
+                match &result {
+                    Err(e) if e.kind() == ErrorKind::Superseded => {
+                        // Said once, not at every look.
+                        if self.superseded_until.is_none() {
+                            self.cfg.report(e);
+                        }
+                        self.superseded_until = Some(Instant::now() + SUPERSEDED_RECHECK);
+                    }
+                    Err(e) => {
+                        self.superseded_until = None;
+                        self.cfg.report(e);
+                    }
+                    Ok(()) => self.superseded_until = None,
+                }
+                let result = match result {
+                    Err(e) if e.kind() == ErrorKind::Superseded => Ok(()),
+                    r => r,
+                };
                 for ack in self.waiting.drain(..) {
                     let _ = ack.send(result.as_ref().map(|_| ()).map_err(copy_error));
                 }

@@ -535,7 +535,12 @@ fn random_128() -> u128 {
         h.write_u8(part);
         h.write_u64(n);
         h.write_u32(std::process::id());
-        h.write_u128(crate::clock::raw_to_unix_nanos(crate::clock::raw_now()));
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.write_u64(crate::clock::raw_now());
         h.finish()
     };
     (u128::from(half(0)) << 64) | u128::from(half(1))

@@ -5,7 +5,7 @@
 
 use crate::secret::Url;
 use fnmetrics_core::{Drain, Sink};
-use fnmetrics_core::{EntryMode, Error, ErrorKind, FlushStats, FlusherConfig, Health};
+use fnmetrics_core::{EntryMode, Error, ErrorKind, FlushStats, FlusherConfig, Health, Source};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,7 +65,8 @@ pub struct Flusher {
 
 impl Flusher {
     /// A builder with the defaults: no Redis, no PostgreSQL, `batch_size` 10 000,
-    /// `flush_interval` 5 s, `max_pending_entries` 1 000 000, `shutdown_timeout` 10 s.
+    /// `flush_interval` 5 s, `max_pending_entries` 1 000 000, `shutdown_timeout` 10 s, the
+    /// binary's name as the service and the machine's as the host.
     ///
     /// ```
     /// let b = fnmetrics::Flusher::builder().batch_size(500);
@@ -204,6 +205,41 @@ impl FlusherBuilder {
     /// ```
     pub fn entries(mut self, mode: EntryMode) -> Self {
         self.config.entries = mode;
+        self
+    }
+
+    /// The service name written with every entry (stored per row; default: the binary's name,
+    /// see [`Source::this_process`](crate::sink::Source::this_process)). Not empty, at most
+    /// [`MAX_SOURCE_NAME_LEN`](crate::sink::MAX_SOURCE_NAME_LEN) (255) bytes, no control
+    /// characters: [`start`](Self::start) checks.
+    ///
+    /// ```
+    /// let flusher = fnmetrics::Flusher::builder().service("checkout").host("web-1").start()?;
+    /// # drop(flusher);
+    /// let err = fnmetrics::Flusher::builder().service("").start().unwrap_err();
+    /// assert_eq!(err.kind(), fnmetrics::ErrorKind::InvalidConfig);
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// ```
+    pub fn service(mut self, name: impl Into<Arc<str>>) -> Self {
+        let host = self.config.source.host.clone();
+        self.config.source = Arc::new(Source::new(name, host));
+        self
+    }
+
+    /// The host name written with every entry (default: the machine's host name, see
+    /// [`Source::this_process`](crate::sink::Source::this_process)). At most
+    /// [`MAX_SOURCE_NAME_LEN`](crate::sink::MAX_SOURCE_NAME_LEN) (255) bytes, no control
+    /// characters; empty means "not recorded". [`start`](Self::start) checks.
+    ///
+    /// ```
+    /// let b = fnmetrics::Flusher::builder().host("pod-7f9c");
+    /// # drop(b);
+    /// let err = fnmetrics::Flusher::builder().host("web\n1").start().unwrap_err();
+    /// assert_eq!(err.kind(), fnmetrics::ErrorKind::InvalidConfig);
+    /// ```
+    pub fn host(mut self, name: impl Into<Arc<str>>) -> Self {
+        let service = self.config.source.service.clone();
+        self.config.source = Arc::new(Source::new(service, name));
         self
     }
 
@@ -379,7 +415,8 @@ impl FlusherBuilder {
     /// thread, so it is safe in async code (it blocks for at most `connect_wait`).
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidConfig`] for bad settings (or a PostgreSQL URL without a Redis URL, a
+    /// [`ErrorKind::InvalidConfig`] for bad settings (among them a [`service`](Self::service) or
+    /// [`host`](Self::host) name that is refused; or a PostgreSQL URL without a Redis URL, a
     /// URL together with a custom sink, or a URL whose crate feature is off),
     /// [`ErrorKind::InvalidUrl`] for a URL that does not parse, [`ErrorKind::Auth`] and
     /// [`ErrorKind::Schema`] (and `InvalidConfig` for a database that does not exist) when a

@@ -95,7 +95,8 @@ pub mod postgres {
 pub mod sink {
     pub use fnmetrics_core::{
         new_flush_id, Canceller, DecodeError, Drain, DrainOutcome, EntryRecord, Field, FieldKind,
-        FlushBatch, IdGen, Sink, Source, ENCODING_VERSION, WEIGHTED_ENCODING_VERSION,
+        FlushBatch, IdGen, Sink, Source, ENCODING_VERSION, MAX_SOURCE_NAME_LEN,
+        SOURCED_ENCODING_VERSION, WEIGHTED_ENCODING_VERSION,
     };
 }
 

@@ -236,6 +236,57 @@ fn a_second_flusher_is_refused_and_bad_settings_are_typed_errors() {
     }
 }
 
+#[test]
+fn service_and_host_names_are_checked_at_start() {
+    let b = || Flusher::builder().on_error(|_| {});
+    for (bad, why) in [
+        (b().service(""), "empty"),
+        (b().service("a".repeat(256)), "256 bytes"),
+        (b().host("é".repeat(128)), "256 bytes"),
+        (b().service("api\0"), "control character"),
+        (b().host("web\n1"), "control character"),
+        (b().host("web\u{7f}"), "control character"),
+        (b().service("api\u{85}"), "control character"),
+    ] {
+        let err = bad.start().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{why}: {err}");
+        assert!(err.to_string().contains(why), "{why}: {err}");
+    }
+    // At the limits: 255 bytes, an empty host, any other Unicode.
+    for good in [
+        b().service("a".repeat(255)).host(""),
+        b().service("注文-サービス").host("é".repeat(127)),
+    ] {
+        good.start().unwrap();
+    }
+}
+
+#[measured(name = "flusher::sourced")]
+fn sourced() {}
+
+#[test]
+fn entries_carry_the_service_and_host_of_the_builder() {
+    let _one = ONE_FLUSHER.lock();
+    let sink = Memory::default();
+    let guard = sink.start(
+        config(10_000, Duration::from_secs(3600), 100_000)
+            .service("svc-m")
+            .host("h-m"),
+    );
+    for _ in 0..50 {
+        sourced();
+    }
+    drop(guard);
+    let got = sink.entries_of("flusher::sourced");
+    assert_eq!(got.len(), 50);
+    assert_eq!(
+        (&*got[0].source.service, &*got[0].source.host),
+        ("svc-m", "h-m")
+    );
+    // One source for the whole flusher, not a copy per entry.
+    assert!(got.iter().all(|e| Arc::ptr_eq(&e.source, &got[0].source)));
+}
+
 #[measured(name = "flusher::restarted")]
 fn restarted() {}
 
@@ -344,8 +395,18 @@ fn a_sampled_function_makes_entries_of_its_timed_calls_only_each_weighing_n() {
     // The weights add up to about the calls (one in 16 timed, at random).
     let weighed: u64 = entries.iter().map(|e| u64::from(e.weight)).sum();
     assert!((28_000..36_000).contains(&weighed), "{weighed}");
-    // Entries of weight 16 survive the wire format; others keep version 1.
+    // Entries of weight 16 survive the wire format: with the flusher's source as version 5,
+    // without a source as version 3; others keep version 1.
     let e = entries[0].clone();
+    assert_eq!(e.encode()[0], fnmetrics::sink::SOURCED_ENCODING_VERSION);
+    assert_eq!(
+        fnmetrics::sink::EntryRecord::decode(&e.encode()).unwrap(),
+        e
+    );
+    let e = fnmetrics::sink::EntryRecord {
+        source: Default::default(),
+        ..e
+    };
     assert_eq!(e.encode()[0], fnmetrics::sink::WEIGHTED_ENCODING_VERSION);
     assert_eq!(
         fnmetrics::sink::EntryRecord::decode(&e.encode()).unwrap(),

@@ -13,7 +13,8 @@ use fnmetrics::{measured, Drainer, ErrorKind, Flusher, Mode};
 use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::hint::black_box;
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use support::postgres::PostgresServer;
 use support::redis::RedisServer;
 use support::wait_until;
@@ -151,6 +152,81 @@ fn local_redis_and_postgres_agree_on_the_same_calls() {
 
 #[measured(name = "pipeline::redis_restart")]
 fn redis_restart() {}
+
+#[measured(name = "pipeline::sourced")]
+fn sourced(i: u64) -> u64 {
+    spin(100 + i % 100)
+}
+
+#[test]
+fn a_drainer_sees_the_service_and_host_that_the_producer_set() {
+    let _one = ONE_FLUSHER.lock();
+    let redis = RedisServer::start();
+    let flusher = Flusher::builder()
+        .redis(redis.url())
+        .service("svc-a")
+        .host("h-1")
+        .batch_size(500)
+        .flush_interval(Duration::from_millis(50))
+        .on_error(|_| {})
+        .start()
+        .expect("flusher starts");
+    let from = SystemTime::now();
+    for i in 0..1_200 {
+        sourced(i);
+    }
+    flusher.flush().unwrap();
+    let to = SystemTime::now();
+
+    // On the wire: frames that name their source once (batches of at most 500 entries).
+    let raw: Vec<Vec<u8>> = redis::cmd("LRANGE")
+        .arg("metrics_list")
+        .arg(0)
+        .arg(-1)
+        .query(&mut redis.client())
+        .unwrap();
+    assert!(raw.len() >= 3, "{} elements", raw.len());
+    for element in &raw {
+        assert_eq!(element[0], fnmetrics::redis::SOURCED_FRAME_VERSION);
+        assert_eq!(&element[1..13], b"\x05\x00svc-a\x03\x00h-1");
+    }
+
+    // A drainer's claim decodes them with that source, one allocation per frame.
+    let mut q = queue(&redis);
+    let claim = q
+        .claim(100_000, Duration::from_secs(60))
+        .unwrap()
+        .expect("entries in Redis");
+    assert!(claim.undecodable.is_empty(), "{:?}", claim.undecodable);
+    let ours: Vec<&EntryRecord> = claim
+        .entries
+        .iter()
+        .filter(|e| &*e.func_name == "pipeline::sourced")
+        .collect();
+    assert_eq!(ours.len(), 1_200);
+    for e in &claim.entries {
+        assert_eq!((&*e.source.service, &*e.source.host), ("svc-a", "h-1"));
+    }
+    let sources: HashSet<*const fnmetrics::sink::Source> = claim
+        .entries
+        .iter()
+        .map(|e| Arc::as_ptr(&e.source))
+        .collect();
+    assert!(sources.len() <= raw.len(), "{} sources", sources.len());
+    // And their times are the wall clock's.
+    let micros = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_micros() as i64;
+    for e in ours {
+        assert!(
+            (micros(from)..=micros(to)).contains(&e.created_at_micros),
+            "{} not in {:?}..{:?}",
+            e.created_at_micros,
+            from,
+            to
+        );
+    }
+    assert!(q.ack(&claim).unwrap());
+    assert_eq!(q.pending_len().unwrap(), 0);
+}
 
 #[test]
 fn redis_stopped_mid_run_then_restarted_loses_nothing_and_doubles_nothing() {

@@ -21,7 +21,7 @@
 //!
 //! | key | type | what |
 //! |---|---|---|
-//! | `P` + `metrics_list` ([`entries_key`](RedisOptions::entries_key)) | list | per-call entries, oldest first: one element per flush, a versioned frame of [`EntryRecord::encode`](fnmetrics_core::EntryRecord::encode)d entries (see [`decode_element`]) |
+//! | `P` + `metrics_list` ([`entries_key`](RedisOptions::entries_key)) | list | per-call entries, oldest first: one element per flush (per source within a flush), a versioned frame of the source (service and host) and its [`EntryRecord`](fnmetrics_core::EntryRecord)s (see [`decode_element`]) |
 //! | `P` + `app:metrics:` ([`aggregate_prefix`](RedisOptions::aggregate_prefix)) + name | hash | `calls`, `errors`, `panics`, `cancelled`, `dropped_entries`, `total_ns`, `min_ns`, `max_ns`, and `b<i>`: the count of histogram bucket `i` |
 //! | `P` + `fnmetrics:functions` | set | every function name with aggregates |
 //! | `P` + `fnmetrics:flush:<hex id>` | string | a flush applied; expires after [`flush_id_ttl`](RedisOptions::flush_id_ttl) |
@@ -52,8 +52,9 @@
 //!
 //! # Throughput
 //! A flush is one round trip: `EVALSHA` of a script that checks the flush id and every key, then
-//! sets the flush-id key, pushes the flush's entries as one frame, and adds the aggregate
-//! deltas. The entries cross into Lua as one string, not one per entry: see [`RedisSink`]. Claims
+//! sets the flush-id key, pushes the flush's entries as one frame (one per source, should a
+//! flush hold entries of several; one `RPUSH`), and adds the aggregate deltas. The entries cross
+//! into Lua as one string per frame, not one per entry: see [`RedisSink`]. Claims
 //! move whole frames server-side (`LMOVE`) and are read with a plain `LRANGE`.
 //!
 //! # Dead letters
@@ -71,6 +72,7 @@ mod sink;
 
 pub use codec::{
     decode_element, DeadLetter, DeadLetterKind, DecodedElement, Undecodable, FRAME_VERSION,
+    SOURCED_FRAME_VERSION,
 };
 pub use options::RedisOptions;
 pub use queue::{Acked, Claim, DeadLetterCounts, RedisQueue};

@@ -1,6 +1,6 @@
 //! Stage 1: a flush into Redis as one script, guarded by its flush id.
 
-use crate::codec::encode_frame;
+use crate::codec::encode_frames;
 use crate::conn::{evalsha, Conn};
 use crate::options::RedisOptions;
 use fnmetrics_core::{Error, ErrorKind, FieldKind, FlushBatch, Sink};
@@ -35,7 +35,10 @@ pub enum WriteOutcome {
 /// The entries of a flush travel as one argument, a frame (see [`decode_element`]), pushed as
 /// one list element: Lua copies it once instead of turning every entry into a string of its own,
 /// so the script costs about what a plain pipelined `RPUSH` does (a script that took each entry
-/// as an argument reached only 0.6–0.9 M entries/s on this project's 2-core machine).
+/// as an argument reached only 0.6–0.9 M entries/s on this project's 2-core machine). A frame
+/// names its entries' source (service and host) once; a batch whose entries come from several
+/// sources (a custom stage 1 may build one) travels as one frame per run of entries with the
+/// same source, pushed by the same `RPUSH`.
 ///
 /// A connection that breaks is re-made on the next call; since the flusher retries the same
 /// batch, the flush-id key makes that safe. At connect, a `maxmemory-policy` that may evict
@@ -57,8 +60,10 @@ pub struct RedisSink {
     conn: Conn,
     list: String,
     functions: String,
-    /// The frame of the current flush, reused.
-    frame: Vec<u8>,
+    /// The frames of the current flush, one after the other, reused.
+    frames: Vec<u8>,
+    /// Where each frame ends in `frames`.
+    frame_ends: Vec<usize>,
 }
 
 impl RedisSink {
@@ -114,7 +119,8 @@ impl RedisSink {
             list: conn.opts.entries_list(),
             functions: conn.opts.internal("functions"),
             conn,
-            frame: Vec::new(),
+            frames: Vec::new(),
+            frame_ends: Vec::new(),
         })
     }
 
@@ -177,13 +183,17 @@ impl RedisSink {
         for a in &batch.aggregates {
             cmd.arg(opts.aggregate_hash(&a.name));
         }
-        self.frame.clear();
-        if !batch.entries.is_empty() {
-            encode_frame(&batch.entries, &mut self.frame);
-        }
+        self.frames.clear();
+        self.frame_ends.clear();
+        encode_frames(&batch.entries, &mut self.frames, &mut self.frame_ends);
         cmd.arg(opts.flush_id_ttl.as_secs())
-            .arg(&self.frame[..])
-            .arg(batch.aggregates.len());
+            .arg(self.frame_ends.len());
+        let mut start = 0;
+        for &end in &self.frame_ends {
+            cmd.arg(&self.frames[start..end]);
+            start = end;
+        }
+        cmd.arg(batch.aggregates.len());
         let mut field = String::with_capacity(8);
         for a in &batch.aggregates {
             // Only what changes something: a field at its identity merges to what is stored.

@@ -3,12 +3,15 @@
 
 use fnmetrics_test_support as support;
 
-use fnmetrics_core::{EntryRecord, ErrorKind, FlushBatch, Histogram, IdGen, Sink, Snapshot};
+use fnmetrics_core::{
+    EntryRecord, ErrorKind, FlushBatch, Histogram, IdGen, Sink, Snapshot, Source,
+};
 use fnmetrics_sink_redis::{
     DeadLetterKind, RedisOptions, RedisQueue, RedisReader, RedisSink, WriteOutcome,
 };
 use redis::Commands;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::redis::RedisServer;
 use support::wait_until;
@@ -399,6 +402,37 @@ fn claims_hand_out_each_entry_once_and_ack_removes_them() {
         .query(&mut conn)
         .unwrap();
     assert!(keys.is_empty(), "{keys:?}");
+}
+
+#[test]
+fn a_flush_of_several_sources_pushes_one_frame_per_run_and_claims_count_their_entries() {
+    let server = RedisServer::start();
+    let a = Arc::new(Source::new("svc-a", "host-1"));
+    let b = Arc::new(Source::new("service-b-é", "h"));
+    let mut stored = entries(&mut IdGen::with_instance(9), 2500, 0);
+    // 2100 runs of one entry (more frames than one RPUSH of the script takes), then one run of
+    // 400.
+    for (i, e) in stored.iter_mut().enumerate() {
+        e.source = if i < 2100 && i % 2 == 1 { &b } else { &a }.clone();
+    }
+    let mut s = sink(&server);
+    s.write(&batch(1, stored.clone())).unwrap();
+
+    let len: usize = server.client().llen("metrics_list").unwrap();
+    assert_eq!(len, 2101);
+    let got = stored_entries(&server, "metrics_list");
+    assert_eq!(got, stored);
+    assert_eq!(&*got[2099].source, &*b);
+    let mut q = RedisQueue::connect(&server.url(), RedisOptions::default()).unwrap();
+    assert_eq!(q.pending_len().unwrap(), 2500);
+    // Claims take whole frames while their entries (counted past each frame's source) stay
+    // below the asked-for count: 2000 one-entry frames, then the rest.
+    let lease = Duration::from_secs(60);
+    let first = q.claim(2000, lease).unwrap().unwrap();
+    assert_eq!(first.entries, stored[..2000]);
+    let rest = q.claim(2000, lease).unwrap().unwrap();
+    assert_eq!(rest.entries, stored[2000..]);
+    assert!(first.undecodable.is_empty() && rest.undecodable.is_empty());
 }
 
 #[test]

@@ -29,7 +29,7 @@ mod stage2;
 pub use health::{Health, StageHealth};
 
 use crate::error::{Error, ErrorKind};
-use crate::record::Source;
+use crate::record::{Source, MAX_SOURCE_NAME_LEN};
 use crate::ring::{EntryMode, Rings};
 use crate::sink::{Canceller, Drain, Sink};
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -133,7 +133,9 @@ pub struct FlusherConfig {
     /// Whether [`Flusher::start`] waits until every stage has connected and set up, and fails on
     /// any error, a server that is merely down included (for tests and command-line tools).
     pub fail_fast: bool,
-    /// The service and host written with every entry (default [`Source::this_process`]).
+    /// The service and host written with every entry (default [`Source::this_process`]). The
+    /// service must not be empty; each name is at most [`MAX_SOURCE_NAME_LEN`] bytes, with no
+    /// control characters (NUL included).
     pub source: Arc<Source>,
 }
 
@@ -180,11 +182,18 @@ impl FlusherConfig {
     /// Checks the settings ([`Flusher::start`] does too).
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidConfig`], saying which setting is out of range.
+    /// [`ErrorKind::InvalidConfig`], saying which setting is out of range: among them a source
+    /// with an empty service, a name longer than [`MAX_SOURCE_NAME_LEN`] bytes, or one with a
+    /// control character.
     ///
     /// ```
+    /// use fnmetrics::sink::Source;
     /// let mut c = fnmetrics_core::FlusherConfig::default();
     /// c.batch_size = 0;
+    /// assert_eq!(c.validate().unwrap_err().kind(), fnmetrics::ErrorKind::InvalidConfig);
+    ///
+    /// let mut c = fnmetrics_core::FlusherConfig::default();
+    /// c.source = Source::new("checkout", "web\0").into();
     /// assert_eq!(c.validate().unwrap_err().kind(), fnmetrics::ErrorKind::InvalidConfig);
     /// ```
     pub fn validate(&self) -> Result<(), Error> {
@@ -204,6 +213,29 @@ impl FlusherConfig {
         if let EntryMode::Sample(n) = self.entries {
             if !(1..=crate::MAX_SAMPLE).contains(&n) {
                 return bad("EntryMode::Sample(n) takes n from 1 to MAX_SAMPLE (1048576)");
+            }
+        }
+        if self.source.service.is_empty() {
+            return bad("the service name must not be empty");
+        }
+        for (what, name) in [
+            ("service", &self.source.service),
+            ("host", &self.source.host),
+        ] {
+            if name.len() > MAX_SOURCE_NAME_LEN {
+                return Err(Error::new(
+                    ErrorKind::InvalidConfig,
+                    format!(
+                        "the {what} name is {} bytes long, longer than {MAX_SOURCE_NAME_LEN}",
+                        name.len()
+                    ),
+                ));
+            }
+            if let Some(c) = name.chars().find(|c| c.is_control()) {
+                return Err(Error::new(
+                    ErrorKind::InvalidConfig,
+                    format!("the {what} name {name:?} holds the control character {c:?}"),
+                ));
             }
         }
         Ok(())

@@ -1,6 +1,7 @@
 //! Stage 1: rings → [`Sink`], on the `fnmetrics-flusher` thread.
 
 use super::{first_contact, guarded, Backoff, Command, FlusherConfig, SharedHealth, SharedStats};
+use crate::clock::WallClock;
 use crate::error::{Error, ErrorKind};
 use crate::record::{new_flush_id, EntryRecord, IdGen};
 use crate::registry;
@@ -55,6 +56,9 @@ pub(super) struct Stage1 {
     health: Arc<SharedHealth>,
     stage2: Option<Sender<()>>,
     ids: IdGen,
+    /// Converts the calls' raw end times to `created_at`, re-anchored to the system clock
+    /// every [`REANCHOR_EVERY`](crate::clock::REANCHOR_EVERY).
+    wall: WallClock,
     raw: Vec<RawEntry>,
     pending: VecDeque<EntryRecord>,
     in_flight: Option<InFlight>,
@@ -83,6 +87,7 @@ impl Stage1 {
             health,
             stage2,
             ids: IdGen::new(),
+            wall: WallClock::new(),
             raw: Vec::new(),
             pending: VecDeque::new(),
             in_flight: None,
@@ -151,12 +156,15 @@ impl Stage1 {
             .saturating_sub(self.pending.len() + self.in_flight_len());
         self.raw.clear();
         self.rings.drain(&mut self.raw, room);
+        // Before converting, and whether or not there is anything to convert: the anchors must
+        // keep up while entries wait in the rings.
+        self.wall.refresh();
         for i in 0..self.raw.len() {
             let raw = self.raw[i];
             let Some(name) = self.name(raw.metric) else {
                 continue;
             };
-            let unix_nanos = crate::clock::raw_to_unix_nanos(raw.end_raw);
+            let unix_nanos = self.wall.to_unix_nanos(raw.end_raw);
             let micros = i64::try_from(unix_nanos / 1_000).unwrap_or(i64::MAX);
             let ms = u64::try_from(unix_nanos / 1_000_000).unwrap_or(u64::MAX);
             self.pending.push_back(EntryRecord {

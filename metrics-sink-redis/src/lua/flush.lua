@@ -1,5 +1,5 @@
--- One flush, applied atomically and at most once: the flush-id key, the entries (one frame) and
--- the aggregate deltas. Every key is passed in KEYS, so with a hash tag in the key prefix they
+-- One flush, applied atomically and at most once: the flush-id key, the entries (one frame per
+-- source, usually one) and the aggregate deltas. Every key is passed in KEYS, so with a hash tag in the key prefix they
 -- all share one slot.
 --
 -- KEYS[1]      the flush-id key
@@ -7,8 +7,9 @@
 -- KEYS[3]      the set of function names
 -- KEYS[3 + i]  the aggregate hash of aggregate i
 -- ARGV[1]      the flush-id key's TTL, seconds
--- ARGV[2]      the entries' frame ('' when the flush has none)
--- ARGV[3]      number of aggregates
+-- ARGV[2]      number of frames f (0 when the flush has no entries)
+-- ARGV[3 .. 2 + f]  the entries' frames, pushed in this order as list elements
+-- ARGV[3 + f]  number of aggregates
 -- then per aggregate: its name, n, then n triples (field, op, value), where op says how the
 --   value combines with the stored one: '+' adds (saturating at i64::MAX), '<' keeps the
 --   smaller, '>' the larger. The fields are the Rust side's `Snapshot::FIELDS` and the
@@ -47,10 +48,17 @@ local function expect_type(key, want)
   end
 end
 
-local naggs = tonumber(ARGV[3])
+local nframes = tonumber(ARGV[2])
+if not nframes or nframes < 0 or nframes + 3 > #ARGV then
+  return redis.error_reply('ERR fnmetrics: malformed flush arguments')
+end
+local naggs = tonumber(ARGV[3 + nframes])
+if not naggs then return redis.error_reply('ERR fnmetrics: malformed flush arguments') end
+-- Where the first aggregate starts.
+local first = 4 + nframes
 
 -- The argument layout must hold before anything is read or written.
-local a = 4
+local a = first
 for _ = 1, naggs do
   local n = tonumber(ARGV[a + 1])
   if not n then return redis.error_reply('ERR fnmetrics: malformed flush arguments') end
@@ -71,7 +79,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 -- Check everything first: sums must be integers (HINCRBY), minima and maxima u64s.
 local err = expect_type(KEYS[2], 'list') or expect_type(KEYS[3], 'set')
 if err then return err end
-a = 4
+a = first
 for i = 1, naggs do
   local key = KEYS[3 + i]
   local n = tonumber(ARGV[a + 1])
@@ -99,8 +107,11 @@ end
 
 -- Then apply.
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
-if ARGV[2] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[2]) end
-a = 4
+-- One RPUSH for up to 1000 frames (unpack's results must fit Lua's C stack).
+for i = 3, 2 + nframes, 1000 do
+  redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 999, 2 + nframes)))
+end
+a = first
 for i = 1, naggs do
   local key = KEYS[3 + i]
   local n = tonumber(ARGV[a + 1])

@@ -471,7 +471,8 @@ impl FlusherBuilder {
             key_prefix: self.key_prefix.clone(),
             table: self.table.clone(),
             ca_file: self.ca_file.clone(),
-            ..Targets::default()
+            #[cfg(feature = "postgres")]
+            reader: Default::default(),
         };
         // Nothing connects here: the stages do, in their threads.
         let sink = fnmetrics_sink_redis::RedisSink::new(targets.redis()?, targets.redis_options())?;

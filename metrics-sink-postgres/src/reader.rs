@@ -777,6 +777,21 @@ impl PostgresReader {
     }
 }
 
+impl Drop for PostgresReader {
+    /// Closing the sync client blocks on its own runtime, which panics inside a tokio runtime:
+    /// there, the connection is closed on a thread of its own.
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            if crate::runtime::in_runtime() {
+                let _ = outside_runtime(move || {
+                    drop(conn);
+                    Ok(())
+                });
+            }
+        }
+    }
+}
+
 /// A series' points with no calls.
 fn zero_points(plan: SeriesPlan) -> Vec<Point> {
     (0..plan.points)

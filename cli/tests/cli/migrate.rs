@@ -24,7 +24,7 @@ fn migrate_check_fails_before_and_passes_after() {
     assert!(done.contains("schema current"), "{done}");
     let after = ok(&["migrate", "--check", "--postgres", &url]);
     assert!(
-        after.contains("schema current") && after.contains("version 1"),
+        after.contains("schema current") && after.contains("version 2"),
         "{after}"
     );
     // Idempotent.

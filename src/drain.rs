@@ -36,8 +36,6 @@ pub struct Drainer {
     maintain_every: Option<Duration>,
     /// The maintenance thread's stop signal: dropped with the drainer.
     maintainer: Option<crossbeam_channel::Sender<()>>,
-    postgres_url: crate::secret::Url,
-    postgres_options: PostgresOptions,
 }
 
 impl Drainer {
@@ -86,14 +84,12 @@ impl Drainer {
     ) -> Result<Drainer, Error> {
         Ok(Drainer {
             queue: RedisQueue::new(redis_url, redis_options)?,
-            pg: PostgresSink::new(postgres_url, postgres_options.clone())?,
+            pg: PostgresSink::new(postgres_url, postgres_options)?,
             batch: 50_000,
             lease: Duration::from_secs(60),
             held: None,
             maintain_every: Some(MAINTENANCE_INTERVAL),
             maintainer: None,
-            postgres_url: crate::secret::Url::new(postgres_url.to_owned()),
-            postgres_options,
         })
     }
 
@@ -146,16 +142,7 @@ impl Drainer {
         let (Some(every), None) = (self.maintain_every, &self.maintainer) else {
             return;
         };
-        let sink = match PostgresSink::new(
-            self.postgres_url.expose(),
-            self.postgres_options.clone(),
-        ) {
-            Ok(s) => s,
-            Err(e) => {
-                log::warn!(target: "fnmetrics", "cannot maintain the PostgreSQL partitions: {e}");
-                return;
-            }
-        };
+        let sink = self.pg.another();
         let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
         let spawned = std::thread::Builder::new()
             .name("fnmetrics-maintain".into())

@@ -66,6 +66,7 @@ mod reader;
 mod rollup;
 mod runtime;
 mod schema;
+mod session;
 mod sink;
 mod tables;
 mod tls;

@@ -10,7 +10,7 @@
 
 use crate::error::pg_error;
 use crate::options::{quoted, PostgresOptions};
-use crate::tables::{Level, Span, Tables};
+use crate::tables::{Level, Span, Tables, DAY};
 use fnmetrics_core::Error;
 use postgres::{Client, GenericClient};
 use std::collections::BTreeSet;
@@ -39,7 +39,6 @@ pub(crate) fn maintenance_lock_key(table: &str) -> i64 {
 /// The partitions to have around `now`: for days, yesterday to two days ahead; for months,
 /// this one and the next.
 pub(crate) fn spans_around(level: Level, now: i64) -> Vec<Span> {
-    const DAY: i64 = 86_400_000_000;
     let mut spans: Vec<Span> = (-1..=2)
         .map(|d| level.partition_of(now.saturating_add(d * DAY)))
         .collect();

@@ -5,18 +5,14 @@ use crate::error::pg_error;
 use crate::options::{quoted, PostgresOptions};
 use crate::runtime::outside_runtime;
 use crate::schema::{recorded_version, superseded, SCHEMA_VERSION};
-use crate::sink::{apply_tcp_options, open_session, WindowStats};
-use crate::tables::{Level, Tables};
-use crate::tls::Tls;
+use crate::session::{close_off_runtime, is_broken, Endpoint};
+use crate::sink::WindowStats;
+use crate::tables::{ceil_to, floor_to, Level, Tables, HOUR, MINUTE};
 use crate::types::{ceil_micros, pg_text, secs_to_duration, PgTimestamp};
 use fnmetrics_core::{Error, ErrorKind, Histogram};
-use postgres::config::SslMode;
 use postgres::{Client, Statement};
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-const MINUTE: i64 = 60_000_000;
-const HOUR: i64 = 3_600_000_000;
 
 /// One point of a [`PostgresReader::series`]: the calls that ended in `[start, start + step)`.
 ///
@@ -109,19 +105,6 @@ struct Segment {
     level: Level,
     from: i64,
     to: i64,
-}
-
-fn floor_to(t: i64, w: i64) -> i64 {
-    t.saturating_sub(t.rem_euclid(w))
-}
-
-fn ceil_to(t: i64, w: i64) -> i64 {
-    let r = t.rem_euclid(w);
-    if r == 0 {
-        t
-    } else {
-        t.saturating_add(w - r)
-    }
 }
 
 /// Where each table's data begins (micros since the epoch): the start of its oldest partition
@@ -469,9 +452,7 @@ fn micros_to_time(micros: i64) -> SystemTime {
 /// # Ok::<(), fnmetrics::Error>(())
 /// ```
 pub struct PostgresReader {
-    config: postgres::Config,
-    options: PostgresOptions,
-    tls: Tls,
+    endpoint: Endpoint,
     conn: Option<ReadConn>,
 }
 
@@ -487,7 +468,7 @@ impl fmt::Debug for PostgresReader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The config is left out: it may hold a password.
         f.debug_struct("PostgresReader")
-            .field("options", &self.options)
+            .field("options", &self.endpoint.options)
             .field("connected", &self.conn.is_some())
             .finish_non_exhaustive()
     }
@@ -523,16 +504,8 @@ impl PostgresReader {
     /// assert!(PostgresReader::new("postgres://h:x/app", PostgresOptions::default()).is_err());
     /// ```
     pub fn new(url: &str, options: PostgresOptions) -> Result<PostgresReader, Error> {
-        options.validate()?;
-        let mut config: postgres::Config = url.parse().map_err(|e| {
-            Error::with_source(ErrorKind::InvalidUrl, "cannot parse the PostgreSQL URL", e)
-        })?;
-        apply_tcp_options(&mut config, &options);
-        let tls = Tls::new(&options, config.get_ssl_mode() != SslMode::Disable)?;
         Ok(PostgresReader {
-            config,
-            options,
-            tls,
+            endpoint: Endpoint::parse(url, options)?,
             conn: None,
         })
     }
@@ -591,7 +564,7 @@ impl PostgresReader {
         from: SystemTime,
         to: SystemTime,
     ) -> Result<WindowStats, Error> {
-        let options = self.options.clone();
+        let options = self.endpoint.options.clone();
         self.with_conn("cannot read a time window from PostgreSQL", |c| {
             if !c.ready {
                 return Ok(WindowStats::default());
@@ -678,7 +651,7 @@ impl PostgresReader {
                 "a series' step must be more than zero",
             ));
         }
-        let options = self.options.clone();
+        let options = self.endpoint.options.clone();
         let cut = self.with_conn("cannot read a series from PostgreSQL", |c| {
             if c.ready {
                 Cutoffs::read(&mut c.client, &Tables::new(options.table()))
@@ -717,7 +690,7 @@ impl PostgresReader {
     /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn functions(&mut self) -> Result<Vec<String>, Error> {
-        let options = self.options.clone();
+        let options = self.endpoint.options.clone();
         self.with_conn("cannot list the functions in PostgreSQL", |c| {
             if !c.ready {
                 return Ok(Vec::new());
@@ -749,7 +722,7 @@ impl PostgresReader {
             let mut conn = match self.conn.take() {
                 Some(c) => c,
                 None => {
-                    let (client, _) = open_session(&self.config, &self.options, &self.tls, None)?;
+                    let (client, _) = self.endpoint.open(None)?;
                     ReadConn {
                         client,
                         ready: false,
@@ -759,17 +732,15 @@ impl PostgresReader {
                 }
             };
             if !conn.ready {
-                let v = recorded_version(&mut conn.client, &self.options)
+                let v = recorded_version(&mut conn.client, &self.endpoint.options)
                     .map_err(|e| pg_error(context, e))?;
                 if v > SCHEMA_VERSION {
-                    return Err(superseded(&self.options, v));
+                    return Err(superseded(&self.endpoint.options, v));
                 }
                 conn.ready = v == SCHEMA_VERSION;
             }
             let result = f(&mut conn);
-            let broken = conn.client.is_closed()
-                || matches!(&result, Err(e) if crate::error::classify(e) == crate::error::Failure::Reconnect);
-            if !broken {
+            if !is_broken(&conn.client, &result) {
                 self.conn = Some(conn);
             }
             result.map_err(|e| pg_error(context, e))
@@ -778,16 +749,10 @@ impl PostgresReader {
 }
 
 impl Drop for PostgresReader {
-    /// Closing the sync client blocks on its own runtime, which panics inside a tokio runtime:
-    /// there, the connection is closed on a thread of its own.
+    /// Inside a tokio runtime, the connection is closed on a thread of its own.
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            if crate::runtime::in_runtime() {
-                let _ = outside_runtime(move || {
-                    drop(conn);
-                    Ok(())
-                });
-            }
+            close_off_runtime(conn);
         }
     }
 }

@@ -5,7 +5,7 @@
 //! entry counts once in each rollup whatever the drainers do.
 
 use crate::schema::ROLLUP_KEY;
-use crate::tables::{Level, Tables};
+use crate::tables::{floor_to, Level, Tables};
 use crate::types::{duration_to_secs, pg_text, PgTimestamp};
 use fnmetrics_core::{bucket_index, EntryRecord};
 use postgres::binary_copy::BinaryCopyInWriter;
@@ -96,9 +96,7 @@ impl Rollups {
             let bucket = bucket_of_secs(secs);
             for level in Level::ROLLUPS {
                 let width = level.bucket_micros().unwrap_or(1);
-                let start = e
-                    .created_at_micros
-                    .saturating_sub(e.created_at_micros.rem_euclid(width));
+                let start = floor_to(e.created_at_micros, width);
                 let key = (
                     level,
                     pg_text(&e.func_name).into_owned(),

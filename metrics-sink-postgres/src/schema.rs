@@ -7,9 +7,10 @@ use crate::error::pg_error;
 use crate::options::{millis_ceil, quoted, PostgresOptions};
 use crate::partitions::{attach_partition, spans_around};
 use crate::rollup::upsert_sql;
-use crate::tables::{Level, Tables};
+use crate::tables::{Level, Span, Tables, DAY};
 use fnmetrics_core::{Error, ErrorKind};
 use postgres::{Client, GenericClient, Transaction};
+use std::collections::BTreeSet;
 
 /// The schema version this crate writes and reads, as recorded in the schema-version table.
 ///
@@ -475,30 +476,7 @@ fn from_v1(tx: &mut Transaction<'_>, tables: &Tables) -> Result<u64, Error> {
         .map_err(err)?;
     }
     create_raw(tx, tables).map_err(err)?;
-    let days: Vec<i64> = tx
-        .query(
-            &format!(
-                "SELECT DISTINCT CASE WHEN created_at < '1970-01-01 00:00:00+00' THEN -1
-                     ELSE (extract(epoch FROM created_at) / 86400)::bigint END
-                 FROM {}",
-                quoted(&old)
-            ),
-            &[],
-        )
-        .map_err(err)?
-        .iter()
-        .map(|r| r.try_get(0))
-        .collect::<Result<_, _>>()
-        .map_err(err)?;
-    let mut spans: Vec<_> = days
-        .iter()
-        .map(|&d| Level::Raw.partition_of(d.saturating_mul(86_400_000_000)))
-        .collect();
-    spans.sort_unstable();
-    spans.dedup();
-    for span in spans {
-        attach_partition(tx, tables, Level::Raw, span).map_err(err)?;
-    }
+    attach_for_rows(tx, tables, &[Level::Raw], &quoted(&old)).map_err(err)?;
     let rows = tx
         .execute(
             &format!(
@@ -525,31 +503,44 @@ fn from_v1(tx: &mut Transaction<'_>, tables: &Tables) -> Result<u64, Error> {
     Ok(rows)
 }
 
+/// Attaches the partitions of `levels` that the rows of table `source` need (one per UTC day
+/// they fall on, or month for the hourly rollup).
+fn attach_for_rows(
+    tx: &mut Transaction<'_>,
+    tables: &Tables,
+    levels: &[Level],
+    source: &str,
+) -> Result<(), postgres::Error> {
+    let days: Vec<i64> = tx
+        .query(
+            &format!(
+                "SELECT DISTINCT floor(extract(epoch FROM created_at) / 86400)::bigint
+                 FROM {source} WHERE created_at >= '1970-01-01 00:00:00+00'
+                 UNION SELECT -1 FROM {source} WHERE created_at < '1970-01-01 00:00:00+00'"
+            ),
+            &[],
+        )?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+    for &level in levels {
+        let spans: BTreeSet<Span> = days
+            .iter()
+            .map(|&d| level.partition_of(d.saturating_mul(DAY)))
+            .collect();
+        for span in spans {
+            attach_partition(tx, tables, level, span)?;
+        }
+    }
+    Ok(())
+}
+
 /// Rolls every raw row up into both rollups (for a table that had none).
 fn roll_up_raw(tx: &mut Transaction<'_>, tables: &Tables) -> Result<(), postgres::Error> {
     tx.batch_execute("SET LOCAL statement_timeout = 0")?;
     let raw = tables.quoted(Level::Raw);
+    attach_for_rows(tx, tables, &Level::ROLLUPS, &raw)?;
     for level in Level::ROLLUPS {
-        let spans: Vec<i64> = tx
-            .query(
-                &format!(
-                    "SELECT DISTINCT CASE WHEN created_at < '1970-01-01 00:00:00+00' THEN -1
-                         ELSE (extract(epoch FROM created_at) / 86400)::bigint END FROM {raw}"
-                ),
-                &[],
-            )?
-            .iter()
-            .map(|r| r.try_get(0))
-            .collect::<Result<_, _>>()?;
-        let mut spans: Vec<_> = spans
-            .iter()
-            .map(|&d| level.partition_of(d.saturating_mul(86_400_000_000)))
-            .collect();
-        spans.sort_unstable();
-        spans.dedup();
-        for span in spans {
-            attach_partition(tx, tables, level, span)?;
-        }
         let unit = level.trunc_unit();
         let source = format!(
             "SELECT service, func_name, b AS bucket, sum(n)::bigint AS entries,

@@ -1,18 +1,17 @@
 //! [`PostgresSink`]: the connection, the batch writer and the time-window reads.
 
-use crate::error::{classify, connect_error, kind_of, pg_error, Failure};
+use crate::error::{classify, kind_of, pg_error, Failure};
 use crate::options::{quoted, PostgresOptions};
 use crate::partitions::{self, Maintenance};
 use crate::reader::{functions_sql, read_window, Queries};
 use crate::rollup::{self, Rollups};
-use crate::runtime::{in_runtime, outside_runtime};
-use crate::schema::{migrate, session_timeouts, RAW_KEY};
-use crate::tables::{Level, Span, Tables};
-use crate::tls::Tls;
+use crate::runtime::outside_runtime;
+use crate::schema::{migrate, RAW_KEY};
+use crate::session::{close_off_runtime, is_broken, Endpoint};
+use crate::tables::{Level, Span, Tables, DAY};
 use crate::types::{duration_to_secs, pg_text, PgTimestamp, PgUuid};
-use fnmetrics_core::{EntryRecord, Error, ErrorKind};
+use fnmetrics_core::{EntryRecord, Error};
 use postgres::binary_copy::BinaryCopyInWriter;
-use postgres::config::{Host, SslMode};
 use postgres::error::SqlState;
 use postgres::types::Type;
 use postgres::{Client, Statement};
@@ -82,9 +81,7 @@ const STAGING: &str = "pg_temp.fnmetrics_staging";
 /// # Ok::<(), fnmetrics::Error>(())
 /// ```
 pub struct PostgresSink {
-    config: postgres::Config,
-    options: PostgresOptions,
-    tls: Tls,
+    endpoint: Endpoint,
     conn: Option<Conn>,
     /// The cancel token of the current connection, for [`PostgresSink::canceller`].
     cancel: Arc<Mutex<Option<postgres::CancelToken>>>,
@@ -124,7 +121,7 @@ impl fmt::Debug for PostgresSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The config is left out: it may hold a password.
         f.debug_struct("PostgresSink")
-            .field("options", &self.options)
+            .field("options", &self.endpoint.options)
             .field("connected", &self.conn.is_some())
             .field("tls", &self.uses_tls())
             .finish_non_exhaustive()
@@ -283,19 +280,29 @@ impl PostgresSink {
     /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn new(url: &str, options: PostgresOptions) -> Result<PostgresSink, Error> {
-        options.validate()?;
-        let mut config: postgres::Config = url.parse().map_err(|e| {
-            Error::with_source(ErrorKind::InvalidUrl, "cannot parse the PostgreSQL URL", e)
-        })?;
-        apply_tcp_options(&mut config, &options);
-        let tls = Tls::new(&options, config.get_ssl_mode() != SslMode::Disable)?;
         Ok(PostgresSink {
-            config,
-            options,
-            tls,
+            endpoint: Endpoint::parse(url, options)?,
             conn: None,
             cancel: Arc::default(),
         })
+    }
+
+    /// Another sink to the same server with the same options, not connected yet: for work on a
+    /// connection of its own (the drainers' maintenance thread, say).
+    ///
+    /// ```
+    /// use fnmetrics::postgres::{PostgresOptions, PostgresSink};
+    /// let sink = PostgresSink::new("postgres://postgres@127.0.0.1:1/app", PostgresOptions::default())?;
+    /// let other = sink.another();
+    /// assert_eq!(other.options(), sink.options());
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// ```
+    pub fn another(&self) -> PostgresSink {
+        PostgresSink {
+            endpoint: self.endpoint.clone(),
+            conn: None,
+            cancel: Arc::default(),
+        }
     }
 
     /// Connects (and migrates, and prepares) now, if there is no connection yet.
@@ -330,7 +337,7 @@ impl PostgresSink {
     /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn canceller(&self) -> fnmetrics_core::Canceller {
-        let (token, tls) = (self.cancel.clone(), self.tls.clone());
+        let (token, tls) = (self.cancel.clone(), self.endpoint.tls.clone());
         fnmetrics_core::Canceller::new(move || {
             let t = token.lock().unwrap_or_else(|p| p.into_inner()).clone();
             if let Some(t) = t {
@@ -371,7 +378,7 @@ impl PostgresSink {
     /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn options(&self) -> &PostgresOptions {
-        &self.options
+        &self.endpoint.options
     }
 
     /// Writes `entries` and returns how many rows were new, and which rows the server refused
@@ -481,9 +488,7 @@ impl PostgresSink {
             Err(e) if classify(&e).is_transient() => Err(e),
             Err(e) => Bisection::new(entries).run(&mut conn, e),
         };
-        let broken = conn.client.is_closed()
-            || matches!(&result, Err(e) if classify(e) == Failure::Reconnect);
-        if !broken {
+        if !is_broken(&conn.client, &result) {
             self.conn = Some(conn);
         }
         result.map_err(|e| {
@@ -531,7 +536,7 @@ impl PostgresSink {
     /// tests of retention.
     #[doc(hidden)]
     pub fn maintain_at(&mut self, now: i64) -> Result<Maintenance, Error> {
-        let options = self.options.clone();
+        let options = self.endpoint.options.clone();
         let m = outside_runtime(|| {
             let mut conn = match self.conn.take() {
                 Some(c) => c,
@@ -570,7 +575,7 @@ impl PostgresSink {
         from: SystemTime,
         to: SystemTime,
     ) -> Result<WindowStats, Error> {
-        let options = self.options.clone();
+        let options = self.endpoint.options.clone();
         self.with_conn("cannot read a time window from PostgreSQL", |c| {
             read_window(
                 &mut c.client,
@@ -660,9 +665,7 @@ impl PostgresSink {
                 None => self.open()?,
             };
             let result = f(&mut conn);
-            let broken = conn.client.is_closed()
-                || matches!(&result, Err(e) if classify(e) == Failure::Reconnect);
-            if !broken {
+            if !is_broken(&conn.client, &result) {
                 self.conn = Some(conn);
             }
             result.map_err(|e| pg_error(context, e))
@@ -671,21 +674,15 @@ impl PostgresSink {
 
     /// Opens a connection, keeping its cancel token for [`PostgresSink::canceller`].
     fn open(&mut self) -> Result<Conn, Error> {
-        Conn::open(&self.config, &self.options, &self.tls, &self.cancel)
+        Conn::open(&self.endpoint, &self.cancel)
     }
 }
 
 impl Drop for PostgresSink {
-    /// Closing the sync client blocks on its own runtime, which panics inside a tokio runtime:
-    /// there, the connection is closed on a thread of its own.
+    /// Inside a tokio runtime, the connection is closed on a thread of its own.
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            if in_runtime() {
-                let _ = outside_runtime(move || {
-                    drop(conn);
-                    Ok(())
-                });
-            }
+            close_off_runtime(conn);
         }
     }
 }
@@ -828,7 +825,7 @@ impl Conn {
         let mut needed = BTreeSet::new();
         let mut last_day = None;
         for e in entries {
-            let day = e.created_at_micros.div_euclid(86_400_000_000);
+            let day = e.created_at_micros.div_euclid(DAY);
             if last_day == Some(day) {
                 continue;
             }
@@ -848,13 +845,12 @@ impl Conn {
     }
 
     fn open(
-        config: &postgres::Config,
-        options: &PostgresOptions,
-        tls: &Tls,
+        endpoint: &Endpoint,
         cancel: &Mutex<Option<postgres::CancelToken>>,
     ) -> Result<Conn, Error> {
+        let options = &endpoint.options;
         // Before the migration, whose lock may be waited for: a shutdown can cancel that too.
-        let (mut client, tls) = open_session(config, options, tls, Some(cancel))?;
+        let (mut client, tls) = endpoint.open(Some(cancel))?;
         migrate(&mut client, options)?;
         let ctx = "cannot prepare the PostgreSQL statements";
         client
@@ -943,85 +939,6 @@ fn copy_entries(
     }
     writer.finish()?;
     Ok(())
-}
-
-/// Connects, logs how (TLS or not), and sets the session's timeouts; keeps the connection's
-/// cancel token in `cancel`. Returns the client and whether it uses TLS.
-pub(crate) fn open_session(
-    config: &postgres::Config,
-    options: &PostgresOptions,
-    tls: &Tls,
-    cancel: Option<&Mutex<Option<postgres::CancelToken>>>,
-) -> Result<(Client, bool), Error> {
-    let mut client = config.connect(tls.clone()).map_err(connect_error)?;
-    if let Some(cancel) = cancel {
-        *cancel.lock().unwrap_or_else(|p| p.into_inner()) = Some(client.cancel_token());
-    }
-    let tls = tls.used();
-    log_security(config, tls);
-    client
-        .batch_execute(&session_timeouts("SET", options))
-        .map_err(|e| pg_error("cannot set the PostgreSQL session's timeouts", e))?;
-    Ok((client, tls))
-}
-
-/// Logs whether a new connection is TLS or plaintext, and why: never a silent plaintext.
-fn log_security(config: &postgres::Config, tls: bool) {
-    // Host names only: the URL's password is never logged.
-    let hosts: Vec<String> = config
-        .get_hosts()
-        .iter()
-        .map(|h| match h {
-            Host::Tcp(name) => name.clone(),
-            Host::Unix(path) => path.display().to_string(),
-        })
-        .collect();
-    let hosts = hosts.join(",");
-    let unix = config
-        .get_hosts()
-        .iter()
-        .all(|h| matches!(h, Host::Unix(_)));
-    match (tls, config.get_ssl_mode()) {
-        (true, _) => log::info!(
-            "fnmetrics: connected to PostgreSQL at {hosts} over TLS (certificate verified)"
-        ),
-        (false, SslMode::Disable) => {
-            log::info!(
-                "fnmetrics: connected to PostgreSQL at {hosts} in plaintext (sslmode=disable)"
-            )
-        }
-        (false, _) if unix => {
-            log::info!("fnmetrics: connected to PostgreSQL at {hosts} over a Unix socket, no TLS")
-        }
-        (false, _) => log::warn!(
-            "fnmetrics: connected to PostgreSQL at {hosts} in PLAINTEXT: the server does not offer \
-             TLS (sslmode=prefer); set sslmode=require to refuse such a server"
-        ),
-    }
-}
-
-/// tokio-postgres's `keepalives_idle` when nothing sets it (2 hours).
-const DRIVER_KEEPALIVES_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
-
-/// The connect timeout, keepalives and TCP user timeout from `options`, where the URL set none.
-pub(crate) fn apply_tcp_options(config: &mut postgres::Config, options: &PostgresOptions) {
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(options.connect_timeout());
-    }
-    if config.get_tcp_user_timeout().is_none() {
-        config.tcp_user_timeout(options.tcp_user_timeout());
-    }
-    // `keepalives=0` in the URL turns them off; the driver's getters cannot tell a URL's
-    // `keepalives_idle=7200` from its default, so that one value is taken as unset.
-    if config.get_keepalives_idle() == DRIVER_KEEPALIVES_IDLE {
-        config.keepalives_idle(options.keepalives_idle());
-    }
-    if config.get_keepalives_interval().is_none() {
-        config.keepalives_interval(options.keepalives_interval());
-    }
-    if config.get_keepalives_retries().is_none() {
-        config.keepalives_retries(options.keepalives_retries());
-    }
 }
 
 /// A `count(*)` as `u64` (it is never negative).

@@ -16,8 +16,25 @@ use crate::options::quoted;
 /// PostgreSQL's 63-byte identifiers.
 pub(crate) const MAX_TABLE_LEN: usize = 50;
 
+/// Microseconds in a minute.
+pub(crate) const MINUTE: i64 = 60_000_000;
+/// Microseconds in an hour.
+pub(crate) const HOUR: i64 = 3_600_000_000;
 /// Microseconds in a day.
-const DAY_MICROS: i64 = 86_400_000_000;
+pub(crate) const DAY: i64 = 86_400_000_000;
+
+/// `t` rounded down to a multiple of `w` (saturating).
+pub(crate) fn floor_to(t: i64, w: i64) -> i64 {
+    t.saturating_sub(t.rem_euclid(w))
+}
+
+/// `t` rounded up to a multiple of `w` (saturating).
+pub(crate) fn ceil_to(t: i64, w: i64) -> i64 {
+    match t.rem_euclid(w) {
+        0 => t,
+        r => t.saturating_add(w - r),
+    }
+}
 
 /// 10000-01-01 as days since 1970-01-01: from there on, one partition ([`Span::New`]).
 const NEW_DAY: i64 = 2_932_897;
@@ -41,8 +58,8 @@ impl Level {
     pub(crate) fn bucket_micros(self) -> Option<i64> {
         match self {
             Level::Raw => None,
-            Level::Minute => Some(60_000_000),
-            Level::Hour => Some(3_600_000_000),
+            Level::Minute => Some(MINUTE),
+            Level::Hour => Some(HOUR),
         }
     }
 
@@ -60,7 +77,7 @@ impl Level {
         if micros < 0 {
             return Span::Old;
         }
-        let day = micros / DAY_MICROS;
+        let day = micros / DAY;
         if day >= NEW_DAY {
             return Span::New;
         }
@@ -105,13 +122,13 @@ impl Span {
     pub(crate) fn bounds(self) -> (Option<i64>, Option<i64>) {
         match self {
             Span::Old => (None, Some(0)),
-            Span::New => (Some(NEW_DAY * DAY_MICROS), None),
-            Span::Day(d) => (Some(d * DAY_MICROS), Some((d + 1) * DAY_MICROS)),
+            Span::New => (Some(NEW_DAY * DAY), None),
+            Span::Day(d) => (Some(d * DAY), Some((d + 1) * DAY)),
             Span::Month(y, m) => {
                 let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
                 (
-                    Some(days_from_civil(y, m, 1) * DAY_MICROS),
-                    Some(days_from_civil(ny, nm, 1) * DAY_MICROS),
+                    Some(days_from_civil(y, m, 1) * DAY),
+                    Some(days_from_civil(ny, nm, 1) * DAY),
                 )
             }
         }
@@ -167,8 +184,8 @@ impl Span {
 /// `YYYY-MM-DD HH:MM:SS+00` of micros since the epoch (whole days and months only are asked
 /// for, but any time prints right).
 pub(crate) fn timestamp(micros: i64) -> String {
-    let days = micros.div_euclid(DAY_MICROS);
-    let rest = micros.rem_euclid(DAY_MICROS) / 1_000_000;
+    let days = micros.div_euclid(DAY);
+    let rest = micros.rem_euclid(DAY) / 1_000_000;
     let (y, m, d) = civil_from_days(days);
     format!(
         "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}+00",
@@ -277,7 +294,7 @@ mod tests {
         );
         assert_eq!(Level::Raw.partition_of(i64::MAX), Span::New);
         assert_eq!(
-            Level::Hour.partition_of(NEW_DAY * DAY_MICROS - 1),
+            Level::Hour.partition_of(NEW_DAY * DAY - 1),
             Span::Month(9999, 12)
         );
         for s in [
@@ -291,8 +308,8 @@ mod tests {
         for bad in ["p2026", "p20261332", "px", "p2026120", "p20260230"] {
             assert_eq!(Span::parse(bad), None, "{bad}");
         }
-        assert!(Span::Day(20_424).ends_before((20_425) * DAY_MICROS));
-        assert!(!Span::Day(20_424).ends_before((20_425) * DAY_MICROS - 1));
+        assert!(Span::Day(20_424).ends_before((20_425) * DAY));
+        assert!(!Span::Day(20_424).ends_before((20_425) * DAY - 1));
         assert_eq!(timestamp(-1), "1969-12-31 23:59:59+00");
     }
 

@@ -124,11 +124,22 @@ fn a_v1_table_with_data_is_migrated_in_place_into_day_partitions_and_rolled_up()
              INSERT INTO metrics
              SELECT gen_random_uuid(), 'app::f' || (g % 3), (g % 1000) / 1e5, g % 7 = 0,
                     '2026-11-20 00:00:00+00'::timestamptz + g * interval '7 seconds'
-             FROM generate_series(1, 60000) g;",
+             FROM generate_series(1, 60000) g;
+             -- A day with only an afternoon row, and a row before 1970.
+             INSERT INTO metrics VALUES
+                 (gen_random_uuid(), 'app::lone', 0.001, false, '2026-11-10 18:00:00+00'),
+                 (gen_random_uuid(), 'app::lone', 0.002, true, '1969-07-20 20:17:00+00');",
         )
         .unwrap();
     let mut sink = PostgresSink::connect(&pg.url(), PostgresOptions::default()).unwrap();
-    assert_eq!(sink.count().unwrap(), 60_000);
+    assert_eq!(sink.count().unwrap(), 60_002);
+    for lone in ["metrics_p20261110", "metrics_p_old"] {
+        assert_eq!(
+            count(&mut client, &format!("SELECT count(*) FROM ONLY {lone}")),
+            1,
+            "{lone}"
+        );
+    }
     // 60 000 × 7 s spans five days: five day partitions hold them.
     let partitions = count(
         &mut client,
@@ -159,7 +170,7 @@ fn a_v1_table_with_data_is_migrated_in_place_into_day_partitions_and_rolled_up()
             &mut client,
             "SELECT count(*) FROM metrics WHERE service = '' AND weight = 1"
         ),
-        60_000
+        60_002
     );
     // The window over the migrated days reads rollups and raw edges, and agrees with the rows.
     let mut reader = PostgresReader::connect(&pg.url(), PostgresOptions::default()).unwrap();

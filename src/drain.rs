@@ -322,7 +322,6 @@ impl Drop for Drainer {
     }
 }
 
-/// `SQLSTATE: message (detail)`, as a dead letter's reason.
 /// How often drainers maintain the partitions by default.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(600);
 
@@ -355,6 +354,7 @@ fn maintain_until_stopped(
     }
 }
 
+/// `SQLSTATE: message (detail)`, as a dead letter's reason.
 fn rejection_reason(r: &RejectedRow) -> String {
     let mut s = match &r.sqlstate {
         Some(code) => format!("{code}: {}", r.reason),

@@ -1,7 +1,8 @@
 //! A service's first contact (issue 12's table), against real throw-away servers, with exact
 //! counts and time bounds: inside tokio, servers down at start, the migration lock held, claims
 //! handed back at stop (two producers through two outages, a guard dropped while the table is
-//! locked), and overload told once a second with one loss figure everywhere.
+//! locked), overload told once a second with one loss figure everywhere, and a schema newer than
+//! the build (stage 2 stands aside, stage 1 delivers).
 #![cfg(all(feature = "redis", feature = "postgres"))]
 
 use fnmetrics_test_support as support;
@@ -537,4 +538,75 @@ fn a_sampled_function_s_timed_count_reaches_redis_beside_its_exact_calls() {
     );
     // One entry per timed call, each weighing 32.
     assert_eq!(pending(&redis), local.timed);
+}
+
+#[measured(name = "lifecycle::upgrade")]
+fn during_upgrade() {}
+
+#[test]
+fn a_schema_newer_than_this_build_leaves_stage_2_to_newer_drainers_and_stage_1_delivers() {
+    let _one = ONE_FLUSHER.lock();
+    let (redis, postgres) = (RedisServer::start(), PostgresServer::start());
+    drop(PostgresSink::connect(&postgres.url(), PostgresOptions::default()).unwrap());
+    // A newer fnmetrics migrated the table to version 3.
+    postgres
+        .client()
+        .batch_execute(
+            "INSERT INTO fnmetrics_schema_version (table_name, version) VALUES ('metrics', 3)",
+        )
+        .unwrap();
+    let errors: Arc<Mutex<Vec<ErrorKind>>> = Arc::default();
+    let seen = errors.clone();
+    let flusher = Flusher::builder()
+        .redis(redis.url())
+        .postgres(postgres.url())
+        .flush_interval(Duration::from_millis(20))
+        .on_error(move |e| seen.lock().push(e.kind()))
+        .start()
+        .expect("a newer schema does not fail the start");
+    for _ in 0..1_000 {
+        during_upgrade();
+    }
+    flusher
+        .flush()
+        .expect("stage 1 delivered: the flush is done");
+    // Several stage 2 rounds pass; none claims, none writes.
+    for _ in 0..5 {
+        flusher.flush().unwrap();
+    }
+    assert_eq!(pending(&redis), 1_000);
+    assert_eq!(claims(&redis), 0);
+    let fleet = RedisReader::connect(&redis.url(), RedisOptions::default())
+        .unwrap()
+        .get("lifecycle::upgrade")
+        .unwrap()
+        .unwrap();
+    assert_eq!(fleet.calls, 1_000);
+    let stage2 = flusher.health().stage2.unwrap();
+    assert_eq!(stage2.last_error_kind, Some(ErrorKind::Superseded));
+    assert!(
+        stage2.last_error.unwrap().contains("newer drainers"),
+        "the message says what happens"
+    );
+    // Said once, however many rounds.
+    assert_eq!(
+        errors
+            .lock()
+            .iter()
+            .filter(|k| **k == ErrorKind::Superseded)
+            .count(),
+        1
+    );
+    drop(flusher);
+    assert_eq!(
+        pending(&redis),
+        1_000,
+        "nothing was claimed or lost at stop"
+    );
+    let count: i64 = postgres
+        .client()
+        .query_one("SELECT count(*) FROM metrics", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 0);
 }

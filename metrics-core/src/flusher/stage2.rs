@@ -63,23 +63,18 @@ impl Stage2 {
         // The first contact (PostgreSQL: connect and migrate), for `start` to hear a definitive
         // refusal. Failing, the stage goes on: each batch connects by itself.
         let drain = &mut self.drain;
-        let mut superseded = false;
         if !first_contact(
             &self.cfg,
             &self.health,
             &first,
             "the drain's connect",
-            || {
-                let r = drain.connect();
-                superseded = matches!(&r, Err(e) if e.kind() == ErrorKind::Superseded);
-                r
-            },
+            || drain.connect(),
         ) {
             self.backoff.failed();
-        }
-        if superseded {
-            // Reported by the first contact: look again in a while, quietly.
-            self.superseded_until = Some(Instant::now() + SUPERSEDED_RECHECK);
+            if self.health.get().last_error_kind == Some(ErrorKind::Superseded) {
+                // Reported by the first contact: look again in a while, quietly.
+                self.superseded_until = Some(Instant::now() + SUPERSEDED_RECHECK);
+            }
         }
         let interval = self.cfg.flush_interval;
         loop {
@@ -96,24 +91,23 @@ impl Stage2 {
                     let _ = ack.send(Ok(()));
                 }
             } else if forced || self.backoff.due() {
-                let result = self.run_dry(&cmd);
-                match &result {
+                let result = match self.run_dry(&cmd) {
+                    // Newer drainers move the entries: said once, not at every look, and a
+                    // flush is done once stage 1 delivered.
                     Err(e) if e.kind() == ErrorKind::Superseded => {
-                        // Said once, not at every look.
                         if self.superseded_until.is_none() {
-                            self.cfg.report(e);
+                            self.cfg.report(&e);
                         }
                         self.superseded_until = Some(Instant::now() + SUPERSEDED_RECHECK);
+                        Ok(())
                     }
-                    Err(e) => {
+                    result => {
                         self.superseded_until = None;
-                        self.cfg.report(e);
+                        if let Err(e) = &result {
+                            self.cfg.report(e);
+                        }
+                        result
                     }
-                    Ok(()) => self.superseded_until = None,
-                }
-                let result = match result {
-                    Err(e) if e.kind() == ErrorKind::Superseded => Ok(()),
-                    r => r,
                 };
                 for ack in self.waiting.drain(..) {
                     let _ = ack.send(result.as_ref().map(|_| ()).map_err(copy_error));

@@ -194,13 +194,13 @@ pub(crate) fn migrate(client: &mut Client, options: &PostgresOptions) -> Result<
             Migrated::FromV1 { rows }
         }
     };
-    let mut rolled_up = false;
+    let mut created = Vec::new();
     for level in Level::ROLLUPS {
         let name = tables.of(level);
         match relation(&mut tx, name)? {
             None => {
                 create_rollup(&mut tx, &tables, level).map_err(|e| pg_error(ctx, e))?;
-                rolled_up = true;
+                created.push(level);
             }
             Some(kind) if kind == "p" => {
                 check_columns(name, &ROLLUP_COLUMNS, &columns_of(&mut tx, name)?)?;
@@ -217,10 +217,11 @@ pub(crate) fn migrate(client: &mut Client, options: &PostgresOptions) -> Result<
             }
         }
     }
-    if rolled_up && migrated != Migrated::Created {
-        // Raw rows without rollups (a version 1 table just moved, or rollup tables someone
-        // dropped): roll them all up, so raw and rollups agree from the first day.
-        roll_up_raw(&mut tx, &tables).map_err(|e| pg_error(ctx, e))?;
+    if migrated != Migrated::Created && !created.is_empty() {
+        // Raw rows without rollups (a version 1 table just moved, or a rollup table someone
+        // dropped): roll them all up into the new rollups, so raw and rollups agree from the
+        // first day.
+        roll_up_raw(&mut tx, &tables, &created).map_err(|e| pg_error(ctx, e))?;
     }
     if applied < SCHEMA_VERSION {
         tx.execute(
@@ -535,12 +536,16 @@ fn attach_for_rows(
     Ok(())
 }
 
-/// Rolls every raw row up into both rollups (for a table that had none).
-fn roll_up_raw(tx: &mut Transaction<'_>, tables: &Tables) -> Result<(), postgres::Error> {
+/// Rolls every raw row up into the rollups of `levels` (just made, empty).
+fn roll_up_raw(
+    tx: &mut Transaction<'_>,
+    tables: &Tables,
+    levels: &[Level],
+) -> Result<(), postgres::Error> {
     tx.batch_execute("SET LOCAL statement_timeout = 0")?;
     let raw = tables.quoted(Level::Raw);
-    attach_for_rows(tx, tables, &Level::ROLLUPS, &raw)?;
-    for level in Level::ROLLUPS {
+    attach_for_rows(tx, tables, levels, &raw)?;
+    for &level in levels {
         let unit = level.trunc_unit();
         let source = format!(
             "SELECT service, func_name, b AS bucket, sum(n)::bigint AS entries,

@@ -435,3 +435,22 @@ fn windows_and_series_agree_between_raw_rows_and_rollups() {
     assert_eq!(total, want);
     assert!(rolled.series("g", from, to, Duration::ZERO).is_err());
 }
+
+#[test]
+fn a_dropped_rollup_is_made_again_from_the_raw_rows_and_the_other_is_left_as_it_is() {
+    let pg = PostgresServer::start();
+    let mut sink = PostgresSink::connect(&pg.url(), PostgresOptions::default()).unwrap();
+    let batch = entries(
+        &mut IdGen::with_instance(8),
+        5_000,
+        &["r"],
+        now_micros() - DAY,
+        20_000_000,
+    );
+    sink.write_batch(&batch).unwrap();
+    drop(sink);
+    let mut client = pg.client();
+    client.batch_execute("DROP TABLE metrics_1h").unwrap();
+    drop(PostgresSink::connect(&pg.url(), PostgresOptions::default()).unwrap());
+    assert_rollups_exact(&mut client);
+}

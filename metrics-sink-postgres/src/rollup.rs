@@ -10,14 +10,14 @@ use crate::types::{duration_to_secs, pg_text, PgTimestamp};
 use fnmetrics_core::{bucket_index, EntryRecord};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
-use postgres::Transaction;
+use postgres::{Client, Statement, Transaction};
 use std::collections::BTreeMap;
 
 /// The session's rollup staging table: created once per connection, emptied at every commit.
-pub(crate) const STAGING: &str = "pg_temp.fnmetrics_rollup_staging";
+const STAGING: &str = "pg_temp.fnmetrics_rollup_staging";
 
 /// `CREATE TEMPORARY TABLE` of [`STAGING`].
-pub(crate) const CREATE_STAGING: &str = "CREATE TEMPORARY TABLE IF NOT EXISTS \
+const CREATE_STAGING: &str = "CREATE TEMPORARY TABLE IF NOT EXISTS \
     pg_temp.fnmetrics_rollup_staging (
         level smallint NOT NULL,
         service text NOT NULL,
@@ -34,7 +34,7 @@ pub(crate) const CREATE_STAGING: &str = "CREATE TEMPORARY TABLE IF NOT EXISTS \
     ) ON COMMIT DELETE ROWS";
 
 /// The COPY of [`STAGING`].
-pub(crate) const COPY_STAGING: &str = "COPY pg_temp.fnmetrics_rollup_staging (level, service, \
+const COPY_STAGING: &str = "COPY pg_temp.fnmetrics_rollup_staging (level, service, \
     func_name, bucket, entries, calls, errors, total, min, max, hist_index, hist_count) \
     FROM STDIN (FORMAT binary)";
 
@@ -135,13 +135,12 @@ impl Rollups {
     pub(crate) fn write(
         &self,
         tx: &mut Transaction<'_>,
-        copy: &postgres::Statement,
-        merge: &[postgres::Statement; 2],
+        statements: &Statements,
     ) -> Result<(), postgres::Error> {
         if self.is_empty() {
             return Ok(());
         }
-        let mut writer = BinaryCopyInWriter::new(tx.copy_in(copy)?, &COPY_TYPES);
+        let mut writer = BinaryCopyInWriter::new(tx.copy_in(&statements.copy)?, &COPY_TYPES);
         for ((level, func, start, service), s) in &self.rows {
             let index: Vec<i16> = s.hist.keys().copied().collect();
             let count: Vec<i64> = s.hist.values().copied().collect();
@@ -161,15 +160,39 @@ impl Rollups {
             ])?;
         }
         writer.finish()?;
-        for m in merge {
+        for m in &statements.merge {
             tx.execute(m, &[])?;
         }
         Ok(())
     }
 }
 
+/// A connection's prepared rollup statements: the `COPY` into [`STAGING`] and the merges into
+/// `T_1m` and `T_1h`.
+pub(crate) struct Statements {
+    copy: Statement,
+    merge: [Statement; 2],
+}
+
+impl Statements {
+    /// Makes the staging table and prepares the statements on `client`.
+    pub(crate) fn prepare(
+        client: &mut Client,
+        tables: &Tables,
+    ) -> Result<Statements, postgres::Error> {
+        client.batch_execute(CREATE_STAGING)?;
+        Ok(Statements {
+            copy: client.prepare(COPY_STAGING)?,
+            merge: [
+                client.prepare(&merge_sql(tables, Level::Minute))?,
+                client.prepare(&merge_sql(tables, Level::Hour))?,
+            ],
+        })
+    }
+}
+
 /// The statement that merges the staged rows of `level` into its rollup.
-pub(crate) fn merge_sql(tables: &Tables, level: Level) -> String {
+fn merge_sql(tables: &Tables, level: Level) -> String {
     upsert_sql(
         tables,
         level,

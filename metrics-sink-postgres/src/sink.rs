@@ -93,8 +93,8 @@ struct Conn {
     /// Whether the connection is TLS.
     tls: bool,
     tables: Tables,
-    /// Whether batches update the rollups.
-    rollups: bool,
+    /// The rollup statements, when batches update the rollups.
+    rollups: Option<rollup::Statements>,
     /// Partitions known to be attached (made or seen by this connection).
     partitions: BTreeSet<(Level, Span)>,
     /// Binary `COPY` straight into the raw table: a batch's first attempt (unless the table
@@ -106,10 +106,6 @@ struct Conn {
     /// `INSERT .. SELECT` from the staging table `ON CONFLICT DO NOTHING`, `RETURNING` the ids
     /// inserted.
     insert_dedupe: Statement,
-    /// Binary `COPY` of rollup rows into their staging table.
-    copy_rollups: Statement,
-    /// The merges of the staged rollup rows into `T_1m` and `T_1h`.
-    merge_rollups: [Statement; 2],
     /// The window reads, prepared on first use.
     queries: Queries,
     count: Statement,
@@ -780,40 +776,32 @@ impl Conn {
     /// rows were new.
     fn write_part(&mut self, entries: &[EntryRecord]) -> Result<u64, postgres::Error> {
         self.ensure_partitions(entries)?;
-        let mut tx = self.client.transaction()?;
-        match self.direct && !entries.is_empty() {
-            false => drop(tx),
-            true => match copy_entries(&mut tx, &self.copy, entries) {
+        if self.direct {
+            let mut tx = self.client.transaction()?;
+            match copy_entries(&mut tx, &self.copy, entries) {
                 Ok(()) => {
-                    if self.rollups {
-                        Rollups::of(entries.iter()).write(
-                            &mut tx,
-                            &self.copy_rollups,
-                            &self.merge_rollups,
-                        )?;
+                    if let Some(r) = &self.rollups {
+                        Rollups::of(entries.iter()).write(&mut tx, r)?;
                     }
                     tx.commit()?;
                     return Ok(entries.len() as u64);
                 }
-                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => drop(tx),
+                // Some ids are there already: a retry. (The transaction rolls back.)
+                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {}
                 Err(e) => return Err(e),
-            },
+            }
         }
-        // Some ids are there already (a retry), or no direct `COPY`.
+        // A retry, or a table that refuses `COPY`: through the staging table.
         let mut tx = self.client.transaction()?;
         copy_entries(&mut tx, &self.copy_staging, entries)?;
         let rows = tx.query(&self.insert_dedupe, &[])?;
         let inserted = rows.len() as u64;
-        if self.rollups && inserted > 0 {
+        if let (Some(r), true) = (&self.rollups, inserted > 0) {
             let new: HashSet<[u8; 16]> = rows
                 .iter()
                 .filter_map(|r| r.try_get::<_, &[u8]>(0).ok()?.try_into().ok())
                 .collect();
-            Rollups::of(entries.iter().filter(|e| new.contains(&e.id))).write(
-                &mut tx,
-                &self.copy_rollups,
-                &self.merge_rollups,
-            )?;
+            Rollups::of(entries.iter().filter(|e| new.contains(&e.id))).write(&mut tx, r)?;
         }
         tx.commit()?;
         Ok(inserted)
@@ -831,7 +819,7 @@ impl Conn {
             }
             last_day = Some(day);
             for level in Level::ALL {
-                if level == Level::Raw || self.rollups {
+                if level == Level::Raw || self.rollups.is_some() {
                     needed.insert((level, level.partition_of(e.created_at_micros)));
                 }
             }
@@ -864,9 +852,7 @@ impl Conn {
                      service text,
                      host text,
                      weight bigint
-                 ) ON COMMIT DELETE ROWS;
-                 {}",
-                rollup::CREATE_STAGING
+                 ) ON COMMIT DELETE ROWS"
             ))
             .map_err(|e| pg_error(ctx, e))?;
         let tables = Tables::new(options.table());
@@ -890,26 +876,25 @@ impl Conn {
             "INSERT INTO {t} ({COLUMNS}) SELECT {COLUMNS} FROM {STAGING}
              ON CONFLICT ({RAW_KEY}) DO NOTHING RETURNING uuid_send(id)"
         ))?;
-        let copy_rollups = prepare(rollup::COPY_STAGING)?;
-        let merge_rollups = [
-            prepare(&rollup::merge_sql(&tables, Level::Minute))?,
-            prepare(&rollup::merge_sql(&tables, Level::Hour))?,
-        ];
         let count = prepare(&format!("SELECT count(*) FROM {t}"))?;
         let count_for = prepare(&format!("SELECT count(*) FROM {t} WHERE func_name = $1"))?;
         let functions = prepare(&functions_sql(options))?;
+        let rollups = match options.rollups() {
+            true => Some(
+                rollup::Statements::prepare(&mut client, &tables).map_err(|e| pg_error(ctx, e))?,
+            ),
+            false => None,
+        };
         Ok(Conn {
             client,
             tls,
             tables,
-            rollups: options.rollups(),
+            rollups,
             partitions: BTreeSet::new(),
             copy,
             direct,
             copy_staging,
             insert_dedupe,
-            copy_rollups,
-            merge_rollups,
             queries: Queries::default(),
             count,
             count_for,

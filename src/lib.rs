@@ -94,8 +94,8 @@ pub mod postgres {
 /// (stage 2) and plug them in with [`FlusherBuilder::sink`] and [`FlusherBuilder::drain`].
 pub mod sink {
     pub use fnmetrics_core::{
-        new_flush_id, Canceller, DecodeError, Drain, DrainOutcome, EntryRecord, Field, FieldKind,
-        FlushBatch, IdGen, Sink, Source, ENCODING_VERSION, MAX_SOURCE_NAME_LEN,
+        new_flush_id, truncate_str, Canceller, DecodeError, Drain, DrainOutcome, EntryRecord,
+        Field, FieldKind, FlushBatch, IdGen, Sink, Source, ENCODING_VERSION, MAX_SOURCE_NAME_LEN,
         SOURCED_ENCODING_VERSION, WEIGHTED_ENCODING_VERSION,
     };
 }

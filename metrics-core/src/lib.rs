@@ -38,8 +38,8 @@ pub use flusher::{ErrorHandler, FlushStats, Flusher, FlusherConfig, Health, Stag
 pub use histogram::{bucket_index, bucket_low, bucket_width, Histogram, BUCKETS};
 pub use outcome::Outcome;
 pub use record::{
-    new_flush_id, DecodeError, EntryRecord, IdGen, Source, ENCODING_VERSION, MAX_SOURCE_NAME_LEN,
-    SOURCED_ENCODING_VERSION, WEIGHTED_ENCODING_VERSION,
+    new_flush_id, truncate_str, DecodeError, EntryRecord, IdGen, Source, ENCODING_VERSION,
+    MAX_SOURCE_NAME_LEN, SOURCED_ENCODING_VERSION, WEIGHTED_ENCODING_VERSION,
 };
 pub use registry::{Memory, MAX_NAME_LEN};
 pub use ring::EntryMode;

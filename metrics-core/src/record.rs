@@ -118,7 +118,7 @@ impl Source {
     /// ```
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         for name in [&*self.service, &*self.host] {
-            let name = truncate(name, u16::MAX as usize);
+            let name = truncate_str(name, u16::MAX as usize);
             out.extend_from_slice(&(name.len() as u16).to_le_bytes());
             out.extend_from_slice(name.as_bytes());
         }
@@ -164,11 +164,18 @@ fn sanitize_name(name: &str) -> String {
         .chars()
         .map(|c| if c.is_control() { '_' } else { c })
         .collect();
-    truncate(&clean, MAX_SOURCE_NAME_LEN).to_owned()
+    truncate_str(&clean, MAX_SOURCE_NAME_LEN).to_owned()
 }
 
-/// `s` cut to at most `max` bytes at a character boundary.
-fn truncate(s: &str, max: usize) -> &str {
+/// `s` cut to at most `max` bytes, at a character boundary (names are cut this way wherever a
+/// length is bounded: function names, source names, dead-letter reasons).
+///
+/// ```
+/// assert_eq!(fnmetrics::sink::truncate_str("héllo", 2), "h");
+/// assert_eq!(fnmetrics::sink::truncate_str("héllo", 3), "hé");
+/// assert_eq!(fnmetrics::sink::truncate_str("abc", 10), "abc");
+/// ```
+pub fn truncate_str(s: &str, max: usize) -> &str {
     let mut cut = s.len().min(max);
     while !s.is_char_boundary(cut) {
         cut -= 1;

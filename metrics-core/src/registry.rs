@@ -50,11 +50,7 @@ pub const MAX_NAME_LEN: usize = 256;
 /// Returns the id of the metric called `name`, creating it on first use.
 pub(crate) fn register(name: &str) -> u32 {
     crate::clock::warm_up();
-    let mut cut = name.len().min(MAX_NAME_LEN);
-    while !name.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    let name = &name[..cut];
+    let name = crate::record::truncate_str(name, MAX_NAME_LEN);
     let mut by_name = REGISTRY.by_name.lock();
     if let Some(&id) = by_name.get(name) {
         return id;

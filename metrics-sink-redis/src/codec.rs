@@ -293,7 +293,7 @@ impl DeadLetter {
             .at
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as i64);
-        let reason = truncate(&self.reason, u16::MAX as usize);
+        let reason = fnmetrics_core::truncate_str(&self.reason, u16::MAX as usize);
         let mut out = Vec::with_capacity(12 + reason.len() + self.payload.len());
         out.push(DEAD_LETTER_VERSION);
         out.extend_from_slice(&micros.to_le_bytes());
@@ -329,15 +329,6 @@ impl DeadLetter {
             payload: b[12 + len..].to_vec(),
         })
     }
-}
-
-/// `s` cut to at most `max` bytes at a character boundary.
-fn truncate(s: &str, max: usize) -> &str {
-    let mut cut = s.len().min(max);
-    while !s.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    &s[..cut]
 }
 
 #[cfg(test)]

@@ -5,13 +5,14 @@
 //! entry counts once in each rollup whatever the drainers do.
 
 use crate::schema::ROLLUP_KEY;
-use crate::tables::{floor_to, Level, Tables};
+use crate::tables::{floor_to, Level, Tables, HOUR, MINUTE};
 use crate::types::{duration_to_secs, pg_text, PgTimestamp};
-use fnmetrics_core::{bucket_index, EntryRecord};
+use fnmetrics_core::{bucket_index, EntryRecord, Histogram};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
 use postgres::{Client, Statement, Transaction};
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::HashMap;
 
 /// The session's rollup staging table: created once per connection, emptied at every commit.
 const STAGING: &str = "pg_temp.fnmetrics_rollup_staging";
@@ -77,58 +78,94 @@ struct Sums {
     total: f64,
     min: f64,
     max: f64,
-    hist: BTreeMap<i16, i64>,
+    /// Weighted calls per histogram bucket.
+    hist: Histogram,
 }
 
-/// A batch's rollup rows, by (level, function, bucket, service).
-#[derive(Debug, Default)]
-pub(crate) struct Rollups {
-    rows: BTreeMap<(Level, String, i64, String), Sums>,
-}
-
-impl Rollups {
-    /// Sums the entries for which `keep` says yes.
-    pub(crate) fn of<'a>(entries: impl Iterator<Item = &'a EntryRecord>) -> Rollups {
-        let mut r = Rollups::default();
-        for e in entries {
-            let secs = duration_to_secs(e.execution_time);
-            let weight = i64::from(e.weight);
-            let bucket = bucket_of_secs(secs);
-            for level in Level::ROLLUPS {
-                let width = level.bucket_micros().unwrap_or(1);
-                let start = floor_to(e.created_at_micros, width);
-                let key = (
-                    level,
-                    pg_text(&e.func_name).into_owned(),
-                    start,
-                    pg_text(&e.source.service).into_owned(),
-                );
-                let s = r.rows.entry(key).or_insert_with(|| Sums {
-                    entries: 0,
-                    calls: 0,
-                    errors: 0,
-                    total: 0.0,
-                    min: secs,
-                    max: secs,
-                    hist: BTreeMap::new(),
-                });
-                s.entries += 1;
-                s.calls += weight;
-                if e.error_occurred {
-                    s.errors += weight;
-                }
-                s.total += secs * weight as f64;
-                s.min = s.min.min(secs);
-                s.max = s.max.max(secs);
-                *s.hist.entry(bucket).or_insert(0) += weight;
-            }
+impl Sums {
+    fn new() -> Sums {
+        Sums {
+            entries: 0,
+            calls: 0,
+            errors: 0,
+            total: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            hist: Histogram::new(),
         }
-        r
+    }
+
+    fn add(&mut self, e: &EntryRecord) {
+        let secs = duration_to_secs(e.execution_time);
+        let weight = i64::from(e.weight);
+        self.entries += 1;
+        self.calls += weight;
+        if e.error_occurred {
+            self.errors += weight;
+        }
+        self.total += secs * weight as f64;
+        self.min = self.min.min(secs);
+        self.max = self.max.max(secs);
+        self.hist
+            .add_to_bucket(bucket_of_secs(secs) as usize, u64::from(e.weight));
+    }
+
+    fn merge(&mut self, other: &Sums) {
+        self.entries += other.entries;
+        self.calls += other.calls;
+        self.errors += other.errors;
+        self.total += other.total;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        self.hist.merge(&other.hist);
+    }
+}
+
+/// A rollup row's key: function, bucket start, service (as `text` stores them).
+type Key<'a> = (Cow<'a, str>, i64, Cow<'a, str>);
+
+/// A batch's rollup rows: per minute, and per hour (summed from the minutes).
+#[derive(Debug, Default)]
+pub(crate) struct Rollups<'a> {
+    minutes: HashMap<Key<'a>, Sums>,
+    hours: HashMap<Key<'a>, Sums>,
+}
+
+impl<'a> Rollups<'a> {
+    /// Sums `entries`. Names are borrowed from them: nothing is allocated per entry.
+    pub(crate) fn of(entries: impl Iterator<Item = &'a EntryRecord>) -> Rollups<'a> {
+        let mut minutes: HashMap<Key<'a>, Sums> = HashMap::new();
+        for e in entries {
+            let key = (
+                pg_text(&e.func_name),
+                floor_to(e.created_at_micros, MINUTE),
+                pg_text(&e.source.service),
+            );
+            minutes.entry(key).or_insert_with(Sums::new).add(e);
+        }
+        let mut hours: HashMap<Key<'a>, Sums> = HashMap::new();
+        for ((func, start, service), s) in &minutes {
+            hours
+                .entry((func.clone(), floor_to(*start, HOUR), service.clone()))
+                .or_insert_with(Sums::new)
+                .merge(s);
+        }
+        Rollups { minutes, hours }
     }
 
     /// Whether there is nothing to roll up.
     pub(crate) fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.minutes.is_empty()
+    }
+
+    /// Every row, in the merges' key order (function, bucket, service) per level.
+    fn rows(&self) -> Vec<(Level, &Key<'a>, &Sums)> {
+        let mut rows: Vec<_> = [(Level::Minute, &self.minutes), (Level::Hour, &self.hours)]
+            .into_iter()
+            .flat_map(|(level, map)| map.iter().map(move |(k, s)| (level, k, s)))
+            .collect();
+        rows.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        rows
     }
 
     /// Copies the rows into [`STAGING`] and merges them into both rollups, in `tx`.
@@ -141,13 +178,16 @@ impl Rollups {
             return Ok(());
         }
         let mut writer = BinaryCopyInWriter::new(tx.copy_in(&statements.copy)?, &COPY_TYPES);
-        for ((level, func, start, service), s) in &self.rows {
-            let index: Vec<i16> = s.hist.keys().copied().collect();
-            let count: Vec<i64> = s.hist.values().copied().collect();
+        for (level, (func, start, service), s) in self.rows() {
+            let (index, count): (Vec<i16>, Vec<i64>) = s
+                .hist
+                .nonzero()
+                .map(|(i, c)| (i as i16, i64::try_from(c).unwrap_or(i64::MAX)))
+                .unzip();
             writer.write(&[
-                &(*level as i16),
-                service,
-                func,
+                &(level as i16),
+                &&**service,
+                &&**func,
                 &PgTimestamp(*start),
                 &s.entries,
                 &s.calls,
@@ -267,13 +307,15 @@ mod tests {
             e(60_000_000, 200, false, 1),
         ];
         let r = Rollups::of(batch.iter());
-        let minute0 = &r.rows[&(Level::Minute, "f".into(), 0, String::new())];
+        let key = |start| (Cow::Borrowed("f"), start, Cow::Borrowed(""));
+        let minute0 = &r.minutes[&key(0)];
         assert_eq!((minute0.entries, minute0.calls, minute0.errors), (2, 5, 4));
-        assert_eq!(minute0.hist.values().sum::<i64>(), 5);
+        assert_eq!(minute0.hist.count(), 5);
         assert!((minute0.total - 1300e-9).abs() < 1e-15);
-        let hour0 = &r.rows[&(Level::Hour, "f".into(), 0, String::new())];
+        let hour0 = &r.hours[&key(0)];
         assert_eq!((hour0.entries, hour0.calls), (3, 6));
         assert_eq!((hour0.min, hour0.max), (100e-9, 300e-9));
-        assert_eq!(r.rows.len(), 3);
+        let levels: Vec<Level> = r.rows().iter().map(|r| r.0).collect();
+        assert_eq!(levels, [Level::Minute, Level::Minute, Level::Hour]);
     }
 }

@@ -2,9 +2,10 @@
 //!
 //! - stage 1 (process → Redis): entries/s through `RedisSink` against `redis-benchmark -P 64`
 //!   RPUSH into the same server;
-//! - stage 2 (Redis → PostgreSQL): entries/s through `Drainer` (claim, binary COPY, insert,
-//!   acknowledge) against `psql \copy` of the same rows into the same table, and against a naive
-//!   one-INSERT-per-row writer.
+//! - stage 2 (Redis → PostgreSQL): entries/s through `Drainer` (claim, binary COPY into the
+//!   partitioned table, rollups, acknowledge), with the rollups off and on, each into a table of
+//!   its own, against `psql \copy` of the same rows (all eight columns) into a third such table,
+//!   and against a naive one-INSERT-per-row writer.
 //!
 //! `cargo bench --bench pipeline`. Starts its own throw-away servers (the test fixture).
 
@@ -12,7 +13,7 @@ use fnmetrics_test_support as support;
 
 use fnmetrics::postgres::{PostgresOptions, PostgresSink};
 use fnmetrics::redis::{RedisOptions, RedisSink};
-use fnmetrics::sink::{EntryRecord, FlushBatch, IdGen, Sink};
+use fnmetrics::sink::{EntryRecord, FlushBatch, IdGen, Sink, Source};
 use fnmetrics::Drainer;
 use fnmetrics::Snapshot;
 use std::process::Command;
@@ -32,11 +33,13 @@ fn now_micros() -> i64 {
         .unwrap_or(0)
 }
 
-/// `n` entries of about 50 bytes encoded, spread over 20 function names.
+/// `n` entries of about 50 bytes encoded, spread over 20 function names, from one process (one
+/// shared source, as a flusher makes them).
 fn entries(ids: &mut IdGen, n: usize) -> Vec<EntryRecord> {
     let names: Vec<std::sync::Arc<str>> = (0..20)
         .map(|i| format!("app::orders::fn_{i:02}").into())
         .collect();
+    let source = std::sync::Arc::new(Source::new("bench", "bench-host"));
     let t0 = now_micros();
     (0..n)
         .map(|i| {
@@ -48,7 +51,7 @@ fn entries(ids: &mut IdGen, n: usize) -> Vec<EntryRecord> {
                 error_occurred: i % 13 == 0,
                 created_at_micros: created,
                 weight: 1,
-                source: Default::default(),
+                source: source.clone(),
             }
         })
         .collect()
@@ -197,16 +200,20 @@ fn timestamp_text(micros: i64) -> String {
     )
 }
 
-fn psql_copy(pg: &PostgresServer, rows: &[EntryRecord]) -> Duration {
-    let mut csv = String::with_capacity(rows.len() * 100);
+/// `psql \copy` of `rows` as CSV, all eight columns, into `table`.
+fn psql_copy(pg: &PostgresServer, table: &str, rows: &[EntryRecord]) -> Duration {
+    let mut csv = String::with_capacity(rows.len() * 120);
     for e in rows {
         csv.push_str(&format!(
-            "{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{}\n",
             e.id_string(),
             e.func_name,
             e.execution_time.as_secs_f64(),
             e.error_occurred,
-            timestamp_text(e.created_at_micros)
+            timestamp_text(e.created_at_micros),
+            e.source.service,
+            e.source.host,
+            e.weight
         ));
     }
     let path = std::env::temp_dir().join(format!("fnmetrics-bench-{}.csv", std::process::id()));
@@ -217,8 +224,8 @@ fn psql_copy(pg: &PostgresServer, rows: &[EntryRecord]) -> Duration {
         .arg(pg.url())
         .arg("-c")
         .arg(format!(
-            "\\copy metrics (id, func_name, execution_time, error_occurred, created_at) \
-             FROM '{}' WITH (FORMAT csv)",
+            "\\copy {table} (id, func_name, execution_time, error_occurred, created_at, service, \
+             host, weight) FROM '{}' WITH (FORMAT csv)",
             path.display()
         ))
         .output()
@@ -233,13 +240,14 @@ fn psql_copy(pg: &PostgresServer, rows: &[EntryRecord]) -> Duration {
     took
 }
 
-fn naive(pg: &PostgresServer, rows: &[EntryRecord]) -> Duration {
+fn naive(pg: &PostgresServer, table: &str, rows: &[EntryRecord]) -> Duration {
     let mut client = pg.client();
     let insert = client
-        .prepare(
-            "INSERT INTO metrics (id, func_name, execution_time, error_occurred, created_at)
-             VALUES ($1::text::uuid, $2, $3, $4, to_timestamp($5::float8 / 1e6))",
-        )
+        .prepare(&format!(
+            "INSERT INTO {table} (id, func_name, execution_time, error_occurred, created_at,
+                                  service, host, weight)
+             VALUES ($1::text::uuid, $2, $3, $4, to_timestamp($5::float8 / 1e6), $6, $7, $8)"
+        ))
         .expect("prepare");
     let t = Instant::now();
     for e in rows {
@@ -252,6 +260,9 @@ fn naive(pg: &PostgresServer, rows: &[EntryRecord]) -> Duration {
                     &e.execution_time.as_secs_f64(),
                     &e.error_occurred,
                     &(e.created_at_micros as f64),
+                    &&*e.source.service,
+                    &&*e.source.host,
+                    &i64::from(e.weight),
                 ],
             )
             .expect("insert");
@@ -259,37 +270,79 @@ fn naive(pg: &PostgresServer, rows: &[EntryRecord]) -> Duration {
     t.elapsed()
 }
 
-fn stage2() -> (f64, f64, f64) {
+/// Stage 2 figures, rows/s.
+struct Stage2Rates {
+    rollups_off: f64,
+    rollups_on: f64,
+    /// `PostgresSink::write_batch` of the same batches, rollups on, without Redis.
+    sink_alone: f64,
+    copy: f64,
+    naive: f64,
+}
+
+/// Fills Redis with `STAGE2_ENTRIES` entries, then drains them into `table`: rows/s.
+fn drain_rate(
+    redis: &RedisServer,
+    pg: &PostgresServer,
+    ids: &mut IdGen,
+    options: PostgresOptions,
+) -> f64 {
+    let mut sink = RedisSink::connect(&redis.url(), RedisOptions::default()).expect("connect");
+    for b in batches(ids, STAGE2_ENTRIES) {
+        sink.write(&b).expect("fill Redis");
+    }
+    let mut drainer = Drainer::connect(&redis.url(), RedisOptions::default(), &pg.url(), options)
+        .expect("connect drainer")
+        .batch_size(50_000)
+        .maintain_every(None);
+    let t = Instant::now();
+    let moved = drainer.drain_all().expect("drain").moved;
+    let took = t.elapsed();
+    assert_eq!(moved as usize, STAGE2_ENTRIES);
+    rate(STAGE2_ENTRIES, took)
+}
+
+fn stage2() -> Stage2Rates {
     let redis = RedisServer::start_with_args(&["--appendfsync", "everysec"]);
     let pg = PostgresServer::start();
     let mut ids = IdGen::with_instance(2);
-    let mut sink = RedisSink::connect(&redis.url(), RedisOptions::default()).expect("connect");
-    for b in batches(&mut ids, STAGE2_ENTRIES) {
-        sink.write(&b).expect("fill Redis");
-    }
-    let mut drainer = Drainer::connect(
-        &redis.url(),
-        RedisOptions::default(),
-        &pg.url(),
-        PostgresOptions::default(),
-    )
-    .expect("connect drainer")
-    .batch_size(50_000);
-    let t = Instant::now();
-    let moved = drainer.drain_all().expect("drain").moved;
-    let ours = rate(moved as usize, t.elapsed());
-    assert_eq!(moved as usize, STAGE2_ENTRIES);
-
-    let copy_rows = entries(&mut ids, STAGE2_ENTRIES);
-    let copy = rate(copy_rows.len(), psql_copy(&pg, &copy_rows));
-    let naive_rows = entries(&mut ids, NAIVE_ROWS);
-    let naive = rate(naive_rows.len(), naive(&pg, &naive_rows));
-    let mut check = PostgresSink::connect(&pg.url(), PostgresOptions::default()).expect("connect");
-    assert_eq!(
-        check.count().expect("count") as usize,
-        2 * STAGE2_ENTRIES + NAIVE_ROWS
+    let table = |t: &str| PostgresOptions::default().with_table(t);
+    let rollups_off = drain_rate(
+        &redis,
+        &pg,
+        &mut ids,
+        table("bench_off").with_rollups(false),
     );
-    (ours, copy, naive)
+    let rollups_on = drain_rate(&redis, &pg, &mut ids, table("bench_on"));
+    let alone_rows = entries(&mut ids, STAGE2_ENTRIES);
+    let mut alone = PostgresSink::connect(&pg.url(), table("bench_alone")).expect("connect");
+    let t = Instant::now();
+    for b in alone_rows.chunks(50_000) {
+        alone.write_batch(b).expect("write");
+    }
+    let sink_alone = rate(STAGE2_ENTRIES, t.elapsed());
+    // A table of the same shape and partitions for psql and the naive writer.
+    drop(PostgresSink::connect(&pg.url(), table("bench_copy")).expect("connect"));
+    let copy_rows = entries(&mut ids, STAGE2_ENTRIES);
+    let copy = rate(copy_rows.len(), psql_copy(&pg, "bench_copy", &copy_rows));
+    let naive_rows = entries(&mut ids, NAIVE_ROWS);
+    let naive = rate(naive_rows.len(), naive(&pg, "bench_copy", &naive_rows));
+    let count = |t: &str| {
+        PostgresSink::connect(&pg.url(), table(t))
+            .expect("connect")
+            .count()
+            .expect("count") as usize
+    };
+    assert_eq!(count("bench_off"), STAGE2_ENTRIES);
+    assert_eq!(count("bench_on"), STAGE2_ENTRIES);
+    assert_eq!(count("bench_copy"), STAGE2_ENTRIES + NAIVE_ROWS);
+    Stage2Rates {
+        rollups_off,
+        rollups_on,
+        sink_alone,
+        copy,
+        naive,
+    }
 }
 
 fn main() {
@@ -305,6 +358,15 @@ fn main() {
     {
         return;
     }
+    // `cargo bench --bench pipeline -- stage2`: stage 2 only.
+    let only_stage2 = filter.iter().any(|f| f == "stage2");
+    if !only_stage2 {
+        stage1_report();
+    }
+    stage2_report();
+}
+
+fn stage1_report() {
     let (s1, peer) = stage1();
     println!(
         "\nstage 1: process -> Redis ({STAGE1_ENTRIES} entries of ~50 bytes, flushes of {FLUSH})"
@@ -328,17 +390,41 @@ fn main() {
         "    ratio stalled / Redis only       {:>11.2}   (goal: the same rate; stage 2 draining shares the CPU)",
         locked / e2e
     );
-    let (s2, copy, naive) = stage2();
+}
+
+fn stage2_report() {
+    let s2 = stage2();
     println!("\nstage 2: Redis -> PostgreSQL ({STAGE2_ENTRIES} entries, claims of 50000)");
-    println!("  fnmetrics Drainer                {s2:>12.0} rows/s");
-    println!("  psql \\copy (CSV), same rows       {copy:>12.0} rows/s");
-    println!("  naive INSERT per row             {naive:>12.0} rows/s");
     println!(
-        "  ratio fnmetrics / psql \\copy      {:>11.2}   (goal >= 0.7)",
-        s2 / copy
+        "  fnmetrics Drainer, rollups off   {:>12.0} rows/s",
+        s2.rollups_off
     );
     println!(
-        "  ratio fnmetrics / naive           {:>11.1}   (goal >= 20)",
-        s2 / naive
+        "  fnmetrics Drainer, rollups on    {:>12.0} rows/s",
+        s2.rollups_on
+    );
+    println!(
+        "  PostgresSink alone, rollups on   {:>12.0} rows/s",
+        s2.sink_alone
+    );
+    println!(
+        "  psql \\copy (CSV), same rows       {:>12.0} rows/s",
+        s2.copy
+    );
+    println!(
+        "  naive INSERT per row             {:>12.0} rows/s",
+        s2.naive
+    );
+    println!(
+        "  ratio rollups off / psql \\copy    {:>11.2}   (goal >= 1.2)",
+        s2.rollups_off / s2.copy
+    );
+    println!(
+        "  ratio rollups on / psql \\copy     {:>11.2}   (goal >= 1.0)",
+        s2.rollups_on / s2.copy
+    );
+    println!(
+        "  ratio rollups on / naive          {:>11.1}   (goal >= 20)",
+        s2.rollups_on / s2.naive
     );
 }

@@ -274,22 +274,39 @@ fn naive(pg: &PostgresServer, table: &str, rows: &[EntryRecord]) -> Duration {
 struct Stage2Rates {
     rollups_off: f64,
     rollups_on: f64,
-    /// `PostgresSink::write_batch` of the same batches, rollups on, without Redis.
+    /// `PostgresSink::write_batch` of the same rows, rollups on, without Redis.
     sink_alone: f64,
     copy: f64,
     naive: f64,
 }
 
-/// Fills Redis with `STAGE2_ENTRIES` entries, then drains them into `table`: rows/s.
+/// Fills Redis with `work`, then drains it as `options` say: rows/s.
 fn drain_rate(
     redis: &RedisServer,
     pg: &PostgresServer,
-    ids: &mut IdGen,
+    work: &[FlushBatch],
     options: PostgresOptions,
 ) -> f64 {
     let mut sink = RedisSink::connect(&redis.url(), RedisOptions::default()).expect("connect");
-    for b in batches(ids, STAGE2_ENTRIES) {
+    for b in work {
+        // A flush id of its own: the same one again would be skipped as a retry.
+        let b = FlushBatch {
+            flush_id: fnmetrics::sink::new_flush_id(),
+            ..b.clone()
+        };
         sink.write(&b).expect("fill Redis");
+    }
+    // Filling may have started an AOF rewrite in the background: not part of stage 2.
+    let mut client = redis.client();
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("persistence")
+            .query(&mut client)
+            .expect("INFO");
+        if info.contains("aof_rewrite_in_progress:0") && info.contains("rdb_bgsave_in_progress:0") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
     let mut drainer = Drainer::connect(&redis.url(), RedisOptions::default(), &pg.url(), options)
         .expect("connect drainer")
@@ -307,24 +324,40 @@ fn stage2() -> Stage2Rates {
     let pg = PostgresServer::start();
     let mut ids = IdGen::with_instance(2);
     let table = |t: &str| PostgresOptions::default().with_table(t);
-    let rollups_off = drain_rate(
-        &redis,
-        &pg,
-        &mut ids,
-        table("bench_off").with_rollups(false),
-    );
-    let rollups_on = drain_rate(&redis, &pg, &mut ids, table("bench_on"));
-    let alone_rows = entries(&mut ids, STAGE2_ENTRIES);
+    // Tables of the same shape and partitions for psql and the naive writer, and for a warm-up
+    // of the fresh server (its first writes are slower, whoever makes them).
+    for t in ["bench_copy", "bench_warm"] {
+        drop(PostgresSink::connect(&pg.url(), table(t)).expect("connect"));
+    }
+    // No checkpoint in the middle of a measured run (each writes some 300 MB of WAL): every one
+    // starts right after one, whoever it is.
+    let mut admin = pg.admin_client();
+    for sql in [
+        "ALTER SYSTEM SET max_wal_size = '20GB'",
+        "ALTER SYSTEM SET checkpoint_timeout = '1h'",
+        "SELECT pg_reload_conf()",
+    ] {
+        admin.batch_execute(sql).expect("settings");
+    }
+    let mut settle = || admin.batch_execute("CHECKPOINT").expect("checkpoint");
+    psql_copy(&pg, "bench_warm", &entries(&mut ids, STAGE2_ENTRIES / 5));
+    // The same rows for everyone, as stage 1 flushes them (flush batches made one after the
+    // other, so their times and ids overlap a little, as a busy process's do).
+    let work = batches(&mut ids, STAGE2_ENTRIES);
+    let rows: Vec<EntryRecord> = work.iter().flat_map(|b| b.entries.clone()).collect();
+    settle();
+    let copy = rate(rows.len(), psql_copy(&pg, "bench_copy", &rows));
+    settle();
+    let rollups_off = drain_rate(&redis, &pg, &work, table("bench_off").with_rollups(false));
+    settle();
+    let rollups_on = drain_rate(&redis, &pg, &work, table("bench_on"));
+    settle();
     let mut alone = PostgresSink::connect(&pg.url(), table("bench_alone")).expect("connect");
     let t = Instant::now();
-    for b in alone_rows.chunks(50_000) {
+    for b in rows.chunks(50_000) {
         alone.write_batch(b).expect("write");
     }
     let sink_alone = rate(STAGE2_ENTRIES, t.elapsed());
-    // A table of the same shape and partitions for psql and the naive writer.
-    drop(PostgresSink::connect(&pg.url(), table("bench_copy")).expect("connect"));
-    let copy_rows = entries(&mut ids, STAGE2_ENTRIES);
-    let copy = rate(copy_rows.len(), psql_copy(&pg, "bench_copy", &copy_rows));
     let naive_rows = entries(&mut ids, NAIVE_ROWS);
     let naive = rate(naive_rows.len(), naive(&pg, "bench_copy", &naive_rows));
     let count = |t: &str| {

@@ -118,7 +118,7 @@ impl Drainer {
     /// How often this drainer maintains the PostgreSQL partitions (makes those of the coming
     /// days, drops those past retention: [`PostgresSink::maintain`]), on a thread and a
     /// connection of its own, so that neither stage waits for it; `None` never does. Default
-    /// every 10 minutes, the first run when the drainer first connects. Of the drainers sharing
+    /// every 10 minutes, the first run when the drainer first drains. Of the drainers sharing
     /// a table, one at a time does the work (an advisory lock).
     ///
     /// ```no_run
@@ -286,7 +286,6 @@ impl fnmetrics_core::Drain for Drainer {
     /// the first one answers: a refusal that no retry can change (credentials, a certificate)
     /// must reach `start()` even while the other server is merely down.
     fn connect(&mut self) -> Result<(), Error> {
-        self.start_maintenance();
         let redis = self.queue.ensure_connected();
         let postgres = self.pg.ensure_connected();
         match (redis, postgres) {

@@ -379,6 +379,39 @@ fn drainers_killed_between_claim_and_commit_or_commit_and_ack_lose_and_double_no
         queue(&redis).pending_len().unwrap() == 0
     });
     assert_eq!(pg(&postgres).count_for("pipeline::killed").unwrap(), 3_000);
+    // Each entry counted once in each rollup too, whatever the dead drainers did.
+    let mut client = postgres.client();
+    for rollup in ["metrics_1m", "metrics_1h"] {
+        let row = client
+            .query_one(
+                &format!(
+                    "SELECT
+                         (SELECT string_agg(i || ':' || c, ',' ORDER BY i) FROM (
+                              SELECT fnmetrics_bucket(execution_time) AS i, sum(weight) AS c
+                              FROM metrics WHERE func_name = $1 GROUP BY 1) r),
+                         (SELECT string_agg(i || ':' || c, ',' ORDER BY i) FROM (
+                              SELECT u.i, sum(u.c) AS c
+                              FROM {rollup}, unnest(hist_index, hist_count) AS u(i, c)
+                              WHERE func_name = $1 GROUP BY 1) r),
+                         (SELECT count(*) FILTER (WHERE error_occurred) FROM metrics
+                          WHERE func_name = $1),
+                         (SELECT sum(entries)::bigint FROM {rollup} WHERE func_name = $1),
+                         (SELECT sum(calls)::bigint FROM {rollup} WHERE func_name = $1),
+                         (SELECT sum(errors)::bigint FROM {rollup} WHERE func_name = $1)"
+                ),
+                &[&"pipeline::killed"],
+            )
+            .unwrap();
+        let (raw_hist, rolled_hist): (String, String) = (row.get(0), row.get(1));
+        assert_eq!(raw_hist, rolled_hist, "{rollup}");
+        let (errors, entries, calls, rolled_errors): (i64, i64, i64, i64) =
+            (row.get(2), row.get(3), row.get(4), row.get(5));
+        assert_eq!(
+            (entries, calls, rolled_errors),
+            (3_000, 3_000, errors),
+            "{rollup}"
+        );
+    }
 }
 
 #[measured(name = "pipeline::overflow")]

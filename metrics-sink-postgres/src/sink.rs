@@ -10,9 +10,9 @@ use crate::schema::{migrate, RAW_KEY};
 use crate::session::{close_off_runtime, is_broken, Endpoint};
 use crate::tables::{Level, Span, Tables, DAY};
 use crate::types::{duration_to_secs, pg_text, PgTimestamp, PgUuid};
-use fnmetrics_core::{EntryRecord, Error};
 #[cfg(doc)]
 use fnmetrics_core::ErrorKind;
+use fnmetrics_core::{EntryRecord, Error};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::error::SqlState;
 use postgres::types::Type;

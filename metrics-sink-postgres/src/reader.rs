@@ -10,7 +10,9 @@ use crate::sink::WindowStats;
 use crate::tables::{ceil_to, floor_to, Level, Tables, HOUR, MINUTE};
 use crate::types::{ceil_micros, pg_text, secs_to_duration, PgTimestamp};
 use fnmetrics_core::{Error, ErrorKind, Histogram};
+use postgres::types::ToSql;
 use postgres::{Client, Statement};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -265,43 +267,64 @@ impl SeriesPlan {
 }
 
 /// The grouped query of one level: rows of (point, histogram bucket or NULL, histogram count,
-/// calls, errors, total, min, max), for `$1` name, `[$2, $3)`, points `($from - $4) / $5`, and
-/// `$6` service (NULL: all).
-fn query_sql(tables: &Tables, level: Level) -> String {
+/// calls, errors, total, min, max, function), for `$1` name (`many`: an array of names),
+/// `[$2, $3)`, points `($from - $4) / $5`, and `$6` service (NULL: all).
+fn query_sql(tables: &Tables, level: Level, many: bool) -> String {
     let t = tables.quoted(level);
+    // An index scan of `(func_name, …)` for each name either way.
+    let name = if many {
+        "func_name = ANY($1::text[])"
+    } else {
+        "func_name = $1"
+    };
     match level {
         Level::Raw => format!(
             "SELECT ((extract(epoch FROM created_at) * 1000000)::bigint - $4) / $5,
                     fnmetrics_bucket(execution_time), sum(weight)::bigint, sum(weight)::bigint,
                     coalesce(sum(weight) FILTER (WHERE error_occurred), 0)::bigint,
-                    sum(execution_time * weight), min(execution_time), max(execution_time)
+                    sum(execution_time * weight), min(execution_time), max(execution_time),
+                    func_name
              FROM {t}
-             WHERE func_name = $1 AND created_at >= $2 AND created_at < $3
+             WHERE {name} AND created_at >= $2 AND created_at < $3
                AND ($6::text IS NULL OR service = $6)
-             GROUP BY 1, 2"
+             GROUP BY func_name, 1, 2"
         ),
         _ => format!(
             "WITH r AS (
                  SELECT ((extract(epoch FROM bucket) * 1000000)::bigint - $4) / $5 AS p, *
                  FROM {t}
-                 WHERE func_name = $1 AND bucket >= $2 AND bucket < $3
+                 WHERE {name} AND bucket >= $2 AND bucket < $3
                    AND ($6::text IS NULL OR service = $6))
              SELECT p, NULL::smallint, 0::bigint, sum(calls)::bigint, sum(errors)::bigint,
-                    sum(total), min(min), max(max)
-             FROM r GROUP BY p
+                    sum(total), min(min), max(max), func_name
+             FROM r GROUP BY func_name, p
              UNION ALL
              SELECT p, u.i, sum(u.c)::bigint, 0::bigint, 0::bigint, 0::double precision,
-                    NULL::double precision, NULL::double precision
+                    NULL::double precision, NULL::double precision, func_name
              FROM r, unnest(r.hist_index, r.hist_count) AS u(i, c)
-             GROUP BY p, u.i"
+             GROUP BY func_name, p, u.i"
         ),
+    }
+}
+
+/// The functions a read is about: one, or several (read in one query a table).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Names<'a> {
+    One(&'a str),
+    Many(&'a [String]),
+}
+
+impl Names<'_> {
+    fn many(self) -> bool {
+        matches!(self, Names::Many(_))
     }
 }
 
 /// The prepared queries of a connection, made on first use.
 #[derive(Default)]
 pub(crate) struct Queries {
-    by_level: [Option<Statement>; 3],
+    /// By level, for one name and then for several.
+    by_level: [Option<Statement>; 6],
 }
 
 impl Queries {
@@ -310,39 +333,65 @@ impl Queries {
         client: &mut Client,
         tables: &Tables,
         level: Level,
+        many: bool,
     ) -> Result<Statement, postgres::Error> {
-        let slot = &mut self.by_level[level as usize];
+        let slot = &mut self.by_level[level as usize + if many { 3 } else { 0 }];
         if let Some(s) = slot {
             return Ok(s.clone());
         }
-        let s = client.prepare(&query_sql(tables, level))?;
+        let s = client.prepare(&query_sql(tables, level, many))?;
         *slot = Some(s.clone());
         Ok(s)
     }
 }
 
-/// The window read, on `client` (shared by [`PostgresReader`] and `PostgresSink`).
+/// The first query parameter: one name, or an array of names.
+enum NameParam {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl NameParam {
+    fn new(names: Names<'_>) -> NameParam {
+        match names {
+            Names::One(n) => NameParam::One(pg_text(n).into_owned()),
+            Names::Many(ns) => {
+                NameParam::Many(ns.iter().map(|n| pg_text(n).into_owned()).collect())
+            }
+        }
+    }
+
+    fn as_param(&self) -> &(dyn ToSql + Sync) {
+        match self {
+            NameParam::One(n) => n,
+            NameParam::Many(ns) => ns,
+        }
+    }
+}
+
+/// The window read of each of `names`, on `client` (shared by [`PostgresReader`] and
+/// `PostgresSink`): the functions with calls in `[from, to)`, by name.
 pub(crate) fn read_window(
     client: &mut Client,
     queries: &mut Queries,
     options: &PostgresOptions,
     service: Option<&str>,
-    func_name: &str,
+    names: Names<'_>,
     from: SystemTime,
     to: SystemTime,
-) -> Result<WindowStats, postgres::Error> {
+) -> Result<Vec<(String, WindowStats)>, postgres::Error> {
     let (from, to) = (ceil_micros(from), ceil_micros(to));
     let tables = Tables::new(options.table());
     let cut = Cutoffs::read(client, &tables)?;
-    let name = pg_text(func_name);
+    let name = NameParam::new(names);
     let service = service.map(pg_text);
-    let mut acc = Acc::default();
+    let mut by_name: BTreeMap<String, Acc> = BTreeMap::new();
     for seg in plan_window(from, to, options.rollups(), cut) {
-        let q = queries.get(client, &tables, seg.level)?;
+        let q = queries.get(client, &tables, seg.level, names.many())?;
         let rows = client.query(
             &q,
             &[
-                &&*name,
+                name.as_param(),
                 &PgTimestamp(seg.from),
                 &PgTimestamp(seg.to),
                 &seg.from,
@@ -351,33 +400,38 @@ pub(crate) fn read_window(
             ],
         )?;
         for row in &rows {
-            acc.add(row)?;
+            let f: String = row.try_get(8)?;
+            by_name.entry(f).or_default().add(row)?;
         }
     }
-    Ok(acc.window())
+    Ok(by_name
+        .into_iter()
+        .filter(|(_, acc)| acc.calls > 0)
+        .map(|(f, acc)| (f, acc.window()))
+        .collect())
 }
 
-/// The series read, on `client`.
+/// The series read of each of `names`, on `client`: the functions with calls in the plan's
+/// points, by name.
 pub(crate) fn read_series(
     client: &mut Client,
     queries: &mut Queries,
     options: &PostgresOptions,
     service: Option<&str>,
-    func_name: &str,
+    names: Names<'_>,
     plan: SeriesPlan,
-) -> Result<Vec<Point>, postgres::Error> {
+) -> Result<Vec<(String, Vec<Point>)>, postgres::Error> {
     if plan.points == 0 {
         return Ok(Vec::new());
     }
     let tables = Tables::new(options.table());
-    let mut points: Vec<Acc> = (0..plan.points).map(|_| Acc::default()).collect();
-    let q = queries.get(client, &tables, plan.level)?;
-    let name = pg_text(func_name);
+    let q = queries.get(client, &tables, plan.level, names.many())?;
+    let name = NameParam::new(names);
     let service = service.map(pg_text);
     let rows = client.query(
         &q,
         &[
-            &&*name,
+            name.as_param(),
             &PgTimestamp(plan.start),
             &PgTimestamp(plan.end),
             &plan.start,
@@ -385,13 +439,26 @@ pub(crate) fn read_series(
             &service.as_deref(),
         ],
     )?;
+    let mut by_name: BTreeMap<String, Vec<Acc>> = BTreeMap::new();
     for row in &rows {
         let p: i64 = row.try_get(0)?;
-        if let Some(acc) = usize::try_from(p).ok().and_then(|p| points.get_mut(p)) {
-            acc.add(row)?;
-        }
+        let Some(p) = usize::try_from(p).ok().filter(|p| *p < plan.points) else {
+            continue;
+        };
+        let f: String = row.try_get(8)?;
+        let points = by_name.entry(f).or_insert_with(|| zero_sums(plan));
+        points[p].add(row)?;
     }
-    Ok(points
+    Ok(by_name
+        .into_iter()
+        .filter(|(_, points)| points.iter().any(|acc| acc.calls > 0))
+        .map(|(f, points)| (f, to_points(plan, &points)))
+        .collect())
+}
+
+/// The points of a series from their sums.
+fn to_points(plan: SeriesPlan, points: &[Acc]) -> Vec<Point> {
+    points
         .iter()
         .enumerate()
         .map(|(i, acc)| {
@@ -409,7 +476,7 @@ pub(crate) fn read_series(
                 max: w.max,
             }
         })
-        .collect())
+        .collect()
 }
 
 /// The most points one series may have.
@@ -510,6 +577,27 @@ impl PostgresReader {
         })
     }
 
+    /// Whether the tables exist at the schema this build reads (a drainer, or
+    /// `fnmetrics migrate`, made them). Before, every read returns no calls.
+    ///
+    /// # Errors
+    /// As [`PostgresReader::window`]; [`ErrorKind::Superseded`] if the tables are of a newer
+    /// schema than this build reads.
+    ///
+    /// ```no_run
+    /// # use fnmetrics::postgres::{PostgresOptions, PostgresReader};
+    /// # let mut reader = PostgresReader::connect("postgres://postgres@127.0.0.1/app", PostgresOptions::default())?;
+    /// if !reader.is_ready()? {
+    ///     eprintln!("nothing stored yet: no drainer has run against this database");
+    /// }
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// ```
+    pub fn is_ready(&mut self) -> Result<bool, Error> {
+        self.with_conn("cannot read the schema version in PostgreSQL", |c| {
+            Ok(c.ready)
+        })
+    }
+
     /// The calls of `func_name`, all services together, that ended in `[from, to)`.
     ///
     /// # Errors
@@ -531,7 +619,12 @@ impl PostgresReader {
         from: SystemTime,
         to: SystemTime,
     ) -> Result<WindowStats, Error> {
-        self.window_inner(None, func_name, from, to)
+        Ok(one(self.window_inner(
+            None,
+            Names::One(func_name),
+            from,
+            to,
+        )?))
     }
 
     /// [`PostgresReader::window`] for one service's calls only.
@@ -554,27 +647,91 @@ impl PostgresReader {
         from: SystemTime,
         to: SystemTime,
     ) -> Result<WindowStats, Error> {
-        self.window_inner(Some(service), func_name, from, to)
+        Ok(one(self.window_inner(
+            Some(service),
+            Names::One(func_name),
+            from,
+            to,
+        )?))
+    }
+
+    /// The windows of every function in `functions` that has calls in `[from, to)`, all
+    /// services together, by name: one query a table for them all (an index scan a name), where
+    /// [`PostgresReader::window`] a function at a time would take one round trip each. Names
+    /// come from [`PostgresReader::functions`] (filtered as you like); a name with no calls in
+    /// the window is left out.
+    ///
+    /// # Errors
+    /// As [`PostgresReader::window`].
+    ///
+    /// ```no_run
+    /// # use fnmetrics::postgres::{PostgresOptions, PostgresReader};
+    /// # use std::time::{Duration, SystemTime};
+    /// # let mut reader = PostgresReader::connect("postgres://postgres@127.0.0.1/app", PostgresOptions::default())?;
+    /// let to = SystemTime::now();
+    /// let names: Vec<String> = reader.functions()?.into_iter().filter(|n| n.starts_with("app::")).collect();
+    /// for (name, w) in reader.windows(&names, to - Duration::from_secs(86_400), to)? {
+    ///     println!("{name}: {} calls, {} errors, p99 {:?}", w.calls, w.errors, w.p99);
+    /// }
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// ```
+    pub fn windows(
+        &mut self,
+        functions: &[String],
+        from: SystemTime,
+        to: SystemTime,
+    ) -> Result<Vec<(String, WindowStats)>, Error> {
+        self.window_inner(None, Names::Many(functions), from, to)
+    }
+
+    /// [`PostgresReader::windows`] for one service's calls only.
+    ///
+    /// # Errors
+    /// As [`PostgresReader::window`].
+    ///
+    /// ```no_run
+    /// # use fnmetrics::postgres::{PostgresOptions, PostgresReader};
+    /// # use std::time::{Duration, SystemTime};
+    /// # let mut reader = PostgresReader::connect("postgres://postgres@127.0.0.1/app", PostgresOptions::default())?;
+    /// let to = SystemTime::now();
+    /// let names = reader.functions()?;
+    /// let busiest = reader
+    ///     .windows_of("checkout", &names, to - Duration::from_secs(3600), to)?
+    ///     .into_iter()
+    ///     .max_by_key(|(_, w)| w.calls);
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// ```
+    pub fn windows_of(
+        &mut self,
+        service: &str,
+        functions: &[String],
+        from: SystemTime,
+        to: SystemTime,
+    ) -> Result<Vec<(String, WindowStats)>, Error> {
+        self.window_inner(Some(service), Names::Many(functions), from, to)
     }
 
     fn window_inner(
         &mut self,
         service: Option<&str>,
-        func_name: &str,
+        names: Names<'_>,
         from: SystemTime,
         to: SystemTime,
-    ) -> Result<WindowStats, Error> {
+    ) -> Result<Vec<(String, WindowStats)>, Error> {
+        if matches!(names, Names::Many([])) {
+            return Ok(Vec::new());
+        }
         let options = self.endpoint.options.clone();
         self.with_conn("cannot read a time window from PostgreSQL", |c| {
             if !c.ready {
-                return Ok(WindowStats::default());
+                return Ok(Vec::new());
             }
             read_window(
                 &mut c.client,
                 &mut c.queries,
                 &options,
                 service,
-                func_name,
+                names,
                 from,
                 to,
             )
@@ -610,7 +767,7 @@ impl PostgresReader {
         to: SystemTime,
         step: Duration,
     ) -> Result<Vec<Point>, Error> {
-        self.series_inner(None, func_name, from, to, step)
+        self.one_series(None, func_name, from, to, step)
     }
 
     /// [`PostgresReader::series`] for one service's calls only.
@@ -634,17 +791,72 @@ impl PostgresReader {
         to: SystemTime,
         step: Duration,
     ) -> Result<Vec<Point>, Error> {
-        self.series_inner(Some(service), func_name, from, to, step)
+        self.one_series(Some(service), func_name, from, to, step)
     }
 
-    fn series_inner(
+    /// The series of every function in `functions` that has calls in its points, all services
+    /// together, by name: one query for them all. Points as [`PostgresReader::series`] makes
+    /// them; a name with no calls is left out.
+    ///
+    /// # Errors
+    /// As [`PostgresReader::series`].
+    ///
+    /// ```no_run
+    /// # use fnmetrics::postgres::{PostgresOptions, PostgresReader};
+    /// # use std::time::{Duration, SystemTime};
+    /// # let mut reader = PostgresReader::connect("postgres://postgres@127.0.0.1/app", PostgresOptions::default())?;
+    /// let to = SystemTime::now();
+    /// let names = reader.functions()?;
+    /// for (name, points) in reader.many_series(&names, to - Duration::from_secs(86_400), to, Duration::from_secs(3600))? {
+    ///     let peak = points.iter().map(|p| p.p99).max().unwrap_or_default();
+    ///     println!("{name}: worst hourly p99 {peak:?}");
+    /// }
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// ```
+    pub fn many_series(
         &mut self,
-        service: Option<&str>,
-        func_name: &str,
+        functions: &[String],
         from: SystemTime,
         to: SystemTime,
         step: Duration,
-    ) -> Result<Vec<Point>, Error> {
+    ) -> Result<Vec<(String, Vec<Point>)>, Error> {
+        let plan = self.series_plan(from, to, step)?;
+        self.series_inner(None, Names::Many(functions), plan)
+    }
+
+    /// [`PostgresReader::many_series`] for one service's calls only.
+    ///
+    /// # Errors
+    /// As [`PostgresReader::series`].
+    ///
+    /// ```no_run
+    /// # use fnmetrics::postgres::{PostgresOptions, PostgresReader};
+    /// # use std::time::{Duration, SystemTime};
+    /// # let mut reader = PostgresReader::connect("postgres://postgres@127.0.0.1/app", PostgresOptions::default())?;
+    /// let to = SystemTime::now();
+    /// let names = reader.functions()?;
+    /// let s = reader.many_series_of("api", &names, to - Duration::from_secs(3600), to, Duration::from_secs(60))?;
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// ```
+    pub fn many_series_of(
+        &mut self,
+        service: &str,
+        functions: &[String],
+        from: SystemTime,
+        to: SystemTime,
+        step: Duration,
+    ) -> Result<Vec<(String, Vec<Point>)>, Error> {
+        let plan = self.series_plan(from, to, step)?;
+        self.series_inner(Some(service), Names::Many(functions), plan)
+    }
+
+    /// The series plan of `[from, to)` by `step` (it reads where each table's data begins).
+    fn series_plan(
+        &mut self,
+        from: SystemTime,
+        to: SystemTime,
+        step: Duration,
+    ) -> Result<(SeriesPlan, bool), Error> {
         if step.is_zero() {
             return Err(Error::new(
                 ErrorKind::InvalidConfig,
@@ -652,27 +864,56 @@ impl PostgresReader {
             ));
         }
         let options = self.endpoint.options.clone();
-        let cut = self.with_conn("cannot read a series from PostgreSQL", |c| {
+        let (cut, ready) = self.with_conn("cannot read a series from PostgreSQL", |c| {
             if c.ready {
-                Cutoffs::read(&mut c.client, &Tables::new(options.table()))
+                Ok((
+                    Cutoffs::read(&mut c.client, &Tables::new(options.table()))?,
+                    true,
+                ))
             } else {
-                Ok(Cutoffs { raw: 0, minute: 0 })
+                Ok((Cutoffs { raw: 0, minute: 0 }, false))
             }
         })?;
-        let plan = SeriesPlan::new(&options, cut, from, to, step)?;
+        Ok((SeriesPlan::new(&options, cut, from, to, step)?, ready))
+    }
+
+    fn series_inner(
+        &mut self,
+        service: Option<&str>,
+        names: Names<'_>,
+        (plan, ready): (SeriesPlan, bool),
+    ) -> Result<Vec<(String, Vec<Point>)>, Error> {
+        if !ready || matches!(names, Names::Many([])) {
+            return Ok(Vec::new());
+        }
+        let options = self.endpoint.options.clone();
         self.with_conn("cannot read a series from PostgreSQL", |c| {
-            if !c.ready {
-                return Ok(zero_points(plan));
-            }
             read_series(
                 &mut c.client,
                 &mut c.queries,
                 &options,
                 service,
-                func_name,
+                names,
                 plan,
             )
         })
+    }
+
+    /// The points of one function's series, zeros where it has no calls.
+    fn one_series(
+        &mut self,
+        service: Option<&str>,
+        func_name: &str,
+        from: SystemTime,
+        to: SystemTime,
+        step: Duration,
+    ) -> Result<Vec<Point>, Error> {
+        let plan = self.series_plan(from, to, step)?;
+        let found = self.series_inner(service, Names::One(func_name), plan)?;
+        Ok(found
+            .into_iter()
+            .next()
+            .map_or_else(|| to_points(plan.0, &zero_sums(plan.0)), |(_, p)| p))
     }
 
     /// The functions stored, sorted: those of the hourly rollup (a year by default), or of the
@@ -757,22 +998,14 @@ impl Drop for PostgresReader {
     }
 }
 
-/// A series' points with no calls.
-fn zero_points(plan: SeriesPlan) -> Vec<Point> {
-    (0..plan.points)
-        .map(|i| Point {
-            start: micros_to_time(
-                plan.start
-                    .saturating_add(plan.step.saturating_mul(i as i64)),
-            ),
-            calls: 0,
-            errors: 0,
-            mean: Duration::ZERO,
-            p50: Duration::ZERO,
-            p99: Duration::ZERO,
-            max: Duration::ZERO,
-        })
-        .collect()
+/// The sums of a series' points with no calls.
+fn zero_sums(plan: SeriesPlan) -> Vec<Acc> {
+    (0..plan.points).map(|_| Acc::default()).collect()
+}
+
+/// The window of the one function a read asked for (no calls: zeros).
+pub(crate) fn one(found: Vec<(String, WindowStats)>) -> WindowStats {
+    found.into_iter().next().map(|(_, w)| w).unwrap_or_default()
 }
 
 /// The skip scan over the names of the hourly rollup (or the raw table).

@@ -3,7 +3,7 @@
 use crate::error::{classify, kind_of, pg_error, Failure};
 use crate::options::{quoted, PostgresOptions};
 use crate::partitions::{self, Maintenance};
-use crate::reader::{functions_sql, read_window, Queries};
+use crate::reader::{functions_sql, one, read_window, Names, Queries};
 use crate::rollup::{self, Rollups};
 use crate::runtime::outside_runtime;
 use crate::schema::{migrate, RAW_KEY};
@@ -580,10 +580,11 @@ impl PostgresSink {
                 &mut c.queries,
                 &options,
                 None,
-                func_name,
+                Names::One(func_name),
                 from,
                 to,
             )
+            .map(one)
         })
     }
 

@@ -406,6 +406,29 @@ fn windows_and_series_agree_between_raw_rows_and_rollups() {
     let api = rolled.window_of("api", "f", from, to).unwrap();
     let worker = rolled.window_of("worker", "f", from, to).unwrap();
     assert_eq!(api.calls + worker.calls, a.calls);
+    // All functions in one read: each as its own read gives it; names without calls left out.
+    let names: Vec<String> = ["f", "g", "h"].map(String::from).to_vec();
+    assert_eq!(rolled.functions().unwrap(), ["f", "g"]);
+    let all = rolled.windows(&names, from, to).unwrap();
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert_eq!(all[0], ("f".to_owned(), a));
+    assert_eq!(
+        all[1],
+        ("g".to_owned(), rolled.window("g", from, to).unwrap())
+    );
+    let raw_all = raw.windows(&names, from, to).unwrap();
+    assert_eq!(
+        raw_all
+            .iter()
+            .map(|(n, w)| (n, w.calls, w.errors, w.p99))
+            .collect::<Vec<_>>(),
+        all.iter()
+            .map(|(n, w)| (n, w.calls, w.errors, w.p99))
+            .collect::<Vec<_>>()
+    );
+    let of_api = rolled.windows_of("api", &names, from, to).unwrap();
+    assert_eq!(of_api[0], ("f".to_owned(), api));
+    assert!(rolled.windows(&[], from, to).unwrap().is_empty());
 
     // A series by the hour (from the hourly rollup) against one by the hour from raw rows.
     let (from, to) = (at(start / 3_600_000_000 * 3_600_000_000), at(start + DAY));
@@ -422,6 +445,13 @@ fn windows_and_series_agree_between_raw_rows_and_rollups() {
             (q.start, q.calls, q.errors, q.p50, q.p99, q.max)
         );
     }
+    let many = rolled.many_series(&names, from, to, step).unwrap();
+    assert_eq!(many.len(), 2);
+    assert_eq!(many[1], ("g".to_owned(), sa.clone()));
+    assert_eq!(many[0].1, rolled.series("f", from, to, step).unwrap());
+    let nobody = rolled.series("nobody", from, to, step).unwrap();
+    assert_eq!(nobody.len(), 25);
+    assert!(nobody.iter().all(|p| p.calls == 0));
     let total: u64 = sa.iter().map(|p| p.calls).sum();
     let want: u64 = batch
         .iter()

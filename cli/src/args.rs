@@ -158,8 +158,8 @@ pub(crate) struct ReportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
-    /// Only one service's calls. Not available yet: the `metrics` table has no service column;
-    /// this applies once the history schema adds services. Giving it is an error for now.
+    /// Only one service's calls (the name its processes gave `.service(..)` on the flusher
+    /// builder; by default their binary's name).
     #[arg(long, value_name = "SERVICE")]
     pub(crate) service: Option<String>,
 }

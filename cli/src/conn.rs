@@ -4,7 +4,7 @@
 use crate::args::Servers;
 use crate::error::{CliError, CliResult};
 use crate::redact::redact;
-use fnmetrics::postgres::{PostgresOptions, PostgresSink};
+use fnmetrics::postgres::{PostgresOptions, PostgresReader, PostgresSink};
 use fnmetrics::redis::{RedisOptions, RedisQueue, RedisReader};
 use fnmetrics::ErrorKind;
 use postgres::config::SslMode;
@@ -105,6 +105,7 @@ pub(crate) fn postgres_error(url: &str, what: &str, e: fnmetrics::Error) -> CliE
             "the table exists with another shape: migrate it yourself or use --table NAME"
         }
         ErrorKind::InvalidConfig => "check the database name in the URL, and --table",
+        ErrorKind::Superseded => "a newer fnmetrics made these tables: upgrade this command",
         _ => "see the cause above",
     };
     CliError::caused(named(what, "PostgreSQL", url), e).hint(hint)
@@ -210,6 +211,13 @@ pub(crate) fn raw_redis_error(url: &str, what: &str, e: redis::RedisError) -> Cl
 pub(crate) fn sink(s: &Servers) -> CliResult<PostgresSink> {
     let url = s.postgres_url()?;
     PostgresSink::connect(url, s.postgres_options()?)
+        .map_err(|e| postgres_error(url, "cannot connect to PostgreSQL", e))
+}
+
+/// The PostgreSQL reader (windows and series from the rollups); it never migrates.
+pub(crate) fn postgres_reader(s: &Servers) -> CliResult<PostgresReader> {
+    let url = s.postgres_url()?;
+    PostgresReader::connect(url, s.postgres_options()?)
         .map_err(|e| postgres_error(url, "cannot connect to PostgreSQL", e))
 }
 

@@ -102,24 +102,6 @@ impl Glob {
         }
         self.parts[p..].iter().all(|x| *x == Part::Any)
     }
-
-    /// A SQL `LIKE` pattern (escape character `\`) that every match also matches: a cheap filter
-    /// for the database; [`Glob::matches`] decides.
-    pub(crate) fn to_like(&self) -> String {
-        let mut s = String::new();
-        for part in &self.parts {
-            match part {
-                Part::Any => s.push('%'),
-                Part::One | Part::Set { .. } => s.push('_'),
-                Part::Char(c @ ('%' | '_' | '\\')) => {
-                    s.push('\\');
-                    s.push(*c);
-                }
-                Part::Char(c) => s.push(*c),
-            }
-        }
-        s
-    }
 }
 
 impl Part {
@@ -168,11 +150,5 @@ mod tests {
     #[test]
     fn unclosed_set_is_a_usage_error() {
         assert_eq!(Glob::new("app::[ab").unwrap_err().code(), 2);
-    }
-
-    #[test]
-    fn like_patterns_escape_sql_wildcards() {
-        assert_eq!(Glob::new("app_x::*").unwrap().to_like(), "app\\_x::%");
-        assert_eq!(Glob::new("f?[ab]%").unwrap().to_like(), "f__\\%");
     }
 }

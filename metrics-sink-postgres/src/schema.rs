@@ -75,8 +75,10 @@ pub(crate) const ROLLUP_KEY: &str = "func_name, bucket, service, label";
 const VERSION_COLUMNS: [(&str, &str); 2] = [("table_name", "text"), ("version", "integer")];
 
 /// The SQL functions: the histogram bucket of a time in seconds (the in-process histogram's
-/// log-linear buckets: 1 ns each below 32 ns, then 32 a power of two, the last from 2^44 ns), and
-/// the merge of two sparse histograms. `round(float8)` rounds half to even, as the writer does.
+/// log-linear buckets: 1 ns each below 32 ns, then 32 a power of two, the last from 2^44 ns), the
+/// merge of two sparse histograms, and a quantile of one in seconds, by the in-process method
+/// (`Histogram::quantile`: the bucket holding the rank `ceil(q * total)`, its middle), for SQL
+/// clients such as the Grafana dashboard. `round(float8)` rounds half to even, as the writer does.
 const FUNCTIONS: &str = "
 CREATE OR REPLACE FUNCTION fnmetrics_bucket(secs double precision) RETURNS smallint
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $fn$
@@ -112,6 +114,45 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
           FROM unnest(coalesce(a_index, '{}') || coalesce(b_index, '{}'),
                       coalesce(a_count, '{}') || coalesce(b_count, '{}')) AS u(i, c)
           GROUP BY i) s
+$fn$;
+
+CREATE OR REPLACE FUNCTION fnmetrics_quantile(
+    hist_index smallint[], hist_count bigint[], q double precision) RETURNS double precision
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $fn$
+DECLARE
+    total double precision;
+    rank double precision;
+    seen double precision := 0;
+    b record;
+    e integer;
+    low bigint := 0;
+    width bigint := 1;
+BEGIN
+    SELECT sum(c) INTO total FROM unnest(hist_count) AS c;
+    IF total IS NULL OR total <= 0 OR q IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF q = 'NaN'::double precision THEN
+        q := 0;
+    END IF;
+    rank := least(greatest(ceil(least(greatest(q, 0), 1) * total), 1), total);
+    FOR b IN SELECT u.i::bigint AS i, u.c FROM unnest(hist_index, hist_count) AS u(i, c)
+             WHERE u.c > 0 ORDER BY u.i LOOP
+        seen := seen + b.c;
+        IF b.i < 32 THEN
+            low := b.i;
+            width := 1;
+        ELSE
+            e := ((b.i - 32) / 32)::integer;
+            low := (32 + (b.i - 32) % 32) << e;
+            width := 1::bigint << e;
+        END IF;
+        IF seen >= rank THEN
+            RETURN (low + (width - 1) / 2) / 1e9::double precision;
+        END IF;
+    END LOOP;
+    RETURN low / 1e9::double precision;
+END
 $fn$;
 ";
 
@@ -164,6 +205,8 @@ pub(crate) fn migrate(client: &mut Client, options: &PostgresOptions) -> Result<
         .query_one(
             "SELECT to_regprocedure('fnmetrics_bucket(double precision)') IS NOT NULL
                 AND to_regprocedure('fnmetrics_hist_merge(smallint[], bigint[], smallint[], bigint[])')
+                    IS NOT NULL
+                AND to_regprocedure('fnmetrics_quantile(smallint[], bigint[], double precision)')
                     IS NOT NULL",
             &[],
         )

@@ -464,6 +464,48 @@ fn windows_and_series_agree_between_raw_rows_and_rollups() {
         .sum();
     assert_eq!(total, want);
     assert!(rolled.series("g", from, to, Duration::ZERO).is_err());
+
+    // One quantile method: SQL's fnmetrics_quantile (for dashboards) over the merged hourly
+    // rollup gives what the in-process histogram gives, and what the reader reads.
+    let mut client = pg.client();
+    let merged = client
+        .query(
+            "SELECT u.i, sum(u.c)::bigint FROM metrics_1h, unnest(hist_index, hist_count) u(i, c)
+             WHERE func_name = 'f' GROUP BY u.i ORDER BY u.i",
+            &[],
+        )
+        .unwrap();
+    let mut h = fnmetrics_core::Histogram::new();
+    for r in &merged {
+        h.add_to_bucket(r.get::<_, i16>(0) as usize, r.get::<_, i64>(1) as u64);
+    }
+    let everything = rolled.window("f", at(0), at(now_micros() + DAY)).unwrap();
+    assert_eq!(
+        (everything.p50, everything.p99),
+        (h.quantile(0.5), h.quantile(0.99))
+    );
+    for q in [0.0, 0.001, 0.25, 0.5, 0.9, 0.99, 0.999, 1.0, f64::NAN] {
+        let sql: f64 = client
+            .query_one(
+                "SELECT fnmetrics_quantile(array_agg(u.i ORDER BY u.i), array_agg(u.c ORDER BY u.i), $1)
+                 FROM (SELECT u.i, sum(u.c)::bigint AS c
+                       FROM metrics_1h, unnest(hist_index, hist_count) u(i, c)
+                       WHERE func_name = 'f' GROUP BY u.i) u",
+                &[&q],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(
+            Duration::from_nanos((sql * 1e9).round() as u64),
+            h.quantile(q),
+            "q = {q}"
+        );
+    }
+    let none: Option<f64> = client
+        .query_one("SELECT fnmetrics_quantile('{}', '{}', 0.5)", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(none, None);
 }
 
 #[test]

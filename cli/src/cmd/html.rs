@@ -3,15 +3,16 @@
 
 use crate::args::{HtmlArgs, Servers, SortKey};
 use crate::cmd::report::{self, FnStats};
-use crate::conn::{self, quoted, raw_postgres_error};
+use crate::conn::{self, postgres_error};
 use crate::duration::{human_ns, human_span, utc};
 use crate::error::{CliError, CliResult};
-use crate::glob::{self, Glob};
+use crate::glob;
 use crate::output::{html_escape as escape, percent, print};
 use crate::svg::{Chart, Series};
+use fnmetrics::postgres::Point;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// About this many points per chart.
 const BUCKETS: usize = 60;
@@ -25,11 +26,14 @@ struct Buckets {
     p99_ns: Vec<Option<f64>>,
 }
 
-/// The window and its buckets, in seconds since the Unix epoch.
+/// The window and its points, in seconds since the Unix epoch: the summary covers
+/// `[from, to)`, the charts `count` points of `width` from `start` (whole minutes or hours when
+/// the step is, so that they come from the rollups).
 #[derive(Clone, Copy, Debug)]
 struct Window {
     from: f64,
     to: f64,
+    start: f64,
     width: f64,
     count: usize,
 }
@@ -37,31 +41,39 @@ struct Window {
 pub(crate) fn run(s: &Servers, a: &HtmlArgs) -> CliResult<u8> {
     let glob = glob::optional(a.func.as_deref())?;
     let url = s.postgres_url()?;
-    let options = s.postgres_options()?;
-    let mut client = conn::raw_postgres(s)?;
-    let err = |e| raw_postgres_error(url, "cannot read the report", e);
-    let now: f64 = client
-        .query_one("SELECT extract(epoch FROM now())::float8", &[])
-        .and_then(|r| r.try_get(0))
-        .map_err(err)?;
-    // Buckets of a whole number of seconds (at least one), the window ending now.
-    let width = (a.since.as_secs_f64() / BUCKETS as f64).ceil().max(1.0);
-    let count = (a.since.as_secs_f64() / width).ceil() as usize;
-    let w = Window {
-        from: now - width * count as f64,
-        to: now,
-        width,
-        count,
-    };
-    let mut summary = report::query(
-        &mut client,
-        options.table(),
-        Duration::from_secs_f64(w.to - w.from),
-        glob.as_ref(),
-    )
-    .map_err(err)?;
+    let mut reader = conn::postgres_reader(s)?;
+    let to = SystemTime::now();
+    let from = to.checked_sub(a.since).unwrap_or(UNIX_EPOCH);
+    let names = report::functions(&mut reader, url, glob.as_ref())?;
+    let mut summary = report::query(&mut reader, url, &names, None, from, to)?;
     report::sort(&mut summary, SortKey::Calls);
-    let buckets = buckets(&mut client, options.table(), w, glob.as_ref()).map_err(err)?;
+    let step = step(a.since);
+    let series = reader
+        .many_series(&names, from, to, step)
+        .map_err(|e| postgres_error(url, "cannot read the charts' series", e))?;
+    let secs = |t: SystemTime| {
+        t.duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64())
+    };
+    let first = series
+        .first()
+        .map(|(_, p)| p.as_slice())
+        .unwrap_or_default();
+    let w = Window {
+        from: secs(from),
+        to: secs(to),
+        start: first.first().map_or(secs(from), |p| secs(p.start)),
+        // The reader may round the step up (past a table's retention): the points say.
+        width: match first {
+            [p, q, ..] => secs(q.start) - secs(p.start),
+            _ => step.as_secs_f64(),
+        },
+        count: first.len(),
+    };
+    let buckets: BTreeMap<String, Buckets> = series
+        .into_iter()
+        .map(|(name, points)| (name, Buckets::new(&points)))
+        .collect();
     let title = match &a.func {
         Some(g) => format!("fnmetrics: {g}, last {}", human_span(a.since)),
         None => format!("fnmetrics: last {}", human_span(a.since)),
@@ -80,48 +92,29 @@ pub(crate) fn run(s: &Servers, a: &HtmlArgs) -> CliResult<u8> {
     Ok(0)
 }
 
-/// Per function and bucket: calls, errors, p50 and p99 (SQL grouping on the bucket number).
-fn buckets(
-    client: &mut postgres::Client,
-    table: &str,
-    w: Window,
-    glob: Option<&Glob>,
-) -> Result<BTreeMap<String, Buckets>, postgres::Error> {
-    let like = glob.map_or_else(|| "%".to_owned(), Glob::to_like);
-    let sql = format!(
-        "SELECT func_name,
-                floor((extract(epoch FROM created_at)::float8 - $1::float8) / $2::float8)::int8 AS bucket,
-                count(*),
-                count(*) FILTER (WHERE error_occurred),
-                percentile_cont(0.5) WITHIN GROUP (ORDER BY execution_time),
-                percentile_cont(0.99) WITHIN GROUP (ORDER BY execution_time)
-         FROM {}
-         WHERE created_at >= to_timestamp($1::float8) AND created_at <= to_timestamp($3::float8)
-           AND func_name LIKE $4
-         GROUP BY 1, 2
-         ORDER BY 1, 2",
-        quoted(table)
-    );
-    let mut out: BTreeMap<String, Buckets> = BTreeMap::new();
-    for r in client.query(&sql, &[&w.from, &w.width, &w.to, &like])? {
-        let name: String = r.try_get(0)?;
-        if glob.is_some_and(|g| !g.matches(&name)) {
-            continue;
+/// About `since / BUCKETS`, in whole seconds; whole minutes from a minute on and whole hours
+/// from an hour on, so that the points come from the minute or hourly rollup.
+fn step(since: Duration) -> Duration {
+    let secs = (since.as_secs_f64() / BUCKETS as f64).ceil().max(1.0) as u64;
+    let unit = match secs {
+        0..60 => 1,
+        60..3600 => 60,
+        _ => 3600,
+    };
+    Duration::from_secs(secs.div_ceil(unit) * unit)
+}
+
+impl Buckets {
+    fn new(points: &[Point]) -> Buckets {
+        let ns = |d: Duration| d.as_secs_f64() * 1e9;
+        let with_calls = |p: &Point, v: f64| (p.calls > 0).then_some(v);
+        Buckets {
+            calls: points.iter().map(|p| p.calls).collect(),
+            errors: points.iter().map(|p| p.errors).collect(),
+            p50_ns: points.iter().map(|p| with_calls(p, ns(p.p50))).collect(),
+            p99_ns: points.iter().map(|p| with_calls(p, ns(p.p99))).collect(),
         }
-        let b = out.entry(name).or_insert_with(|| Buckets {
-            calls: vec![0; w.count],
-            errors: vec![0; w.count],
-            p50_ns: vec![None; w.count],
-            p99_ns: vec![None; w.count],
-        });
-        // `now` itself falls into the bucket after the last: count it in the last.
-        let i = (r.try_get::<_, i64>(1)?.max(0) as usize).min(w.count - 1);
-        b.calls[i] += r.try_get::<_, i64>(2)?.max(0) as u64;
-        b.errors[i] += r.try_get::<_, i64>(3)?.max(0) as u64;
-        b.p50_ns[i] = Some(r.try_get::<_, f64>(4)? * 1e9);
-        b.p99_ns[i] = Some(r.try_get::<_, f64>(5)? * 1e9);
     }
-    Ok(out)
 }
 
 fn page(
@@ -199,7 +192,7 @@ footer {{ margin-top: 40px; color: #94a3b8; font-size: 12px; }}
         h.push_str("</table>\n");
     }
     let times: Vec<f64> = (0..w.count)
-        .map(|i| w.from + (i as f64 + 0.5) * w.width)
+        .map(|i| w.start + (i as f64 + 0.5) * w.width)
         .collect();
     for (i, r) in summary.iter().enumerate() {
         let Some(b) = buckets.get(&r.function) else {
@@ -253,7 +246,7 @@ footer {{ margin-top: 40px; color: #94a3b8; font-size: 12px; }}
     }
     let _ = write!(
         h,
-        "<footer>Generated by fnmetrics {} from the PostgreSQL entry table. Times in UTC.</footer>\n\
+        "<footer>Generated by fnmetrics {} from PostgreSQL (rollups and raw rows). Times in UTC.</footer>\n\
          </body>\n</html>\n",
         env!("CARGO_PKG_VERSION")
     );

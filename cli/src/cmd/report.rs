@@ -1,14 +1,16 @@
-//! `fnmetrics report`: per-function calls, errors and latency over a window, from PostgreSQL's
-//! `metrics` table.
+//! `fnmetrics report`: per-function calls, errors and latency over a window, from PostgreSQL
+//! (the hourly and minute rollups for whole hours and minutes, the raw rows for the edges).
 
 use crate::args::{Format, ReportArgs, Servers, SortKey};
-use crate::conn::{self, quoted, raw_postgres_error};
+use crate::conn::{self, postgres_error};
 use crate::duration::{human_ns, human_span};
 use crate::error::{CliError, CliResult};
 use crate::glob::{self, Glob};
 use crate::output::{csv_field, json, percent, print, Table};
+use crate::redact::redact;
+use fnmetrics::postgres::PostgresReader;
 use serde::Serialize;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// One function's numbers over the window; times in nanoseconds.
 #[derive(Clone, Debug, Serialize)]
@@ -23,28 +25,27 @@ pub(crate) struct FnStats {
 }
 
 pub(crate) fn run(s: &Servers, a: &ReportArgs) -> CliResult<u8> {
-    if let Some(service) = &a.service {
-        return Err(CliError::usage(format!(
-            "--service {service}: the metrics table has no service column yet"
-        ))
-        .hint("leave out --service; it applies once the history schema adds services"));
-    }
     let glob = glob::optional(a.func.as_deref())?;
     let url = s.postgres_url()?;
-    let options = s.postgres_options()?;
-    let mut client = conn::raw_postgres(s)?;
-    let mut rows = query(&mut client, options.table(), a.since, glob.as_ref())
-        .map_err(|e| raw_postgres_error(url, "cannot read the report", e))?;
+    let mut reader = conn::postgres_reader(s)?;
+    let to = SystemTime::now();
+    let from = to.checked_sub(a.since).unwrap_or(UNIX_EPOCH);
+    let names = functions(&mut reader, url, glob.as_ref())?;
+    let mut rows = query(&mut reader, url, &names, a.service.as_deref(), from, to)?;
     sort(&mut rows, a.sort);
     let text = match a.format {
         Format::Json => json(&rows)?,
         Format::Csv => csv(&rows),
         Format::Table if rows.is_empty() => format!(
-            "no calls recorded in the last {}{}\n",
+            "no calls recorded in the last {}{}{}\n",
             human_span(a.since),
             a.func
                 .as_deref()
                 .map(|g| format!(" for functions matching `{g}`"))
+                .unwrap_or_default(),
+            a.service
+                .as_deref()
+                .map(|s| format!(" in service `{s}`"))
                 .unwrap_or_default()
         ),
         Format::Table => table(&rows),
@@ -53,46 +54,60 @@ pub(crate) fn run(s: &Servers, a: &ReportArgs) -> CliResult<u8> {
     Ok(0)
 }
 
-/// The numbers of every function with calls in the last `since`, matching `glob`, by name.
-pub(crate) fn query(
-    client: &mut postgres::Client,
-    table: &str,
-    since: Duration,
+/// The functions stored whose names match `glob`; an error that says to migrate before any
+/// drainer made the tables.
+pub(crate) fn functions(
+    reader: &mut PostgresReader,
+    url: &str,
     glob: Option<&Glob>,
-) -> Result<Vec<FnStats>, postgres::Error> {
-    let like = glob.map_or_else(|| "%".to_owned(), Glob::to_like);
-    let sql = format!(
-        "SELECT func_name,
-                count(*),
-                count(*) FILTER (WHERE error_occurred),
-                avg(execution_time),
-                percentile_cont(0.5) WITHIN GROUP (ORDER BY execution_time),
-                percentile_cont(0.99) WITHIN GROUP (ORDER BY execution_time),
-                max(execution_time)
-         FROM {}
-         WHERE created_at >= now() - make_interval(secs => $1) AND func_name LIKE $2
-         GROUP BY func_name
-         ORDER BY func_name",
-        quoted(table)
-    );
-    let ns = |secs: f64| (secs * 1e9).round().max(0.0) as u64;
-    let mut out = Vec::new();
-    for r in client.query(&sql, &[&since.as_secs_f64(), &like])? {
-        let function: String = r.try_get(0)?;
-        if glob.is_some_and(|g| !g.matches(&function)) {
-            continue;
-        }
-        out.push(FnStats {
-            function,
-            calls: r.try_get::<_, i64>(1)?.max(0) as u64,
-            errors: r.try_get::<_, i64>(2)?.max(0) as u64,
-            mean_ns: ns(r.try_get(3)?),
-            p50_ns: ns(r.try_get(4)?),
-            p99_ns: ns(r.try_get(5)?),
-            max_ns: ns(r.try_get(6)?),
-        });
+) -> CliResult<Vec<String>> {
+    let ready = reader
+        .is_ready()
+        .map_err(|e| postgres_error(url, "cannot read the schema version", e))?;
+    if !ready {
+        return Err(CliError::runtime(format!(
+            "no fnmetrics tables in PostgreSQL at {}",
+            redact(url)
+        ))
+        .hint("run `fnmetrics migrate` (or `fnmetrics drain`), or check --table"));
     }
-    Ok(out)
+    let mut names = reader
+        .functions()
+        .map_err(|e| postgres_error(url, "cannot list the functions", e))?;
+    if let Some(g) = glob {
+        names.retain(|n| g.matches(n));
+    }
+    Ok(names)
+}
+
+/// The numbers of each of `names` with calls in `[from, to)` (of one service, or all), by name:
+/// whole hours and minutes from the rollups, the edges from the raw rows.
+pub(crate) fn query(
+    reader: &mut PostgresReader,
+    url: &str,
+    names: &[String],
+    service: Option<&str>,
+    from: SystemTime,
+    to: SystemTime,
+) -> CliResult<Vec<FnStats>> {
+    let windows = match service {
+        Some(s) => reader.windows_of(s, names, from, to),
+        None => reader.windows(names, from, to),
+    }
+    .map_err(|e| postgres_error(url, "cannot read the report", e))?;
+    let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    Ok(windows
+        .into_iter()
+        .map(|(function, w)| FnStats {
+            function,
+            calls: w.calls,
+            errors: w.errors,
+            mean_ns: ns(w.mean),
+            p50_ns: ns(w.p50),
+            p99_ns: ns(w.p99),
+            max_ns: ns(w.max),
+        })
+        .collect())
 }
 
 /// Largest first by `key`, then by name.

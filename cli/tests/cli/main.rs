@@ -48,6 +48,7 @@ pub(crate) fn record_with_prefix(
     let mut b = Flusher::builder()
         .redis(redis.url())
         .key_prefix(key_prefix)
+        .service("shop")
         .batch_size(10_000)
         .flush_interval(Duration::from_millis(100))
         .backoff(Duration::from_millis(10), Duration::from_millis(100))

@@ -63,8 +63,19 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000_000);
-    let pg = PostgresServer::start();
-    let mut sink = PostgresSink::connect(&pg.url(), PostgresOptions::default()).expect("connect");
+    // FNMETRICS_BENCH_POSTGRES_URL: a server of your own, filled once and read again by later
+    // runs (to try a query out without writing the entries each time).
+    let own = std::env::var("FNMETRICS_BENCH_POSTGRES_URL").ok();
+    let fixture = own.is_none().then(PostgresServer::start);
+    let url = own.unwrap_or_else(|| {
+        fixture
+            .as_ref()
+            .map(PostgresServer::url)
+            .unwrap_or_default()
+    });
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    let mut sink = PostgresSink::connect(&url, PostgresOptions::default()).expect("connect");
+    let held = sink.count().expect("count") as usize;
     // 30 days less an hour up to a minute ago, so that `--since 30d` after the load (a minute or
     // two) covers them all.
     let end = now_micros() - 60_000_000;
@@ -76,7 +87,11 @@ fn main() {
         .collect();
     let mut ids = IdGen::with_instance(11);
     let t = Instant::now();
-    let mut written = 0;
+    let mut written = if held == total { total } else { 0 };
+    assert!(
+        held == total || held == 0,
+        "{held} rows already in the table"
+    );
     while written < total {
         let n = BATCH.min(total - written);
         let batch: Vec<EntryRecord> = (written..written + n)
@@ -98,9 +113,9 @@ fn main() {
     }
     let load = t.elapsed();
     drop(sink);
-    let mut client = pg.client();
-    client.batch_execute("VACUUM ANALYZE").expect("vacuum");
-    let url = pg.url();
+    if held == 0 {
+        client.batch_execute("VACUUM ANALYZE").expect("vacuum");
+    }
 
     let args = [
         "report",

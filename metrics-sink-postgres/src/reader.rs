@@ -10,7 +10,8 @@ use crate::sink::WindowStats;
 use crate::tables::{ceil_to, floor_to, Level, Tables, HOUR, MINUTE};
 use crate::types::{ceil_micros, pg_text, secs_to_duration, PgTimestamp};
 use fnmetrics_core::{Error, ErrorKind, Histogram};
-use postgres::types::ToSql;
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::types::{FromSql, ToSql, Type};
 use postgres::{Client, Statement};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -47,6 +48,68 @@ pub struct Point {
     pub max: Duration,
 }
 
+/// Runs `statement` and hands each row to `f` as it arrives: decoding here overlaps the
+/// server's sending (a month of hourly rollup rows is megabytes of histograms).
+fn for_each_row(
+    client: &mut Client,
+    statement: &Statement,
+    params: &[&(dyn ToSql + Sync)],
+    mut f: impl FnMut(&postgres::Row) -> Result<(), postgres::Error>,
+) -> Result<(), postgres::Error> {
+    let mut rows = client.query_raw(statement, params.iter().copied())?;
+    while let Some(row) = rows.next()? {
+        f(&row)?;
+    }
+    Ok(())
+}
+
+/// A one-dimensional `smallint[]` or `bigint[]` in PostgreSQL's binary format, read in place
+/// (no vector a row).
+struct RawArray<'a> {
+    /// The elements: each a 4-byte length, then its bytes.
+    elements: &'a [u8],
+}
+
+type BoxError = Box<dyn std::error::Error + Sync + Send>;
+
+impl<'a> FromSql<'a> for RawArray<'a> {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<RawArray<'a>, BoxError> {
+        let ndim = raw
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .map(i32::from_be_bytes)
+            .ok_or("a truncated array")?;
+        // ndim, has-nulls flag, element type, then (length, lower bound) a dimension.
+        let elements = match ndim {
+            0 => &raw[raw.len()..],
+            1 => raw.get(20..).ok_or("a truncated array")?,
+            n => return Err(format!("an array of {n} dimensions").into()),
+        };
+        Ok(RawArray { elements })
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::INT2_ARRAY || *ty == Type::INT8_ARRAY
+    }
+}
+
+impl RawArray<'_> {
+    /// The elements as integers (a NULL or malformed element ends them).
+    fn values(&self) -> impl Iterator<Item = i64> + '_ {
+        let mut rest = self.elements;
+        std::iter::from_fn(move || {
+            let len = i32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
+            let len = usize::try_from(len).ok()?;
+            let bytes = rest.get(4..4 + len)?;
+            rest = &rest[4 + len..];
+            match *bytes {
+                [a, b] => Some(i64::from(i16::from_be_bytes([a, b]))),
+                _ => Some(i64::from_be_bytes(bytes.try_into().ok()?)),
+            }
+        })
+    }
+}
+
 /// Sums of one window or point, as the queries return them.
 #[derive(Default)]
 struct Acc {
@@ -78,6 +141,34 @@ impl Acc {
             self.max = Some(self.max.map_or(v, |m| m.max(v)));
         }
         Ok(())
+    }
+
+    /// Adds a row of a rollup (see [`query_sql`]).
+    fn add_rollup(&mut self, row: &postgres::Row) -> Result<(), postgres::Error> {
+        self.calls += row.try_get::<_, i64>(1)?;
+        self.errors += row.try_get::<_, i64>(2)?;
+        self.total += row.try_get::<_, f64>(3)?;
+        let min: f64 = row.try_get(4)?;
+        let max: f64 = row.try_get(5)?;
+        self.min = Some(self.min.map_or(min, |m| m.min(min)));
+        self.max = Some(self.max.map_or(max, |m| m.max(max)));
+        let index: RawArray<'_> = row.try_get(6)?;
+        let count: RawArray<'_> = row.try_get(7)?;
+        for (i, c) in index.values().zip(count.values()) {
+            self.hist.add_to_bucket(
+                usize::try_from(i).unwrap_or(0),
+                u64::try_from(c).unwrap_or(0),
+            );
+        }
+        Ok(())
+    }
+
+    /// Adds a row of `level`'s query.
+    fn add_of(&mut self, level: Level, row: &postgres::Row) -> Result<(), postgres::Error> {
+        match level {
+            Level::Raw => self.add(row),
+            _ => self.add_rollup(row),
+        }
     }
 
     fn mean(&self) -> Duration {
@@ -266,9 +357,10 @@ impl SeriesPlan {
     }
 }
 
-/// The grouped query of one level: rows of (point, histogram bucket or NULL, histogram count,
-/// calls, errors, total, min, max, function), for `$1` name (`many`: an array of names),
-/// `[$2, $3)`, points `($from - $4) / $5`, and `$6` service (NULL: all).
+/// The query of one level, for `$1` name (`many`: an array of names), `[$2, $3)`, points
+/// `($from - $4) / $5`, and `$6` service (NULL: all). Raw rows are grouped into rows of (point,
+/// histogram bucket, its count, calls, errors, total, min, max, function); rollup rows come as
+/// stored: (point, calls, errors, total, min, max, histogram buckets, their counts, function).
 fn query_sql(tables: &Tables, level: Level, many: bool) -> String {
     let t = tables.quoted(level);
     // An index scan of `(func_name, …)` for each name either way.
@@ -289,20 +381,15 @@ fn query_sql(tables: &Tables, level: Level, many: bool) -> String {
                AND ($6::text IS NULL OR service = $6)
              GROUP BY func_name, 1, 2"
         ),
+        // Rollup rows as they are: the histograms are merged here, not by the server, which
+        // would unnest every bucket of every row into a hash aggregate (on one core, about
+        // 5 times slower for a month of hours, benches/history.rs and cli/benches/report.rs).
         _ => format!(
-            "WITH r AS (
-                 SELECT ((extract(epoch FROM bucket) * 1000000)::bigint - $4) / $5 AS p, *
-                 FROM {t}
-                 WHERE {name} AND bucket >= $2 AND bucket < $3
-                   AND ($6::text IS NULL OR service = $6))
-             SELECT p, NULL::smallint, 0::bigint, sum(calls)::bigint, sum(errors)::bigint,
-                    sum(total), min(min), max(max), func_name
-             FROM r GROUP BY func_name, p
-             UNION ALL
-             SELECT p, u.i, sum(u.c)::bigint, 0::bigint, 0::bigint, 0::double precision,
-                    NULL::double precision, NULL::double precision, func_name
-             FROM r, unnest(r.hist_index, r.hist_count) AS u(i, c)
-             GROUP BY func_name, p, u.i"
+            "SELECT ((extract(epoch FROM bucket) * 1000000)::bigint - $4) / $5,
+                    calls, errors, total, min, max, hist_index, hist_count, func_name
+             FROM {t}
+             WHERE {name} AND bucket >= $2 AND bucket < $3
+               AND ($6::text IS NULL OR service = $6)"
         ),
     }
 }
@@ -388,21 +475,18 @@ pub(crate) fn read_window(
     let mut by_name: BTreeMap<String, Acc> = BTreeMap::new();
     for seg in plan_window(from, to, options.rollups(), cut) {
         let q = queries.get(client, &tables, seg.level, names.many())?;
-        let rows = client.query(
-            &q,
-            &[
-                name.as_param(),
-                &PgTimestamp(seg.from),
-                &PgTimestamp(seg.to),
-                &seg.from,
-                &i64::MAX,
-                &service.as_deref(),
-            ],
-        )?;
-        for row in &rows {
-            let f: String = row.try_get(8)?;
-            by_name.entry(f).or_default().add(row)?;
-        }
+        let (from, to) = (PgTimestamp(seg.from), PgTimestamp(seg.to));
+        let service = service.as_deref();
+        let params: [&(dyn ToSql + Sync); 6] =
+            [name.as_param(), &from, &to, &seg.from, &i64::MAX, &service];
+        for_each_row(client, &q, &params, |row| {
+            let f: &str = row.try_get(8)?;
+            let acc = match by_name.get_mut(f) {
+                Some(acc) => acc,
+                None => by_name.entry(f.to_owned()).or_default(),
+            };
+            acc.add_of(seg.level, row)
+        })?;
     }
     Ok(by_name
         .into_iter()
@@ -428,27 +512,31 @@ pub(crate) fn read_series(
     let q = queries.get(client, &tables, plan.level, names.many())?;
     let name = NameParam::new(names);
     let service = service.map(pg_text);
-    let rows = client.query(
-        &q,
-        &[
-            name.as_param(),
-            &PgTimestamp(plan.start),
-            &PgTimestamp(plan.end),
-            &plan.start,
-            &plan.step,
-            &service.as_deref(),
-        ],
-    )?;
+    let (from, to) = (PgTimestamp(plan.start), PgTimestamp(plan.end));
+    let service = service.as_deref();
+    let params: [&(dyn ToSql + Sync); 6] = [
+        name.as_param(),
+        &from,
+        &to,
+        &plan.start,
+        &plan.step,
+        &service,
+    ];
     let mut by_name: BTreeMap<String, Vec<Acc>> = BTreeMap::new();
-    for row in &rows {
+    for_each_row(client, &q, &params, |row| {
         let p: i64 = row.try_get(0)?;
         let Some(p) = usize::try_from(p).ok().filter(|p| *p < plan.points) else {
-            continue;
+            return Ok(());
         };
-        let f: String = row.try_get(8)?;
-        let points = by_name.entry(f).or_insert_with(|| zero_sums(plan));
-        points[p].add(row)?;
-    }
+        let f: &str = row.try_get(8)?;
+        let points = match by_name.get_mut(f) {
+            Some(points) => points,
+            None => by_name
+                .entry(f.to_owned())
+                .or_insert_with(|| zero_sums(plan)),
+        };
+        points[p].add_of(plan.level, row)
+    })?;
     Ok(by_name
         .into_iter()
         .filter(|(_, points)| points.iter().any(|acc| acc.calls > 0))
@@ -1037,6 +1125,52 @@ mod tests {
 
     fn seg(level: Level, from: i64, to: i64) -> Segment {
         Segment { level, from, to }
+    }
+
+    /// A one-dimensional array in the binary format, elements of `width` bytes.
+    fn binary_array(width: usize, values: &[i64]) -> Vec<u8> {
+        let mut b = Vec::new();
+        for w in [
+            1i32,
+            0,
+            if width == 2 { 21 } else { 20 },
+            values.len() as i32,
+            1,
+        ] {
+            b.extend_from_slice(&w.to_be_bytes());
+        }
+        for v in values {
+            b.extend_from_slice(&(width as i32).to_be_bytes());
+            b.extend_from_slice(&v.to_be_bytes()[8 - width..]);
+        }
+        b
+    }
+
+    #[test]
+    fn binary_arrays_are_read_in_place() {
+        let small = binary_array(2, &[0, 31, 1279, -2]);
+        let a = RawArray::from_sql(&Type::INT2_ARRAY, &small).unwrap();
+        assert_eq!(a.values().collect::<Vec<_>>(), [0, 31, 1279, -2]);
+        let big = binary_array(8, &[1, i64::MAX]);
+        let a = RawArray::from_sql(&Type::INT8_ARRAY, &big).unwrap();
+        assert_eq!(a.values().collect::<Vec<_>>(), [1, i64::MAX]);
+        // An empty array has no dimensions.
+        let empty = [0u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 20];
+        let a = RawArray::from_sql(&Type::INT8_ARRAY, &empty).unwrap();
+        assert_eq!(a.values().count(), 0);
+        let mut two_dims = big.clone();
+        two_dims[3] = 2;
+        assert!(RawArray::from_sql(&Type::INT8_ARRAY, &two_dims).is_err());
+        assert!(RawArray::from_sql(&Type::INT8_ARRAY, &big[..2]).is_err());
+        // A truncated element ends the values.
+        assert_eq!(
+            RawArray::from_sql(&Type::INT8_ARRAY, &big[..big.len() - 1])
+                .unwrap()
+                .values()
+                .count(),
+            1
+        );
+        assert!(RawArray::accepts(&Type::INT2_ARRAY) && !RawArray::accepts(&Type::TEXT));
     }
 
     #[test]

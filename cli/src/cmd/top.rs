@@ -1,6 +1,7 @@
 //! `fnmetrics top`: a live view of the fleet from the Redis aggregates.
 
 use crate::args::{Servers, TopArgs};
+use crate::cmd::serve;
 use crate::conn::{self, redis_error};
 use crate::duration::{human_ns, human_span, utc};
 use crate::error::CliResult;
@@ -67,21 +68,16 @@ pub(crate) fn run(s: &Servers, a: &TopArgs) -> CliResult<u8> {
     Ok(0)
 }
 
-/// Every matching function's fleet-wide snapshot, by name.
+/// Every matching function's fleet-wide snapshot, by name (pipelined, as a scrape of `serve`
+/// reads them).
 fn read_all(
     reader: &mut RedisReader,
     glob: Option<&Glob>,
 ) -> Result<HashMap<String, Snapshot>, fnmetrics::Error> {
-    let mut out = HashMap::new();
-    for name in reader.functions()? {
-        if glob.is_some_and(|g| !g.matches(&name)) {
-            continue;
-        }
-        if let Some(m) = reader.get(&name)? {
-            out.insert(name, m);
-        }
-    }
-    Ok(out)
+    Ok(serve::fleet(reader, glob)?
+        .into_iter()
+        .map(|m| (m.name.clone(), m))
+        .collect())
 }
 
 fn quantile_ns(m: &Snapshot, q: f64) -> String {

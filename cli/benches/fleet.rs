@@ -28,8 +28,9 @@ fn fnmetrics() -> Command {
     c
 }
 
-/// One HTTP GET of `/metrics`; the body.
-fn scrape(addr: &str) -> String {
+/// One HTTP GET of `/metrics`: the answer's bytes (read into a buffer made once, so that the
+/// time is serve's and the network's, not this client's growing of a string).
+fn scrape(addr: &str, out: &mut Vec<u8>) {
     let mut s = TcpStream::connect(addr).expect("connect to serve");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(
@@ -37,14 +38,8 @@ fn scrape(addr: &str) -> String {
         "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("the answer");
-    assert!(
-        out.starts_with("HTTP/1.1 200"),
-        "{}",
-        &out[..out.len().min(200)]
-    );
-    out
+    out.clear();
+    s.read_to_end(out).expect("the answer");
 }
 
 fn main() {
@@ -115,10 +110,17 @@ fn main() {
         .unwrap_or_else(|| panic!("no address in {line:?}"))
         .to_owned();
     let mut serve = Vec::new();
+    let mut answer = Vec::with_capacity(64 << 20);
     for _ in 0..ROUNDS {
         let t = Instant::now();
-        let body = scrape(&addr);
+        scrape(&addr, &mut answer);
         serve.push(t.elapsed());
+        let body = String::from_utf8_lossy(&answer);
+        assert!(
+            body.starts_with("HTTP/1.1 200"),
+            "{}",
+            &body[..body.len().min(200)]
+        );
         let series = body
             .lines()
             .filter(|l| l.starts_with("fnmetrics_calls_total{"))

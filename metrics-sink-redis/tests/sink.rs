@@ -175,6 +175,41 @@ fn keys_follow_the_options() {
 }
 
 #[test]
+fn an_aggregate_that_is_not_ours_is_a_typed_error_not_a_panic_or_a_guess() {
+    let server = RedisServer::start();
+    let mut c = server.client();
+    let _: () = c
+        .hset_multiple(
+            "app:metrics:good",
+            &[("calls", "3"), ("errors", "1"), ("b40", "3")],
+        )
+        .unwrap();
+    let _: () = c.hset("app:metrics:bad", "calls", "three").unwrap();
+    let _: () = c.set("app:metrics:string", "x").unwrap();
+    let mut reader = RedisReader::connect(&server.url(), RedisOptions::default()).unwrap();
+    let good = reader.get("good").unwrap().expect("good");
+    assert_eq!(
+        (good.calls, good.errors, good.histogram().count()),
+        (3, 1, 3)
+    );
+    assert!(reader.get("missing").unwrap().is_none());
+    let e = reader.get("bad").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Decode, "{e}");
+    assert!(e.to_string().contains("three"), "{e}");
+    let e = reader.get("string").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Schema, "{e}");
+    let names = ["good", "missing"].map(String::from);
+    let many = reader.get_many(&names).unwrap();
+    assert_eq!(many[0].as_ref().map(|m| m.calls), Some(3));
+    assert!(many[1].is_none());
+    let names = ["good", "bad"].map(String::from);
+    assert_eq!(
+        reader.get_many(&names).unwrap_err().kind(),
+        ErrorKind::Decode
+    );
+}
+
+#[test]
 fn min_and_max_are_exact_above_2_pow_53() {
     // Lua numbers are doubles: 2^53 + 1 and 2^53 + 2 are the same double.
     let server = RedisServer::start();

@@ -76,5 +76,5 @@ pub use error::{classify, Failure};
 pub use options::PostgresOptions;
 pub use partitions::{Maintenance, Retention};
 pub use reader::{Point, PostgresReader, MAX_POINTS};
-pub use schema::SCHEMA_VERSION;
+pub use schema::{Migration, SCHEMA_VERSION};
 pub use sink::{BatchOutcome, PostgresSink, RejectedRow, WindowStats, OUTAGE_LEAF_FAILURES};

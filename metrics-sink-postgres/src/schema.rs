@@ -164,15 +164,33 @@ struct FoundColumn {
     needs_value: bool,
 }
 
-/// What [`migrate`] found and did.
+/// What the migration of a [`PostgresSink`](crate::PostgresSink)'s connection found and did
+/// ([`PostgresSink::migration`](crate::PostgresSink::migration)).
+///
+/// ```no_run
+/// use fnmetrics::postgres::{Migration, PostgresOptions, PostgresSink};
+///
+/// let sink = PostgresSink::connect("postgres://postgres@127.0.0.1/app", PostgresOptions::default())?;
+/// match sink.migration() {
+///     Some(Migration::Created) => println!("made the tables"),
+///     Some(Migration::FromV1 { rows }) => println!("moved {rows} rows into the new tables"),
+///     _ => println!("the schema was current"),
+/// }
+/// # Ok::<(), fnmetrics::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Migrated {
-    /// The schema was at version 2 already.
+#[non_exhaustive]
+pub enum Migration {
+    /// The schema was at the current version already (a rollup table dropped by hand is made
+    /// again and filled from the raw rows).
     Current,
     /// The tables were made.
     Created,
     /// A version 1 table's rows were moved into the partitioned table and rolled up.
-    FromV1 { rows: u64 },
+    FromV1 {
+        /// The rows moved.
+        rows: u64,
+    },
 }
 
 /// Brings the database to [`SCHEMA_VERSION`], or explains why it cannot.
@@ -189,7 +207,7 @@ pub(crate) enum Migrated {
 /// # Errors
 /// [`ErrorKind::Superseded`] when the schema is newer than this build;
 /// [`ErrorKind::Schema`] for a table of another shape; [`ErrorKind::Timeout`] for the lock.
-pub(crate) fn migrate(client: &mut Client, options: &PostgresOptions) -> Result<Migrated, Error> {
+pub(crate) fn migrate(client: &mut Client, options: &PostgresOptions) -> Result<Migration, Error> {
     let ctx = "cannot migrate the PostgreSQL schema";
     let tables = Tables::new(options.table());
     let mut tx = client.transaction().map_err(|e| pg_error(ctx, e))?;
@@ -220,7 +238,7 @@ pub(crate) fn migrate(client: &mut Client, options: &PostgresOptions) -> Result<
     let migrated = match relation(&mut tx, &tables.raw)? {
         None => {
             create_raw(&mut tx, &tables).map_err(|e| pg_error(ctx, e))?;
-            Migrated::Created
+            Migration::Created
         }
         Some(kind) if kind == "p" => {
             check_columns(
@@ -229,12 +247,12 @@ pub(crate) fn migrate(client: &mut Client, options: &PostgresOptions) -> Result<
                 &columns_of(&mut tx, &tables.raw)?,
             )?;
             check_unique(&mut tx, &tables.raw, RAW_KEY)?;
-            Migrated::Current
+            Migration::Current
         }
         Some(_) => {
             check_columns(&tables.raw, &V1_COLUMNS, &columns_of(&mut tx, &tables.raw)?)?;
             let rows = from_v1(&mut tx, &tables)?;
-            Migrated::FromV1 { rows }
+            Migration::FromV1 { rows }
         }
     };
     let mut created = Vec::new();
@@ -260,7 +278,7 @@ pub(crate) fn migrate(client: &mut Client, options: &PostgresOptions) -> Result<
             }
         }
     }
-    if migrated != Migrated::Created && !created.is_empty() {
+    if migrated != Migration::Created && !created.is_empty() {
         // Raw rows without rollups (a version 1 table just moved, or a rollup table someone
         // dropped): roll them all up into the new rollups, so raw and rollups agree from the
         // first day.
@@ -277,7 +295,7 @@ pub(crate) fn migrate(client: &mut Client, options: &PostgresOptions) -> Result<
         .map_err(|e| pg_error(ctx, e))?;
     }
     tx.commit().map_err(|e| pg_error(ctx, e))?;
-    if let Migrated::FromV1 { rows } = migrated {
+    if let Migration::FromV1 { rows } = migrated {
         log::info!(
             target: "fnmetrics",
             "migrated PostgreSQL table `{}` from schema version 1 to {SCHEMA_VERSION}: {rows} rows \

@@ -6,7 +6,7 @@ use crate::partitions::{self, Maintenance};
 use crate::reader::{functions_sql, one, read_window, Names, Queries};
 use crate::rollup::{self, Rollups};
 use crate::runtime::outside_runtime;
-use crate::schema::{migrate, RAW_KEY};
+use crate::schema::{migrate, Migration, RAW_KEY};
 use crate::session::{close_off_runtime, is_broken, Endpoint};
 use crate::tables::{Level, Span, Tables, DAY};
 use crate::types::{duration_to_secs, pg_text, PgTimestamp, PgUuid};
@@ -97,6 +97,8 @@ struct Conn {
     tables: Tables,
     /// The rollup statements, when batches update the rollups.
     rollups: Option<rollup::Statements>,
+    /// What the migration at connect found and did.
+    migration: Migration,
     /// Partitions known to be attached (made or seen by this connection).
     partitions: BTreeSet<(Level, Span)>,
     /// Binary `COPY` straight into the raw table: a batch's first attempt (unless the table
@@ -301,6 +303,19 @@ impl PostgresSink {
             conn: None,
             cancel: Arc::default(),
         }
+    }
+
+    /// What the migration of the current connection found and did: made the tables, moved a
+    /// version 1 table's rows, or found the schema current. `None` while not connected.
+    ///
+    /// ```no_run
+    /// # use fnmetrics::postgres::{Migration, PostgresOptions, PostgresSink};
+    /// let sink = PostgresSink::connect("postgres://postgres@127.0.0.1/app", PostgresOptions::default())?;
+    /// assert!(sink.migration().is_some());
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// ```
+    pub fn migration(&self) -> Option<Migration> {
+        self.conn.as_ref().map(|c| c.migration)
     }
 
     /// Connects (and migrates, and prepares) now, if there is no connection yet.
@@ -842,7 +857,7 @@ impl Conn {
         let options = &endpoint.options;
         // Before the migration, whose lock may be waited for: a shutdown can cancel that too.
         let (mut client, tls) = endpoint.open(Some(cancel))?;
-        migrate(&mut client, options)?;
+        let migration = migrate(&mut client, options)?;
         let ctx = "cannot prepare the PostgreSQL statements";
         client
             .batch_execute(&format!(
@@ -893,6 +908,7 @@ impl Conn {
             tls,
             tables,
             rollups,
+            migration,
             partitions: BTreeSet::new(),
             copy,
             direct,

@@ -5,7 +5,9 @@
 use fnmetrics_test_support as support;
 
 use fnmetrics_core::{EntryRecord, IdGen, Source};
-use fnmetrics_sink_postgres::{PostgresOptions, PostgresReader, PostgresSink, Retention};
+use fnmetrics_sink_postgres::{
+    Migration, PostgresOptions, PostgresReader, PostgresSink, Retention,
+};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -132,7 +134,14 @@ fn a_v1_table_with_data_is_migrated_in_place_into_day_partitions_and_rolled_up()
         )
         .unwrap();
     let mut sink = PostgresSink::connect(&pg.url(), PostgresOptions::default()).unwrap();
+    assert_eq!(sink.migration(), Some(Migration::FromV1 { rows: 60_002 }));
     assert_eq!(sink.count().unwrap(), 60_002);
+    assert_eq!(
+        PostgresSink::connect(&pg.url(), PostgresOptions::default())
+            .unwrap()
+            .migration(),
+        Some(Migration::Current)
+    );
     for lone in ["metrics_p20261110", "metrics_p_old"] {
         assert_eq!(
             count(&mut client, &format!("SELECT count(*) FROM ONLY {lone}")),

@@ -6,16 +6,23 @@ use crate::error::CliResult;
 use crate::output::print;
 use crate::redact::redact;
 
-use fnmetrics::postgres::SCHEMA_VERSION;
+use fnmetrics::postgres::{Migration, SCHEMA_VERSION};
 
 pub(crate) fn run(s: &Servers, a: &MigrateArgs) -> CliResult<u8> {
     let url = s.postgres_url()?;
     let options = s.postgres_options()?;
     if !a.check {
         // Connecting migrates (idempotently, under an advisory lock).
-        conn::sink(s)?;
+        let sink = conn::sink(s)?;
+        let did = match sink.migration() {
+            Some(Migration::Created) => "tables created; ".to_owned(),
+            Some(Migration::FromV1 { rows }) => format!(
+                "migrated from version 1 ({rows} rows moved into day partitions and rolled up); "
+            ),
+            _ => String::new(),
+        };
         print(&format!(
-            "schema current: table `{}` at version {SCHEMA_VERSION} in {}\n",
+            "{did}schema current: table `{}` at version {SCHEMA_VERSION} in {}\n",
             options.table(),
             redact(url)
         ))?;

@@ -2,7 +2,8 @@
 //! of this process's registry (goal < 100 ms), and the fleet read of `fnmetrics serve
 //! --prometheus` (every function's aggregates from Redis with `RedisReader`, then
 //! `render_snapshots`) against a throw-away `redis-server` filled by a real flusher (goal
-//! < 200 ms).
+//! < 100 ms for serve's scrape; `cargo bench -p fnmetrics-cli --bench fleet` times the whole
+//! scrape over HTTP from the real binary).
 //!
 //! `cargo bench --bench prometheus`; prints one line a measurement (median of the rounds).
 

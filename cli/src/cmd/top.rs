@@ -1,15 +1,14 @@
 //! `fnmetrics top`: a live view of the fleet from the Redis aggregates.
 
 use crate::args::{Servers, TopArgs};
-use crate::cmd::serve;
-use crate::conn::{self, redis_error};
+use crate::cmd::serve::Fleet;
+use crate::conn::redis_error;
 use crate::duration::{human_ns, human_span, utc};
 use crate::error::CliResult;
 use crate::glob::{self, Glob};
 use crate::output::{percent, print, Table};
 use crate::redact::redact;
 use crate::stop::Stop;
-use fnmetrics::redis::RedisReader;
 use fnmetrics::Snapshot;
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -18,8 +17,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 pub(crate) fn run(s: &Servers, a: &TopArgs) -> CliResult<u8> {
     let glob = glob::optional(a.func.as_deref())?;
     let url = s.redis_url()?;
-    let mut reader = conn::reader(s)?;
-    let read = |reader: &mut RedisReader| {
+    let mut reader = Fleet::connect(url, s.redis_options())
+        .map_err(|e| redis_error(url, "cannot connect to Redis", e))?;
+    let read = |reader: &mut Fleet| {
         read_all(reader, glob.as_ref()).map_err(|e| redis_error(url, "cannot read aggregates", e))
     };
     if a.once {
@@ -71,10 +71,11 @@ pub(crate) fn run(s: &Servers, a: &TopArgs) -> CliResult<u8> {
 /// Every matching function's fleet-wide snapshot, by name (pipelined, as a scrape of `serve`
 /// reads them).
 fn read_all(
-    reader: &mut RedisReader,
+    reader: &mut Fleet,
     glob: Option<&Glob>,
 ) -> Result<HashMap<String, Snapshot>, fnmetrics::Error> {
-    Ok(serve::fleet(reader, glob)?
+    Ok(reader
+        .read(glob)?
         .into_iter()
         .map(|m| (m.name.clone(), m))
         .collect())

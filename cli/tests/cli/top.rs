@@ -72,3 +72,43 @@ fn top_once_prints_totals_and_live_mode_redraws_until_stopped() {
     assert!(!all.contains('\x1b'), "{all}");
     assert!(all.contains("rates over the last 100ms"), "{all}");
 }
+
+#[test]
+fn a_large_fleet_is_read_whole_on_two_connections() {
+    // More functions than one connection reads alone: hashes as flushers write them.
+    let redis = RedisServer::start();
+    let mut c = redis.client();
+    let n = 2_345u64;
+    let mut pipe = redis::pipe();
+    for i in 0..n {
+        let name = format!("fleet::f{i:05}");
+        pipe.cmd("HSET")
+            .arg(format!("app:metrics:{name}"))
+            .arg("calls")
+            .arg(i + 1)
+            .arg("errors")
+            .arg(i % 2)
+            .arg("b40")
+            .arg(i + 1)
+            .ignore();
+        pipe.cmd("SADD")
+            .arg("fnmetrics:functions")
+            .arg(&name)
+            .ignore();
+    }
+    let () = pipe.query(&mut c).unwrap();
+    let once = ok(&["top", "--once", "--redis", &redis.url()]);
+    let rows: Vec<&str> = once.lines().filter(|l| l.starts_with("fleet::f")).collect();
+    assert_eq!(rows.len() as u64, n, "{once}");
+    // Most calls first: every function once, with its own count.
+    let calls: u64 = rows
+        .iter()
+        .map(|l| l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(calls, n * (n + 1) / 2);
+    assert!(
+        rows[0].starts_with(&format!("fleet::f{:05} ", n - 1)),
+        "{}",
+        rows[0]
+    );
+}

@@ -610,3 +610,31 @@ fn a_schema_newer_than_this_build_leaves_stage_2_to_newer_drainers_and_stage_1_d
         .get(0);
     assert_eq!(count, 0);
 }
+
+/// Pointed at a node of a Redis Cluster, `start()` fails at once with a typed error that names
+/// the cluster (it used to start, fail every flush, and give every entry up at shutdown).
+#[test]
+fn a_redis_cluster_node_fails_start_naming_the_cluster() {
+    let node = RedisServer::start_with_args(&["--cluster-enabled", "yes"]);
+    let postgres = PostgresServer::start();
+    let named = |e: &fnmetrics::Error| {
+        e.kind() == ErrorKind::InvalidConfig && e.to_string().contains("Redis Cluster")
+    };
+    let _one = ONE_FLUSHER.lock();
+    let t = Instant::now();
+    let e = Flusher::builder()
+        .redis(node.url())
+        .postgres(postgres.url())
+        .start()
+        .unwrap_err();
+    assert!(named(&e), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    let e = Drainer::connect(
+        &node.url(),
+        RedisOptions::default(),
+        &postgres.url(),
+        PostgresOptions::default(),
+    )
+    .unwrap_err();
+    assert!(named(&e), "{e}");
+}

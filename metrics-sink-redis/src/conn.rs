@@ -62,9 +62,7 @@ impl Conn {
     /// The open connection, or a new one (connected, PINGed, scripts loaded).
     fn connection(&mut self) -> Result<&mut Connection, Error> {
         if self.conn.is_none() {
-            let c = self
-                .establish()
-                .map_err(|e| map_error(e, "cannot connect to Redis"))?;
+            let c = self.establish()?;
             self.conn = Some(c);
         }
         self.conn
@@ -75,15 +73,34 @@ impl Conn {
     /// Connects, PINGs and loads the scripts. A TLS handshake (`rediss://`) happens on the
     /// first write, so a certificate that does not verify fails here, not in
     /// `get_connection_with_timeout`.
-    fn establish(&self) -> redis::RedisResult<Connection> {
+    ///
+    /// A node of a Redis Cluster is refused with [`ErrorKind::InvalidConfig`] (which fails a
+    /// flusher's `start()`): its keys live on several nodes, and a flush that touches keys of
+    /// other slots would fail on every try.
+    fn establish(&self) -> Result<Connection, Error> {
+        let fail = |e| map_error(e, "cannot connect to Redis");
         let mut c = self
             .client
-            .get_connection_with_timeout(self.opts.connect_timeout)?;
-        c.set_read_timeout(Some(self.opts.io_timeout))?;
-        c.set_write_timeout(Some(self.opts.io_timeout))?;
-        redis::cmd("PING").query::<()>(&mut c)?;
+            .get_connection_with_timeout(self.opts.connect_timeout)
+            .map_err(fail)?;
+        c.set_read_timeout(Some(self.opts.io_timeout))
+            .map_err(fail)?;
+        c.set_write_timeout(Some(self.opts.io_timeout))
+            .map_err(fail)?;
+        redis::cmd("PING").query::<()>(&mut c).map_err(fail)?;
+        if is_cluster_node(&mut c).map_err(fail)? {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                format!(
+                    "the Redis server at {} is a node of a Redis Cluster (cluster_enabled:1), \
+                     and fnmetrics does not support Redis Cluster yet: give the URL of a \
+                     standalone Redis (replicas are fine)",
+                    self.client.get_connection_info().addr
+                ),
+            ));
+        }
         for s in self.scripts {
-            s.load(&mut c)?;
+            s.load(&mut c).map_err(fail)?;
         }
         Ok(c)
     }
@@ -121,6 +138,16 @@ impl Conn {
             }
             r => r,
         })
+    }
+}
+
+/// Whether the server says `cluster_enabled:1` in `INFO cluster`. A server that refuses `INFO`
+/// (renamed away, or denied by an ACL) is taken for a standalone one, as it was before.
+fn is_cluster_node(c: &mut Connection) -> redis::RedisResult<bool> {
+    match redis::cmd("INFO").arg("cluster").query::<String>(c) {
+        Ok(info) => Ok(info.lines().any(|l| l.trim() == "cluster_enabled:1")),
+        Err(e) if is_server_error(&e) => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

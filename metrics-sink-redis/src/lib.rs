@@ -11,10 +11,11 @@
 //! about a second of flushes on a power loss, `always` none), or a restart loses what stage 2 had
 //! not moved yet.
 //!
-//! Redis Cluster is not supported yet. Every script names all the keys it touches (a flush: the
-//! entry list, the flush-id key, one hash per function; a claim taken over: its list, in a second
-//! script), so with a hash tag in [`RedisOptions::key_prefix`] such as `{fnmetrics}` they share
-//! one slot; but this crate connects to a single node.
+//! Redis Cluster is not supported yet: a node of one (`cluster_enabled:1` in `INFO cluster`) is
+//! refused at connect with [`ErrorKind::InvalidConfig`](fnmetrics_core::ErrorKind::InvalidConfig),
+//! which fails a flusher's `start()` at once, naming the cluster. Every script names all the keys
+//! it touches (a flush: the entry list, the flush-id key, one hash per function; a claim taken
+//! over: its list, in a second script); `docs/cluster.md` plans the cluster layout on that.
 //!
 //! # Key layout
 //! With `P` = [`RedisOptions::key_prefix`]:

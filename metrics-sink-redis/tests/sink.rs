@@ -210,6 +210,26 @@ fn an_aggregate_that_is_not_ours_is_a_typed_error_not_a_panic_or_a_guess() {
 }
 
 #[test]
+fn a_node_of_a_redis_cluster_is_refused_at_connect_naming_the_cluster() {
+    let node = RedisServer::start_with_args(&["--cluster-enabled", "yes"]);
+    let check = |e: fnmetrics_core::Error| {
+        assert_eq!(e.kind(), ErrorKind::InvalidConfig, "{e}");
+        assert!(e.kind().fails_start());
+        let text = e.to_string();
+        assert!(
+            text.contains("Redis Cluster") && text.contains(&format!("127.0.0.1:{}", node.port())),
+            "{text}"
+        );
+    };
+    check(RedisSink::connect(&node.url(), RedisOptions::default()).unwrap_err());
+    check(RedisQueue::connect(&node.url(), RedisOptions::default()).unwrap_err());
+    check(RedisReader::connect(&node.url(), RedisOptions::default()).unwrap_err());
+    // A standalone server is not.
+    let alone = RedisServer::start();
+    RedisSink::connect(&alone.url(), RedisOptions::default()).unwrap();
+}
+
+#[test]
 fn min_and_max_are_exact_above_2_pow_53() {
     // Lua numbers are doubles: 2^53 + 1 and 2^53 + 2 are the same double.
     let server = RedisServer::start();

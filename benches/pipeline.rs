@@ -274,6 +274,9 @@ fn naive(pg: &PostgresServer, table: &str, rows: &[EntryRecord]) -> Duration {
 struct Stage2Rates {
     rollups_off: f64,
     rollups_on: f64,
+    /// With `Drainer::writers(2)`.
+    rollups_off_2: f64,
+    rollups_on_2: f64,
     /// `PostgresSink::write_batch` of the same rows, rollups on, without Redis.
     sink_alone: f64,
     copy: f64,
@@ -286,6 +289,7 @@ fn drain_rate(
     pg: &PostgresServer,
     work: &[FlushBatch],
     options: PostgresOptions,
+    writers: usize,
 ) -> f64 {
     let mut sink = RedisSink::connect(&redis.url(), RedisOptions::default()).expect("connect");
     for b in work {
@@ -311,6 +315,7 @@ fn drain_rate(
     let mut drainer = Drainer::connect(&redis.url(), RedisOptions::default(), &pg.url(), options)
         .expect("connect drainer")
         .batch_size(50_000)
+        .writers(writers)
         .maintain_every(None);
     let t = Instant::now();
     let moved = drainer.drain_all().expect("drain").moved;
@@ -348,9 +353,14 @@ fn stage2() -> Stage2Rates {
     settle();
     let copy = rate(rows.len(), psql_copy(&pg, "bench_copy", &rows));
     settle();
-    let rollups_off = drain_rate(&redis, &pg, &work, table("bench_off").with_rollups(false));
+    let rollups_off = drain_rate(&redis, &pg, &work, table("bench_off").with_rollups(false), 1);
     settle();
-    let rollups_on = drain_rate(&redis, &pg, &work, table("bench_on"));
+    let rollups_on = drain_rate(&redis, &pg, &work, table("bench_on"), 1);
+    settle();
+    let off = table("bench_off_2").with_rollups(false);
+    let rollups_off_2 = drain_rate(&redis, &pg, &work, off, 2);
+    settle();
+    let rollups_on_2 = drain_rate(&redis, &pg, &work, table("bench_on_2"), 2);
     settle();
     let mut alone = PostgresSink::connect(&pg.url(), table("bench_alone")).expect("connect");
     let t = Instant::now();
@@ -368,10 +378,14 @@ fn stage2() -> Stage2Rates {
     };
     assert_eq!(count("bench_off"), STAGE2_ENTRIES);
     assert_eq!(count("bench_on"), STAGE2_ENTRIES);
+    assert_eq!(count("bench_off_2"), STAGE2_ENTRIES);
+    assert_eq!(count("bench_on_2"), STAGE2_ENTRIES);
     assert_eq!(count("bench_copy"), STAGE2_ENTRIES + NAIVE_ROWS);
     Stage2Rates {
         rollups_off,
         rollups_on,
+        rollups_off_2,
+        rollups_on_2,
         sink_alone,
         copy,
         naive,
@@ -437,6 +451,14 @@ fn stage2_report() {
         s2.rollups_on
     );
     println!(
+        "  the same, 2 writers, rollups off {:>12.0} rows/s",
+        s2.rollups_off_2
+    );
+    println!(
+        "  the same, 2 writers, rollups on  {:>12.0} rows/s",
+        s2.rollups_on_2
+    );
+    println!(
         "  PostgresSink alone, rollups on   {:>12.0} rows/s",
         s2.sink_alone
     );
@@ -455,6 +477,14 @@ fn stage2_report() {
     println!(
         "  ratio rollups on / psql \\copy     {:>11.2}   (goal >= 1.0)",
         s2.rollups_on / s2.copy
+    );
+    println!(
+        "  ratio 2 writers, rollups off / psql {:>9.2}   (goal >= 1.2)",
+        s2.rollups_off_2 / s2.copy
+    );
+    println!(
+        "  ratio 2 writers, rollups on / psql  {:>9.2}   (goal >= 1.0)",
+        s2.rollups_on_2 / s2.copy
     );
     println!(
         "  ratio rollups on / naive          {:>11.1}   (goal >= 20)",

@@ -2,8 +2,8 @@
 //! from Redis. A crash at any point loses nothing and doubles nothing: an unacknowledged claim
 //! expires and is taken over, and PostgreSQL ignores ids it already has.
 
-use fnmetrics_core::{DrainOutcome, Error};
-use fnmetrics_sink_postgres::{PostgresOptions, PostgresSink, RejectedRow};
+use fnmetrics_core::{DrainOutcome, EntryRecord, Error, ErrorKind};
+use fnmetrics_sink_postgres::{BatchOutcome, PostgresOptions, PostgresSink, RejectedRow};
 use fnmetrics_sink_redis::{Claim, DeadLetter, DeadLetterKind, RedisOptions, RedisQueue};
 use std::time::Duration;
 
@@ -27,6 +27,8 @@ use std::time::Duration;
 pub struct Drainer {
     queue: RedisQueue,
     pg: PostgresSink,
+    /// More connections a claim's write is spread over (see [`Drainer::writers`]).
+    writers: Vec<PostgresSink>,
     batch: usize,
     lease: Duration,
     /// A claim whose write or acknowledgement failed: retried first, so its entries do not wait
@@ -85,6 +87,7 @@ impl Drainer {
         Ok(Drainer {
             queue: RedisQueue::new(redis_url, redis_options)?,
             pg: PostgresSink::new(postgres_url, postgres_options)?,
+            writers: Vec::new(),
             batch: 50_000,
             lease: Duration::from_secs(60),
             held: None,
@@ -101,6 +104,28 @@ impl Drainer {
     /// ```
     pub fn batch_size(mut self, n: usize) -> Self {
         self.batch = n.max(1);
+        self
+    }
+
+    /// How many PostgreSQL connections write a claim (default 1): a claim of at least
+    /// `n * 1 000` entries is cut into `n` parts written at once, each in a transaction of its
+    /// own, on its own connection (made on first use), so that a server with several cores
+    /// stores a claim that much sooner. The claim is acknowledged once every part is in; if a
+    /// part fails, the whole claim is written again, and the parts already in are skipped by
+    /// their ids (rollups count each entry once either way). Rollup rows that two parts share
+    /// are updated one part after the other, in key order.
+    ///
+    /// ```no_run
+    /// use fnmetrics::Drainer;
+    /// let d = Drainer::connect(
+    ///     "redis://127.0.0.1/", Default::default(),
+    ///     "postgres://postgres@127.0.0.1/app", Default::default(),
+    /// )?
+    /// .writers(2);
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// ```
+    pub fn writers(mut self, n: usize) -> Self {
+        self.writers = (1..n.max(1)).map(|_| self.pg.another()).collect();
         self
     }
 
@@ -188,7 +213,7 @@ impl Drainer {
         // Written again after a failure, rows dedupe by id; acknowledged after the lease was
         // taken over, the other drainer's write dedupes too. What cannot be decoded, and rows
         // the database refuses for good, are set aside as dead letters by the same atomic ack.
-        let done = self.pg.write_batch(&claim.entries).and_then(|written| {
+        let done = self.write(&claim.entries).and_then(|written| {
             let mut dead = claim.dead_letters();
             for r in &written.rejected {
                 let Some(entry) = claim.entries.get(r.index) else {
@@ -219,6 +244,51 @@ impl Drainer {
             self.held = Some(claim);
         }
         done
+    }
+
+    /// Writes `entries` on as many connections as [`Drainer::writers`] allows for their number,
+    /// a contiguous part each, at once; the rows refused are indexed into `entries`.
+    fn write(&mut self, entries: &[EntryRecord]) -> Result<BatchOutcome, Error> {
+        let parts = (entries.len() / MIN_PART).clamp(1, self.writers.len() + 1);
+        if parts == 1 {
+            return self.pg.write_batch(entries);
+        }
+        let size = entries.len().div_ceil(parts);
+        let chunks: Vec<(usize, &[EntryRecord])> = entries
+            .chunks(size)
+            .enumerate()
+            .map(|(i, c)| (i * size, c))
+            .collect();
+        let sinks = std::iter::once(&mut self.pg).chain(self.writers.iter_mut());
+        let results: Vec<(usize, Result<BatchOutcome, Error>)> = std::thread::scope(|scope| {
+            let running: Vec<_> = sinks
+                .zip(&chunks)
+                .map(|(sink, &(at, chunk))| (at, scope.spawn(move || sink.write_batch(chunk))))
+                .collect();
+            running
+                .into_iter()
+                .map(|(at, t)| {
+                    let r = t.join().unwrap_or_else(|_| {
+                        Err(Error::new(
+                            ErrorKind::Server,
+                            "a thread writing part of a claim to PostgreSQL panicked",
+                        ))
+                    });
+                    (at, r)
+                })
+                .collect()
+        });
+        let mut out = BatchOutcome::default();
+        for (at, r) in results {
+            let part = r?;
+            out.inserted += part.inserted;
+            out.rejected
+                .extend(part.rejected.into_iter().map(|mut row| {
+                    row.index += at;
+                    row
+                }));
+        }
+        Ok(out)
     }
 
     /// Gives the batch this drainer still holds (after a failed write or removal) back to
@@ -301,7 +371,15 @@ impl fnmetrics_core::Drain for Drainer {
     }
 
     fn canceller(&self) -> Option<fnmetrics_core::Canceller> {
-        Some(self.pg.canceller())
+        let all: Vec<_> = std::iter::once(&self.pg)
+            .chain(&self.writers)
+            .map(PostgresSink::canceller)
+            .collect();
+        Some(fnmetrics_core::Canceller::new(move || {
+            for c in &all {
+                c.cancel();
+            }
+        }))
     }
 }
 
@@ -323,6 +401,9 @@ impl Drop for Drainer {
 
 /// How often drainers maintain the partitions by default.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(600);
+
+/// The fewest entries worth a connection of their own (see [`Drainer::writers`]).
+const MIN_PART: usize = 1_000;
 
 /// The maintenance thread: a run now, then one every `every`, until the drainer is gone. Errors
 /// are logged and the next run tries again (every wait in a run is bounded by the sink's

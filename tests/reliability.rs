@@ -9,7 +9,7 @@ use fnmetrics::postgres::{PostgresOptions, PostgresSink};
 use fnmetrics::redis::{RedisOptions, RedisQueue, RedisReader};
 use fnmetrics::{measured, Drainer, Flusher};
 use parking_lot::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::postgres::PostgresServer;
 use support::redis::RedisServer;
 use support::wait_until;
@@ -421,4 +421,136 @@ fn a_slow_drainer_racing_the_drainer_that_took_its_claim_over_lands_every_entry_
         .query(&mut c)
         .unwrap();
     assert_eq!(claims, 0, "no claim is left behind");
+}
+
+/// `n` entries of `name`, one a millisecond from `start_micros`; those at `slow` take 30 ms.
+fn entries_at(
+    ids: &mut fnmetrics::sink::IdGen,
+    name: &str,
+    n: usize,
+    start_micros: i64,
+    slow: &[usize],
+) -> Vec<fnmetrics::sink::EntryRecord> {
+    let name: std::sync::Arc<str> = name.into();
+    let source = std::sync::Arc::new(fnmetrics::sink::Source::new("reliability", "h"));
+    (0..n)
+        .map(|i| {
+            let created = start_micros + i as i64 * 1_000;
+            fnmetrics::sink::EntryRecord {
+                id: ids.next_id(created as u64 / 1000),
+                func_name: name.clone(),
+                execution_time: if slow.contains(&i) {
+                    Duration::from_millis(30)
+                } else {
+                    Duration::from_micros(5 + i as u64 % 700)
+                },
+                error_occurred: i % 7 == 0,
+                created_at_micros: created,
+                weight: 1,
+                source: source.clone(),
+            }
+        })
+        .collect()
+}
+
+/// A drainer that writes each claim over two connections: a refused row in the second part is
+/// set aside as itself; a part that fails (its day's partition locked) makes the whole claim be
+/// written again, and then every entry is in once, in the raw rows and in both rollups.
+#[test]
+fn a_claim_written_in_parts_lands_every_entry_once_whatever_part_fails() {
+    use fnmetrics::redis::RedisSink;
+    use fnmetrics::sink::{FlushBatch, IdGen, Sink};
+    let redis = RedisServer::start();
+    let postgres = PostgresServer::start();
+    let options = PostgresOptions::default().with_lock_timeout(Duration::from_millis(300));
+    let mut drainer = Drainer::connect(
+        &redis.url(),
+        RedisOptions::default(),
+        &postgres.url(),
+        options,
+    )
+    .unwrap()
+    .batch_size(100_000)
+    .writers(2)
+    .maintain_every(None);
+    let mut client = postgres.client();
+    client
+        .batch_execute("ALTER TABLE metrics ADD CONSTRAINT fast CHECK (execution_time < 0.02)")
+        .unwrap();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    let day = 86_400_000_000;
+    let mut ids = IdGen::with_instance(5);
+    // The first part today, the second three days ago (a partition of its own).
+    let mut all = entries_at(&mut ids, "reliability::parts", 3_000, now - 3_600_000_000, &[]);
+    all.extend(entries_at(
+        &mut ids,
+        "reliability::parts",
+        3_000,
+        now - 3 * day,
+        &[1_234],
+    ));
+    let refused_id = all[3_000 + 1_234].id;
+    let mut sink = RedisSink::connect(&redis.url(), RedisOptions::default()).unwrap();
+    sink.write(&FlushBatch {
+        flush_id: ids.next_id(0),
+        entries: all.clone(),
+        aggregates: Vec::new(),
+    })
+    .unwrap();
+
+    // The old day's partition (made by one entry of another function), locked: that part
+    // fails, the other commits.
+    PostgresSink::connect(&postgres.url(), PostgresOptions::default())
+        .unwrap()
+        .write_batch(&entries_at(&mut ids, "reliability::other", 1, now - 3 * day, &[]))
+        .unwrap();
+    let old: String = client
+        .query_one(
+            "SELECT 'metrics_p' || to_char(now() AT TIME ZONE 'UTC' - interval '3 days', 'YYYYMMDD')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let mut locker = postgres.client();
+    let mut tx = locker.transaction().unwrap();
+    tx.batch_execute(&format!("LOCK TABLE {old} IN ACCESS EXCLUSIVE MODE"))
+        .unwrap();
+    let e = drainer.drain_once().unwrap_err();
+    assert!(e.kind().is_transient(), "{e}");
+    tx.rollback().unwrap();
+    let raw = |c: &mut postgres::Client| -> i64 {
+        c.query_one(
+            "SELECT count(*) FROM metrics WHERE func_name = 'reliability::parts'",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    assert_eq!(raw(&mut client), 3_000, "the first part is in");
+
+    // Written again: the first part is skipped by its ids, the second goes in.
+    let done = drainer.drain_once().unwrap();
+    assert_eq!((done.moved, done.dead_lettered), (5_999, 1));
+    assert_eq!(raw(&mut client), 5_999);
+    for rollup in ["metrics_1m", "metrics_1h"] {
+        let (entries, calls): (i64, i64) = client
+            .query_one(
+                &format!(
+                    "SELECT sum(entries)::bigint, sum(calls)::bigint FROM {rollup}
+                     WHERE func_name = 'reliability::parts'"
+                ),
+                &[],
+            )
+            .map(|r| (r.get(0), r.get(1)))
+            .unwrap();
+        assert_eq!((entries, calls), (5_999, 5_999), "{rollup}");
+    }
+    let mut queue = RedisQueue::connect(&redis.url(), RedisOptions::default()).unwrap();
+    assert_eq!(queue.pending_len().unwrap(), 0);
+    let dead = queue.dead_letters(0, 10).unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].entry().expect("the refused entry").id, refused_id);
 }

@@ -113,6 +113,11 @@ pub(crate) struct DrainArgs {
     /// How long to wait when nothing is waiting, before looking again.
     #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
     pub(crate) poll: Duration,
+    /// PostgreSQL connections that write a claim at once, a part each (a server with several
+    /// cores stores a claim sooner; 1: one connection).
+    #[arg(long, default_value_t = 2, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub(crate) writers: u64,
 }
 
 #[derive(Debug, Args)]

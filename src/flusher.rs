@@ -82,6 +82,7 @@ impl Flusher {
             ca_file: None,
             run_drain: true,
             drain_batch: 50_000,
+            drain_writers: 1,
             lease: Duration::from_secs(60),
             sink: None,
             drain: None,
@@ -103,6 +104,8 @@ pub struct FlusherBuilder {
     // Read only where stage 2 can run: with both features.
     #[cfg_attr(not(all(feature = "redis", feature = "postgres")), allow(dead_code))]
     drain_batch: usize,
+    #[cfg_attr(not(all(feature = "redis", feature = "postgres")), allow(dead_code))]
+    drain_writers: usize,
     #[cfg_attr(not(all(feature = "redis", feature = "postgres")), allow(dead_code))]
     lease: Duration,
     sink: Option<Box<dyn Sink>>,
@@ -302,6 +305,19 @@ impl FlusherBuilder {
     /// ```
     pub fn lease(mut self, d: Duration) -> Self {
         self.lease = d;
+        self
+    }
+
+    /// How many PostgreSQL connections stage 2 writes a claim over at once (default 1; see
+    /// [`Drainer::writers`](crate::Drainer::writers)): more store a backlog sooner on a server
+    /// with cores to spare, at one connection each per process.
+    ///
+    /// ```
+    /// let b = fnmetrics::Flusher::builder().drain_writers(2);
+    /// # drop(b);
+    /// ```
+    pub fn drain_writers(mut self, n: usize) -> Self {
+        self.drain_writers = n.max(1);
         self
     }
 
@@ -547,7 +563,10 @@ impl FlusherBuilder {
             t.postgres_options(),
         )?;
         Ok(Box::new(
-            drainer.batch_size(self.drain_batch).lease(self.lease),
+            drainer
+                .batch_size(self.drain_batch)
+                .lease(self.lease)
+                .writers(self.drain_writers),
         ))
     }
 

@@ -554,3 +554,40 @@ fn a_claim_written_in_parts_lands_every_entry_once_whatever_part_fails() {
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].entry().expect("the refused entry").id, refused_id);
 }
+
+#[measured(name = "reliability::two_writers")]
+fn two_writers(i: u64) -> Result<(), ()> {
+    if i.is_multiple_of(9) {
+        Err(())
+    } else {
+        Ok(())
+    }
+}
+
+#[test]
+fn the_flusher_s_stage_2_over_two_connections_stores_every_entry_once() {
+    let _one = ONE_FLUSHER.lock();
+    let redis = RedisServer::start();
+    let postgres = PostgresServer::start();
+    let flusher = pipeline(&redis, &postgres)
+        .batch_size(20_000)
+        .drain_writers(2)
+        .start()
+        .unwrap();
+    for i in 0..9_000 {
+        let _ = two_writers(i);
+    }
+    flusher.flush().unwrap();
+    assert_eq!(pg_count(&postgres, "reliability::two_writers"), 9_000);
+    let (calls, errors): (i64, i64) = postgres
+        .client()
+        .query_one(
+            "SELECT sum(calls)::bigint, sum(errors)::bigint FROM metrics_1m
+             WHERE func_name = 'reliability::two_writers'",
+            &[],
+        )
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!((calls, errors), (9_000, 1_000));
+    assert_eq!(flusher.stats().entries_drained, 9_000);
+}

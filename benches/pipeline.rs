@@ -353,7 +353,13 @@ fn stage2() -> Stage2Rates {
     settle();
     let copy = rate(rows.len(), psql_copy(&pg, "bench_copy", &rows));
     settle();
-    let rollups_off = drain_rate(&redis, &pg, &work, table("bench_off").with_rollups(false), 1);
+    let rollups_off = drain_rate(
+        &redis,
+        &pg,
+        &work,
+        table("bench_off").with_rollups(false),
+        1,
+    );
     settle();
     let rollups_on = drain_rate(&redis, &pg, &work, table("bench_on"), 1);
     settle();

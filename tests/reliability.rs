@@ -484,7 +484,13 @@ fn a_claim_written_in_parts_lands_every_entry_once_whatever_part_fails() {
     let day = 86_400_000_000;
     let mut ids = IdGen::with_instance(5);
     // The first part today, the second three days ago (a partition of its own).
-    let mut all = entries_at(&mut ids, "reliability::parts", 3_000, now - 3_600_000_000, &[]);
+    let mut all = entries_at(
+        &mut ids,
+        "reliability::parts",
+        3_000,
+        now - 3_600_000_000,
+        &[],
+    );
     all.extend(entries_at(
         &mut ids,
         "reliability::parts",
@@ -505,7 +511,13 @@ fn a_claim_written_in_parts_lands_every_entry_once_whatever_part_fails() {
     // fails, the other commits.
     PostgresSink::connect(&postgres.url(), PostgresOptions::default())
         .unwrap()
-        .write_batch(&entries_at(&mut ids, "reliability::other", 1, now - 3 * day, &[]))
+        .write_batch(&entries_at(
+            &mut ids,
+            "reliability::other",
+            1,
+            now - 3 * day,
+            &[],
+        ))
         .unwrap();
     let old: String = client
         .query_one(

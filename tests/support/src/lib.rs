@@ -7,6 +7,7 @@
 pub mod postgres;
 pub mod prometheus;
 pub mod redis;
+pub mod redis_cluster;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -56,6 +56,38 @@ impl RedisServer {
         server.start_on_free_port()
     }
 
+    /// Starts a node for a Redis Cluster (`cluster-enabled yes`, its `nodes.conf` in its own
+    /// directory) on a free port whose cluster bus port (the port + 10 000) is free too, with
+    /// `args` after the fixture's (see [`RedisCluster`](crate::redis_cluster::RedisCluster)).
+    pub fn start_cluster_node(args: &[&str]) -> RedisServer {
+        let mut all = vec![
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "2000",
+        ];
+        all.extend_from_slice(args);
+        let mut server = RedisServer::new(None, &all);
+        for _ in 0..20 {
+            let port = free_port();
+            let bus_free =
+                port < 55_536 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok();
+            if !bus_free {
+                continue;
+            }
+            server.port = port;
+            if server.spawn() {
+                return server;
+            }
+        }
+        panic!(
+            "no cluster node started after 20 tries; log:\n{}",
+            server.log()
+        );
+    }
+
     fn launch(password: Option<&str>, args: &[&str]) -> RedisServer {
         RedisServer::new(password, args).start_on_free_port()
     }

@@ -55,23 +55,6 @@ impl Servers {
             .map_err(|e| CliError::usage(format!("invalid --table `{}`: {e}", self.table)))?;
         Ok(o)
     }
-
-    /// A full Redis key for fnmetrics' own bookkeeping (`{prefix}fnmetrics:{suffix}`).
-    pub(crate) fn internal_key(&self, suffix: &str) -> String {
-        format!("{}fnmetrics:{suffix}", self.key_prefix)
-    }
-
-    /// The aggregate hash of function `name`.
-    pub(crate) fn aggregate_key(&self, name: &str) -> String {
-        let o = RedisOptions::default();
-        format!("{}{}{name}", self.key_prefix, o.aggregate_prefix)
-    }
-
-    /// The entry list.
-    pub(crate) fn entries_key(&self) -> String {
-        let o = RedisOptions::default();
-        format!("{}{}", self.key_prefix, o.entries_key)
-    }
 }
 
 /// A fnmetrics error from a Redis call, with the server named and a hint.
@@ -175,36 +158,6 @@ pub(crate) fn queue(s: &Servers) -> CliResult<RedisQueue> {
     let url = s.redis_url()?;
     RedisQueue::connect(url, s.redis_options())
         .map_err(|e| redis_error(url, "cannot connect to Redis", e))
-}
-
-/// A plain Redis connection for what the fnmetrics types do not offer (claims, the head of the
-/// entry list, removing aggregates). Call after [`reader`] or [`queue`] connected: they check the
-/// URL (and set up TLS).
-pub(crate) fn raw_redis(s: &Servers) -> CliResult<redis::Connection> {
-    let url = s.redis_url()?;
-    let fail = |e: redis::RedisError| {
-        CliError::caused(format!("cannot connect to Redis at {}", redact(url)), e).hint(
-            "check that redis-server runs and listens there, or give another --redis / \
-             FNMETRICS_REDIS_URL",
-        )
-    };
-    let client = redis::Client::open(url).map_err(fail)?;
-    let c = client
-        .get_connection_with_timeout(CONNECT_TIMEOUT)
-        .map_err(fail)?;
-    c.set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(fail)?;
-    c.set_write_timeout(Some(Duration::from_secs(10)))
-        .map_err(fail)?;
-    Ok(c)
-}
-
-/// A raw Redis command's error, with the server named.
-pub(crate) fn raw_redis_error(url: &str, what: &str, e: redis::RedisError) -> CliError {
-    CliError::caused(named(what, "Redis", url), e).hint(
-        "check that redis-server runs there; a WRONGTYPE error means a key holds something \
-         else (check --key-prefix)",
-    )
 }
 
 /// The PostgreSQL sink: connecting migrates the schema.

@@ -76,6 +76,6 @@ pub use codec::{
     SOURCED_FRAME_VERSION,
 };
 pub use options::RedisOptions;
-pub use queue::{Acked, Claim, DeadLetterCounts, RedisQueue};
+pub use queue::{Acked, Claim, DeadLetterCounts, QueueOverview, RedisQueue};
 pub use reader::RedisReader;
 pub use sink::{RedisSink, WriteOutcome};

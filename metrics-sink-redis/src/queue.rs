@@ -99,6 +99,37 @@ pub struct DeadLetterCounts {
     pub evicted: u64,
 }
 
+/// The health of stage 2 as Redis sees it ([`RedisQueue::overview`]): what `fnmetrics status`
+/// shows, and what alert rules on the pipeline read.
+///
+/// ```no_run
+/// # use fnmetrics::redis::{RedisOptions, RedisQueue};
+/// let mut queue = RedisQueue::connect("redis://127.0.0.1/", RedisOptions::default())?;
+/// let o = queue.overview()?;
+/// println!("{} entries waiting, drain lag {:?}", o.entries_waiting, o.drain_lag);
+/// # Ok::<(), fnmetrics::Error>(())
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueOverview {
+    /// Entries waiting for stage 2: in the entry list and in claims.
+    pub entries_waiting: u64,
+    /// Claims drainers hold (being written, or left by a drainer that died).
+    pub claims_held: u64,
+    /// Of those, claims whose lease ran out (Redis server time): the next claim takes them over.
+    pub claims_expired: u64,
+    /// Dead letters held and evicted.
+    pub dead_letters: DeadLetterCounts,
+    /// Functions with aggregates.
+    pub functions: u64,
+    /// When the oldest entry at the head of the entry list was recorded (micros since the Unix
+    /// epoch); `None` when the list is empty.
+    pub oldest_waiting_micros: Option<i64>,
+    /// The age of that entry by the Redis server's clock (zero for one from the future);
+    /// `None` when the list is empty.
+    pub drain_lag: Option<std::time::Duration>,
+}
+
 /// The Redis side of stage 2: hands out batches of entries to drainers, safely across crashes.
 ///
 /// [`claim`](Self::claim) moves entries from the head of the entry list into a claim list
@@ -534,6 +565,67 @@ impl RedisQueue {
             n += self.count_list(&format!("{}{id}", self.claim_prefix))?;
         }
         Ok(n)
+    }
+
+    /// Stage 2's health in a few round trips: entries waiting (list and claims), claims held
+    /// and expired, dead letters, functions, and the drain lag (the age of the oldest entry at
+    /// the head of the entry list, by the server's clock).
+    ///
+    /// # Errors
+    /// Connection and server errors as [`RedisSink::write_batch`](crate::RedisSink::write_batch).
+    ///
+    /// ```no_run
+    /// # use fnmetrics::redis::{RedisOptions, RedisQueue};
+    /// # let mut queue = RedisQueue::connect("redis://127.0.0.1/", RedisOptions::default())?;
+    /// if queue.overview()?.claims_expired > 0 {
+    ///     eprintln!("a drainer died holding a claim; the next one takes it over");
+    /// }
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// ```
+    pub fn overview(&mut self) -> Result<QueueOverview, Error> {
+        let entries_waiting = self.pending_len()?;
+        let dead_letters = self.dead_letter_counts()?;
+        let functions = self.conn.opts.internal("functions");
+        let (claims, list) = (&self.claims, &self.list);
+        let ((secs, micros), held, expired, functions, head): (
+            (u64, u64),
+            u64,
+            u64,
+            u64,
+            Option<Vec<u8>>,
+        ) = self
+            .conn
+            .run("cannot read the claims and the entry list", |c| {
+                // The server's time first: claims expire by it.
+                let (secs, micros): (u64, u64) = redis::cmd("TIME").query(c)?;
+                let now_ms = secs * 1000 + micros / 1000;
+                let (held, expired, functions, head) = redis::pipe()
+                    .zcard(claims)
+                    .zcount(claims, "-inf", now_ms)
+                    .scard(&functions)
+                    .lindex(list, 0)
+                    .query(c)?;
+                Ok(((secs, micros), held, expired, functions, head))
+            })?;
+        let oldest = head.and_then(|b| {
+            crate::codec::decode_element(&b)
+                .entries
+                .iter()
+                .map(|e| e.created_at_micros)
+                .min()
+        });
+        let now = i64::try_from(secs.saturating_mul(1_000_000).saturating_add(micros))
+            .unwrap_or(i64::MAX);
+        Ok(QueueOverview {
+            entries_waiting,
+            claims_held: held,
+            claims_expired: expired,
+            dead_letters,
+            functions,
+            oldest_waiting_micros: oldest,
+            drain_lag: oldest
+                .map(|m| std::time::Duration::from_micros(u64::try_from(now - m).unwrap_or(0))),
+        })
     }
 
     /// The entries in one list (frames count their entries).

@@ -102,6 +102,37 @@ impl RedisReader {
         Ok(out)
     }
 
+    /// Removes the aggregates and the names of `names` (functions that no longer exist): each
+    /// hash and name together, in a transaction, so no reader sees one without the other.
+    /// Returns how many functions had aggregates. A process that still measures one brings it
+    /// back with its next flush; history in PostgreSQL stays until retention drops it.
+    ///
+    /// # Errors
+    /// Connection and server errors as [`RedisSink::write_batch`](crate::RedisSink::write_batch);
+    /// the names before the failing one are removed.
+    ///
+    /// ```no_run
+    /// # use fnmetrics::redis::{RedisOptions, RedisReader};
+    /// # let mut reader = RedisReader::connect("redis://127.0.0.1/", RedisOptions::default())?;
+    /// let old: Vec<String> = reader.functions()?.into_iter().filter(|n| n.starts_with("legacy::")).collect();
+    /// reader.forget(&old)?;
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// ```
+    pub fn forget(&mut self, names: &[String]) -> Result<u64, Error> {
+        let set = self.conn.opts.internal("functions");
+        let mut removed = 0;
+        for name in names {
+            let key = self.conn.opts.aggregate_hash(name);
+            let (hashes, _): (u64, u64) = self
+                .conn
+                .run("cannot remove a function's aggregates from Redis", |c| {
+                    redis::pipe().atomic().del(&key).srem(&set, name).query(c)
+                })?;
+            removed += hashes;
+        }
+        Ok(removed)
+    }
+
     /// The names of every function any process flushed aggregates for, sorted.
     ///
     /// # Errors

@@ -230,6 +230,45 @@ fn a_node_of_a_redis_cluster_is_refused_at_connect_naming_the_cluster() {
 }
 
 #[test]
+fn the_overview_counts_what_waits_and_forget_removes_functions_whole() {
+    let server = RedisServer::start();
+    let mut ids = IdGen::with_instance(3);
+    let mut queue = RedisQueue::connect(&server.url(), RedisOptions::default()).unwrap();
+    let empty = queue.overview().unwrap();
+    assert_eq!((empty.entries_waiting, empty.drain_lag), (0, None));
+    let mut s = sink(&server);
+    s.write(&batch(1, entries(&mut ids, 30, 0))).unwrap();
+    s.write(&batch(2, entries(&mut ids, 20, 1))).unwrap();
+    // One frame claimed, with a lease of a millisecond: held, then expired.
+    let claim = queue
+        .claim(1, Duration::from_millis(1))
+        .unwrap()
+        .expect("a claim");
+    assert_eq!(claim.entries.len(), 30);
+    wait_until("the lease to run out", Duration::from_secs(10), || {
+        queue.overview().unwrap().claims_expired == 1
+    });
+    let o = queue.overview().unwrap();
+    assert_eq!(o.entries_waiting, 50);
+    assert_eq!((o.claims_held, o.claims_expired), (1, 1));
+    assert_eq!(o.functions, 3);
+    assert_eq!(o.dead_letters.held, 0);
+    // The head of the list is the second flush; its entries are from 2023: a long lag.
+    assert_eq!(
+        o.oldest_waiting_micros,
+        Some(1_700_000_000_000_000 + 1_000_003)
+    );
+    assert!(o.drain_lag.unwrap() > Duration::from_secs(86_400 * 300));
+
+    let mut reader = RedisReader::connect(&server.url(), RedisOptions::default()).unwrap();
+    let gone = vec![NAMES[0].to_owned(), "never::there".to_owned()];
+    assert_eq!(reader.forget(&gone).unwrap(), 1);
+    assert!(reader.get(NAMES[0]).unwrap().is_none());
+    assert_eq!(reader.functions().unwrap().len(), 2);
+    assert!(!reader.functions().unwrap().contains(&NAMES[0].to_owned()));
+}
+
+#[test]
 fn min_and_max_are_exact_above_2_pow_53() {
     // Lua numbers are doubles: 2^53 + 1 and 2^53 + 2 are the same double.
     let server = RedisServer::start();

@@ -1,7 +1,7 @@
 //! `fnmetrics forget GLOB [--yes]`: remove functions' aggregates and names from Redis.
 
 use crate::args::{ForgetArgs, Servers};
-use crate::conn::{self, raw_redis_error, redis_error};
+use crate::conn::{self, redis_error};
 use crate::error::CliResult;
 use crate::glob::Glob;
 use crate::output::print;
@@ -31,17 +31,11 @@ pub(crate) fn run(s: &Servers, a: &ForgetArgs) -> CliResult<u8> {
         print(&text)?;
         return Ok(0);
     }
-    let mut c = conn::raw_redis(s)?;
-    let set = s.internal_key("functions");
     let mut text = String::new();
     for n in &names {
-        // The hash and the name go together (MULTI/EXEC), so no reader sees one without the other.
-        let (_, _): (u64, u64) = redis::pipe()
-            .atomic()
-            .del(s.aggregate_key(n))
-            .srem(&set, n)
-            .query(&mut c)
-            .map_err(|e| raw_redis_error(url, &format!("cannot remove `{n}`"), e))?;
+        reader
+            .forget(std::slice::from_ref(n))
+            .map_err(|e| redis_error(url, &format!("cannot remove `{n}`"), e))?;
         text.push_str(&format!("removed {n}\n"));
     }
     text.push_str(&format!(

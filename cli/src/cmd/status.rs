@@ -1,12 +1,12 @@
 //! `fnmetrics status`: the pipeline's health, from Redis.
 
 use crate::args::{RecordFormat, Servers, StatusArgs};
-use crate::conn::{self, raw_redis_error};
+use crate::conn;
 use crate::duration::{human_span, utc};
 use crate::error::CliResult;
 use crate::output::{json, print};
 use serde::Serialize;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 #[derive(Debug, Serialize)]
 struct Status {
@@ -29,44 +29,18 @@ struct Status {
 pub(crate) fn run(s: &Servers, a: &StatusArgs) -> CliResult<u8> {
     let url = s.redis_url()?;
     let mut queue = conn::queue(s)?;
-    let entries_waiting = queue
-        .pending_len()
-        .map_err(|e| conn::redis_error(url, "cannot count the waiting entries", e))?;
-    let dead = queue
-        .dead_letter_counts()
-        .map_err(|e| conn::redis_error(url, "cannot count the dead letters", e))?;
-    let mut c = conn::raw_redis(s)?;
-    let claims = s.internal_key("claims");
-    let (server_secs, server_micros): (u64, u64) = redis::cmd("TIME")
-        .query(&mut c)
-        .map_err(|e| raw_redis_error(url, "cannot read the server time", e))?;
-    let now_ms = server_secs * 1000 + server_micros / 1000;
-    let (claims_held, claims_expired, functions, head): (u64, u64, u64, Option<Vec<u8>>) =
-        redis::pipe()
-            .zcard(&claims)
-            .zcount(&claims, "-inf", now_ms)
-            .scard(s.internal_key("functions"))
-            .lindex(s.entries_key(), 0)
-            .query(&mut c)
-            .map_err(|e| raw_redis_error(url, "cannot read the claims and the entry list", e))?;
-    let oldest_micros = head.and_then(|b| {
-        fnmetrics::redis::decode_element(&b)
-            .entries
-            .iter()
-            .map(|e| e.created_at_micros)
-            .min()
-    });
-    let now_micros = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64);
+    let o = queue
+        .overview()
+        .map_err(|e| conn::redis_error(url, "cannot read the pipeline's state", e))?;
+    let oldest_micros = o.oldest_waiting_micros;
     let st = Status {
-        entries_waiting,
-        claims_held,
-        claims_expired,
-        dead_letters: dead.held,
-        dead_letters_evicted: dead.evicted,
-        functions,
-        drain_lag_seconds: oldest_micros.map(|m| (now_micros - m).max(0) as f64 / 1e6),
+        entries_waiting: o.entries_waiting,
+        claims_held: o.claims_held,
+        claims_expired: o.claims_expired,
+        dead_letters: o.dead_letters.held,
+        dead_letters_evicted: o.dead_letters.evicted,
+        functions: o.functions,
+        drain_lag_seconds: o.drain_lag.map(|d| d.as_secs_f64()),
     };
     let text = match a.format {
         RecordFormat::Json => json(&st)?,

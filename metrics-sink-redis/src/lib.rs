@@ -66,6 +66,7 @@
 
 mod codec;
 mod conn;
+mod layout;
 mod options;
 mod queue;
 mod reader;
@@ -75,6 +76,7 @@ pub use codec::{
     decode_element, DeadLetter, DeadLetterKind, DecodedElement, Undecodable, FRAME_VERSION,
     SOURCED_FRAME_VERSION,
 };
+pub use layout::{key_slot, SLOTS};
 pub use options::RedisOptions;
 pub use queue::{Acked, Claim, DeadLetterCounts, QueueOverview, RedisQueue};
 pub use reader::RedisReader;

@@ -1,5 +1,6 @@
 //! Where the keys live and how long to wait for the server.
 
+use crate::layout::Layout;
 use fnmetrics_core::{Error, ErrorKind};
 #[cfg(feature = "tls")]
 use std::path::PathBuf;
@@ -171,19 +172,19 @@ impl RedisOptions {
         Ok(())
     }
 
-    /// `{key_prefix}{entries_key}`.
+    /// `{key_prefix}{entries_key}` (see [`Layout`](crate::layout::Layout)).
     pub(crate) fn entries_list(&self) -> String {
-        format!("{}{}", self.key_prefix, self.entries_key)
+        Layout::Single.entries_list(self, 0)
     }
 
     /// `{key_prefix}{aggregate_prefix}{name}`.
     pub(crate) fn aggregate_hash(&self, name: &str) -> String {
-        format!("{}{}{}", self.key_prefix, self.aggregate_prefix, name)
+        Layout::Single.aggregate_hash(self, 0, name)
     }
 
     /// `{key_prefix}fnmetrics:{suffix}`.
     pub(crate) fn internal(&self, suffix: &str) -> String {
-        format!("{}fnmetrics:{}", self.key_prefix, suffix)
+        Layout::Single.internal(self, 0, suffix)
     }
 
     /// Sets [`ca_file`](Self::ca_file): check a `rediss://` server's certificate against the CA

@@ -3,7 +3,7 @@
 //! names the cluster (support is planned in `docs/cluster.md`).
 
 use fnmetrics_core::ErrorKind;
-use fnmetrics_sink_redis::{RedisOptions, RedisQueue, RedisReader, RedisSink};
+use fnmetrics_sink_redis::{key_slot, RedisOptions, RedisQueue, RedisReader, RedisSink};
 use fnmetrics_test_support::redis_cluster::RedisCluster;
 
 #[test]
@@ -25,6 +25,26 @@ fn every_node_of_a_cluster_is_refused_naming_the_cluster() {
             .filter(|n| n.replica_of.as_deref() == Some(m.id.as_str()))
             .count();
         assert_eq!(replicas, 1, "{m:?}");
+    }
+    // Slots as the servers compute them.
+    let mut c = redis::Client::open(cluster.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    for key in [
+        "metrics_list",
+        "{fnm-s3-0}metrics_list",
+        "app:metrics:app::{odd} name",
+        "foo{}{bar}",
+        "foo{{bar}}zap",
+        "ünïcödé",
+    ] {
+        let theirs: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(key_slot(key.as_bytes()), theirs, "{key}");
     }
     for url in cluster.urls() {
         let errors = [

@@ -1,0 +1,186 @@
+//! Where fnmetrics' keys live. On a single Redis: the seed's names (`metrics_list`,
+//! `app:metrics:{func_name}`, `fnmetrics:*`, after the key prefix), built here and nowhere else.
+//! For a Redis Cluster (planned in `docs/cluster.md`): the same names with a shard's hash tag
+//! after the prefix, so that every key one script touches lies in one slot.
+
+use crate::options::RedisOptions;
+
+/// The number of slots of a Redis Cluster.
+pub const SLOTS: u16 = 16_384;
+
+/// The Redis Cluster slot of `key`, as Redis computes it: CRC16 (XMODEM) of the key, or of its
+/// hash tag (what lies between the first `{` and the next `}`, when that is not empty),
+/// modulo 16 384.
+///
+/// ```
+/// use fnmetrics::redis::key_slot;
+/// assert_eq!(key_slot(b"foo"), 12_182);
+/// // Keys with the same hash tag share a slot.
+/// assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"{user1000}.followers"));
+/// ```
+pub fn key_slot(key: &[u8]) -> u16 {
+    let hashed = match key.iter().position(|&b| b == b'{') {
+        Some(open) => match key[open + 1..].iter().position(|&b| b == b'}') {
+            Some(len) if len > 0 => &key[open + 1..open + 1 + len],
+            _ => key,
+        },
+        None => key,
+    };
+    crc16(hashed) % SLOTS
+}
+
+/// CRC16/XMODEM (polynomial 0x1021, initial value 0), the checksum of Redis Cluster's slots.
+fn crc16(bytes: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &b in bytes {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+/// The hash tag of shard `i` of `n` in a cluster: `fnm-s<i>-<k>`, with the smallest `k` whose
+/// slot lies in the `i`-th `n`-th of the slots, so that shards spread over primaries made with
+/// equal, ordered slot ranges (`redis-cli --cluster create`) as evenly as they can.
+pub(crate) fn shard_tag(i: u16, n: u16) -> String {
+    let n = u32::from(n.max(1));
+    let (lo, hi) = (
+        u32::from(i) * u32::from(SLOTS) / n,
+        (u32::from(i) + 1) * u32::from(SLOTS) / n,
+    );
+    (0u32..)
+        .map(|k| format!("fnm-s{i}-{k}"))
+        .find(|t| (lo..hi).contains(&u32::from(key_slot(t.as_bytes()))))
+        .unwrap_or_else(|| format!("fnm-s{i}"))
+}
+
+/// How keys are named: one set on a single Redis, one set a shard in a cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// The seed's names, after the key prefix.
+    Single,
+    /// Shard `i`'s names carry `{tags[i]}` right after the key prefix.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Cluster { tags: Vec<String> },
+}
+
+impl Layout {
+    /// The layout of a cluster of `shards` shards.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn cluster(shards: u16) -> Layout {
+        Layout::Cluster {
+            tags: (0..shards.max(1))
+                .map(|i| format!("{{{}}}", shard_tag(i, shards)))
+                .collect(),
+        }
+    }
+
+    /// The hash tag of `shard`, braces included (empty on a single Redis).
+    fn tag(&self, shard: u16) -> &str {
+        match self {
+            Layout::Single => "",
+            Layout::Cluster { tags } => tags.get(usize::from(shard)).map_or("", String::as_str),
+        }
+    }
+
+    /// `{key_prefix}{tag}{entries_key}`: the list of flushed entries.
+    pub(crate) fn entries_list(&self, o: &RedisOptions, shard: u16) -> String {
+        format!("{}{}{}", o.key_prefix, self.tag(shard), o.entries_key)
+    }
+
+    /// `{key_prefix}{tag}{aggregate_prefix}{name}`: a function's aggregate hash.
+    pub(crate) fn aggregate_hash(&self, o: &RedisOptions, shard: u16, name: &str) -> String {
+        format!(
+            "{}{}{}{}",
+            o.key_prefix,
+            self.tag(shard),
+            o.aggregate_prefix,
+            name
+        )
+    }
+
+    /// `{key_prefix}{tag}fnmetrics:{suffix}`: fnmetrics' own bookkeeping.
+    pub(crate) fn internal(&self, o: &RedisOptions, shard: u16, suffix: &str) -> String {
+        format!("{}{}fnmetrics:{}", o.key_prefix, self.tag(shard), suffix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_those_redis_computes() {
+        // The CRC's check value, and slots as `CLUSTER KEYSLOT` answers them.
+        assert_eq!(crc16(b"123456789"), 0x31C3);
+        assert_eq!(key_slot(b"foo"), 12_182);
+        assert_eq!(key_slot(b"hello"), 866);
+        assert_eq!(key_slot(b""), 0);
+        // Hash tags, as the cluster specification's examples read.
+        assert_eq!(key_slot(b"foo{}{bar}"), crc16(b"foo{}{bar}") % SLOTS);
+        assert_eq!(key_slot(b"foo{{bar}}zap"), crc16(b"{bar") % SLOTS);
+        assert_eq!(key_slot(b"foo{bar}{zap}"), crc16(b"bar") % SLOTS);
+        assert_eq!(key_slot(b"{bar"), crc16(b"{bar") % SLOTS);
+    }
+
+    #[test]
+    fn single_names_are_the_seed_s() {
+        let o = RedisOptions::default().with_key_prefix("p:");
+        let l = Layout::Single;
+        assert_eq!(l.entries_list(&o, 0), "p:metrics_list");
+        assert_eq!(l.aggregate_hash(&o, 0, "app::f"), "p:app:metrics:app::f");
+        assert_eq!(l.internal(&o, 0, "claims"), "p:fnmetrics:claims");
+    }
+
+    #[test]
+    fn a_cluster_shard_s_keys_share_a_slot_and_shards_spread_evenly() {
+        let o = RedisOptions::default().with_key_prefix("p:");
+        for n in [1u16, 3, 8, 16] {
+            let l = Layout::cluster(n);
+            let mut slots = Vec::new();
+            for i in 0..n {
+                let keys = [
+                    l.entries_list(&o, i),
+                    l.aggregate_hash(&o, i, "app::{odd} name"),
+                    l.internal(&o, i, "claims"),
+                    l.internal(&o, i, "claim:abc"),
+                ];
+                let slot = key_slot(keys[0].as_bytes());
+                assert!(
+                    keys.iter().all(|k| key_slot(k.as_bytes()) == slot),
+                    "{keys:?}"
+                );
+                // Shard i lies in the i-th n-th of the slots.
+                let lo = u32::from(i) * 16_384 / u32::from(n);
+                let hi = (u32::from(i) + 1) * 16_384 / u32::from(n);
+                assert!(
+                    (lo..hi).contains(&u32::from(slot)),
+                    "shard {i} of {n}: {slot}"
+                );
+                slots.push(slot);
+            }
+            // Over three primaries of equal ranges, as `redis-cli --cluster create` makes them.
+            let mut per_master = [0u16; 3];
+            for s in slots {
+                per_master[usize::from(s) * 3 / 16_384] += 1;
+            }
+            let (most, least) = (per_master.iter().max(), per_master.iter().min());
+            if n >= 3 {
+                assert!(
+                    most.zip(least).is_some_and(|(a, b)| a - b <= 1),
+                    "{n}: {per_master:?}"
+                );
+            }
+        }
+        assert_eq!(
+            Layout::cluster(8).entries_list(&o, 3),
+            format!("p:{{{}}}metrics_list", shard_tag(3, 8))
+        );
+    }
+}

@@ -118,6 +118,46 @@ impl RedisCluster {
             .unwrap_or_else(|| panic!("no node on port {port}"))
     }
 
+    /// Kills the node on `port` (SIGKILL) and, if it was a primary with a replica, waits until
+    /// a survivor shows a replica promoted in its place and the cluster serves every slot again.
+    pub fn kill(&mut self, port: u16) {
+        let before = self.nodes();
+        let was = before.iter().find(|n| n.port == port).cloned();
+        self.server(port).stop();
+        let Some(was) = was.filter(|n| n.replica_of.is_none()) else {
+            return;
+        };
+        if !before
+            .iter()
+            .any(|n| n.replica_of.as_deref() == Some(was.id.as_str()))
+        {
+            return;
+        }
+        let survivor = self
+            .nodes
+            .iter()
+            .find(|n| n.port() != port)
+            .expect("another node");
+        wait_until(
+            "a replica to take the killed primary's place",
+            CONVERGE,
+            || {
+                let mut c = survivor.client();
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query(&mut c)
+                    .unwrap_or_default();
+                let nodes = Self::read_nodes(&mut c);
+                let promoted = nodes.iter().any(|n| {
+                    n.replica_of.is_none()
+                        && n.port != port
+                        && was.slots.iter().all(|s| n.slots.contains(s))
+                });
+                promoted && info.contains("cluster_state:ok")
+            },
+        );
+    }
+
     fn read_nodes(c: &mut redis::Connection) -> Vec<Node> {
         let text: String = redis::cmd("CLUSTER")
             .arg("NODES")

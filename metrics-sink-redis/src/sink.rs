@@ -9,7 +9,21 @@ use std::fmt::Write as _;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-static FLUSH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/flush.lua")));
+static FLUSH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/flush_body.lua"),
+        include_str!("lua/flush.lua")
+    ))
+});
+/// The flush into one shard of a Redis Cluster (`docs/cluster.md` §5.2): flush ids in a sorted
+/// set of the shard instead of a key each.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) static FLUSH_SHARD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/flush_body.lua"),
+        include_str!("lua/flush_shard.lua")
+    ))
+});
 
 /// Whether [`RedisSink::write_batch`] applied the flush or found it applied before.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,8 +43,7 @@ pub enum WriteOutcome {
 /// key of the wrong type fails the flush before anything is written), then sets the flush-id
 /// key with a TTL ([`RedisOptions::flush_id_ttl`]), pushes the entries, and adds the aggregate
 /// deltas (min/max compared exactly, as decimal strings). Every key it touches is passed as a
-/// key of the script, so with a hash tag in [`RedisOptions::key_prefix`] (`{fnmetrics}`) they
-/// all share one Redis Cluster slot.
+/// key of the script (a Redis Cluster is refused at connect for now: see `docs/cluster.md`).
 ///
 /// The entries of a flush travel as one argument, a frame (see [`decode_element`]), pushed as
 /// one list element: Lua copies it once instead of turning every entry into a string of its own,
@@ -278,5 +291,75 @@ fn clamp(kind: FieldKind, v: u64) -> u64 {
     match kind {
         FieldKind::Sum => v.min(i64::MAX as u64),
         FieldKind::Min | FieldKind::Max => v,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fnmetrics_test_support::redis::RedisServer;
+
+    /// `EVALSHA` of the shard flush for flush `id` with one frame and one aggregate.
+    fn shard_flush(c: &mut redis::Connection, id: &str, ttl_secs: u64) -> i64 {
+        let t = "{fnm-s0-0}";
+        FLUSH_SHARD
+            .key(format!("{t}fnmetrics:flushes"))
+            .key(format!("{t}fnmetrics:shard"))
+            .key(format!("{t}metrics_list"))
+            .key(format!("{t}fnmetrics:functions"))
+            .key(format!("{t}app:metrics:f"))
+            .arg(ttl_secs)
+            .arg(id)
+            .arg(1)
+            .arg(b"frame".as_slice())
+            .arg(1)
+            .arg("f")
+            .arg(1)
+            .arg("calls")
+            .arg("+")
+            .arg(3)
+            .invoke(c)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_shard_flush_is_applied_once_and_its_ids_expire() {
+        let server = RedisServer::start();
+        let mut c = server.client();
+        let t = "{fnm-s0-0}";
+        assert_eq!(shard_flush(&mut c, "aa", 3600), 1);
+        // A retry: nothing changes but the shard's count of retries (a write, for WAIT).
+        assert_eq!(shard_flush(&mut c, "aa", 3600), 0);
+        let calls: u64 = redis::cmd("HGET")
+            .arg(format!("{t}app:metrics:f"))
+            .arg("calls")
+            .query(&mut c)
+            .unwrap();
+        let len: u64 = redis::cmd("LLEN")
+            .arg(format!("{t}metrics_list"))
+            .query(&mut c)
+            .unwrap();
+        let retries: u64 = redis::cmd("HGET")
+            .arg(format!("{t}fnmetrics:shard"))
+            .arg("retries_seen")
+            .query(&mut c)
+            .unwrap();
+        assert_eq!((calls, len, retries), (3, 1, 1));
+        // An id remembered for no time is forgotten by the next flush: then it applies again.
+        assert_eq!(shard_flush(&mut c, "bb", 0), 1);
+        assert_eq!(shard_flush(&mut c, "cc", 3600), 1);
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(format!("{t}fnmetrics:flushes"))
+            .arg(0)
+            .arg(-1)
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(ids, ["aa", "cc"]);
+        let calls: u64 = redis::cmd("HGET")
+            .arg(format!("{t}app:metrics:f"))
+            .arg("calls")
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(calls, 9);
     }
 }

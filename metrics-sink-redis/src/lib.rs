@@ -73,6 +73,8 @@ mod layout;
 mod options;
 mod queue;
 mod reader;
+#[cfg_attr(not(test), allow(dead_code))]
+mod shards;
 mod sink;
 
 pub use codec::{

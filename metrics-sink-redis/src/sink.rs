@@ -196,36 +196,47 @@ impl RedisSink {
         for a in &batch.aggregates {
             cmd.arg(opts.aggregate_hash(&a.name));
         }
-        self.frames.clear();
-        self.frame_ends.clear();
-        encode_frames(&batch.entries, &mut self.frames, &mut self.frame_ends);
-        cmd.arg(opts.flush_id_ttl.as_secs())
-            .arg(self.frame_ends.len());
-        let mut start = 0;
-        for &end in &self.frame_ends {
-            cmd.arg(&self.frames[start..end]);
-            start = end;
-        }
-        cmd.arg(batch.aggregates.len());
-        let mut field = String::with_capacity(8);
-        for a in &batch.aggregates {
-            // Only what changes something: a field at its identity merges to what is stored.
-            let counters = a.fields().filter(|&(f, v)| v != f.kind.identity());
-            let buckets = a.histogram().nonzero();
-            cmd.arg(&*a.name)
-                .arg(counters.clone().count() + buckets.clone().count());
-            for (f, v) in counters {
-                cmd.arg(f.name).arg(op(f.kind)).arg(clamp(f.kind, v));
-            }
-            for (i, c) in buckets {
-                field.clear();
-                let _ = write!(field, "b{i}");
-                cmd.arg(&field)
-                    .arg(op(FieldKind::Sum))
-                    .arg(clamp(FieldKind::Sum, c));
-            }
-        }
+        cmd.arg(opts.flush_id_ttl.as_secs());
+        flush_args(&mut cmd, batch, &mut self.frames, &mut self.frame_ends);
         cmd
+    }
+}
+
+/// The arguments `apply_flush` reads (see `lua/flush_body.lua`): the frames of the entries, then
+/// each aggregate's changed fields. `frames` and `ends` are buffers kept between flushes.
+pub(crate) fn flush_args(
+    cmd: &mut Cmd,
+    batch: &FlushBatch,
+    frames: &mut Vec<u8>,
+    ends: &mut Vec<usize>,
+) {
+    frames.clear();
+    ends.clear();
+    encode_frames(&batch.entries, frames, ends);
+    cmd.arg(ends.len());
+    let mut start = 0;
+    for &end in ends.iter() {
+        cmd.arg(&frames[start..end]);
+        start = end;
+    }
+    cmd.arg(batch.aggregates.len());
+    let mut field = String::with_capacity(8);
+    for a in &batch.aggregates {
+        // Only what changes something: a field at its identity merges to what is stored.
+        let counters = a.fields().filter(|&(f, v)| v != f.kind.identity());
+        let buckets = a.histogram().nonzero();
+        cmd.arg(&*a.name)
+            .arg(counters.clone().count() + buckets.clone().count());
+        for (f, v) in counters {
+            cmd.arg(f.name).arg(op(f.kind)).arg(clamp(f.kind, v));
+        }
+        for (i, c) in buckets {
+            field.clear();
+            let _ = write!(field, "b{i}");
+            cmd.arg(&field)
+                .arg(op(FieldKind::Sum))
+                .arg(clamp(FieldKind::Sum, c));
+        }
     }
 }
 

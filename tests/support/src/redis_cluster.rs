@@ -156,6 +156,20 @@ impl RedisCluster {
                 promoted && info.contains("cluster_state:ok")
             },
         );
+        // Every other node agrees before the test goes on.
+        wait_until(
+            "every node to see the cluster whole again",
+            CONVERGE,
+            || {
+                self.nodes.iter().filter(|n| n.port() != port).all(|n| {
+                    let info: String = redis::cmd("CLUSTER")
+                        .arg("INFO")
+                        .query(&mut n.client())
+                        .unwrap_or_default();
+                    info.contains("cluster_state:ok")
+                })
+            },
+        );
     }
 
     fn read_nodes(c: &mut redis::Connection) -> Vec<Node> {

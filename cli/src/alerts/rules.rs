@@ -383,6 +383,8 @@ pub(crate) fn parse(text: &str) -> Result<Rules, Vec<Diagnostic>> {
     }
     let mut raw_rules = Vec::new();
     let mut raw_notify = Vec::new();
+    // Whether the key was there but not an array of tables: a `[rule]` is one mistake, not two.
+    let (mut bad_rule, mut bad_notify) = (false, false);
     for (key, value) in root.into_inner() {
         let list = match key.get_ref().as_ref() {
             "rule" => &mut raw_rules,
@@ -404,17 +406,21 @@ pub(crate) fn parse(text: &str) -> Result<Rules, Vec<Diagnostic>> {
             DeValue::Array(items) if items.iter().all(|i| i.get_ref().is_table()) => {
                 list.extend(items);
             }
-            _ => errors.at(
-                span.start,
-                format!(
-                    "`{name}` must be an array of tables: write [[{name}]] (double brackets) \
+            _ => {
+                bad_rule |= name == "rule";
+                bad_notify |= name == "notify";
+                errors.at(
+                    span.start,
+                    format!(
+                        "`{name}` must be an array of tables: write [[{name}]] (double brackets) \
                      above each one"
-                ),
-            ),
+                    ),
+                )
+            }
         }
     }
-    let rules = check_rules(&mut errors, raw_rules);
-    let notify = check_notify(&mut errors, raw_notify);
+    let rules = check_rules(&mut errors, raw_rules, bad_rule);
+    let notify = check_notify(&mut errors, raw_notify, bad_notify);
     if errors.found.is_empty() {
         Ok(Rules { rules, notify })
     } else {
@@ -437,6 +443,9 @@ fn deserialize<T: for<'de> Deserialize<'de>>(
             if let Some(h) = missing_field(&message).and_then(hint) {
                 message.push_str(": add ");
                 message.push_str(h);
+            } else if message.starts_with("invalid type") && message.ends_with("expected a string")
+            {
+                message.push_str(": write it in quotes (e.g. window = \"1m\")");
             }
             errors.at(offset, message);
             None
@@ -463,8 +472,8 @@ fn notify_hint(field: &str) -> Option<&'static str> {
     (field == "kind").then_some("kind = \"webhook\" (webhook, slack, email or alertmanager)")
 }
 
-fn check_rules(errors: &mut Errors<'_>, raw: Vec<Spanned<DeValue<'_>>>) -> Vec<Rule> {
-    if raw.is_empty() {
+fn check_rules(errors: &mut Errors<'_>, raw: Vec<Spanned<DeValue<'_>>>, bad: bool) -> Vec<Rule> {
+    if raw.is_empty() && !bad {
         errors.at(
             0,
             "no [[rule]]: add one, e.g. [[rule]] name = \"checkout-errors\" functions = \
@@ -827,8 +836,8 @@ fn check_min_calls(
     }
 }
 
-fn check_notify(errors: &mut Errors<'_>, raw: Vec<Spanned<DeValue<'_>>>) -> Vec<Notify> {
-    if raw.is_empty() {
+fn check_notify(errors: &mut Errors<'_>, raw: Vec<Spanned<DeValue<'_>>>, bad: bool) -> Vec<Notify> {
+    if raw.is_empty() && !bad {
         errors.at(
             errors.text.len(),
             "no [[notify]]: add one to say where alerts go, e.g. [[notify]] kind = \"webhook\" \

@@ -71,7 +71,7 @@ pub(crate) fn export(rules: &Rules, source: &str) -> Export {
             "{{{{ with $labels.function }}}}{{{{ . }}}}{{{{ else }}}}no function matching \
              the rule{{{{ end }}}}: {} over {} (rule {})",
             rule.when,
-            crate::duration::human_span(rule.window),
+            prom_duration(rule.window),
             rule.name
         );
         let _ = write!(
@@ -96,7 +96,8 @@ fn quote(s: &str) -> String {
     serde_json::to_string(s).expect("a string serializes")
 }
 
-/// A Prometheus duration: whole milliseconds in the largest unit that divides them.
+/// A Prometheus duration (also how rules are summed up): whole milliseconds in the largest
+/// unit that divides them (`90s`, `5m`, `1500ms`).
 pub(crate) fn prom_duration(d: Duration) -> String {
     let ms = d.as_millis();
     if ms == 0 {

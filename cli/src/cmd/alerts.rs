@@ -3,7 +3,6 @@
 use crate::alerts::rules::{Notify, Rule, Rules};
 use crate::alerts::{self, prometheus};
 use crate::args::{AlertsCheck, AlertsCommand, AlertsExport};
-use crate::duration::human_span;
 use crate::error::{CliError, CliResult};
 use crate::output::print;
 use crate::redact::redact;
@@ -38,9 +37,14 @@ fn check(a: &AlertsCheck) -> CliResult<u8> {
 /// `checkout-errors: error_rate > 0.05 over 1m for 30s, functions *::checkout, min_calls 20,
 /// severity page`.
 fn rule_line(r: &Rule) -> String {
-    let mut s = format!("{}: {} over {}", r.name, r.when, human_span(r.window));
+    let mut s = format!(
+        "{}: {} over {}",
+        r.name,
+        r.when,
+        prometheus::prom_duration(r.window)
+    );
     if !r.for_.is_zero() {
-        s.push_str(&format!(" for {}", human_span(r.for_)));
+        s.push_str(&format!(" for {}", prometheus::prom_duration(r.for_)));
     }
     if !r.when.metric.is_health() {
         s.push_str(&format!(", functions {}", r.functions.as_str()));

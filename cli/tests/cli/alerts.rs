@@ -113,6 +113,18 @@ fn a_valid_file_passes_check_with_a_line_per_rule() {
 }
 
 #[test]
+fn the_readme_example_is_valid() {
+    let readme = include_str!("../../README.md");
+    let section = &readme[readme.find("## Alert rules").expect("the section")..];
+    let start = section.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    let example = &section[start..start + section[start..].find("```").unwrap()];
+    let dir = TempDir::new("alerts");
+    let path = file(&dir, "rules.toml", example);
+    let out = ok(&["alerts", "check", path.to_str().unwrap()]);
+    assert_eq!(out.lines().count(), 5, "{out}");
+}
+
+#[test]
 fn every_mistake_is_reported_at_its_line_and_column() {
     let text = r#"[[rule]]
 name = "checkout-errors"

@@ -96,6 +96,13 @@ pub(crate) enum Command {
     /// Redis is read on every scrape (a scrape that cannot read it is answered with status 503).
     /// SIGINT or SIGTERM stops it cleanly (exit status 0).
     Serve(ServeArgs),
+    /// Alert rules from a TOML file: check it, or export it as Prometheus alerting rules.
+    ///
+    /// The file holds [[rule]] tables (name, functions, when, window, for, min_calls,
+    /// severity) and [[notify]] tables (kind = webhook, slack, email or alertmanager); see
+    /// cli/README.md. Mistakes are printed as FILE:LINE:COLUMN: message (exit status 1).
+    #[command(subcommand)]
+    Alerts(AlertsCommand),
 }
 
 #[derive(Debug, Args)]
@@ -261,4 +268,36 @@ pub(crate) struct ServeArgs {
     /// by default).
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub(crate) timeout: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AlertsCommand {
+    /// Check a rules file: one line per rule (and per notify target) when it is valid; every
+    /// mistake as FILE:LINE:COLUMN: message, and exit status 1, when it is not.
+    Check(AlertsCheck),
+    /// Write the rules as a Prometheus rule file over the fnmetrics_* series (one group,
+    /// `fnmetrics`, one alerting rule per rule).
+    ///
+    /// p50 and p99 come from histogram_quantile over the power-of-two `le` buckets: within a
+    /// factor of 2, not fnmetrics' 1.6 %. Rules over the pipeline's health (backlog,
+    /// drain_lag, dead_letters) have no Prometheus series yet: they are left out with a
+    /// warning on stderr.
+    ExportPrometheus(AlertsExport),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AlertsCheck {
+    /// The rules file (TOML).
+    #[arg(value_name = "FILE")]
+    pub(crate) file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AlertsExport {
+    /// The rules file (TOML).
+    #[arg(value_name = "RULES")]
+    pub(crate) rules: PathBuf,
+    /// The Prometheus rule file to write (`-`: standard output).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub(crate) output: PathBuf,
 }

@@ -6,6 +6,7 @@ use crate::error::CliError;
 /// A parsed glob.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Glob {
+    pattern: String,
     parts: Vec<Part>,
 }
 
@@ -68,7 +69,56 @@ impl Glob {
                 c => Part::Char(c),
             });
         }
-        Ok(Glob { parts })
+        Ok(Glob {
+            pattern: pattern.to_owned(),
+            parts,
+        })
+    }
+
+    /// The pattern as written.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.pattern
+    }
+
+    /// The one name the glob matches when it has no `*`, `?` or set (escapes resolved).
+    pub(crate) fn literal(&self) -> Option<String> {
+        self.parts
+            .iter()
+            .map(|p| match p {
+                Part::Char(c) => Some(*c),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The same language as an RE2 regular expression (Prometheus' `=~`), anchored with `^` and
+    /// `$`: `*` is `.*`, `?` is `.`, sets are kept (`[!a]` is `[^a]`), and every other
+    /// character stands for itself (regex metacharacters escaped).
+    pub(crate) fn to_regex(&self) -> String {
+        let mut re = String::from("^");
+        for part in &self.parts {
+            match part {
+                Part::Char(c) => push_regex_char(&mut re, *c),
+                Part::Any => re.push_str(".*"),
+                Part::One => re.push('.'),
+                Part::Set { negated, ranges } => {
+                    re.push('[');
+                    if *negated {
+                        re.push('^');
+                    }
+                    for &(lo, hi) in ranges {
+                        push_regex_char(&mut re, lo);
+                        if hi != lo {
+                            re.push('-');
+                            push_regex_char(&mut re, hi);
+                        }
+                    }
+                    re.push(']');
+                }
+            }
+        }
+        re.push('$');
+        re
     }
 
     /// Whether `name` matches the whole glob.
@@ -117,6 +167,14 @@ impl Part {
     }
 }
 
+/// Pushes `c` as a regex that matches only `c` (in a set too).
+fn push_regex_char(re: &mut String, c: char) {
+    if "\\.+*?()|[]{}^$-".contains(c) {
+        re.push('\\');
+    }
+    re.push(c);
+}
+
 /// Parses an optional `--fn` glob.
 pub(crate) fn optional(pattern: Option<&str>) -> Result<Option<Glob>, CliError> {
     pattern.map(Glob::new).transpose()
@@ -145,6 +203,29 @@ mod tests {
         assert!(m("<Vec<u8> as Summary>::\\*", "<Vec<u8> as Summary>::*"));
         assert!(m("checkout", "checkout"));
         assert!(!m("checkout", "checkout2"));
+    }
+
+    #[test]
+    fn regexes_match_what_the_glob_matches() {
+        let re = |p: &str| Glob::new(p).unwrap().to_regex();
+        assert_eq!(re("*::checkout"), "^.*::checkout$");
+        assert_eq!(re("app::db::?oad"), "^app::db::.oad$");
+        assert_eq!(re("f[0-9a]"), "^f[0-9a]$");
+        assert_eq!(re("f[!x-]"), "^f[^x\\-]$");
+        assert_eq!(
+            re("<Vec<u8> as S>::f(x).y+z|w$^{1}"),
+            "^<Vec<u8> as S>::f\\(x\\)\\.y\\+z\\|w\\$\\^\\{1\\}$"
+        );
+        assert_eq!(re("a\\*b"), "^a\\*b$");
+    }
+
+    #[test]
+    fn literals_are_the_one_name() {
+        let lit = |p: &str| Glob::new(p).unwrap().literal();
+        assert_eq!(lit("shop::checkout").as_deref(), Some("shop::checkout"));
+        assert_eq!(lit("a\\*b").as_deref(), Some("a*b"));
+        assert_eq!(lit("shop::*"), None);
+        assert_eq!(lit("f[ab]"), None);
     }
 
     #[test]

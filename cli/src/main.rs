@@ -3,6 +3,7 @@
 //! `fnmetrics --help` lists the commands; `fnmetrics <command> --help` explains one. Install with
 //! `cargo install --path cli`.
 
+mod alerts;
 mod args;
 mod cmd;
 mod conn;

@@ -1,5 +1,6 @@
 //! The commands, one module each.
 
+mod alerts;
 mod dead_letters;
 mod drain;
 mod forget;
@@ -27,5 +28,6 @@ pub(crate) fn run(cli: Cli) -> CliResult<u8> {
         Command::Forget(a) => forget::run(s, &a),
         Command::Html(a) => html::run(s, &a),
         Command::Serve(a) => serve::run(s, &a),
+        Command::Alerts(a) => alerts::run(&a),
     }
 }

@@ -15,6 +15,7 @@ fn every_command_has_help() {
         "forget",
         "html",
         "serve",
+        "alerts",
     ] {
         assert!(top.contains(cmd), "{cmd} in\n{top}");
         let help = ok(&[cmd, "--help"]);

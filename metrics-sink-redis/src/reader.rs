@@ -172,7 +172,11 @@ impl RedisReader {
 }
 
 /// The snapshot of function `name` from the fields of its hash `key` (`None`: no fields).
-fn decode(name: &str, key: &str, reply: &redis::Value) -> Result<Option<Snapshot>, Error> {
+pub(crate) fn decode(
+    name: &str,
+    key: &str,
+    reply: &redis::Value,
+) -> Result<Option<Snapshot>, Error> {
     let bad = |what: String| Error::new(ErrorKind::Decode, what);
     // RESP2 answers a flat array of field, value, field, ..; RESP3 a map.
     let pairs: Vec<(&[u8], &[u8])> = match reply {

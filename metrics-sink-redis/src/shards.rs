@@ -112,11 +112,7 @@ impl ShardWriter {
         replicas: usize,
         ack_timeout: Duration,
     ) -> Result<WriteOutcome, Error> {
-        let shards = match layout {
-            Layout::Cluster { tags } => u16::try_from(tags.len()).unwrap_or(1),
-            Layout::Single => 1,
-        };
-        let shard = shard_of(&batch.flush_id, shards);
+        let shard = shard_of(&batch.flush_id, shard_count(layout));
         let list = layout.entries_list(opts, shard);
         let mut cmd = evalsha(&FLUSH_SHARD, 4 + batch.aggregates.len());
         cmd.arg(layout.internal(opts, shard, "flushes"))
@@ -177,6 +173,83 @@ impl ShardWriter {
             WriteOutcome::AlreadyApplied
         })
     }
+}
+
+/// The shards of `layout` (1 for a single Redis).
+fn shard_count(layout: &Layout) -> u16 {
+    match layout {
+        Layout::Cluster { tags } => u16::try_from(tags.len()).unwrap_or(1),
+        Layout::Single => 1,
+    }
+}
+
+/// Every function with aggregates in any shard, sorted.
+pub(crate) fn functions(
+    router: &mut Router,
+    layout: &Layout,
+    opts: &RedisOptions,
+) -> Result<Vec<String>, Error> {
+    let mut names = std::collections::BTreeSet::new();
+    for shard in 0..shard_count(layout) {
+        let key = layout.internal(opts, shard, "functions");
+        let found: Vec<Vec<u8>> = router.on_slot(
+            key_slot(key.as_bytes()),
+            "cannot read function names from a Redis Cluster",
+            |c| redis::cmd("SMEMBERS").arg(&key).query(c),
+        )?;
+        for n in found {
+            let n = String::from_utf8(n).map_err(|e| {
+                Error::with_source(
+                    ErrorKind::Decode,
+                    format!("a name in {key} is not UTF-8"),
+                    e,
+                )
+            })?;
+            names.insert(n);
+        }
+    }
+    Ok(names.into_iter().collect())
+}
+
+/// The fleet-wide aggregates of each of `names` (`None` where no shard has any): the sum of
+/// every shard's share, each shard read in pipelines of 10 000.
+pub(crate) fn get_many(
+    router: &mut Router,
+    layout: &Layout,
+    opts: &RedisOptions,
+    names: &[String],
+) -> Result<Vec<Option<fnmetrics_core::Snapshot>>, Error> {
+    let mut out: Vec<Option<fnmetrics_core::Snapshot>> = vec![None; names.len()];
+    for shard in 0..shard_count(layout) {
+        let slot = key_slot(layout.entries_list(opts, shard).as_bytes());
+        for (c, chunk) in names.chunks(10_000).enumerate() {
+            let keys: Vec<String> = chunk
+                .iter()
+                .map(|n| layout.aggregate_hash(opts, shard, n))
+                .collect();
+            let replies: Vec<redis::Value> = router.on_slot(
+                slot,
+                "cannot read aggregates from a Redis Cluster",
+                |conn| {
+                    let mut pipe = redis::pipe();
+                    for k in &keys {
+                        pipe.cmd("HGETALL").arg(k);
+                    }
+                    pipe.query(conn)
+                },
+            )?;
+            for (i, (key, reply)) in keys.iter().zip(&replies).enumerate() {
+                let at = c * 10_000 + i;
+                if let Some(part) = crate::reader::decode(&names[at], key, reply)? {
+                    match &mut out[at] {
+                        Some(sum) => sum.merge(&part),
+                        none => *none = Some(part),
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -275,5 +348,13 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(summed(&mut router, &layout, "calls").0, 50);
+        // The fleet read sums the shards' shares.
+        assert_eq!(functions(&mut router, &layout, &opts).unwrap(), ["app::f"]);
+        let names = ["app::f".to_owned(), "app::none".to_owned()];
+        let all = get_many(&mut router, &layout, &opts, &names).unwrap();
+        let f = all[0].as_ref().expect("app::f");
+        assert_eq!((f.calls, f.errors), (50, 13));
+        assert_eq!(f.histogram().count(), 50);
+        assert!(all[1].is_none());
     }
 }

@@ -110,10 +110,12 @@ impl Drainer {
     /// How many PostgreSQL connections write a claim (default 1): a claim of at least
     /// `n * 1 000` entries is cut into `n` parts written at once, each in a transaction of its
     /// own, on its own connection (made on first use), so that a server with several cores
-    /// stores a claim that much sooner. The claim is acknowledged once every part is in; if a
-    /// part fails, the whole claim is written again, and the parts already in are skipped by
-    /// their ids (rollups count each entry once either way). Rollup rows that two parts share
-    /// are updated one part after the other, in key order.
+    /// stores a claim that much sooner. The claim is acknowledged once every part is in. A part
+    /// that fails goes again on the first connection (a connection more that cannot be had
+    /// slows the drain down, it does not stop it); if that fails too, the whole claim is
+    /// written again later, and the parts already in are skipped by their ids (rollups count
+    /// each entry once either way). Rollup rows that two parts share are updated one part after
+    /// the other, in key order.
     ///
     /// ```no_run
     /// use fnmetrics::Drainer;
@@ -280,7 +282,16 @@ impl Drainer {
         });
         let mut out = BatchOutcome::default();
         for (at, r) in results {
-            let part = r?;
+            let part = match r {
+                Ok(part) => part,
+                // A part that failed goes again on the first connection, so that a connection
+                // more that cannot be had (a server at its connection limit, say) slows the
+                // drain down instead of stopping it; if that fails too, the claim is retried.
+                Err(_) => {
+                    let end = (at + size).min(entries.len());
+                    self.pg.write_batch(&entries[at..end])?
+                }
+            };
             out.inserted += part.inserted;
             out.rejected
                 .extend(part.rejected.into_iter().map(|mut row| {

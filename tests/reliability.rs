@@ -603,3 +603,57 @@ fn the_flusher_s_stage_2_over_two_connections_stores_every_entry_once() {
     assert_eq!((calls, errors), (9_000, 1_000));
     assert_eq!(flusher.stats().entries_drained, 9_000);
 }
+
+/// A drainer told to write over two connections, as a role allowed one: the part that cannot
+/// have its connection goes on the first one, and every entry arrives once.
+#[test]
+fn a_second_connection_that_cannot_be_had_slows_the_drain_but_loses_nothing() {
+    use fnmetrics::redis::RedisSink;
+    use fnmetrics::sink::{FlushBatch, IdGen, Sink};
+    let redis = RedisServer::start();
+    let postgres = PostgresServer::start();
+    // The schema first, as the owner; then a role that may hold one connection.
+    drop(PostgresSink::connect(&postgres.url(), PostgresOptions::default()).unwrap());
+    postgres
+        .client()
+        .batch_execute(
+            "CREATE ROLE drainer LOGIN CONNECTION LIMIT 1;
+             GRANT USAGE, CREATE ON SCHEMA public TO drainer;
+             GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO drainer;
+             ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE ON TABLES TO drainer;",
+        )
+        .unwrap();
+    let url = format!("postgres://drainer@127.0.0.1:{}/fnmetrics", postgres.port());
+    let mut drainer = Drainer::connect(
+        &redis.url(),
+        RedisOptions::default(),
+        &url,
+        PostgresOptions::default(),
+    )
+    .unwrap()
+    .writers(2)
+    .maintain_every(None);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    let mut ids = IdGen::with_instance(6);
+    let entries = entries_at(
+        &mut ids,
+        "reliability::limited",
+        4_000,
+        now - 60_000_000,
+        &[],
+    );
+    RedisSink::connect(&redis.url(), RedisOptions::default())
+        .unwrap()
+        .write(&FlushBatch {
+            flush_id: ids.next_id(0),
+            entries,
+            aggregates: Vec::new(),
+        })
+        .unwrap();
+    let done = drainer.drain_once().unwrap();
+    assert_eq!(done.moved, 4_000);
+    assert_eq!(pg_count(&postgres, "reliability::limited"), 4_000);
+}

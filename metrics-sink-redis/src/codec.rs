@@ -252,6 +252,9 @@ pub struct DeadLetter {
     pub reason: String,
     /// The bytes set aside: an encoded entry, or an element that could not be decoded.
     pub payload: Vec<u8>,
+    /// The shard whose dead-letter list holds it (0 on a single Redis): set when it is read,
+    /// so that re-queueing or purging it goes to the right list.
+    pub shard: u16,
 }
 
 /// The first byte of a stored dead letter.
@@ -270,6 +273,7 @@ impl DeadLetter {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64);
         DeadLetter {
+            shard: 0,
             at: UNIX_EPOCH + Duration::from_micros(micros),
             kind,
             reason: reason.into(),
@@ -323,6 +327,7 @@ impl DeadLetter {
         let len = u16::from_le_bytes([b[10], b[11]]) as usize;
         let reason = std::str::from_utf8(b.get(12..12 + len)?).ok()?.to_owned();
         Some(DeadLetter {
+            shard: 0,
             at: UNIX_EPOCH + Duration::from_micros(micros.max(0) as u64),
             kind,
             reason,

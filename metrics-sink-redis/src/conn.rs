@@ -1,5 +1,7 @@
 //! One lazily re-made connection, and how redis errors become fnmetrics errors.
 
+use crate::cluster::Router;
+use crate::layout::{key_slot, Layout};
 use crate::options::RedisOptions;
 use fnmetrics_core::{Error, ErrorKind};
 use redis::{Cmd, Connection, FromRedisValue, RedisError, Script};
@@ -10,6 +12,10 @@ pub(crate) struct Conn {
     conn: Option<Connection>,
     pub(crate) opts: RedisOptions,
     scripts: &'static [&'static Script],
+    /// How keys are named: the single-node names, or a cluster's shards.
+    layout: Layout,
+    /// The slot router, on a Redis Cluster (then `conn` stays `None`).
+    router: Option<Router>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -51,6 +57,8 @@ impl Conn {
             conn: None,
             opts,
             scripts,
+            layout: Layout::Single,
+            router: None,
         })
     }
 
@@ -103,6 +111,54 @@ impl Conn {
             s.load(&mut c).map_err(fail)?;
         }
         Ok(c)
+    }
+
+    /// How keys are named (the single-node names until a cluster is found).
+    pub(crate) fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The shards keys are spread over: 1 on a single Redis.
+    pub(crate) fn shards(&self) -> u16 {
+        match &self.layout {
+            Layout::Single => 1,
+            Layout::Cluster { tags } => u16::try_from(tags.len()).unwrap_or(1),
+        }
+    }
+
+    /// Runs `f` where the keys of `shard` live: the connection on a single Redis, the primary
+    /// serving the shard's slot on a cluster (see [`Router::on_slot`]).
+    pub(crate) fn run_on<T>(
+        &mut self,
+        shard: u16,
+        what: &str,
+        f: impl FnMut(&mut Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, Error> {
+        if self.router.is_none() {
+            return self.run(what, f);
+        }
+        let slot = key_slot(self.layout.entries_list(&self.opts, shard).as_bytes());
+        match self.router.as_mut() {
+            Some(r) => r.on_slot(slot, what, f),
+            None => Err(Error::new(ErrorKind::Unavailable, "no Redis connection").unsent()),
+        }
+    }
+
+    /// [`Conn::eval`] where the keys of `shard` live.
+    pub(crate) fn eval_on<T: FromRedisValue>(
+        &mut self,
+        shard: u16,
+        what: &str,
+        script: &Script,
+        cmd: &Cmd,
+    ) -> Result<T, Error> {
+        self.run_on(shard, what, |c| match cmd.query(c) {
+            Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
+                script.load(c)?;
+                cmd.query(c)
+            }
+            r => r,
+        })
     }
 
     /// Runs `f` on the connection (making one if needed). An error the server did not send

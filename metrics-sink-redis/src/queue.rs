@@ -52,6 +52,8 @@ pub struct Claim {
     /// also the claim's token of ownership: a drainer that takes the claim over gives it
     /// another deadline, and [`RedisQueue::release`] then leaves it alone.
     pub lease_until_ms: u64,
+    /// The shard whose keys hold the claim (0 on a single Redis).
+    pub shard: u16,
 }
 
 impl Claim {
@@ -154,6 +156,12 @@ pub struct QueueOverview {
 #[derive(Debug)]
 pub struct RedisQueue {
     conn: Conn,
+    /// The shard the next claim looks at first (claims go round the shards).
+    cursor: u16,
+}
+
+/// The keys of one shard's queue.
+struct Keys {
     list: String,
     claims: String,
     claim_prefix: String,
@@ -193,14 +201,19 @@ impl RedisQueue {
         static SCRIPTS: LazyLock<[&'static Script; 6]> =
             LazyLock::new(|| [&*CLAIM, &*TAKEOVER, &*PENDING, &*ACK, &*REQUEUE, &*RELEASE]);
         let conn = Conn::new(url, options, &*SCRIPTS)?;
-        Ok(RedisQueue {
-            list: conn.opts.entries_list(),
-            claims: conn.opts.internal("claims"),
-            claim_prefix: conn.opts.internal("claim:"),
-            dead: conn.opts.internal("dead"),
-            dead_evicted: conn.opts.internal("dead:evicted"),
-            conn,
-        })
+        Ok(RedisQueue { conn, cursor: 0 })
+    }
+
+    /// The keys of `shard`'s queue.
+    fn keys(&self, shard: u16) -> Keys {
+        let (l, o) = (self.conn.layout(), &self.conn.opts);
+        Keys {
+            list: l.entries_list(o, shard),
+            claims: l.internal(o, shard, "claims"),
+            claim_prefix: l.internal(o, shard, "claim:"),
+            dead: l.internal(o, shard, "dead"),
+            dead_evicted: l.internal(o, shard, "dead:evicted"),
+        }
     }
 
     /// Claims a batch, atomically: a claim whose lease has run out if there is one (taken over
@@ -231,6 +244,23 @@ impl RedisQueue {
         let lease_ms = u64::try_from(lease.as_millis())
             .unwrap_or(u64::MAX)
             .clamp(1, 1 << 40);
+        // Round the shards, from where the last claim was found: drainers do not all wait on
+        // one shard. A single Redis has one.
+        self.conn.ensure()?;
+        let shards = self.conn.shards();
+        for i in 0..shards {
+            let shard = (self.cursor + i) % shards;
+            if let Some(claim) = self.claim_in(shard, max, lease_ms)? {
+                self.cursor = (shard + 1) % shards;
+                return Ok(Some(claim));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A claim from `shard`'s queue, as [`RedisQueue::claim`] says.
+    fn claim_in(&mut self, shard: u16, max: usize, lease_ms: u64) -> Result<Option<Claim>, Error> {
+        let k = self.keys(shard);
         let what = "cannot claim entries in Redis";
         // The claim script moves entries into a claim list server-side and returns its id and
         // length; LRANGE reads it, in the same round trip for a new claim. Were the claim
@@ -239,43 +269,45 @@ impl RedisQueue {
         for _ in 0..CLAIM_ATTEMPTS {
             let new_id = new_claim_id();
             let mut cmd = evalsha(&CLAIM, 3);
-            cmd.arg(&self.list)
-                .arg(&self.claims)
-                .arg(format!("{}{new_id}", self.claim_prefix))
+            cmd.arg(&k.list)
+                .arg(&k.claims)
+                .arg(format!("{}{new_id}", k.claim_prefix))
                 .arg(max)
                 .arg(lease_ms)
-                .arg(&self.claim_prefix)
+                .arg(&k.claim_prefix)
                 .arg(&new_id);
             let mut p = redis::pipe();
             p.add_command(cmd)
                 .cmd("LRANGE")
-                .arg(format!("{}{new_id}", self.claim_prefix))
+                .arg(format!("{}{new_id}", k.claim_prefix))
                 .arg(0)
                 .arg(-1);
             type Reply = (Option<Vec<String>>, Vec<Vec<u8>>);
-            let (claimed, mut raw): Reply = self.conn.run(what, |c| match p.query(c) {
-                Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
-                    CLAIM.load(c)?;
-                    p.query(c)
-                }
-                r => r,
-            })?;
+            let (claimed, mut raw): Reply =
+                self.conn.run_on(shard, what, |c| match p.query(c) {
+                    Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
+                        CLAIM.load(c)?;
+                        p.query(c)
+                    }
+                    r => r,
+                })?;
             let number = |s: Option<&String>| s.and_then(|s| s.parse::<u64>().ok());
             let (id, len, lease_until_ms) = match claimed.as_deref() {
                 None => return Ok(None),
                 // A claim whose lease ran out: take it over (a second script, which names its
                 // list among its keys), then read it.
                 Some([marker, id]) if marker.is_empty() => {
-                    let key = format!("{}{id}", self.claim_prefix);
+                    let key = format!("{}{id}", k.claim_prefix);
                     let mut cmd = evalsha(&TAKEOVER, 2);
-                    cmd.arg(&self.claims).arg(&key).arg(id).arg(lease_ms);
-                    let taken: Option<Vec<String>> = self.conn.eval(what, &TAKEOVER, &cmd)?;
+                    cmd.arg(&k.claims).arg(&key).arg(id).arg(lease_ms);
+                    let taken: Option<Vec<String>> =
+                        self.conn.eval_on(shard, what, &TAKEOVER, &cmd)?;
                     let Some([len, until]) = taken.as_deref() else {
                         // Gone, empty, or taken by another drainer meanwhile: claim again.
                         continue;
                     };
                     let (len, until) = (number(Some(len)), number(Some(until)));
-                    raw = self.conn.run(what, |c| {
+                    raw = self.conn.run_on(shard, what, |c| {
                         redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).query(c)
                     })?;
                     (id.clone(), len, until)
@@ -300,6 +332,7 @@ impl RedisQueue {
                     entries: Vec::new(),
                     undecodable: Vec::new(),
                     lease_until_ms,
+                    shard,
                 };
                 for element in &raw {
                     let d = decode_element(element);
@@ -357,19 +390,23 @@ impl RedisQueue {
     /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn ack_with(&mut self, claim: &Claim, dead: &[DeadLetter]) -> Result<Acked, Error> {
+        let k = self.keys(claim.shard);
         let mut cmd = evalsha(&ACK, 4);
-        cmd.arg(format!("{}{}", self.claim_prefix, claim.id))
-            .arg(&self.claims)
-            .arg(&self.dead)
-            .arg(&self.dead_evicted)
+        cmd.arg(format!("{}{}", k.claim_prefix, claim.id))
+            .arg(&k.claims)
+            .arg(&k.dead)
+            .arg(&k.dead_evicted)
             .arg(&claim.id)
             .arg(self.conn.opts.dead_letter_cap);
         for d in dead {
             cmd.arg(d.encode());
         }
-        let evicted: i64 = self
-            .conn
-            .eval("cannot acknowledge a claim in Redis", &ACK, &cmd)?;
+        let evicted: i64 = self.conn.eval_on(
+            claim.shard,
+            "cannot acknowledge a claim in Redis",
+            &ACK,
+            &cmd,
+        )?;
         Ok(Acked {
             removed: evicted >= 0,
             dead_letters_evicted: u64::try_from(evicted).unwrap_or(0),
@@ -397,15 +434,19 @@ impl RedisQueue {
     /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn release(&mut self, claim: &Claim) -> Result<bool, Error> {
+        let k = self.keys(claim.shard);
         let mut cmd = evalsha(&RELEASE, 3);
-        cmd.arg(format!("{}{}", self.claim_prefix, claim.id))
-            .arg(&self.claims)
-            .arg(&self.list)
+        cmd.arg(format!("{}{}", k.claim_prefix, claim.id))
+            .arg(&k.claims)
+            .arg(&k.list)
             .arg(&claim.id)
             .arg(claim.lease_until_ms);
-        let n: i64 = self
-            .conn
-            .eval("cannot hand a claim back in Redis", &RELEASE, &cmd)?;
+        let n: i64 = self.conn.eval_on(
+            claim.shard,
+            "cannot hand a claim back in Redis",
+            &RELEASE,
+            &cmd,
+        )?;
         Ok(n >= 0)
     }
 
@@ -444,24 +485,43 @@ impl RedisQueue {
         if count == 0 {
             return Ok(Vec::new());
         }
-        let key = &self.dead;
-        let raw: Vec<Vec<u8>> = self.conn.run("cannot read dead letters from Redis", |c| {
-            redis::cmd("LRANGE")
-                .arg(key)
-                .arg(start)
-                .arg(start.saturating_add(count - 1).min(i64::MAX as usize))
-                .query(c)
-        })?;
-        raw.iter()
-            .map(|b| {
-                DeadLetter::decode(b).ok_or_else(|| {
+        // Each shard's first `start + count`, merged by when they were set aside (a single
+        // Redis: its list, from `start`).
+        self.conn.ensure()?;
+        let shards = self.conn.shards();
+        let (first, last) = if shards == 1 {
+            (start, start.saturating_add(count - 1))
+        } else {
+            (0, start.saturating_add(count - 1))
+        };
+        let mut all = Vec::new();
+        for shard in 0..shards {
+            let key = self.keys(shard).dead;
+            let raw: Vec<Vec<u8>> =
+                self.conn
+                    .run_on(shard, "cannot read dead letters from Redis", |c| {
+                        redis::cmd("LRANGE")
+                            .arg(&key)
+                            .arg(first)
+                            .arg(last.min(i64::MAX as usize))
+                            .query(c)
+                    })?;
+            for b in &raw {
+                let mut d = DeadLetter::decode(b).ok_or_else(|| {
                     Error::new(
                         ErrorKind::Decode,
                         format!("an element of {key} is not a dead letter"),
                     )
-                })
-            })
-            .collect()
+                })?;
+                d.shard = shard;
+                all.push(d);
+            }
+        }
+        if shards == 1 {
+            return Ok(all);
+        }
+        all.sort_by_key(|d| d.at);
+        Ok(all.into_iter().skip(start).take(count).collect())
     }
 
     /// How many dead letters are held, and how many were evicted.
@@ -476,15 +536,19 @@ impl RedisQueue {
     /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn dead_letter_counts(&mut self) -> Result<DeadLetterCounts, Error> {
-        let (dead, evicted) = (&self.dead, &self.dead_evicted);
-        let (held, evicted): (u64, Option<u64>) =
-            self.conn.run("cannot count dead letters in Redis", |c| {
-                redis::pipe().llen(dead).get(evicted).query(c)
-            })?;
-        Ok(DeadLetterCounts {
-            held,
-            evicted: evicted.unwrap_or(0),
-        })
+        self.conn.ensure()?;
+        let mut out = DeadLetterCounts::default();
+        for shard in 0..self.conn.shards() {
+            let k = self.keys(shard);
+            let (held, evicted): (u64, Option<u64>) =
+                self.conn
+                    .run_on(shard, "cannot count dead letters in Redis", |c| {
+                        redis::pipe().llen(&k.dead).get(&k.dead_evicted).query(c)
+                    })?;
+            out.held += held;
+            out.evicted += evicted.unwrap_or(0);
+        }
+        Ok(out)
     }
 
     /// Puts dead letters back on the entry list, for stage 2 to try again (after the cause was
@@ -524,16 +588,26 @@ impl RedisQueue {
 
     fn requeue_or_purge(&mut self, mode: &str, letters: &[DeadLetter]) -> Result<u64, Error> {
         let mut n = 0;
-        for chunk in letters.chunks(500) {
-            let mut cmd = evalsha(&REQUEUE, 2);
-            cmd.arg(&self.dead).arg(&self.list).arg(mode);
-            for d in chunk {
-                cmd.arg(d.encode()).arg(&d.payload);
+        let mut shards: Vec<u16> = letters.iter().map(|d| d.shard).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        for shard in shards {
+            let k = self.keys(shard);
+            let mine: Vec<&DeadLetter> = letters.iter().filter(|d| d.shard == shard).collect();
+            for chunk in mine.chunks(500) {
+                let mut cmd = evalsha(&REQUEUE, 2);
+                cmd.arg(&k.dead).arg(&k.list).arg(mode);
+                for d in chunk {
+                    cmd.arg(d.encode()).arg(&d.payload);
+                }
+                let moved: u64 = self.conn.eval_on(
+                    shard,
+                    "cannot move dead letters in Redis",
+                    &REQUEUE,
+                    &cmd,
+                )?;
+                n += moved;
             }
-            let moved: u64 = self
-                .conn
-                .eval("cannot move dead letters in Redis", &REQUEUE, &cmd)?;
-            n += moved;
         }
         Ok(n)
     }
@@ -551,18 +625,19 @@ impl RedisQueue {
     /// ```
     pub fn pending_len(&mut self) -> Result<u64, Error> {
         let what = "cannot count pending entries in Redis";
-        // The entry list first, then the claims: an element that moves into a new claim in
-        // between is counted twice, never missed.
-        let mut n = self.count_list(&self.list.clone())?;
-        let ids: Vec<String> = self.conn.run(what, |c| {
-            redis::cmd("ZRANGE")
-                .arg(&self.claims)
-                .arg(0)
-                .arg(-1)
-                .query(c)
-        })?;
-        for id in ids {
-            n += self.count_list(&format!("{}{id}", self.claim_prefix))?;
+        self.conn.ensure()?;
+        let mut n = 0;
+        for shard in 0..self.conn.shards() {
+            let k = self.keys(shard);
+            // The entry list first, then the claims: an element that moves into a new claim in
+            // between is counted twice, never missed.
+            n += self.count_list(shard, &k.list)?;
+            let ids: Vec<String> = self.conn.run_on(shard, what, |c| {
+                redis::cmd("ZRANGE").arg(&k.claims).arg(0).arg(-1).query(c)
+            })?;
+            for id in ids {
+                n += self.count_list(shard, &format!("{}{id}", k.claim_prefix))?;
+            }
         }
         Ok(n)
     }
@@ -585,55 +660,87 @@ impl RedisQueue {
     pub fn overview(&mut self) -> Result<QueueOverview, Error> {
         let entries_waiting = self.pending_len()?;
         let dead_letters = self.dead_letter_counts()?;
-        let functions = self.conn.opts.internal("functions");
-        let (claims, list) = (&self.claims, &self.list);
-        let ((secs, micros), held, expired, functions, head): (
-            (u64, u64),
-            u64,
-            u64,
-            u64,
-            Option<Vec<u8>>,
-        ) = self
-            .conn
-            .run("cannot read the claims and the entry list", |c| {
-                // The server's time first: claims expire by it.
-                let (secs, micros): (u64, u64) = redis::cmd("TIME").query(c)?;
-                let now_ms = secs * 1000 + micros / 1000;
-                let (held, expired, functions, head) = redis::pipe()
-                    .zcard(claims)
-                    .zcount(claims, "-inf", now_ms)
-                    .scard(&functions)
-                    .lindex(list, 0)
-                    .query(c)?;
-                Ok(((secs, micros), held, expired, functions, head))
-            })?;
-        let oldest = head.and_then(|b| {
-            crate::codec::decode_element(&b)
-                .entries
-                .iter()
-                .map(|e| e.created_at_micros)
-                .min()
-        });
-        let now = i64::try_from(secs.saturating_mul(1_000_000).saturating_add(micros))
-            .unwrap_or(i64::MAX);
+        let shards = self.conn.shards();
+        let (mut held, mut expired) = (0, 0);
+        let mut names = std::collections::BTreeSet::new();
+        let mut functions = 0;
+        // (the oldest waiting entry, its shard's server time), micros.
+        let mut oldest: Option<(i64, i64)> = None;
+        for shard in 0..shards {
+            let k = self.keys(shard);
+            let set = self
+                .conn
+                .layout()
+                .internal(&self.conn.opts, shard, "functions");
+            type Reply = ((u64, u64), u64, u64, u64, Vec<Vec<u8>>, Option<Vec<u8>>);
+            let ((secs, micros), h, e, n, members, head): Reply =
+                self.conn
+                    .run_on(shard, "cannot read the claims and the entry list", |c| {
+                        // The server's time first: claims expire by it.
+                        let (secs, micros): (u64, u64) = redis::cmd("TIME").query(c)?;
+                        let now_ms = secs * 1000 + micros / 1000;
+                        let mut p = redis::pipe();
+                        p.zcard(&k.claims)
+                            .zcount(&k.claims, "-inf", now_ms)
+                            .scard(&set);
+                        // A cluster's shards share names: count them once.
+                        if shards > 1 {
+                            p.smembers(&set);
+                        }
+                        p.lindex(&k.list, 0);
+                        if shards > 1 {
+                            let (h, e, n, members, head) = p.query(c)?;
+                            Ok(((secs, micros), h, e, n, members, head))
+                        } else {
+                            let (h, e, n, head) = p.query(c)?;
+                            Ok(((secs, micros), h, e, n, Vec::new(), head))
+                        }
+                    })?;
+            held += h;
+            expired += e;
+            functions += n;
+            names.extend(members);
+            let now = i64::try_from(secs.saturating_mul(1_000_000).saturating_add(micros))
+                .unwrap_or(i64::MAX);
+            let first = head.and_then(|b| {
+                crate::codec::decode_element(&b)
+                    .entries
+                    .iter()
+                    .map(|e| e.created_at_micros)
+                    .min()
+            });
+            if let Some(m) = first {
+                if oldest.is_none_or(|(o, _)| m < o) {
+                    oldest = Some((m, now));
+                }
+            }
+        }
+        if shards > 1 {
+            functions = names.len() as u64;
+        }
         Ok(QueueOverview {
             entries_waiting,
             claims_held: held,
             claims_expired: expired,
             dead_letters,
             functions,
-            oldest_waiting_micros: oldest,
-            drain_lag: oldest
-                .map(|m| std::time::Duration::from_micros(u64::try_from(now - m).unwrap_or(0))),
+            oldest_waiting_micros: oldest.map(|(m, _)| m),
+            drain_lag: oldest.map(|(m, now)| {
+                std::time::Duration::from_micros(u64::try_from(now - m).unwrap_or(0))
+            }),
         })
     }
 
     /// The entries in one list (frames count their entries).
-    fn count_list(&mut self, key: &str) -> Result<u64, Error> {
+    fn count_list(&mut self, shard: u16, key: &str) -> Result<u64, Error> {
         let mut cmd = evalsha(&PENDING, 1);
         cmd.arg(key);
-        self.conn
-            .eval("cannot count pending entries in Redis", &PENDING, &cmd)
+        self.conn.eval_on(
+            shard,
+            "cannot count pending entries in Redis",
+            &PENDING,
+            &cmd,
+        )
     }
 }
 

@@ -100,6 +100,7 @@ impl Router {
     }
 
     /// The primaries' addresses (`host:port`) and replica counts, in slot order.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn primaries(&self) -> Vec<(String, usize)> {
         self.primaries
             .iter()
@@ -107,7 +108,27 @@ impl Router {
             .collect()
     }
 
+    /// How many replicas the primary of a flush's shard has, as `CLUSTER SLOTS` listed them.
+    pub(crate) fn replicas_of_shard(
+        &self,
+        layout: &crate::layout::Layout,
+        opts: &crate::options::RedisOptions,
+        flush_id: &[u8; 16],
+    ) -> usize {
+        let shards = match layout {
+            crate::layout::Layout::Cluster { tags } => u16::try_from(tags.len()).unwrap_or(1),
+            crate::layout::Layout::Single => 1,
+        };
+        let shard = crate::shards::shard_of(flush_id, shards);
+        let slot = crate::layout::key_slot(layout.entries_list(opts, shard).as_bytes());
+        self.slots
+            .get(usize::from(slot))
+            .and_then(|&i| self.primaries.get(usize::from(i)))
+            .map_or(0, |p| p.replicas)
+    }
+
     /// The address of the primary that serves `slot`, as the map says now.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn primary_of(&self, slot: u16) -> Option<String> {
         let i = *self.slots.get(usize::from(slot))?;
         self.primaries

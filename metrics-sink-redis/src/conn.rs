@@ -2,7 +2,8 @@
 
 use crate::cluster::Router;
 use crate::layout::{key_slot, Layout};
-use crate::options::RedisOptions;
+use crate::options::{ClusterMode, RedisOptions};
+use crate::shards::open_layout;
 use fnmetrics_core::{Error, ErrorKind};
 use redis::{Cmd, Connection, FromRedisValue, RedisError, Script};
 
@@ -62,55 +63,120 @@ impl Conn {
         })
     }
 
-    /// Connects now if there is no connection (connected, PINGed, scripts loaded).
+    /// Connects now if there is no connection (connected, PINGed, scripts loaded; on a Redis
+    /// Cluster: its slots read and its layout agreed on).
     pub(crate) fn ensure(&mut self) -> Result<(), Error> {
-        self.connection().map(drop)
+        if self.conn.is_some() || self.router.is_some() {
+            return Ok(());
+        }
+        match self.establish()? {
+            Established::Single(c) => self.conn = Some(c),
+            Established::Cluster => self.connect_cluster()?,
+        }
+        Ok(())
     }
 
-    /// The open connection, or a new one (connected, PINGed, scripts loaded).
+    /// The open connection to a single Redis, or a new one.
     fn connection(&mut self) -> Result<&mut Connection, Error> {
-        if self.conn.is_none() {
-            let c = self.establish()?;
-            self.conn = Some(c);
-        }
-        self.conn
-            .as_mut()
-            .ok_or_else(|| Error::new(ErrorKind::Unavailable, "no Redis connection"))
+        self.ensure()?;
+        self.conn.as_mut().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Unavailable,
+                "no connection to a single Redis (this is a Redis Cluster)",
+            )
+        })
     }
 
     /// Connects, PINGs and loads the scripts. A TLS handshake (`rediss://`) happens on the
     /// first write, so a certificate that does not verify fails here, not in
     /// `get_connection_with_timeout`.
     ///
-    /// A node of a Redis Cluster is refused with [`ErrorKind::InvalidConfig`] (which fails a
-    /// flusher's `start()`): its keys live on several nodes, and a flush that touches keys of
-    /// other slots would fail on every try.
-    fn establish(&self) -> Result<Connection, Error> {
+    /// A node of a Redis Cluster is used as one ([`Established::Cluster`]), or refused with
+    /// [`ErrorKind::InvalidConfig`] under [`ClusterMode::Standalone`] (which fails a flusher's
+    /// `start()`), or when it runs a Redis older than 7.0.
+    fn establish(&self) -> Result<Established, Error> {
         let fail = |e| map_error(e, "cannot connect to Redis");
         let mut c = self
             .client
             .get_connection_with_timeout(self.opts.connect_timeout)
-            .map_err(fail)?;
+            .map_err(|e| {
+                // redis-rs selects the URL's database while connecting.
+                if e.to_string()
+                    .contains("SELECT is not allowed in cluster mode")
+                {
+                    self.cluster_refused(
+                        "and the URL names a database other than 0, which a cluster does not have",
+                    )
+                } else {
+                    fail(e)
+                }
+            })?;
         c.set_read_timeout(Some(self.opts.io_timeout))
             .map_err(fail)?;
         c.set_write_timeout(Some(self.opts.io_timeout))
             .map_err(fail)?;
         redis::cmd("PING").query::<()>(&mut c).map_err(fail)?;
         if is_cluster_node(&mut c).map_err(fail)? {
-            return Err(Error::new(
-                ErrorKind::InvalidConfig,
-                format!(
-                    "the Redis server at {} is a node of a Redis Cluster (cluster_enabled:1), \
-                     and fnmetrics does not support Redis Cluster yet: give the URL of a \
-                     standalone Redis (replicas are fine)",
-                    self.client.get_connection_info().addr
-                ),
-            ));
+            if self.opts.cluster == ClusterMode::Standalone {
+                return Err(self.cluster_refused(
+                    "and ClusterMode::Standalone asks for a standalone Redis: give the URL of \
+                     one, or leave the cluster mode at Auto",
+                ));
+            }
+            let version = server_major_version(&mut c).map_err(fail)?;
+            if version.is_some_and(|v| v < 7) {
+                return Err(self.cluster_refused(
+                    "and runs Redis older than 7.0, which fnmetrics needs in cluster mode (it \
+                     replicates scripts by their effects, and counts them for WAIT): upgrade it",
+                ));
+            }
+            return Ok(Established::Cluster);
         }
         for s in self.scripts {
             s.load(&mut c).map_err(fail)?;
         }
-        Ok(c)
+        Ok(Established::Single(c))
+    }
+
+    /// An [`ErrorKind::InvalidConfig`] that names the cluster and says `why`.
+    fn cluster_refused(&self, why: &str) -> Error {
+        Error::new(
+            ErrorKind::InvalidConfig,
+            format!(
+                "the Redis server at {} is a node of a Redis Cluster (cluster_enabled:1) {why}",
+                self.client.get_connection_info().addr
+            ),
+        )
+    }
+
+    /// Reads the cluster's slots and agrees on its layout (the stored shard count).
+    fn connect_cluster(&mut self) -> Result<(), Error> {
+        if self.opts.key_prefix.contains(['{', '}']) {
+            return Err(self.cluster_refused(
+                "and the key prefix holds a brace: its hash tag would put every shard in one \
+                 slot; use a prefix without { or }",
+            ));
+        }
+        if self.client.get_connection_info().redis.db != 0 {
+            return Err(self.cluster_refused(
+                "and the URL names a database other than 0, which a cluster does not have",
+            ));
+        }
+        let mut router = Router::connect(
+            &self.client,
+            self.opts.connect_timeout,
+            self.opts.io_timeout,
+        )?;
+        let (layout, _) = open_layout(&mut router, &self.opts, self.opts.shards)?;
+        self.layout = layout;
+        self.router = Some(router);
+        Ok(())
+    }
+
+    /// The router, layout and options, on a Redis Cluster.
+    pub(crate) fn cluster(&mut self) -> Option<(&mut Router, &Layout, &RedisOptions)> {
+        let (layout, opts) = (&self.layout, &self.opts);
+        self.router.as_mut().map(|r| (r, layout, opts))
     }
 
     /// How keys are named (the single-node names until a cluster is found).
@@ -134,6 +200,7 @@ impl Conn {
         what: &str,
         f: impl FnMut(&mut Connection) -> redis::RedisResult<T>,
     ) -> Result<T, Error> {
+        self.ensure().map_err(Error::unsent)?;
         if self.router.is_none() {
             return self.run(what, f);
         }
@@ -167,8 +234,11 @@ impl Conn {
     pub(crate) fn run<T>(
         &mut self,
         what: &str,
-        f: impl FnOnce(&mut Connection) -> redis::RedisResult<T>,
+        mut f: impl FnMut(&mut Connection) -> redis::RedisResult<T>,
     ) -> Result<T, Error> {
+        if self.router.is_some() {
+            return self.run_on(0, what, f);
+        }
         // No connection: nothing was sent.
         let c = self.connection().map_err(Error::unsent)?;
         f(c).map_err(|e| {
@@ -195,6 +265,26 @@ impl Conn {
             r => r,
         })
     }
+}
+
+/// What connecting found: a single Redis (its connection), or a node of a cluster.
+enum Established {
+    Single(Connection),
+    Cluster,
+}
+
+/// The major version in `INFO server` (`redis_version:7.0.15`), if it says one.
+fn server_major_version(c: &mut Connection) -> redis::RedisResult<Option<u32>> {
+    let info: String = match redis::cmd("INFO").arg("server").query(c) {
+        Ok(info) => info,
+        Err(e) if is_server_error(&e) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Ok(info
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("redis_version:"))
+        .and_then(|v| v.split('.').next())
+        .and_then(|m| m.parse().ok()))
 }
 
 /// Whether the server says `cluster_enabled:1` in `INFO cluster`. A server that refuses `INFO`

@@ -11,11 +11,16 @@
 //! about a second of flushes on a power loss, `always` none), or a restart loses what stage 2 had
 //! not moved yet.
 //!
-//! Redis Cluster is not supported yet: a node of one (`cluster_enabled:1` in `INFO cluster`) is
-//! refused at connect with [`ErrorKind::InvalidConfig`](fnmetrics_core::ErrorKind::InvalidConfig),
-//! which fails a flusher's `start()` at once, naming the cluster. Every script names all the keys
-//! it touches (a flush: the entry list, the flush-id key, one hash per function; a claim taken
-//! over: its list, in a second script); `docs/cluster.md` plans the cluster layout on that.
+//! A Redis Cluster is found at connect (`cluster_enabled:1` in `INFO cluster`) and used as one
+//! ([`ClusterMode::Auto`]): keys are spread over hash-tagged shards (8 by default, the count
+//! stored once in the cluster: [`RedisOptions::shards`]), so that every script touches one slot.
+//! A flush goes to the shard its id picks, in one round trip with a `WAIT` for a replica of the
+//! shard's primary when it has one; readers sum the shards; drainers claim shard by shard. Calls
+//! follow `MOVED`, `ASK` and `TRYAGAIN`, and find a promoted replica after a failover. A cluster
+//! older than Redis 7.0, a URL with a database other than 0, a key prefix with a brace, or
+//! [`ClusterMode::Standalone`] are refused with
+//! [`ErrorKind::InvalidConfig`](fnmetrics_core::ErrorKind::InvalidConfig), naming the cluster.
+//! The layout is in `docs/cluster.md`.
 //!
 //! # Key layout
 //! With `P` = [`RedisOptions::key_prefix`]:
@@ -64,8 +69,6 @@
 //! ([`RedisQueue::ack_with`]); [`RedisQueue::dead_letters`], [`RedisQueue::requeue_dead_letters`]
 //! and [`RedisQueue::purge_dead_letters`] list, re-queue and purge them.
 
-// Used by the cluster layout's coming stages; tested against a real cluster.
-#[cfg_attr(not(test), allow(dead_code))]
 mod cluster;
 mod codec;
 mod conn;
@@ -73,7 +76,6 @@ mod layout;
 mod options;
 mod queue;
 mod reader;
-#[cfg_attr(not(test), allow(dead_code))]
 mod shards;
 mod sink;
 
@@ -82,7 +84,7 @@ pub use codec::{
     SOURCED_FRAME_VERSION,
 };
 pub use layout::{key_slot, SLOTS};
-pub use options::RedisOptions;
+pub use options::{ClusterMode, RedisOptions};
 pub use queue::{Acked, Claim, DeadLetterCounts, QueueOverview, RedisQueue};
 pub use reader::RedisReader;
 pub use sink::{RedisSink, WriteOutcome};

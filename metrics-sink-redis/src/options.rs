@@ -54,6 +54,31 @@ pub struct RedisOptions {
     /// host; the `#insecure` fragment of redis-rs is refused with [`ErrorKind::InvalidUrl`].
     #[cfg(feature = "tls")]
     pub ca_file: Option<PathBuf>,
+    /// Whether a node of a Redis Cluster is used as one (default [`ClusterMode::Auto`]).
+    pub cluster: ClusterMode,
+    /// On a Redis Cluster, how many shards the entries and aggregates are spread over (default
+    /// `None`: the count stored in the cluster, or 8 for the first process to use it). Every
+    /// process must agree: another count than the stored one is refused.
+    pub shards: Option<u16>,
+}
+
+/// What a sink, queue or reader does when its URL names a node of a Redis Cluster
+/// (`cluster_enabled:1`).
+///
+/// ```
+/// use fnmetrics::redis::{ClusterMode, RedisOptions};
+/// let o = RedisOptions::default().with_cluster(ClusterMode::Standalone);
+/// assert_eq!(o.cluster, ClusterMode::Standalone);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClusterMode {
+    /// Use the cluster: keys spread over hash-tagged shards, each call routed to the primary of
+    /// its shard's slot (see `docs/cluster.md`).
+    #[default]
+    Auto,
+    /// Refuse it with [`ErrorKind::InvalidConfig`]: only a standalone Redis will do.
+    Standalone,
 }
 
 impl Default for RedisOptions {
@@ -68,6 +93,8 @@ impl Default for RedisOptions {
             dead_letter_cap: 100_000,
             #[cfg(feature = "tls")]
             ca_file: None,
+            cluster: ClusterMode::Auto,
+            shards: None,
         }
     }
 }
@@ -155,6 +182,29 @@ impl RedisOptions {
         self
     }
 
+    /// Sets [`cluster`](Self::cluster).
+    ///
+    /// ```
+    /// use fnmetrics::redis::{ClusterMode, RedisOptions};
+    /// let o = RedisOptions::default().with_cluster(ClusterMode::Standalone);
+    /// assert_eq!(o.cluster, ClusterMode::Standalone);
+    /// ```
+    pub fn with_cluster(mut self, mode: ClusterMode) -> Self {
+        self.cluster = mode;
+        self
+    }
+
+    /// Sets [`shards`](Self::shards).
+    ///
+    /// ```
+    /// let o = fnmetrics::redis::RedisOptions::default().with_shards(16);
+    /// assert_eq!(o.shards, Some(16));
+    /// ```
+    pub fn with_shards(mut self, n: u16) -> Self {
+        self.shards = Some(n);
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<(), Error> {
         let bad = |m: &str| Err(Error::new(ErrorKind::InvalidConfig, m));
         if self.entries_key.is_empty() {
@@ -168,6 +218,9 @@ impl RedisOptions {
         }
         if self.dead_letter_cap == 0 {
             return bad("dead_letter_cap must be at least 1");
+        }
+        if self.shards == Some(0) || self.shards.is_some_and(|n| n > 1024) {
+            return bad("shards must be between 1 and 1024");
         }
         Ok(())
     }

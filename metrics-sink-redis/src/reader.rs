@@ -58,6 +58,13 @@ impl RedisReader {
     /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn get(&mut self, name: &str) -> Result<Option<Snapshot>, Error> {
+        self.conn.ensure()?;
+        if let Some((router, layout, opts)) = self.conn.cluster() {
+            let names = [name.to_owned()];
+            return Ok(crate::shards::get_many(router, layout, opts, &names)?
+                .pop()
+                .flatten());
+        }
         let key = self.conn.opts.aggregate_hash(name);
         let reply: redis::Value = self.conn.run("cannot read aggregates from Redis", |c| {
             redis::cmd("HGETALL").arg(&key).query(c)
@@ -81,6 +88,10 @@ impl RedisReader {
     /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn get_many(&mut self, names: &[String]) -> Result<Vec<Option<Snapshot>>, Error> {
+        self.conn.ensure()?;
+        if let Some((router, layout, opts)) = self.conn.cluster() {
+            return crate::shards::get_many(router, layout, opts, names);
+        }
         let mut out = Vec::with_capacity(names.len());
         // Big pipelines: Redis answers while the replies already read are parsed here.
         for chunk in names.chunks(10_000) {
@@ -119,16 +130,22 @@ impl RedisReader {
     /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn forget(&mut self, names: &[String]) -> Result<u64, Error> {
-        let set = self.conn.opts.internal("functions");
+        self.conn.ensure()?;
         let mut removed = 0;
         for name in names {
-            let key = self.conn.opts.aggregate_hash(name);
-            let (hashes, _): (u64, u64) = self
-                .conn
-                .run("cannot remove a function's aggregates from Redis", |c| {
-                    redis::pipe().atomic().del(&key).srem(&set, name).query(c)
-                })?;
-            removed += hashes;
+            let mut any = false;
+            for shard in 0..self.conn.shards() {
+                let layout = self.conn.layout();
+                let set = layout.internal(&self.conn.opts, shard, "functions");
+                let key = layout.aggregate_hash(&self.conn.opts, shard, name);
+                let (hashes, _): (u64, u64) = self.conn.run_on(
+                    shard,
+                    "cannot remove a function's aggregates from Redis",
+                    |c| redis::pipe().atomic().del(&key).srem(&set, name).query(c),
+                )?;
+                any |= hashes > 0;
+            }
+            removed += u64::from(any);
         }
         Ok(removed)
     }
@@ -148,6 +165,10 @@ impl RedisReader {
     /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn functions(&mut self) -> Result<Vec<String>, Error> {
+        self.conn.ensure()?;
+        if let Some((router, layout, opts)) = self.conn.cluster() {
+            return crate::shards::functions(router, layout, opts);
+        }
         let key = self.conn.opts.internal("functions");
         let raw: Vec<Vec<u8>> = self
             .conn

@@ -3,6 +3,7 @@
 use crate::codec::encode_frames;
 use crate::conn::{evalsha, Conn};
 use crate::options::RedisOptions;
+use crate::shards::ShardWriter;
 use fnmetrics_core::{Error, ErrorKind, FieldKind, FlushBatch, Sink};
 use redis::{Cmd, Script};
 use std::fmt::Write as _;
@@ -17,7 +18,6 @@ static FLUSH: LazyLock<Script> = LazyLock::new(|| {
 });
 /// The flush into one shard of a Redis Cluster (`docs/cluster.md` §5.2): flush ids in a sorted
 /// set of the shard instead of a key each.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) static FLUSH_SHARD: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("lua/flush_body.lua"),
@@ -77,6 +77,8 @@ pub struct RedisSink {
     frames: Vec<u8>,
     /// Where each frame ends in `frames`.
     frame_ends: Vec<usize>,
+    /// Flushes into the shards of a Redis Cluster.
+    shards: ShardWriter,
 }
 
 impl RedisSink {
@@ -134,6 +136,7 @@ impl RedisSink {
             conn,
             frames: Vec::new(),
             frame_ends: Vec::new(),
+            shards: ShardWriter::default(),
         })
     }
 
@@ -167,6 +170,15 @@ impl RedisSink {
     pub fn write_batch(&mut self, batch: &FlushBatch) -> Result<WriteOutcome, Error> {
         if batch.is_empty() {
             return Ok(WriteOutcome::Applied);
+        }
+        self.conn.ensure()?;
+        if let Some((router, layout, opts)) = self.conn.cluster() {
+            // A replica of the shard's primary must have it too, when there is one.
+            let replicas = router.replicas_of_shard(layout, opts, &batch.flush_id);
+            let ack = opts.io_timeout.min(Duration::from_secs(1));
+            return self
+                .shards
+                .write(router, layout, opts, batch, replicas.min(1), ack);
         }
         let cmd = self.flush_cmd(batch);
         let applied: i64 = self
@@ -245,13 +257,26 @@ pub(crate) fn flush_args(
 /// have a TTL, so a retry could apply twice; `allkeys-*` may evict entries and aggregates). A
 /// server that refuses `CONFIG GET` (managed services often do) is not checked.
 fn warn_if_evicting(conn: &mut Conn) {
-    let got: Result<Vec<String>, Error> = conn.run("cannot read the eviction policy", |c| {
+    let what = "cannot read the eviction policy";
+    let get = |c: &mut redis::Connection| {
         redis::cmd("CONFIG")
             .arg("GET")
             .arg("maxmemory*")
             .query::<Vec<String>>(c)
-    });
-    let Ok(pairs) = got else { return };
+    };
+    // Every primary of a cluster, the one server otherwise.
+    let got: Result<Vec<Vec<String>>, Error> = match conn.cluster() {
+        Some((router, _, _)) => router.on_each_primary(what, get),
+        None => conn.run(what, get).map(|p| vec![p]),
+    };
+    let Ok(all) = got else { return };
+    for pairs in all {
+        warn_if_evicting_by(&pairs);
+    }
+}
+
+/// The warning of [`warn_if_evicting`] for one server's `CONFIG GET maxmemory*`.
+fn warn_if_evicting_by(pairs: &[String]) {
     let value = |name: &str| {
         pairs
             .chunks(2)

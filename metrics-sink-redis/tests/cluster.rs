@@ -1,13 +1,42 @@
-//! Against a real, throw-away Redis Cluster (3 primaries, a replica each): the fixture makes it,
-//! and every fnmetrics connection to any of its nodes is refused at once with an error that
-//! names the cluster (support is planned in `docs/cluster.md`).
+//! Against a real, throw-away Redis Cluster (3 primaries, a replica each): flushes spread over
+//! hash-tagged shards, read back whole from any node, claimed and acknowledged shard by shard;
+//! and the settings a cluster cannot take, refused with errors that name it.
 
-use fnmetrics_core::ErrorKind;
-use fnmetrics_sink_redis::{key_slot, RedisOptions, RedisQueue, RedisReader, RedisSink};
+use fnmetrics_core::{EntryRecord, ErrorKind, FlushBatch, IdGen, Sink, Snapshot};
+use fnmetrics_sink_redis::{
+    key_slot, ClusterMode, RedisOptions, RedisQueue, RedisReader, RedisSink,
+};
 use fnmetrics_test_support::redis_cluster::RedisCluster;
+use std::time::Duration;
+
+/// A flush of `n` entries of `name` (calls counted in its aggregate), id from `seq`.
+fn flush(ids: &mut IdGen, seq: u64, name: &str, n: usize) -> FlushBatch {
+    let mut delta = Snapshot::new(name);
+    let entries: Vec<EntryRecord> = (0..n)
+        .map(|i| {
+            delta.record(1_000 + i as u64, i % 5 == 0);
+            EntryRecord {
+                id: ids.next_id(1_700_000_000_000 + seq),
+                func_name: name.into(),
+                execution_time: Duration::from_nanos(1_000 + i as u64),
+                error_occurred: i % 5 == 0,
+                created_at_micros: 1_700_000_000_000_000 + i as i64,
+                weight: 1,
+                source: Default::default(),
+            }
+        })
+        .collect();
+    let mut flush_id = ids.next_id(seq);
+    flush_id[..8].copy_from_slice(&seq.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
+    FlushBatch {
+        flush_id,
+        entries,
+        aggregates: vec![delta],
+    }
+}
 
 #[test]
-fn every_node_of_a_cluster_is_refused_naming_the_cluster() {
+fn a_cluster_takes_flushes_over_its_shards_and_gives_them_back_whole() {
     let cluster = RedisCluster::start(3, 1);
     let nodes = cluster.nodes();
     assert_eq!(nodes.len(), 6);
@@ -19,13 +48,6 @@ fn every_node_of_a_cluster_is_refused_naming_the_cluster() {
         .map(|&(a, b)| u32::from(b - a) + 1)
         .sum();
     assert_eq!(slots, 16_384);
-    for m in &masters {
-        let replicas = nodes
-            .iter()
-            .filter(|n| n.replica_of.as_deref() == Some(m.id.as_str()))
-            .count();
-        assert_eq!(replicas, 1, "{m:?}");
-    }
     // Slots as the servers compute them.
     let mut c = redis::Client::open(cluster.url())
         .unwrap()
@@ -46,15 +68,84 @@ fn every_node_of_a_cluster_is_refused_naming_the_cluster() {
             .unwrap();
         assert_eq!(key_slot(key.as_bytes()), theirs, "{key}");
     }
-    for url in cluster.urls() {
-        let errors = [
-            RedisSink::connect(&url, RedisOptions::default()).unwrap_err(),
-            RedisQueue::connect(&url, RedisOptions::default()).unwrap_err(),
-            RedisReader::connect(&url, RedisOptions::default()).unwrap_err(),
-        ];
-        for e in errors {
-            assert_eq!(e.kind(), ErrorKind::InvalidConfig, "{e}");
-            assert!(e.to_string().contains("Redis Cluster"), "{e}");
-        }
+
+    // 30 flushes of 100 entries through one node.
+    let urls = cluster.urls();
+    let mut sink = RedisSink::connect(&urls[0], RedisOptions::default()).unwrap();
+    let mut ids = IdGen::with_instance(4);
+    let batches: Vec<FlushBatch> = (0..30).map(|s| flush(&mut ids, s, "c::f", 100)).collect();
+    for b in &batches {
+        sink.write(b).unwrap();
     }
+    // A retry applies nothing.
+    sink.write(&batches[3]).unwrap();
+    // Read from another node: the shards' shares add up.
+    let mut reader = RedisReader::connect(&urls[2], RedisOptions::default()).unwrap();
+    assert_eq!(reader.functions().unwrap(), ["c::f"]);
+    let f = reader.get("c::f").unwrap().expect("c::f");
+    assert_eq!((f.calls, f.errors), (3_000, 600));
+    assert_eq!(f.histogram().count(), 3_000);
+
+    // Claimed shard by shard, every entry once.
+    let mut queue = RedisQueue::connect(&urls[4], RedisOptions::default()).unwrap();
+    assert_eq!(queue.pending_len().unwrap(), 3_000);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut shards = std::collections::BTreeSet::new();
+    while let Some(claim) = queue.claim(1_000, Duration::from_secs(30)).unwrap() {
+        shards.insert(claim.shard);
+        for e in &claim.entries {
+            assert!(seen.insert(e.id), "an entry claimed twice");
+        }
+        assert!(queue.ack(&claim).unwrap());
+    }
+    assert_eq!(seen.len(), 3_000);
+    assert!(shards.len() >= 6, "claims came from {shards:?}");
+    assert_eq!(queue.pending_len().unwrap(), 0);
+    let o = queue.overview().unwrap();
+    assert_eq!((o.entries_waiting, o.functions, o.claims_held), (0, 1, 0));
+    // Forgotten in every shard.
+    assert_eq!(reader.forget(&["c::f".to_owned()]).unwrap(), 1);
+    assert!(reader.get("c::f").unwrap().is_none());
+}
+
+#[test]
+fn what_a_cluster_cannot_take_is_refused_naming_the_cluster() {
+    let cluster = RedisCluster::start(3, 0);
+    let url = cluster.url();
+    let check = |e: fnmetrics_core::Error, says: &str| {
+        assert_eq!(e.kind(), ErrorKind::InvalidConfig, "{e}");
+        assert!(e.kind().fails_start());
+        let text = e.to_string();
+        assert!(
+            text.contains("Redis Cluster") && text.contains(says),
+            "{text}"
+        );
+    };
+    let standalone = RedisOptions::default().with_cluster(ClusterMode::Standalone);
+    check(
+        RedisSink::connect(&url, standalone.clone()).unwrap_err(),
+        "Standalone",
+    );
+    check(
+        RedisQueue::connect(&url, standalone.clone()).unwrap_err(),
+        "Standalone",
+    );
+    check(
+        RedisReader::connect(&url, standalone).unwrap_err(),
+        "Standalone",
+    );
+    check(
+        RedisSink::connect(&url, RedisOptions::default().with_key_prefix("{app}:")).unwrap_err(),
+        "brace",
+    );
+    check(
+        RedisSink::connect(&format!("{url}3"), RedisOptions::default()).unwrap_err(),
+        "database",
+    );
+    // The first process decided the shard count; another one is refused.
+    RedisSink::connect(&url, RedisOptions::default().with_shards(8)).unwrap();
+    check(
+        RedisSink::connect(&url, RedisOptions::default().with_shards(4)).unwrap_err(),
+        "shards",
+    );
 }

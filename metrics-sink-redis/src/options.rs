@@ -60,6 +60,12 @@ pub struct RedisOptions {
     /// `None`: the count stored in the cluster, or 8 for the first process to use it). Every
     /// process must agree: another count than the stored one is refused.
     pub shards: Option<u16>,
+    /// On a Redis Cluster, how many replicas of a shard's primary must have a flush before it
+    /// counts as delivered (`WAIT n`, in the flush's round trip): `None` (the default) waits
+    /// for one when the primary has a replica, so that a failover keeps what was delivered;
+    /// `Some(0)` never waits; `Some(n)` requires n, and a flush fewer replicas acknowledge
+    /// within a second is retried (and applied once).
+    pub replica_acks: Option<usize>,
 }
 
 /// What a sink, queue or reader does when its URL names a node of a Redis Cluster
@@ -95,6 +101,7 @@ impl Default for RedisOptions {
             ca_file: None,
             cluster: ClusterMode::Auto,
             shards: None,
+            replica_acks: None,
         }
     }
 }
@@ -202,6 +209,17 @@ impl RedisOptions {
     /// ```
     pub fn with_shards(mut self, n: u16) -> Self {
         self.shards = Some(n);
+        self
+    }
+
+    /// Sets [`replica_acks`](Self::replica_acks).
+    ///
+    /// ```
+    /// let o = fnmetrics::redis::RedisOptions::default().with_replica_acks(0);
+    /// assert_eq!(o.replica_acks, Some(0));
+    /// ```
+    pub fn with_replica_acks(mut self, n: usize) -> Self {
+        self.replica_acks = Some(n);
         self
     }
 

@@ -173,12 +173,17 @@ impl RedisSink {
         }
         self.conn.ensure()?;
         if let Some((router, layout, opts)) = self.conn.cluster() {
-            // A replica of the shard's primary must have it too, when there is one.
-            let replicas = router.replicas_of_shard(layout, opts, &batch.flush_id);
+            // By default a replica of the shard's primary must have it too, when there is one.
+            let replicas = match opts.replica_acks {
+                Some(n) => n,
+                None => router
+                    .replicas_of_shard(layout, opts, &batch.flush_id)
+                    .min(1),
+            };
             let ack = opts.io_timeout.min(Duration::from_secs(1));
             return self
                 .shards
-                .write(router, layout, opts, batch, replicas.min(1), ack);
+                .write(router, layout, opts, batch, replicas, ack);
         }
         let cmd = self.flush_cmd(batch);
         let applied: i64 = self

@@ -142,6 +142,23 @@ fn what_a_cluster_cannot_take_is_refused_naming_the_cluster() {
         RedisSink::connect(&format!("{url}3"), RedisOptions::default()).unwrap_err(),
         "database",
     );
+    // Replicas required where there are none: applied on the primary, but not delivered (the
+    // flusher retries it, and it is applied once); none required: delivered.
+    let mut ids = IdGen::with_instance(8);
+    let b = flush(&mut ids, 1, "c::acked", 3);
+    let mut strict =
+        RedisSink::connect(&url, RedisOptions::default().with_replica_acks(1)).unwrap();
+    let e = strict.write(&b).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    assert!(!e.is_unsent() && e.to_string().contains("replicas"), "{e}");
+    let mut lax = RedisSink::connect(&url, RedisOptions::default().with_replica_acks(0)).unwrap();
+    lax.write(&b).unwrap();
+    let f = RedisReader::connect(&url, RedisOptions::default())
+        .unwrap()
+        .get("c::acked")
+        .unwrap()
+        .expect("applied");
+    assert_eq!(f.calls, 3, "applied once");
     // The first process decided the shard count; another one is refused.
     RedisSink::connect(&url, RedisOptions::default().with_shards(8)).unwrap();
     check(

@@ -38,6 +38,12 @@ pub struct Drainer {
     maintain_every: Option<Duration>,
     /// The maintenance thread's stop signal: dropped with the drainer.
     maintainer: Option<crossbeam_channel::Sender<()>>,
+    /// How many claims are drained at once (see [`Drainer::lanes`]).
+    lanes_wanted: usize,
+    /// The drainers of the other lanes, made at the first drain from this one's settings.
+    lanes: Vec<Drainer>,
+    /// What lanes moved in a call another lane failed: counted with the next call's outcome.
+    carry: DrainOutcome,
 }
 
 impl Drainer {
@@ -93,6 +99,9 @@ impl Drainer {
             held: None,
             maintain_every: Some(MAINTENANCE_INTERVAL),
             maintainer: None,
+            lanes_wanted: 1,
+            lanes: Vec::new(),
+            carry: DrainOutcome::default(),
         })
     }
 
@@ -104,6 +113,9 @@ impl Drainer {
     /// ```
     pub fn batch_size(mut self, n: usize) -> Self {
         self.batch = n.max(1);
+        for lane in &mut self.lanes {
+            lane.batch = self.batch;
+        }
         self
     }
 
@@ -128,7 +140,58 @@ impl Drainer {
     /// ```
     pub fn writers(mut self, n: usize) -> Self {
         self.writers = (1..n.max(1)).map(|_| self.pg.another()).collect();
+        for lane in &mut self.lanes {
+            lane.writers = (1..n.max(1)).map(|_| lane.pg.another()).collect();
+        }
         self
+    }
+
+    /// How many claims this drainer works on at once (default 1): each lane claims, writes and
+    /// acknowledges its own batches, on connections of its own (Redis, and PostgreSQL as
+    /// [`Drainer::writers`] says), in a thread of its own for the call. On a Redis Cluster the
+    /// lanes start their claims at different shards, so shards on different primaries are
+    /// drained in parallel; on a single Redis they take turns at its one entry list. A call's
+    /// outcome sums the lanes'; if a lane fails, the call returns its error (the other lanes'
+    /// work is counted with the next call's outcome) and the lane keeps its batch, as one
+    /// drainer does.
+    ///
+    /// ```no_run
+    /// use fnmetrics::Drainer;
+    /// let d = Drainer::connect(
+    ///     "redis://127.0.0.1:7000/", Default::default(),
+    ///     "postgres://postgres@127.0.0.1/app", Default::default(),
+    /// )?
+    /// .lanes(3);
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// ```
+    pub fn lanes(mut self, n: usize) -> Self {
+        self.lanes_wanted = n.clamp(1, 64);
+        self.lanes.clear();
+        self.make_lanes();
+        self
+    }
+
+    /// The other lanes' drainers, made from this one's settings.
+    fn make_lanes(&mut self) {
+        let n = self.lanes_wanted;
+        while self.lanes.len() + 1 < n {
+            let w = self.lanes.len() + 1;
+            let first = u16::try_from(w * 8 / n).unwrap_or(0);
+            let lane = Drainer {
+                queue: self.queue.another(first),
+                pg: self.pg.another(),
+                writers: self.writers.iter().map(PostgresSink::another).collect(),
+                batch: self.batch,
+                lease: self.lease,
+                held: None,
+                maintain_every: None,
+                maintainer: None,
+                lanes_wanted: 1,
+                lanes: Vec::new(),
+                carry: DrainOutcome::default(),
+            };
+            self.lanes.push(lane);
+        }
     }
 
     /// How long a claim is this drainer's before another may take it over (default 60 s).
@@ -139,6 +202,9 @@ impl Drainer {
     /// ```
     pub fn lease(mut self, d: Duration) -> Self {
         self.lease = d;
+        for lane in &mut self.lanes {
+            lane.lease = d;
+        }
         self
     }
 
@@ -199,6 +265,53 @@ impl Drainer {
     /// ```
     pub fn drain_once(&mut self) -> Result<DrainOutcome, Error> {
         self.start_maintenance();
+        if self.lanes_wanted <= 1 {
+            let o = self.drain_lane()?;
+            return Ok(add(o, std::mem::take(&mut self.carry)));
+        }
+        self.make_lanes();
+        let mut lanes = std::mem::take(&mut self.lanes);
+        let (mine, theirs) = std::thread::scope(|scope| {
+            let running: Vec<_> = lanes
+                .iter_mut()
+                .map(|lane| scope.spawn(move || lane.drain_lane()))
+                .collect();
+            let mine = self.drain_lane();
+            let theirs: Vec<Result<DrainOutcome, Error>> = running
+                .into_iter()
+                .map(|t| {
+                    t.join().unwrap_or_else(|_| {
+                        Err(Error::new(
+                            ErrorKind::Server,
+                            "a thread draining a lane panicked",
+                        ))
+                    })
+                })
+                .collect();
+            (mine, theirs)
+        });
+        self.lanes = lanes;
+        let mut sum = DrainOutcome::default();
+        let mut first_error = None;
+        for r in std::iter::once(mine).chain(theirs) {
+            match r {
+                Ok(o) => sum = add(sum, o),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => {
+                self.carry = add(std::mem::take(&mut self.carry), sum);
+                Err(e)
+            }
+            None => Ok(add(sum, std::mem::take(&mut self.carry))),
+        }
+    }
+
+    /// One claim of this lane: claimed, written, acknowledged.
+    fn drain_lane(&mut self) -> Result<DrainOutcome, Error> {
         let claim = match self.held.take() {
             Some(claim) => claim,
             // PostgreSQL first (a no-op while connected): a batch is claimed only when it can
@@ -320,6 +433,25 @@ impl Drainer {
     /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn hand_back(&mut self) -> Result<u64, Error> {
+        let mut n = 0;
+        let mut failed = None;
+        for lane in &mut self.lanes {
+            match lane.hand_back() {
+                Ok(k) => n += k,
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        let mine = self.hand_back_mine();
+        match (mine, failed) {
+            (Ok(k), None) => Ok(n + k),
+            (Err(e), _) | (Ok(_), Some(e)) => Err(e),
+        }
+    }
+
+    /// Hands back this lane's batch.
+    fn hand_back_mine(&mut self) -> Result<u64, Error> {
         let Some(claim) = self.held.take() else {
             return Ok(0);
         };
@@ -382,8 +514,9 @@ impl fnmetrics_core::Drain for Drainer {
     }
 
     fn canceller(&self) -> Option<fnmetrics_core::Canceller> {
-        let all: Vec<_> = std::iter::once(&self.pg)
-            .chain(&self.writers)
+        let all: Vec<_> = std::iter::once(self)
+            .chain(&self.lanes)
+            .flat_map(|d| std::iter::once(&d.pg).chain(&d.writers))
             .map(PostgresSink::canceller)
             .collect();
         Some(fnmetrics_core::Canceller::new(move || {
@@ -412,6 +545,16 @@ impl Drop for Drainer {
 
 /// How often drainers maintain the partitions by default.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(600);
+
+/// The sum of two outcomes.
+fn add(a: DrainOutcome, b: DrainOutcome) -> DrainOutcome {
+    let mut o = a;
+    o.moved += b.moved;
+    o.dead_lettered += b.dead_lettered;
+    o.dead_letters_evicted += b.dead_letters_evicted;
+    o.taken_over += b.taken_over;
+    o
+}
 
 /// The fewest entries worth a connection of their own (see [`Drainer::writers`]).
 const MIN_PART: usize = 1_000;

@@ -127,3 +127,55 @@ fn every_call_lands_once_across_shards_drainers_and_a_failover() {
         .expect("aggregates");
     assert_eq!((fleet.calls, fleet.errors), (30_000, 3_000));
 }
+
+/// A drainer with three lanes drains the shards of every primary at once, every entry once.
+#[test]
+fn lanes_drain_the_shards_in_parallel_every_entry_once() {
+    use fnmetrics::redis::RedisSink;
+    use fnmetrics::sink::{EntryRecord, FlushBatch, IdGen, Sink};
+    let cluster = RedisCluster::start(3, 0);
+    let postgres = PostgresServer::start();
+    let mut sink = RedisSink::connect(&cluster.url(), RedisOptions::default()).unwrap();
+    let mut ids = IdGen::with_instance(12);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    let name: std::sync::Arc<str> = "cluster::lanes".into();
+    for f in 0..40u64 {
+        let entries = (0..500)
+            .map(|i| EntryRecord {
+                id: ids.next_id((now / 1000) as u64),
+                func_name: name.clone(),
+                execution_time: Duration::from_micros(10 + i),
+                error_occurred: false,
+                created_at_micros: now - 1_000_000 + i as i64,
+                weight: 1,
+                source: Default::default(),
+            })
+            .collect();
+        let mut flush_id = ids.next_id(f);
+        flush_id[..8].copy_from_slice(&f.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
+        sink.write(&FlushBatch {
+            flush_id,
+            entries,
+            aggregates: Vec::new(),
+        })
+        .unwrap();
+    }
+    let mut drainer = Drainer::connect(
+        &cluster.urls()[1],
+        RedisOptions::default(),
+        &postgres.url(),
+        PostgresOptions::default(),
+    )
+    .unwrap()
+    .lanes(3)
+    .batch_size(1_000)
+    .maintain_every(None);
+    let done = drainer.drain_all().unwrap();
+    assert_eq!(done.moved, 20_000);
+    assert_eq!(pg_count(&postgres, "cluster::lanes"), 20_000);
+    let mut queue = RedisQueue::connect(&cluster.url(), RedisOptions::default()).unwrap();
+    assert_eq!(queue.pending_len().unwrap(), 0);
+}

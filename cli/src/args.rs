@@ -125,6 +125,11 @@ pub(crate) struct DrainArgs {
     #[arg(long, default_value_t = 2, value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..=64))]
     pub(crate) writers: u64,
+    /// Claims worked on at once, each with its own connections (on a Redis Cluster, shards of
+    /// different primaries drained in parallel; give the number of primaries).
+    #[arg(long, default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub(crate) lanes: u64,
 }
 
 #[derive(Debug, Args)]

@@ -63,6 +63,18 @@ impl Conn {
         })
     }
 
+    /// Another connection to the same server with the same options, not connected yet.
+    pub(crate) fn another(&self) -> Conn {
+        Conn {
+            client: self.client.clone(),
+            conn: None,
+            opts: self.opts.clone(),
+            scripts: self.scripts,
+            layout: Layout::Single,
+            router: None,
+        }
+    }
+
     /// Connects now if there is no connection (connected, PINGed, scripts loaded; on a Redis
     /// Cluster: its slots read and its layout agreed on).
     pub(crate) fn ensure(&mut self) -> Result<(), Error> {

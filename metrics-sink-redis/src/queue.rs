@@ -204,6 +204,23 @@ impl RedisQueue {
         Ok(RedisQueue { conn, cursor: 0 })
     }
 
+    /// Another queue on the same server with the same options, not connected yet, whose
+    /// claims start at shard `first` (claims go round the shards of a Redis Cluster): for
+    /// drainers that work side by side without asking the same shard first.
+    ///
+    /// ```
+    /// use fnmetrics::redis::{RedisOptions, RedisQueue};
+    /// let q = RedisQueue::new("redis://127.0.0.1:1/", RedisOptions::default())?;
+    /// let other = q.another(4);
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// ```
+    pub fn another(&self, first: u16) -> RedisQueue {
+        RedisQueue {
+            conn: self.conn.another(),
+            cursor: first,
+        }
+    }
+
     /// The keys of `shard`'s queue.
     fn keys(&self, shard: u16) -> Keys {
         let (l, o) = (self.conn.layout(), &self.conn.opts);

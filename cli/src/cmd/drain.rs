@@ -29,7 +29,8 @@ fn drain(s: &Servers, a: &DrainArgs, stop: &Stop) -> CliResult<u8> {
     .map_err(|e| connect_error(redis_url, postgres_url, e))?
     .batch_size(usize::try_from(a.batch).unwrap_or(usize::MAX))
     .lease(a.lease)
-    .writers(usize::try_from(a.writers).unwrap_or(1));
+    .writers(usize::try_from(a.writers).unwrap_or(1))
+    .lanes(usize::try_from(a.lanes).unwrap_or(1));
 
     let mut progress = Progress::new();
     let mut backoff = Duration::from_millis(100);

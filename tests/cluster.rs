@@ -179,3 +179,144 @@ fn lanes_drain_the_shards_in_parallel_every_entry_once() {
     let mut queue = RedisQueue::connect(&cluster.url(), RedisOptions::default()).unwrap();
     assert_eq!(queue.pending_len().unwrap(), 0);
 }
+
+/// Slots moved from one primary to another (keys and all) while a flusher writes and drains:
+/// every call once.
+#[test]
+fn a_reshard_mid_run_loses_and_doubles_nothing() {
+    let cluster = RedisCluster::start(3, 0);
+    let postgres = PostgresServer::start();
+    let flusher = Flusher::builder()
+        .redis(cluster.url())
+        .postgres(postgres.url())
+        .batch_size(300)
+        .flush_interval(Duration::from_millis(20))
+        .backoff(Duration::from_millis(10), Duration::from_millis(100))
+        .on_error(|_| {})
+        .start()
+        .expect("the flusher starts");
+    let masters = cluster.masters();
+    let reshard = cluster.start_reshard(&masters[0].id, &masters[1].id, 3_000);
+    let mut i = 0u64;
+    // Calls all through the reshard, and some after.
+    let mut reshard = Some(reshard);
+    while reshard
+        .as_mut()
+        .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        || i < 20_000
+    {
+        let _ = resharded(i);
+        i += 1;
+        if i.is_multiple_of(1_000) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    cluster.finish_reshard(reshard.take().unwrap());
+    for _ in 0..5_000 {
+        let _ = resharded(i);
+        i += 1;
+    }
+    wait_until("stage 1 to deliver after the reshard", WAIT, || {
+        flusher.flush().is_ok()
+    });
+    wait_until("every call in PostgreSQL", WAIT, || {
+        pg_count(&postgres, "cluster::resharded") >= i
+    });
+    drop(flusher);
+    assert_eq!(pg_count(&postgres, "cluster::resharded"), i);
+    let fleet = RedisReader::connect(&cluster.url(), RedisOptions::default())
+        .unwrap()
+        .get("cluster::resharded")
+        .unwrap()
+        .expect("aggregates");
+    assert_eq!(fleet.calls, i);
+    // The slots did move.
+    let moved = cluster.masters();
+    let owned = |id: &str| -> u32 {
+        moved
+            .iter()
+            .filter(|m| m.id == id)
+            .flat_map(|m| &m.slots)
+            .map(|&(a, b)| u32::from(b - a) + 1)
+            .sum()
+    };
+    assert!(owned(&masters[1].id) >= 5_461 + 3_000, "{moved:?}");
+}
+
+#[measured(name = "cluster::resharded")]
+fn resharded(i: u64) -> u64 {
+    i
+}
+
+#[measured(name = "cluster::produced")]
+fn produced(i: u64) -> Result<u64, ()> {
+    if i.is_multiple_of(7) {
+        Err(())
+    } else {
+        Ok(i)
+    }
+}
+
+const PRODUCED: u64 = 20_000;
+
+/// Run by `several_processes_flush_and_drain_through_different_nodes` in child processes.
+#[test]
+#[ignore = "a child process of another test"]
+fn producer_child() {
+    let Some((redis, postgres)) = support::child_servers() else {
+        return;
+    };
+    let flusher = Flusher::builder()
+        .redis(redis)
+        .postgres(postgres)
+        .batch_size(1_000)
+        .flush_interval(Duration::from_millis(30))
+        .backoff(Duration::from_millis(10), Duration::from_millis(200))
+        .on_error(|_| {})
+        .start()
+        .unwrap();
+    for i in 0..PRODUCED {
+        let _ = produced(i);
+    }
+    flusher.flush().unwrap();
+}
+
+/// Three processes, each entering the cluster through another node, flush and drain at once:
+/// every call once in PostgreSQL and in the fleet's aggregates.
+#[test]
+fn several_processes_flush_and_drain_through_different_nodes() {
+    let cluster = RedisCluster::start(3, 0);
+    let postgres = PostgresServer::start();
+    let urls = cluster.urls();
+    let children: Vec<_> = urls
+        .iter()
+        .take(3)
+        .map(|url| {
+            support::child_test("producer_child", url, &postgres.url())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success(), "a producer failed");
+    }
+    let mut d = Drainer::connect(
+        &urls[1],
+        RedisOptions::default(),
+        &postgres.url(),
+        PostgresOptions::default(),
+    )
+    .unwrap()
+    .maintain_every(None);
+    wait_until("every call in PostgreSQL", WAIT, || {
+        let _ = d.drain_all();
+        pg_count(&postgres, "cluster::produced") == 3 * PRODUCED
+    });
+    let fleet = RedisReader::connect(&urls[2], RedisOptions::default())
+        .unwrap()
+        .get("cluster::produced")
+        .unwrap()
+        .expect("aggregates");
+    assert_eq!(fleet.calls, 3 * PRODUCED);
+    assert_eq!(fleet.errors, 3 * PRODUCED.div_ceil(7));
+}

@@ -172,6 +172,38 @@ impl RedisCluster {
         );
     }
 
+    /// Starts moving `slots` slots from the primary `from` to the primary `to` (node ids) with
+    /// `redis-cli --cluster reshard`, keys and all; returns the running command, so that a test
+    /// can go on writing meanwhile, then wait for it ([`RedisCluster::finish_reshard`]).
+    pub fn start_reshard(&self, from: &str, to: &str, slots: u16) -> std::process::Child {
+        let cli = find_binary("redis-cli", &[], "redis-tools");
+        Command::new(cli)
+            .arg("--cluster")
+            .arg("reshard")
+            .arg(format!("127.0.0.1:{}", self.nodes[0].port()))
+            .args(["--cluster-from", from, "--cluster-to", to])
+            .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
+            .args(["--cluster-pipeline", "100"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("redis-cli runs")
+    }
+
+    /// Waits for a reshard to end (panicking if it failed) and for the nodes to agree again.
+    pub fn finish_reshard(&self, mut child: std::process::Child) {
+        let status = child.wait().expect("redis-cli reshard");
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut err);
+        }
+        assert!(
+            status.success(),
+            "redis-cli --cluster reshard failed: {err}"
+        );
+        self.wait_until_ok();
+    }
+
     fn read_nodes(c: &mut redis::Connection) -> Vec<Node> {
         let text: String = redis::cmd("CLUSTER")
             .arg("NODES")

@@ -292,11 +292,15 @@ fn server_major_version(c: &mut Connection) -> redis::RedisResult<Option<u32>> {
         Err(e) if is_server_error(&e) => return Ok(None),
         Err(e) => return Err(e),
     };
-    Ok(info
-        .lines()
+    Ok(major_version(&info))
+}
+
+/// The major version an `INFO server` reply gives (`redis_version:7.0.15` → 7).
+fn major_version(info: &str) -> Option<u32> {
+    info.lines()
         .find_map(|l| l.trim().strip_prefix("redis_version:"))
         .and_then(|v| v.split('.').next())
-        .and_then(|m| m.parse().ok()))
+        .and_then(|m| m.parse().ok())
 }
 
 /// Whether the server says `cluster_enabled:1` in `INFO cluster`. A server that refuses `INFO`
@@ -529,4 +533,17 @@ pub(crate) fn map_error(e: RedisError, what: &str) -> Error {
         }
     };
     Error::with_source(kind, what, e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::major_version;
+
+    #[test]
+    fn the_major_version_is_read_from_info_server() {
+        let info = "# Server\r\nredis_version:6.2.14\r\nredis_git_sha1:00000000\r\n";
+        assert_eq!(major_version(info), Some(6));
+        assert_eq!(major_version("redis_version:7.0.15\n"), Some(7));
+        assert_eq!(major_version("# Server\nos:Linux\n"), None);
+    }
 }

@@ -39,6 +39,15 @@
 //! Every number is a decimal integer (`total_ns` saturates at `i64::MAX`), so the hashes can be
 //! read with `redis-cli HGETALL` too.
 //!
+//! On a Redis Cluster, shard `i` of `N` (see [`RedisOptions::shards`]) has the hash tag
+//! `T` = `{fnm-s<i>-<k>}` (the smallest `k` that puts it in the `i`-th `N`-th of the slots), and
+//! every key above is `P` + `T` + the same name: `P{fnm-s3-0}metrics_list`,
+//! `P{fnm-s3-0}app:metrics:<name>` (this shard's share of the function's aggregates; readers sum
+//! the shards), `P{fnm-s3-0}fnmetrics:claims`… Flush ids are a sorted set per shard,
+//! `P` + `T` + `fnmetrics:flushes` (id → when it is forgotten, ms), with `P` + `T` +
+//! `fnmetrics:shard` (`retries_seen`); the shard count is stored in `P{fnm-meta}fnmetrics:layout`
+//! (`version`, `shards`).
+//!
 //! # In libraries
 //! Nothing to do here: put `#[measured]` on functions and leave the sinks to the application.
 //!

@@ -17,6 +17,9 @@ use support::wait_until;
 
 const WAIT: Duration = Duration::from_secs(120);
 
+/// One flusher a process: the tests that start one take turns.
+static ONE_FLUSHER: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
 #[measured(name = "cluster::work")]
 fn work(i: u64) -> Result<u64, ()> {
     if i.is_multiple_of(10) {
@@ -49,6 +52,7 @@ fn rollup_calls(postgres: &PostgresServer, name: &str) -> (i64, i64) {
 #[test]
 fn every_call_lands_once_across_shards_drainers_and_a_failover() {
     let mut cluster = RedisCluster::start(3, 1);
+    let _one = ONE_FLUSHER.lock();
     let postgres = PostgresServer::start();
     let urls = cluster.urls();
     let flusher = Flusher::builder()
@@ -185,6 +189,7 @@ fn lanes_drain_the_shards_in_parallel_every_entry_once() {
 #[test]
 fn a_reshard_mid_run_loses_and_doubles_nothing() {
     let cluster = RedisCluster::start(3, 0);
+    let _one = ONE_FLUSHER.lock();
     let postgres = PostgresServer::start();
     let flusher = Flusher::builder()
         .redis(cluster.url())
@@ -319,4 +324,22 @@ fn several_processes_flush_and_drain_through_different_nodes() {
         .expect("aggregates");
     assert_eq!(fleet.calls, 3 * PRODUCED);
     assert_eq!(fleet.errors, 3 * PRODUCED.div_ceil(7));
+}
+
+/// Settings a cluster cannot take fail `start()` at once, naming the cluster.
+#[test]
+fn start_fails_at_once_on_settings_a_cluster_cannot_take() {
+    let cluster = RedisCluster::start(3, 0);
+    let _one = ONE_FLUSHER.lock();
+    let started = Flusher::builder()
+        .redis(cluster.url())
+        .key_prefix("{shop}:")
+        .run_drain(false)
+        .on_error(|_| {})
+        .start();
+    let e = started
+        .err()
+        .expect("start() refuses a braced prefix on a cluster");
+    assert_eq!(e.kind(), fnmetrics::ErrorKind::InvalidConfig, "{e}");
+    assert!(e.to_string().contains("Redis Cluster"), "{e}");
 }

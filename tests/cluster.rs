@@ -337,9 +337,7 @@ fn start_fails_at_once_on_settings_a_cluster_cannot_take() {
         .run_drain(false)
         .on_error(|_| {})
         .start();
-    let e = started
-        .err()
-        .expect("start() refuses a braced prefix on a cluster");
+    let e = started.expect_err("start() refuses a braced prefix on a cluster");
     assert_eq!(e.kind(), fnmetrics::ErrorKind::InvalidConfig, "{e}");
     assert!(e.to_string().contains("Redis Cluster"), "{e}");
 }

@@ -288,6 +288,41 @@ pub(crate) enum AlertsCommand {
     /// drain_lag, dead_letters) have no Prometheus series yet: they are left out with a
     /// warning on stderr.
     ExportPrometheus(AlertsExport),
+    /// Evaluate the rules continuously on the fleet's aggregates in Redis (and the pipeline's
+    /// health), keep the alerts' state in PostgreSQL, and notify: one JSON line a notification
+    /// on standard output. Several evaluators at once send one notification; a restarted one
+    /// neither repeats nor forgets. SIGINT or SIGTERM stops it.
+    Run(AlertsRun),
+    /// What fires now, and what resolved in the last 24 hours.
+    List(AlertsList),
+    /// Hold back a rule's notifications for a while.
+    Silence(AlertsSilence),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AlertsRun {
+    /// The rules file (TOML).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) rules: PathBuf,
+    /// Time between evaluations.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub(crate) interval: Duration,
+    /// A firing alert is notified again after this long.
+    #[arg(long, default_value = "4h", value_parser = parse_duration, value_name = "DURATION")]
+    pub(crate) repeat: Duration,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AlertsList {}
+
+#[derive(Debug, Args)]
+pub(crate) struct AlertsSilence {
+    /// The rule's name.
+    #[arg(value_name = "RULE")]
+    pub(crate) rule: String,
+    /// How long (e.g. 30m, 2h); 0s ends a silence.
+    #[arg(long = "for", value_parser = parse_duration, value_name = "DURATION")]
+    pub(crate) for_: Duration,
 }
 
 #[derive(Debug, Args)]

@@ -177,6 +177,15 @@ pub(crate) fn postgres_reader(s: &Servers) -> CliResult<PostgresReader> {
 /// A plain PostgreSQL connection for reading (reports, the schema check): it never migrates.
 /// TLS as the URL's `sslmode` says, the server's certificate checked against the system's roots.
 pub(crate) fn raw_postgres(s: &Servers) -> CliResult<postgres::Client> {
+    postgres_session(s, true)
+}
+
+/// A plain PostgreSQL connection that may write (the alerts' state).
+pub(crate) fn postgres_rw(s: &Servers) -> CliResult<postgres::Client> {
+    postgres_session(s, false)
+}
+
+fn postgres_session(s: &Servers, read_only: bool) -> CliResult<postgres::Client> {
     let url = s.postgres_url()?;
     let mut config: postgres::Config = url.parse().map_err(|e| {
         CliError::caused(
@@ -201,8 +210,13 @@ pub(crate) fn raw_postgres(s: &Servers) -> CliResult<postgres::Client> {
     let mut client = config
         .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
         .map_err(|e| raw_postgres_error(url, "cannot connect to PostgreSQL", e))?;
+    let setup = if read_only {
+        "SET statement_timeout = '120s'; SET default_transaction_read_only = on"
+    } else {
+        "SET statement_timeout = '30s'"
+    };
     client
-        .batch_execute("SET statement_timeout = '120s'; SET default_transaction_read_only = on")
+        .batch_execute(setup)
         .map_err(|e| raw_postgres_error(url, "cannot set up the PostgreSQL session", e))?;
     Ok(client)
 }

@@ -87,7 +87,19 @@ impl Evaluator {
         }
     }
 
+    /// Takes alerts that fire already (kept from before a restart): they resolve, rather than
+    /// fire again, as their conditions say.
+    pub(crate) fn restore(
+        &mut self,
+        firing: impl IntoIterator<Item = (AlertKey, f64, SystemTime)>,
+    ) {
+        for (key, value, since) in firing {
+            self.phases.insert(key, Phase::Firing { since, value });
+        }
+    }
+
     /// The alerts firing now, with their values and since when.
+    #[cfg(test)]
     pub(crate) fn firing(&self) -> Vec<(AlertKey, f64, SystemTime)> {
         let mut out: Vec<_> = self
             .phases
@@ -115,7 +127,13 @@ impl Evaluator {
             self.readings.pop_front();
         }
         let mut holding: HashMap<AlertKey, f64> = HashMap::new();
+        // Rules with values now: only their alerts can resolve (a first reading has no deltas,
+        // which says nothing about what fires).
+        let mut evaluated = std::collections::HashSet::new();
         for rule in &self.rules.rules {
+            if rule.when.metric.is_health() || self.readings.len() >= 2 {
+                evaluated.insert(rule.name.clone());
+            }
             for (function, value, calls) in values(&self.readings, rule) {
                 let enough = rule.when.metric.is_health() || calls >= rule.min_calls;
                 if enough && rule.when.op.holds(value, rule.when.threshold) {
@@ -128,7 +146,7 @@ impl Evaluator {
         let gone: Vec<AlertKey> = self
             .phases
             .keys()
-            .filter(|k| !holding.contains_key(*k))
+            .filter(|k| evaluated.contains(&k.0) && !holding.contains_key(*k))
             .cloned()
             .collect();
         for key in gone {
@@ -314,6 +332,26 @@ mod tests {
             matches!(&out[0], Transition::Resolved { key: k, .. } if *k == key("errs", "app::pay"))
         );
         assert!(e.firing().is_empty());
+    }
+
+    #[test]
+    fn a_restored_alert_resolves_rather_than_firing_again() {
+        let mut e = Evaluator::new(rules(
+            "[[rule]]\nname = \"errs\"\nfunctions = \"*\"\nwhen = \"errors > 0\"\n\
+             window = \"5s\"\nseverity = \"page\"",
+        ));
+        e.restore([(key("errs", "f"), 3.0, at(0))]);
+        // A first reading says nothing: still firing.
+        assert!(e.step(reading(10, fleet("f", 10, 3))).is_empty());
+        assert_eq!(e.firing().len(), 1);
+        // Errors go on: still firing, not fired again.
+        assert!(e.step(reading(11, fleet("f", 20, 5))).is_empty());
+        // None in the window any more: resolved.
+        let mut out = Vec::new();
+        for s in 12..20 {
+            out.extend(e.step(reading(s, fleet("f", 20 + s, 5))));
+        }
+        assert!(matches!(&out[..], [Transition::Resolved { .. }]), "{out:?}");
     }
 
     #[test]

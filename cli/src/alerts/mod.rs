@@ -2,11 +2,10 @@
 //! Prometheus alerting rules ([`prometheus`]). Evaluating the rules and delivering alerts are
 //! not here yet.
 
-// `fnmetrics alerts run` will drive it (with state in PostgreSQL and delivery).
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod eval;
 pub(crate) mod prometheus;
 pub(crate) mod rules;
+pub(crate) mod state;
 
 use crate::error::{CliError, CliResult};
 use rules::{Diagnostic, Rules};

@@ -1,18 +1,221 @@
 //! `fnmetrics alerts check FILE` and `fnmetrics alerts export-prometheus RULES -o FILE`.
 
+use crate::alerts::eval::{Evaluator, Health, Reading, Transition};
 use crate::alerts::rules::{Notify, Rule, Rules};
-use crate::alerts::{self, prometheus};
-use crate::args::{AlertsCheck, AlertsCommand, AlertsExport};
+use crate::alerts::{self, prometheus, state};
+use crate::args::{AlertsCheck, AlertsCommand, AlertsExport, AlertsRun, AlertsSilence, Servers};
+use crate::cmd::serve::Fleet;
+use crate::conn::{self, raw_postgres_error, redis_error};
+use crate::duration::{human_span, utc};
 use crate::error::{CliError, CliResult};
 use crate::output::print;
 use crate::redact::redact;
+use crate::stop::Stop;
+use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-pub(crate) fn run(a: &AlertsCommand) -> CliResult<u8> {
+pub(crate) fn run(s: &Servers, a: &AlertsCommand) -> CliResult<u8> {
     match a {
         AlertsCommand::Check(a) => check(a),
         AlertsCommand::ExportPrometheus(a) => export(a),
+        AlertsCommand::Run(a) => evaluate(s, a),
+        AlertsCommand::List(_) => list(s),
+        AlertsCommand::Silence(a) => silence(s, a),
     }
+}
+
+/// `alerts run`: read, evaluate, record, notify, every interval until stopped.
+fn evaluate(s: &Servers, a: &AlertsRun) -> CliResult<u8> {
+    let rules = valid(&a.rules)?;
+    let redis_url = s.redis_url()?;
+    let pg_url = s.postgres_url()?.to_owned();
+    let mut fleet = Fleet::connect(redis_url, s.redis_options())
+        .map_err(|e| redis_error(redis_url, "cannot connect to Redis", e))?;
+    let mut queue = conn::queue(s)?;
+    let mut pg = conn::postgres_rw(s)?;
+    let pg_err = |what: &'static str| {
+        let url = pg_url.clone();
+        move |e| raw_postgres_error(&url, what, e)
+    };
+    state::ensure_tables(&mut pg).map_err(pg_err("cannot make the alert tables"))?;
+    let severity: HashMap<String, String> = rules
+        .rules
+        .iter()
+        .map(|r| (r.name.clone(), r.severity.clone()))
+        .collect();
+    let names: Vec<String> = rules.rules.iter().map(|r| r.name.clone()).collect();
+    let mut ev = Evaluator::new(rules);
+    // What fired before a restart (or in another evaluator) resolves here as it should.
+    let restored = state::firing(&mut pg).map_err(pg_err("cannot read the alerts' state"))?;
+    ev.restore(
+        restored
+            .into_iter()
+            .filter(|a| severity.contains_key(&a.rule))
+            .map(|a| ((a.rule, a.function), a.value, a.started_at)),
+    );
+    let stop = Stop::install()?;
+    let mut started = false;
+    loop {
+        let read = fleet
+            .read(None)
+            .map_err(|e| redis_error(redis_url, "cannot read aggregates", e))
+            .and_then(|all| {
+                let o = queue
+                    .overview()
+                    .map_err(|e| redis_error(redis_url, "cannot read the pipeline's state", e))?;
+                Ok((all, o))
+            });
+        match read {
+            Ok((all, o)) => {
+                let reading = Reading {
+                    at: SystemTime::now(),
+                    fleet: all.into_iter().map(|m| (m.name.clone(), m)).collect(),
+                    health: Health {
+                        backlog: o.entries_waiting,
+                        drain_lag: o.drain_lag.map_or(0.0, |d| d.as_secs_f64()),
+                        dead_letters: o.dead_letters.held,
+                    },
+                };
+                let mut resolved: HashMap<String, Vec<Value>> = HashMap::new();
+                let transitions = ev.step(reading);
+                if !started {
+                    // Said once the first reading is in: what happens from now on is seen.
+                    eprintln!(
+                        "fnmetrics alerts: evaluating {} rules every {} on Redis at {}",
+                        names.len(),
+                        human_span(a.interval),
+                        redact(redis_url)
+                    );
+                    started = true;
+                }
+                for t in transitions {
+                    match t {
+                        Transition::Fired { key, value, since } => {
+                            let sev = severity.get(&key.0).cloned().unwrap_or_default();
+                            state::fired(&mut pg, &key.0, key.1.as_deref(), &sev, value, since)
+                                .map_err(pg_err("cannot record a firing alert"))?;
+                        }
+                        Transition::Resolved { key, value, since } => {
+                            let mine = state::resolved(&mut pg, &key.0, key.1.as_deref())
+                                .map_err(pg_err("cannot record a resolved alert"))?;
+                            let silenced = state::silenced(&mut pg, &key.0)
+                                .map_err(pg_err("cannot read the silences"))?;
+                            if mine && !silenced {
+                                resolved.entry(key.0).or_default().push(alert_json(
+                                    key.1.as_deref(),
+                                    value,
+                                    since,
+                                ));
+                            }
+                        }
+                    }
+                }
+                // One notification a rule: what fires and is due (new, repeated, or held back
+                // by a silence that ended), then what resolved.
+                for rule in &names {
+                    let due = state::claim_due(&mut pg, rule, a.repeat)
+                        .map_err(pg_err("cannot claim notifications"))?;
+                    if !due.is_empty() {
+                        let alerts = due
+                            .iter()
+                            .map(|d| alert_json(d.function.as_deref(), d.value, d.started_at))
+                            .collect();
+                        notify("firing", rule, &severity[rule], alerts)?;
+                    }
+                    if let Some(alerts) = resolved.remove(rule) {
+                        notify("resolved", rule, &severity[rule], alerts)?;
+                    }
+                }
+            }
+            // Redis away: said on stderr, tried again next interval.
+            Err(e) => eprintln!("{}", e.report()),
+        }
+        if stop.sleep(a.interval) {
+            return Ok(0);
+        }
+    }
+}
+
+fn alert_json(function: Option<&str>, value: f64, since: SystemTime) -> Value {
+    let at = since
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    json!({ "function": function, "value": value, "started_at": rfc3339(at) })
+}
+
+/// A notification, as one JSON line on standard output.
+fn notify(status: &str, rule: &str, severity: &str, alerts: Vec<Value>) -> CliResult<()> {
+    let line = json!({ "status": status, "rule": rule, "severity": severity, "alerts": alerts });
+    print(&format!("{line}\n"))
+}
+
+/// `2026-12-02T05:40:00.123Z`.
+fn rfc3339(secs: f64) -> String {
+    format!("{}Z", utc(secs).replace(' ', "T"))
+}
+
+/// `alerts list`.
+fn list(s: &Servers) -> CliResult<u8> {
+    let url = s.postgres_url()?.to_owned();
+    let mut pg = conn::postgres_rw(s)?;
+    let err = |what: &'static str| {
+        let url = url.clone();
+        move |e| raw_postgres_error(&url, what, e)
+    };
+    state::ensure_tables(&mut pg).map_err(err("cannot make the alert tables"))?;
+    let firing = state::firing(&mut pg).map_err(err("cannot read the alerts"))?;
+    let day = SystemTime::now() - std::time::Duration::from_secs(86_400);
+    let resolved = state::resolved_since(&mut pg, day).map_err(err("cannot read the alerts"))?;
+    let secs = |t: SystemTime| {
+        t.duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64())
+    };
+    let mut text = String::new();
+    if firing.is_empty() {
+        text.push_str("nothing fires\n");
+    } else {
+        text.push_str("firing:\n");
+        for f in &firing {
+            text.push_str(&format!(
+                "  {} {} = {} since {} UTC\n",
+                f.rule,
+                f.function.as_deref().unwrap_or("(pipeline)"),
+                f.value,
+                utc(secs(f.started_at))
+            ));
+        }
+    }
+    if !resolved.is_empty() {
+        text.push_str("resolved in the last 24 h:\n");
+        for (f, at) in &resolved {
+            text.push_str(&format!(
+                "  {} {} from {} to {} UTC\n",
+                f.rule,
+                f.function.as_deref().unwrap_or("(pipeline)"),
+                utc(secs(f.started_at)),
+                utc(secs(*at))
+            ));
+        }
+    }
+    print(&text)?;
+    Ok(0)
+}
+
+/// `alerts silence RULE --for D`.
+fn silence(s: &Servers, a: &AlertsSilence) -> CliResult<u8> {
+    let url = s.postgres_url()?.to_owned();
+    let mut pg = conn::postgres_rw(s)?;
+    state::ensure_tables(&mut pg)
+        .and_then(|()| state::silence(&mut pg, &a.rule, a.for_))
+        .map_err(|e| raw_postgres_error(&url, "cannot record the silence", e))?;
+    print(&format!(
+        "rule `{}` silenced for {}\n",
+        a.rule,
+        prometheus::prom_duration(a.for_)
+    ))?;
+    Ok(0)
 }
 
 fn valid(path: &Path) -> CliResult<Rules> {

@@ -28,6 +28,6 @@ pub(crate) fn run(cli: Cli) -> CliResult<u8> {
         Command::Forget(a) => forget::run(s, &a),
         Command::Html(a) => html::run(s, &a),
         Command::Serve(a) => serve::run(s, &a),
-        Command::Alerts(a) => alerts::run(&a),
+        Command::Alerts(a) => alerts::run(s, &a),
     }
 }

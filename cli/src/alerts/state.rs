@@ -1,0 +1,237 @@
+//! Alert state kept in PostgreSQL, so that evaluators that run at once send one notification,
+//! and one that restarts neither sends again nor forgets what fires.
+//!
+//! One row per alert episode in `fnmetrics_alerts`; at most one *firing* row per alert (rule
+//! and function: a partial unique index), so of several evaluators that see an alert fire, the
+//! one whose `INSERT` lands sends the notification, and of those that see it resolve, the one
+//! whose `UPDATE` turns it resolved sends that. Repeats and notifications held back by a silence
+//! are claimed the same way (`notified_at`). Silences are rows of `fnmetrics_alert_silences`.
+
+use postgres::Client;
+use std::time::{Duration, SystemTime};
+
+/// Creates the tables if they are missing.
+pub(crate) fn ensure_tables(c: &mut Client) -> Result<(), postgres::Error> {
+    // One evaluator at a time: two `CREATE TABLE IF NOT EXISTS` at once can both try.
+    let mut tx = c.transaction()?;
+    tx.batch_execute("SELECT pg_advisory_xact_lock(hashtext('fnmetrics_alerts'))")?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS fnmetrics_alerts (
+             rule text NOT NULL,
+             function text NOT NULL,          -- '' for a rule on the pipeline's health
+             severity text NOT NULL,
+             started_at timestamptz NOT NULL,
+             value double precision NOT NULL,
+             state text NOT NULL CHECK (state IN ('firing', 'resolved')),
+             resolved_at timestamptz,
+             notified_at timestamptz,         -- the last firing notification sent
+             PRIMARY KEY (rule, function, started_at)
+         );
+         CREATE UNIQUE INDEX IF NOT EXISTS fnmetrics_alerts_one_firing
+             ON fnmetrics_alerts (rule, function) WHERE state = 'firing';
+         CREATE TABLE IF NOT EXISTS fnmetrics_alert_silences (
+             rule text PRIMARY KEY,
+             until timestamptz NOT NULL,
+             created_at timestamptz NOT NULL DEFAULT now()
+         );",
+    )?;
+    tx.commit()
+}
+
+/// A firing alert as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Stored {
+    pub(crate) rule: String,
+    pub(crate) function: Option<String>,
+    pub(crate) value: f64,
+    pub(crate) started_at: SystemTime,
+}
+
+fn function_column(f: Option<&str>) -> &str {
+    f.unwrap_or("")
+}
+
+fn function_of(column: String) -> Option<String> {
+    (!column.is_empty()).then_some(column)
+}
+
+/// Records that an alert fires; `true` if this call recorded it (this evaluator notifies),
+/// `false` if it was firing already (another evaluator, or this one before a restart, did).
+pub(crate) fn fired(
+    c: &mut Client,
+    rule: &str,
+    function: Option<&str>,
+    severity: &str,
+    value: f64,
+    since: SystemTime,
+) -> Result<bool, postgres::Error> {
+    let n = c.execute(
+        "INSERT INTO fnmetrics_alerts (rule, function, severity, started_at, value, state)
+         VALUES ($1, $2, $3, $4, $5, 'firing')
+         ON CONFLICT DO NOTHING",
+        &[&rule, &function_column(function), &severity, &since, &value],
+    )?;
+    Ok(n == 1)
+}
+
+/// Records that an alert resolved; `true` if this call turned it resolved (this evaluator
+/// notifies).
+pub(crate) fn resolved(
+    c: &mut Client,
+    rule: &str,
+    function: Option<&str>,
+) -> Result<bool, postgres::Error> {
+    let n = c.execute(
+        "UPDATE fnmetrics_alerts SET state = 'resolved', resolved_at = now()
+         WHERE rule = $1 AND function = $2 AND state = 'firing'",
+        &[&rule, &function_column(function)],
+    )?;
+    Ok(n == 1)
+}
+
+/// Claims the firing notifications of `rule` that are due: never sent (just fired, or held
+/// back by a silence that ended), or sent longer than `repeat` ago. Returns the alerts claimed;
+/// nothing while the rule is silenced.
+pub(crate) fn claim_due(
+    c: &mut Client,
+    rule: &str,
+    repeat: Duration,
+) -> Result<Vec<Stored>, postgres::Error> {
+    let rows = c.query(
+        "UPDATE fnmetrics_alerts SET notified_at = now()
+         WHERE rule = $1 AND state = 'firing'
+           AND (notified_at IS NULL OR notified_at < now() - make_interval(secs => $2))
+           AND NOT EXISTS (SELECT 1 FROM fnmetrics_alert_silences s
+                           WHERE s.rule = $1 AND s.until > now())
+         RETURNING rule, function, value, started_at",
+        &[&rule, &repeat.as_secs_f64()],
+    )?;
+    rows.iter()
+        .map(|r| {
+            Ok(Stored {
+                rule: r.try_get(0)?,
+                function: function_of(r.try_get(1)?),
+                value: r.try_get(2)?,
+                started_at: r.try_get(3)?,
+            })
+        })
+        .collect()
+}
+
+/// Whether `rule` is silenced now.
+pub(crate) fn silenced(c: &mut Client, rule: &str) -> Result<bool, postgres::Error> {
+    c.query_one(
+        "SELECT EXISTS (SELECT 1 FROM fnmetrics_alert_silences WHERE rule = $1 AND until > now())",
+        &[&rule],
+    )?
+    .try_get(0)
+}
+
+/// Silences `rule` for `d` from now (replacing a silence it had).
+pub(crate) fn silence(c: &mut Client, rule: &str, d: Duration) -> Result<(), postgres::Error> {
+    c.execute(
+        "INSERT INTO fnmetrics_alert_silences (rule, until)
+         VALUES ($1, now() + make_interval(secs => $2))
+         ON CONFLICT (rule) DO UPDATE SET until = EXCLUDED.until, created_at = now()",
+        &[&rule, &d.as_secs_f64()],
+    )?;
+    Ok(())
+}
+
+/// Every alert firing now.
+pub(crate) fn firing(c: &mut Client) -> Result<Vec<Stored>, postgres::Error> {
+    let rows = c.query(
+        "SELECT rule, function, value, started_at FROM fnmetrics_alerts
+         WHERE state = 'firing' ORDER BY rule, function",
+        &[],
+    )?;
+    rows.iter()
+        .map(|r| {
+            Ok(Stored {
+                rule: r.try_get(0)?,
+                function: function_of(r.try_get(1)?),
+                value: r.try_get(2)?,
+                started_at: r.try_get(3)?,
+            })
+        })
+        .collect()
+}
+
+/// Alerts resolved since `since`, newest first: `(alert, resolved at)`.
+pub(crate) fn resolved_since(
+    c: &mut Client,
+    since: SystemTime,
+) -> Result<Vec<(Stored, SystemTime)>, postgres::Error> {
+    let rows = c.query(
+        "SELECT rule, function, value, started_at, resolved_at FROM fnmetrics_alerts
+         WHERE state = 'resolved' AND resolved_at >= $1 ORDER BY resolved_at DESC LIMIT 100",
+        &[&since],
+    )?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                Stored {
+                    rule: r.try_get(0)?,
+                    function: function_of(r.try_get(1)?),
+                    value: r.try_get(2)?,
+                    started_at: r.try_get(3)?,
+                },
+                r.try_get(4)?,
+            ))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fnmetrics_test_support::postgres::PostgresServer;
+
+    #[test]
+    fn two_evaluators_notify_once_and_a_silence_holds_notifications_back() {
+        let pg = PostgresServer::start();
+        let (mut a, mut b) = (pg.client(), pg.client());
+        ensure_tables(&mut a).unwrap();
+        ensure_tables(&mut b).unwrap();
+        let t = SystemTime::now();
+        let hour = Duration::from_secs(3600);
+        // Both see it fire (at slightly different times): one records it.
+        let first = fired(&mut a, "r", Some("f"), "page", 0.5, t).unwrap();
+        let second = fired(
+            &mut b,
+            "r",
+            Some("f"),
+            "page",
+            0.6,
+            t + Duration::from_millis(3),
+        )
+        .unwrap();
+        assert_eq!((first, second), (true, false));
+        // One claims the notification, the other finds nothing due.
+        assert_eq!(claim_due(&mut a, "r", hour).unwrap().len(), 1);
+        assert!(claim_due(&mut b, "r", hour).unwrap().is_empty());
+        assert_eq!(firing(&mut b).unwrap().len(), 1);
+        // One resolves it.
+        assert!(resolved(&mut b, "r", Some("f")).unwrap());
+        assert!(!resolved(&mut a, "r", Some("f")).unwrap());
+        assert!(firing(&mut a).unwrap().is_empty());
+        assert_eq!(
+            resolved_since(&mut a, t - hour).unwrap()[0]
+                .0
+                .function
+                .as_deref(),
+            Some("f")
+        );
+        // Silenced: a new episode is recorded, its notification held back until the silence
+        // ends.
+        silence(&mut a, "r", hour).unwrap();
+        assert!(silenced(&mut b, "r").unwrap());
+        assert!(fired(&mut a, "r", Some("f"), "page", 0.7, t + hour).unwrap());
+        assert!(claim_due(&mut a, "r", hour).unwrap().is_empty());
+        silence(&mut a, "r", Duration::ZERO).unwrap();
+        assert_eq!(claim_due(&mut b, "r", hour).unwrap().len(), 1);
+        // A health rule has no function.
+        assert!(fired(&mut a, "lag", None, "page", 40.0, t).unwrap());
+        assert_eq!(claim_due(&mut a, "lag", hour).unwrap()[0].function, None);
+    }
+}

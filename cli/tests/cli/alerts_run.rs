@@ -1,0 +1,202 @@
+//! `fnmetrics alerts run` in real processes against real servers: an error burst fires one
+//! notification and resolves once, with two evaluators at once and across a restart; an
+//! absence rule fires when calls stop; a silenced rule sends nothing; `alerts list` shows it.
+
+use crate::{fnmetrics, kill, ok, record, wait_exit, WAIT};
+use fnmetrics::measured;
+use fnmetrics_test_support::postgres::PostgresServer;
+use fnmetrics_test_support::redis::RedisServer;
+use fnmetrics_test_support::{wait_until, TempDir};
+use parking_lot::Mutex;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::Arc;
+
+#[measured(name = "run::pay")]
+fn pay(fail: bool) -> Result<(), ()> {
+    if fail {
+        Err(())
+    } else {
+        Ok(())
+    }
+}
+
+#[measured(name = "run::tick")]
+fn tick() {}
+
+const RULES: &str = r#"
+[[rule]]
+name = "pay-errors"
+functions = "run::pay"
+when = "error_rate > 0.2"
+window = "2s"
+min_calls = 5
+severity = "page"
+
+[[rule]]
+name = "tick-quiet"
+functions = "run::tick"
+when = "calls_per_s < 0.5"
+window = "1s"
+severity = "ticket"
+
+[[notify]]
+kind = "webhook"
+url = "http://127.0.0.1:9/unused"
+"#;
+
+/// An evaluator whose notifications (JSON lines) are collected into `lines`, once it says it
+/// has its first reading (what happens from then on is seen).
+fn evaluator(
+    rules: &std::path::Path,
+    redis: &RedisServer,
+    pg: &PostgresServer,
+    lines: &Arc<Mutex<Vec<serde_json::Value>>>,
+) -> Child {
+    let mut child = fnmetrics()
+        .args(["alerts", "run", "--interval", "100ms", "--rules"])
+        .arg(rules)
+        .args(["--redis", &redis.url(), "--postgres", &pg.url()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("alerts run starts");
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let lines = Arc::clone(lines);
+    std::thread::spawn(move || {
+        for line in out.lines().map_while(Result::ok) {
+            lines
+                .lock()
+                .push(serde_json::from_str(&line).expect("a JSON line"));
+        }
+    });
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    err.read_line(&mut first)
+        .expect("the evaluator says it runs");
+    assert!(first.contains("evaluating 2 rules every 100ms"), "{first}");
+    // The rest of stderr is drained, so that the evaluator never blocks on it.
+    std::thread::spawn(move || for _ in err.lines().map_while(Result::ok) {});
+    child
+}
+
+fn count(lines: &Mutex<Vec<serde_json::Value>>, status: &str, rule: &str) -> usize {
+    lines
+        .lock()
+        .iter()
+        .filter(|l| l["status"] == status && l["rule"] == rule)
+        .count()
+}
+
+fn stop(mut child: Child) {
+    kill(child.id(), "TERM");
+    assert!(wait_exit(&mut child, WAIT).success());
+}
+
+#[test]
+fn notifications_are_sent_once_across_evaluators_restarts_and_silences() {
+    let (redis, pg) = (RedisServer::start(), PostgresServer::start());
+    let dir = TempDir::new("alerts-run");
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(&rules, RULES).unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let a = evaluator(&rules, &redis, &pg, &lines);
+    let b = evaluator(&rules, &redis, &pg, &lines);
+
+    // Healthy calls, then a burst of failures: one firing notification from the two.
+    record(&redis, None, || {
+        for _ in 0..50 {
+            let _ = pay(false);
+        }
+    });
+    record(&redis, None, || {
+        for i in 0..40 {
+            let _ = pay(i % 4 != 0);
+        }
+    });
+    wait_until("the burst to fire", WAIT, || {
+        count(&lines, "firing", "pay-errors") >= 1
+    });
+    let fired = lines
+        .lock()
+        .iter()
+        .find(|l| l["rule"] == "pay-errors")
+        .cloned()
+        .unwrap();
+    assert_eq!(fired["severity"], "page");
+    assert_eq!(fired["alerts"][0]["function"], "run::pay");
+    assert!(
+        fired["alerts"][0]["value"].as_f64().unwrap() > 0.2,
+        "{fired}"
+    );
+    let listed = ok(&["alerts", "list", "--postgres", &pg.url()]);
+    assert!(listed.contains("pay-errors run::pay"), "{listed}");
+    // No more calls: once the window has no burst, resolved once.
+    wait_until("the burst to resolve", WAIT, || {
+        count(&lines, "resolved", "pay-errors") >= 1
+    });
+    // Both evaluators ran all along: still one of each.
+    assert_eq!(count(&lines, "firing", "pay-errors"), 1);
+    assert_eq!(count(&lines, "resolved", "pay-errors"), 1);
+
+    // The absence rule: calls, then none.
+    record(&redis, None, || {
+        for _ in 0..20 {
+            tick();
+        }
+    });
+    wait_until("the absence to fire", WAIT, || {
+        count(&lines, "firing", "tick-quiet") >= 1
+    });
+
+    // A restart while the absence fires: nothing sent again.
+    stop(a);
+    let a = evaluator(&rules, &redis, &pg, &lines);
+    // A second burst fires again, once (it is a new episode).
+    record(&redis, None, || {
+        for i in 0..40 {
+            let _ = pay(i % 4 != 0);
+        }
+    });
+    wait_until("the second burst to fire", WAIT, || {
+        count(&lines, "firing", "pay-errors") >= 2
+    });
+    wait_until("the second burst to resolve", WAIT, || {
+        count(&lines, "resolved", "pay-errors") >= 2
+    });
+    assert_eq!(
+        count(&lines, "firing", "tick-quiet"),
+        1,
+        "no repeat after the restart"
+    );
+
+    // Silenced: a third burst fires in the state, but nothing is sent.
+    ok(&[
+        "alerts",
+        "silence",
+        "pay-errors",
+        "--for",
+        "1h",
+        "--postgres",
+        &pg.url(),
+    ]);
+    record(&redis, None, || {
+        for i in 0..40 {
+            let _ = pay(i % 4 != 0);
+        }
+    });
+    wait_until("the silenced burst to be recorded", WAIT, || {
+        ok(&["alerts", "list", "--postgres", &pg.url()]).contains("pay-errors run::pay")
+    });
+    wait_until("the silenced burst to resolve", WAIT, || {
+        !ok(&["alerts", "list", "--postgres", &pg.url()])
+            .split("resolved")
+            .next()
+            .unwrap_or_default()
+            .contains("pay-errors")
+    });
+    assert_eq!(count(&lines, "firing", "pay-errors"), 2);
+    assert_eq!(count(&lines, "resolved", "pay-errors"), 2);
+    stop(a);
+    stop(b);
+}

@@ -1,7 +1,10 @@
-//! Alert rules: a TOML rules file ([`rules`]) checked with line and column, and its export as
-//! Prometheus alerting rules ([`prometheus`]). Evaluating the rules and delivering alerts are
-//! not here yet.
+//! Alert rules: a TOML rules file ([`rules`]) checked with line and column, its export as
+//! Prometheus alerting rules ([`prometheus`]), evaluating the rules ([`eval`]), and delivering
+//! notifications to receivers ([`deliver`]).
 
+// `alerts run` will call it; until then only its tests do.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) mod deliver;
 // `fnmetrics alerts run` will drive it (with state in PostgreSQL and delivery).
 #[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod eval;

@@ -415,12 +415,12 @@ fn alertmanager_json(n: &Notification, now: SystemTime) -> Value {
 /// The mail: subject `[fnmetrics] FIRING rule (severity)`, a text body with the summary and a
 /// line per alert.
 fn email(n: &Notification, from: &str, to: &[String]) -> Result<lettre::Message, Reason> {
-    let mailbox = |s: &String| {
+    let mailbox = |s: &str| {
         s.parse::<lettre::message::Mailbox>()
-            .map_err(|e| Reason::Address(s.clone(), e))
+            .map_err(|e| Reason::Address(s.to_owned(), e))
     };
     let mut builder = lettre::Message::builder()
-        .from(mailbox(&from.to_owned())?)
+        .from(mailbox(from)?)
         .subject(format!("[fnmetrics] {}", headline(n)));
     for t in to {
         builder = builder.to(mailbox(t)?);
@@ -465,9 +465,7 @@ mod tests {
                 for conn in listener.incoming() {
                     let Ok(conn) = conn else { continue };
                     let status = script.pop_front().unwrap_or(200);
-                    if let Some(body) = answer(conn, status) {
-                        seen.lock().unwrap().push(body);
-                    }
+                    answer(conn, status, &seen);
                 }
             });
             Receiver { url, bodies }
@@ -484,8 +482,9 @@ mod tests {
         }
     }
 
-    /// Reads one request from `conn` and answers `status`, closing the connection: the body.
-    fn answer(conn: TcpStream, status: u16) -> Option<String> {
+    /// Reads one request from `conn`, adds its body to `seen` and answers `status`, closing
+    /// the connection. (Recorded before the answer: the client sees it once it has its answer.)
+    fn answer(conn: TcpStream, status: u16, seen: &Mutex<Vec<String>>) -> Option<()> {
         conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
         let mut reader = BufReader::new(conn);
         let mut length = 0;
@@ -504,6 +503,7 @@ mod tests {
         }
         let mut body = vec![0; length];
         reader.read_exact(&mut body).ok()?;
+        seen.lock().unwrap().push(String::from_utf8(body).ok()?);
         let mut conn = reader.into_inner();
         let text = format!("status {status}");
         write!(
@@ -511,8 +511,7 @@ mod tests {
             "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
             text.len()
         )
-        .ok()?;
-        String::from_utf8(body).ok()
+        .ok()
     }
 
     /// Quick retries for tests.
@@ -724,8 +723,10 @@ mod tests {
     }
 
     /// An SMTP server inside the test speaking just enough SMTP (no extensions, no STARTTLS):
-    /// its port and the mails it will have received.
-    fn smtp_server() -> (u16, Arc<Mutex<Vec<Mail>>>) {
+    /// its port and a [`Mail`] per session. `MAIL FROM` is answered with the next reply of
+    /// `script` (`250 OK` once it is done).
+    fn smtp_server(script: &[&'static str]) -> (u16, Arc<Mutex<Vec<Mail>>>) {
+        let mut script: VecDeque<&'static str> = script.iter().copied().collect();
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let mails = Arc::new(Mutex::new(Vec::new()));
@@ -733,7 +734,8 @@ mod tests {
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
-                if let Some(mail) = smtp_session(conn) {
+                let mail_from = script.pop_front().unwrap_or("250 OK");
+                if let Some(mail) = smtp_session(conn, mail_from) {
                     seen.lock().unwrap().push(mail);
                 }
             }
@@ -741,7 +743,7 @@ mod tests {
         (port, mails)
     }
 
-    fn smtp_session(conn: TcpStream) -> Option<Mail> {
+    fn smtp_session(conn: TcpStream, mail_from: &str) -> Option<Mail> {
         conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
         let mut out = conn.try_clone().ok()?;
         let mut reader = BufReader::new(conn);
@@ -754,14 +756,14 @@ mod tests {
             }
             let line = line.trim_end();
             let upper = line.to_ascii_uppercase();
-            let reply: &[u8] = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
-                b"250 test\r\n"
+            let reply = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+                "250 test"
             } else if let Some(from) = upper.strip_prefix("MAIL FROM:") {
                 mail.from = line[line.len() - from.len()..].to_owned();
-                b"250 OK\r\n"
+                mail_from
             } else if let Some(to) = upper.strip_prefix("RCPT TO:") {
                 mail.to.push(line[line.len() - to.len()..].to_owned());
-                b"250 OK\r\n"
+                "250 OK"
             } else if upper == "DATA" {
                 out.write_all(b"354 go on\r\n").ok()?;
                 loop {
@@ -775,20 +777,20 @@ mod tests {
                     let data = data.strip_prefix('.').unwrap_or(&data);
                     mail.data.push_str(data);
                 }
-                b"250 queued\r\n"
+                "250 queued"
             } else if upper == "QUIT" {
                 out.write_all(b"221 bye\r\n").ok()?;
                 return Some(mail);
             } else {
-                b"250 OK\r\n"
+                "250 OK"
             };
-            out.write_all(reply).ok()?;
+            write!(out, "{reply}\r\n").ok()?;
         }
     }
 
     #[test]
     fn email_names_the_rule_and_the_functions() {
-        let (port, mails) = smtp_server();
+        let (port, mails) = smtp_server(&[]);
         let to = Notify::Email {
             smtp_host: "127.0.0.1".into(),
             smtp_port: port,
@@ -817,6 +819,48 @@ mod tests {
             "{}",
             mail.data
         );
+    }
+
+    fn email_to(port: u16) -> Notify {
+        Notify::Email {
+            smtp_host: "127.0.0.1".into(),
+            smtp_port: port,
+            from: "alerts@example.com".into(),
+            to: vec!["oncall@example.com".into()],
+        }
+    }
+
+    #[test]
+    fn a_transient_smtp_reply_is_retried() {
+        let (port, mails) = smtp_server(&["451 4.3.0 try again later"]);
+        delivery()
+            .deliver(&email_to(port), &notification(Status::Firing))
+            .expect("delivered on the second try");
+        wait_until("two sessions", Duration::from_secs(10), || {
+            mails.lock().unwrap().len() == 2
+        });
+        let mails = mails.lock().unwrap();
+        assert!(mails[0].data.is_empty(), "{:?}", mails[0]);
+        assert!(mails[1].data.contains("checkout-errors"), "{:?}", mails[1]);
+    }
+
+    #[test]
+    fn a_permanent_smtp_reply_is_not_retried() {
+        let (port, mails) = smtp_server(&["550 5.7.1 relaying denied"]);
+        let to = email_to(port);
+        let err = delivery()
+            .deliver(&to, &notification(Status::Firing))
+            .expect_err("550 is final");
+        assert!(!err.retryable());
+        assert_eq!(
+            err.to_string(),
+            format!("cannot deliver to email smtp://127.0.0.1:{port}")
+        );
+        assert_eq!(err.attempts, 1);
+        wait_until("the session", Duration::from_secs(10), || {
+            !mails.lock().unwrap().is_empty()
+        });
+        assert_eq!(mails.lock().unwrap()[0].from, "<alerts@example.com>");
     }
 
     #[test]

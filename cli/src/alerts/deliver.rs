@@ -6,9 +6,9 @@
 //! 5xx or 429, a transient SMTP reply) is retried with a doubling backoff; one that will not
 //! (any other HTTP 4xx, a permanent SMTP reply, a bad address) is returned at once.
 //!
-//! Mail goes over plain SMTP, upgraded with STARTTLS when the server offers it (certificates
-//! checked against the system's roots); there is no SMTP authentication: the rules file names
-//! a relay that accepts the sender.
+//! HTTPS and STARTTLS check certificates against the system's roots, as the PostgreSQL
+//! connections do. Mail goes over plain SMTP, upgraded with STARTTLS when the server offers
+//! it; there is no SMTP authentication: the rules file names a relay that accepts the sender.
 
 use super::rules::Notify;
 use crate::duration::utc;
@@ -216,7 +216,18 @@ impl Delivery {
 
     /// POSTs `body`, JSON, to `url`; any 2xx answer is success.
     fn post(&self, to: &Notify, url: &str, body: String) -> Result<(), DeliveryError> {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        let mut config = ureq::Agent::config_builder();
+        if url
+            .get(..6)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https:"))
+        {
+            config = config.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(root_certs())
+                    .build(),
+            );
+        }
+        let agent: ureq::Agent = config
             .timeout_global(Some(self.timeout))
             .http_status_as_error(false)
             .user_agent(concat!("fnmetrics/", env!("CARGO_PKG_VERSION")))
@@ -269,6 +280,21 @@ impl Delivery {
                 }
             }
         }
+    }
+}
+
+/// The system's root certificates, as for PostgreSQL (a team's Alertmanager may have a
+/// certificate from its own CA), or Mozilla's when the system has none.
+fn root_certs() -> ureq::tls::RootCerts {
+    let certs: Vec<_> = rustls_native_certs::load_native_certs()
+        .certs
+        .iter()
+        .map(|c| ureq::tls::Certificate::from_der(c).to_owned())
+        .collect();
+    if certs.is_empty() {
+        ureq::tls::RootCerts::WebPki
+    } else {
+        ureq::tls::RootCerts::Specific(std::sync::Arc::new(certs))
     }
 }
 

@@ -87,6 +87,11 @@ impl Evaluator {
         }
     }
 
+    /// The rules evaluated.
+    pub(crate) fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
     /// Takes alerts that fire already (kept from before a restart): they resolve, rather than
     /// fire again, as their conditions say.
     pub(crate) fn restore(

@@ -1,7 +1,8 @@
-//! Alert rules: a TOML rules file ([`rules`]) checked with line and column, and its export as
-//! Prometheus alerting rules ([`prometheus`]). Evaluating the rules and delivering alerts are
-//! not here yet.
+//! Alert rules: a TOML rules file ([`rules`]) checked with line and column, its export as
+//! Prometheus alerting rules ([`prometheus`]), evaluating the rules ([`eval`]), and delivering
+//! notifications to receivers ([`deliver`]).
 
+pub(crate) mod deliver;
 pub(crate) mod eval;
 pub(crate) mod prometheus;
 pub(crate) mod rules;

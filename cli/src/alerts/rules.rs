@@ -224,7 +224,7 @@ impl fmt::Display for Condition {
 }
 
 /// Where alerts go: one `[[notify]]`.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Notify {
     /// A JSON POST to `url`.
     Webhook {

@@ -1,5 +1,6 @@
 //! `fnmetrics alerts check FILE` and `fnmetrics alerts export-prometheus RULES -o FILE`.
 
+use crate::alerts::deliver::{Alert, Delivery, Notification, Status};
 use crate::alerts::eval::{Evaluator, Health, Reading, Transition};
 use crate::alerts::rules::{Notify, Rule, Rules};
 use crate::alerts::{self, prometheus, state};
@@ -14,6 +15,7 @@ use crate::stop::Stop;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub(crate) fn run(s: &Servers, a: &AlertsCommand) -> CliResult<u8> {
@@ -46,6 +48,7 @@ fn evaluate(s: &Servers, a: &AlertsRun) -> CliResult<u8> {
         .map(|r| (r.name.clone(), r.severity.clone()))
         .collect();
     let names: Vec<String> = rules.rules.iter().map(|r| r.name.clone()).collect();
+    let targets = Arc::new(rules.notify.clone());
     let mut ev = Evaluator::new(rules);
     // What fired before a restart (or in another evaluator) resolves here as it should.
     let restored = state::firing(&mut pg).map_err(pg_err("cannot read the alerts' state"))?;
@@ -78,7 +81,8 @@ fn evaluate(s: &Servers, a: &AlertsRun) -> CliResult<u8> {
                         dead_letters: o.dead_letters.held,
                     },
                 };
-                let mut resolved: HashMap<String, Vec<Value>> = HashMap::new();
+                let mut resolved: HashMap<String, Vec<(Option<String>, f64, SystemTime)>> =
+                    HashMap::new();
                 let transitions = ev.step(reading);
                 if !started {
                     // Said once the first reading is in: what happens from now on is seen.
@@ -103,29 +107,28 @@ fn evaluate(s: &Servers, a: &AlertsRun) -> CliResult<u8> {
                             let silenced = state::silenced(&mut pg, &key.0)
                                 .map_err(pg_err("cannot read the silences"))?;
                             if mine && !silenced {
-                                resolved.entry(key.0).or_default().push(alert_json(
-                                    key.1.as_deref(),
-                                    value,
-                                    since,
-                                ));
+                                resolved
+                                    .entry(key.0)
+                                    .or_default()
+                                    .push((key.1, value, since));
                             }
                         }
                     }
                 }
                 // One notification a rule: what fires and is due (new, repeated, or held back
                 // by a silence that ended), then what resolved.
-                for rule in &names {
-                    let due = state::claim_due(&mut pg, rule, a.repeat)
+                for rule in &ev.rules().rules {
+                    let due = state::claim_due(&mut pg, &rule.name, a.repeat)
                         .map_err(pg_err("cannot claim notifications"))?;
                     if !due.is_empty() {
                         let alerts = due
-                            .iter()
-                            .map(|d| alert_json(d.function.as_deref(), d.value, d.started_at))
+                            .into_iter()
+                            .map(|d| (d.function, d.value, d.started_at))
                             .collect();
-                        notify("firing", rule, &severity[rule], alerts)?;
+                        notify(&targets, Status::Firing, rule, alerts)?;
                     }
-                    if let Some(alerts) = resolved.remove(rule) {
-                        notify("resolved", rule, &severity[rule], alerts)?;
+                    if let Some(alerts) = resolved.remove(&rule.name) {
+                        notify(&targets, Status::Resolved, rule, alerts)?;
                     }
                 }
             }
@@ -145,10 +148,54 @@ fn alert_json(function: Option<&str>, value: f64, since: SystemTime) -> Value {
     json!({ "function": function, "value": value, "started_at": rfc3339(at) })
 }
 
-/// A notification, as one JSON line on standard output.
-fn notify(status: &str, rule: &str, severity: &str, alerts: Vec<Value>) -> CliResult<()> {
-    let line = json!({ "status": status, "rule": rule, "severity": severity, "alerts": alerts });
-    print(&format!("{line}\n"))
+/// A notification: one JSON line on standard output, and delivered to every `[[notify]]`
+/// target, each on a thread of its own (retries and timeouts do not hold evaluation back;
+/// a failed delivery is said on stderr).
+fn notify(
+    targets: &Arc<Vec<Notify>>,
+    status: Status,
+    rule: &Rule,
+    alerts: Vec<(Option<String>, f64, SystemTime)>,
+) -> CliResult<()> {
+    let json_alerts: Vec<Value> = alerts
+        .iter()
+        .map(|(f, v, since)| alert_json(f.as_deref(), *v, *since))
+        .collect();
+    let line = json!({
+        "status": status.as_str(),
+        "rule": rule.name,
+        "severity": rule.severity,
+        "alerts": json_alerts,
+    });
+    print(&format!("{line}\n"))?;
+    let n = Notification {
+        status,
+        rule: rule.name.clone(),
+        severity: rule.severity.clone(),
+        summary: format!(
+            "{} over {}",
+            rule.when,
+            prometheus::prom_duration(rule.window)
+        ),
+        alerts: alerts
+            .into_iter()
+            .map(|(function, value, started_at)| Alert {
+                function,
+                value,
+                started_at,
+            })
+            .collect(),
+        ends_at: None,
+    };
+    for i in 0..targets.len() {
+        let (targets, n) = (Arc::clone(targets), n.clone());
+        std::thread::spawn(move || {
+            if let Err(e) = Delivery::default().deliver(&targets[i], &n) {
+                eprintln!("fnmetrics alerts: {e}");
+            }
+        });
+    }
+    Ok(())
 }
 
 /// `2026-12-02T05:40:00.123Z`.

@@ -42,8 +42,42 @@ severity = "ticket"
 
 [[notify]]
 kind = "webhook"
-url = "http://127.0.0.1:9/unused"
+url = "WEBHOOK"
 "#;
+
+/// An HTTP server inside the test that answers 200 to every request and keeps the JSON bodies.
+fn receiver() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let keep = Arc::clone(&got);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_ok() {
+                if let Ok(v) = serde_json::from_slice(&body) {
+                    keep.lock().push(v);
+                }
+            }
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    (url, got)
+}
 
 /// An evaluator whose notifications (JSON lines) are collected into `lines`, once it says it
 /// has its first reading (what happens from then on is seen).
@@ -98,7 +132,8 @@ fn notifications_are_sent_once_across_evaluators_restarts_and_silences() {
     let (redis, pg) = (RedisServer::start(), PostgresServer::start());
     let dir = TempDir::new("alerts-run");
     let rules = dir.path().join("rules.toml");
-    std::fs::write(&rules, RULES).unwrap();
+    let (hook, hooked) = receiver();
+    std::fs::write(&rules, RULES.replace("WEBHOOK", &hook)).unwrap();
     let lines = Arc::new(Mutex::new(Vec::new()));
     let a = evaluator(&rules, &redis, &pg, &lines);
     let b = evaluator(&rules, &redis, &pg, &lines);
@@ -199,4 +234,26 @@ fn notifications_are_sent_once_across_evaluators_restarts_and_silences() {
     assert_eq!(count(&lines, "resolved", "pay-errors"), 2);
     stop(a);
     stop(b);
+    // The webhook got each notification once, as the JSON the issue gives.
+    wait_until("the webhook to get every notification", WAIT, || {
+        hooked.lock().len() >= 5
+    });
+    assert_eq!(count(&hooked, "firing", "pay-errors"), 2);
+    assert_eq!(count(&hooked, "resolved", "pay-errors"), 2);
+    assert_eq!(count(&hooked, "firing", "tick-quiet"), 1);
+    let body = hooked
+        .lock()
+        .iter()
+        .find(|b| b["rule"] == "pay-errors")
+        .cloned()
+        .unwrap();
+    assert_eq!(body["severity"], "page");
+    assert_eq!(body["alerts"][0]["function"], "run::pay");
+    assert!(
+        body["alerts"][0]["started_at"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z'),
+        "{body}"
+    );
 }

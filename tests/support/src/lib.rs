@@ -1,9 +1,11 @@
-//! The one test fixture: throw-away `redis-server`, PostgreSQL and Prometheus servers on free
-//! loopback ports, in temporary directories that are removed when the server value is dropped.
+//! The one test fixture: throw-away `redis-server`, PostgreSQL, Prometheus and Alertmanager
+//! servers on free loopback ports, in temporary directories that are removed when the server
+//! value is dropped.
 //!
 //! Every integration test that needs a server starts its own, so tests run in parallel and can
 //! stop and restart their server mid-run.
 
+pub mod alertmanager;
 pub mod postgres;
 pub mod prometheus;
 pub mod redis;

@@ -263,7 +263,7 @@ impl RedisQueue {
             .clamp(1, 1 << 40);
         // Round the shards, from where the last claim was found: drainers do not all wait on
         // one shard. A single Redis has one.
-        self.conn.ensure()?;
+        self.conn.ensure().map_err(Error::unsent)?;
         let shards = self.conn.shards();
         for i in 0..shards {
             let shard = (self.cursor + i) % shards;
@@ -504,7 +504,7 @@ impl RedisQueue {
         }
         // Each shard's first `start + count`, merged by when they were set aside (a single
         // Redis: its list, from `start`).
-        self.conn.ensure()?;
+        self.conn.ensure().map_err(Error::unsent)?;
         let shards = self.conn.shards();
         let (first, last) = if shards == 1 {
             (start, start.saturating_add(count - 1))
@@ -553,7 +553,7 @@ impl RedisQueue {
     /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn dead_letter_counts(&mut self) -> Result<DeadLetterCounts, Error> {
-        self.conn.ensure()?;
+        self.conn.ensure().map_err(Error::unsent)?;
         let mut out = DeadLetterCounts::default();
         for shard in 0..self.conn.shards() {
             let k = self.keys(shard);
@@ -642,7 +642,7 @@ impl RedisQueue {
     /// ```
     pub fn pending_len(&mut self) -> Result<u64, Error> {
         let what = "cannot count pending entries in Redis";
-        self.conn.ensure()?;
+        self.conn.ensure().map_err(Error::unsent)?;
         let mut n = 0;
         for shard in 0..self.conn.shards() {
             let k = self.keys(shard);

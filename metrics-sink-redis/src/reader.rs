@@ -58,7 +58,7 @@ impl RedisReader {
     /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn get(&mut self, name: &str) -> Result<Option<Snapshot>, Error> {
-        self.conn.ensure()?;
+        self.conn.ensure().map_err(Error::unsent)?;
         if let Some((router, layout, opts)) = self.conn.cluster() {
             let names = [name.to_owned()];
             return Ok(crate::shards::get_many(router, layout, opts, &names)?
@@ -88,7 +88,7 @@ impl RedisReader {
     /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn get_many(&mut self, names: &[String]) -> Result<Vec<Option<Snapshot>>, Error> {
-        self.conn.ensure()?;
+        self.conn.ensure().map_err(Error::unsent)?;
         if let Some((router, layout, opts)) = self.conn.cluster() {
             return crate::shards::get_many(router, layout, opts, names);
         }
@@ -130,7 +130,7 @@ impl RedisReader {
     /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn forget(&mut self, names: &[String]) -> Result<u64, Error> {
-        self.conn.ensure()?;
+        self.conn.ensure().map_err(Error::unsent)?;
         let mut removed = 0;
         for name in names {
             let mut any = false;
@@ -165,7 +165,7 @@ impl RedisReader {
     /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn functions(&mut self) -> Result<Vec<String>, Error> {
-        self.conn.ensure()?;
+        self.conn.ensure().map_err(Error::unsent)?;
         if let Some((router, layout, opts)) = self.conn.cluster() {
             return crate::shards::functions(router, layout, opts);
         }

@@ -171,7 +171,8 @@ impl RedisSink {
         if batch.is_empty() {
             return Ok(WriteOutcome::Applied);
         }
-        self.conn.ensure()?;
+        // Not connected: nothing was sent.
+        self.conn.ensure().map_err(Error::unsent)?;
         if let Some((router, layout, opts)) = self.conn.cluster() {
             // By default a replica of the shard's primary must have it too, when there is one.
             let replicas = match opts.replica_acks {

@@ -55,6 +55,16 @@ fn function_of(column: String) -> Option<String> {
     (!column.is_empty()).then_some(column)
 }
 
+/// A row of (rule, function, value, started_at, ..) as a [`Stored`].
+fn stored(r: &postgres::Row) -> Result<Stored, postgres::Error> {
+    Ok(Stored {
+        rule: r.try_get(0)?,
+        function: function_of(r.try_get(1)?),
+        value: r.try_get(2)?,
+        started_at: r.try_get(3)?,
+    })
+}
+
 /// Records that an alert fires; `true` if this call recorded it (this evaluator notifies),
 /// `false` if it was firing already (another evaluator, or this one before a restart, did).
 pub(crate) fn fired(
@@ -106,16 +116,7 @@ pub(crate) fn claim_due(
          RETURNING rule, function, value, started_at",
         &[&rule, &repeat.as_secs_f64()],
     )?;
-    rows.iter()
-        .map(|r| {
-            Ok(Stored {
-                rule: r.try_get(0)?,
-                function: function_of(r.try_get(1)?),
-                value: r.try_get(2)?,
-                started_at: r.try_get(3)?,
-            })
-        })
-        .collect()
+    rows.iter().map(stored).collect()
 }
 
 /// Whether `rule` is silenced now.
@@ -145,16 +146,7 @@ pub(crate) fn firing(c: &mut Client) -> Result<Vec<Stored>, postgres::Error> {
          WHERE state = 'firing' ORDER BY rule, function",
         &[],
     )?;
-    rows.iter()
-        .map(|r| {
-            Ok(Stored {
-                rule: r.try_get(0)?,
-                function: function_of(r.try_get(1)?),
-                value: r.try_get(2)?,
-                started_at: r.try_get(3)?,
-            })
-        })
-        .collect()
+    rows.iter().map(stored).collect()
 }
 
 /// Alerts resolved since `since`, newest first: `(alert, resolved at)`.
@@ -168,17 +160,7 @@ pub(crate) fn resolved_since(
         &[&since],
     )?;
     rows.iter()
-        .map(|r| {
-            Ok((
-                Stored {
-                    rule: r.try_get(0)?,
-                    function: function_of(r.try_get(1)?),
-                    value: r.try_get(2)?,
-                    started_at: r.try_get(3)?,
-                },
-                r.try_get(4)?,
-            ))
-        })
+        .map(|r| Ok((stored(r)?, r.try_get(4)?)))
         .collect()
 }
 

@@ -130,6 +130,10 @@ pub(crate) struct DrainArgs {
     #[arg(long, default_value_t = 1, value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..=64))]
     pub(crate) lanes: u64,
+    /// Also evaluate these alert rules (as `fnmetrics alerts run`, every second), on a thread
+    /// of its own.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) rules: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

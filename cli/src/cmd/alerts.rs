@@ -31,6 +31,25 @@ pub(crate) fn run(s: &Servers, a: &AlertsCommand) -> CliResult<u8> {
 /// `alerts run`: read, evaluate, record, notify, every interval until stopped.
 fn evaluate(s: &Servers, a: &AlertsRun) -> CliResult<u8> {
     let rules = valid(&a.rules)?;
+    let stop = Stop::install()?;
+    // The signals set the flag on this thread; the evaluator's server calls run undisturbed.
+    stop.shielded(|| evaluate_until(s, rules, a.interval, a.repeat, &stop))
+}
+
+/// The rules of `path`, checked (for `fnmetrics drain --rules`).
+pub(crate) fn checked_rules(path: &Path) -> CliResult<Rules> {
+    valid(path)
+}
+
+/// Evaluates `rules` every `interval` until `stop` (see `alerts run`).
+pub(crate) fn evaluate_until(
+    s: &Servers,
+    rules: Rules,
+    interval: std::time::Duration,
+    repeat: std::time::Duration,
+    stop: &Stop,
+) -> CliResult<u8> {
+    let a = Every { interval, repeat };
     let redis_url = s.redis_url()?;
     let pg_url = s.postgres_url()?.to_owned();
     let mut fleet = Fleet::connect(redis_url, s.redis_options())
@@ -58,7 +77,6 @@ fn evaluate(s: &Servers, a: &AlertsRun) -> CliResult<u8> {
             .filter(|a| severity.contains_key(&a.rule))
             .map(|a| ((a.rule, a.function), a.value, a.started_at)),
     );
-    let stop = Stop::install()?;
     let mut started = false;
     loop {
         let read = fleet
@@ -201,6 +219,12 @@ fn notify(
 /// `2026-12-02T05:40:00.123Z`.
 fn rfc3339(secs: f64) -> String {
     format!("{}Z", utc(secs).replace(' ', "T"))
+}
+
+/// How often `evaluate_until` evaluates and repeats.
+struct Every {
+    interval: std::time::Duration,
+    repeat: std::time::Duration,
 }
 
 /// `alerts list`.

@@ -1,6 +1,7 @@
 //! `fnmetrics drain`: the standalone stage 2, `fnmetrics::Drainer` in a loop.
 
 use crate::args::{DrainArgs, Servers};
+use crate::cmd::alerts;
 use crate::error::{CliError, CliResult};
 use crate::redact::redact;
 use crate::stop::Stop;
@@ -13,9 +14,27 @@ use std::time::{Duration, Instant};
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 pub(crate) fn run(s: &Servers, a: &DrainArgs) -> CliResult<u8> {
+    // Rules are checked before anything runs: a mistake is a usage error now, not a thread
+    // that ends later.
+    let rules = a.rules.as_deref().map(alerts::checked_rules).transpose()?;
     let stop = Stop::install()?;
     // The signals set the flag on this thread; the drainer's server calls run undisturbed.
-    stop.shielded(|| drain(s, a, &stop))
+    stop.shielded(|| {
+        std::thread::scope(|scope| {
+            if let Some(rules) = rules {
+                let stop = stop.clone();
+                scope.spawn(move || {
+                    let every = Duration::from_secs(1);
+                    let repeat = Duration::from_secs(4 * 3600);
+                    if let Err(e) = alerts::evaluate_until(s, rules, every, repeat, &stop) {
+                        eprintln!("{}", e.report());
+                        eprintln!("fnmetrics drain: alert evaluation stopped; draining goes on");
+                    }
+                });
+            }
+            drain(s, a, &stop)
+        })
+    })
 }
 
 fn drain(s: &Servers, a: &DrainArgs, stop: &Stop) -> CliResult<u8> {

@@ -257,3 +257,40 @@ fn notifications_are_sent_once_across_evaluators_restarts_and_silences() {
         "{body}"
     );
 }
+
+/// `fnmetrics drain --rules` evaluates them beside draining: a burst reaches the webhook.
+#[test]
+fn drain_evaluates_the_rules_it_is_given() {
+    let (redis, pg) = (RedisServer::start(), PostgresServer::start());
+    let dir = TempDir::new("drain-rules");
+    let rules = dir.path().join("rules.toml");
+    let (hook, hooked) = receiver();
+    std::fs::write(&rules, RULES.replace("WEBHOOK", &hook)).unwrap();
+    let mut drain = fnmetrics()
+        .args(["drain", "--poll", "100ms", "--rules"])
+        .arg(&rules)
+        .args(["--redis", &redis.url(), "--postgres", &pg.url()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("drain starts");
+    // Once the evaluator has its first reading.
+    let mut err = BufReader::new(drain.stderr.take().unwrap());
+    loop {
+        let mut line = String::new();
+        assert!(err.read_line(&mut line).unwrap() > 0, "drain ended");
+        if line.contains("evaluating 2 rules") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in err.lines().map_while(Result::ok) {});
+    record(&redis, None, || {
+        for i in 0..40 {
+            let _ = pay(i % 4 != 0);
+        }
+    });
+    wait_until("the webhook to get the burst", WAIT, || {
+        count(&hooked, "firing", "pay-errors") == 1
+    });
+    stop(drain);
+}

@@ -115,11 +115,7 @@ impl Router {
         opts: &crate::options::RedisOptions,
         flush_id: &[u8; 16],
     ) -> usize {
-        let shards = match layout {
-            crate::layout::Layout::Cluster { tags } => u16::try_from(tags.len()).unwrap_or(1),
-            crate::layout::Layout::Single => 1,
-        };
-        let shard = crate::shards::shard_of(flush_id, shards);
+        let shard = crate::shards::shard_of(flush_id, layout.shards());
         let slot = crate::layout::key_slot(layout.entries_list(opts, shard).as_bytes());
         self.slots
             .get(usize::from(slot))

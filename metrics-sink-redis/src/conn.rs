@@ -198,10 +198,7 @@ impl Conn {
 
     /// The shards keys are spread over: 1 on a single Redis.
     pub(crate) fn shards(&self) -> u16 {
-        match &self.layout {
-            Layout::Single => 1,
-            Layout::Cluster { tags } => u16::try_from(tags.len()).unwrap_or(1),
-        }
+        self.layout.shards()
     }
 
     /// Runs `f` where the keys of `shard` live: the connection on a single Redis, the primary

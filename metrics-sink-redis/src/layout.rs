@@ -81,6 +81,14 @@ impl Layout {
         }
     }
 
+    /// The shards keys are spread over: 1 on a single Redis.
+    pub(crate) fn shards(&self) -> u16 {
+        match self {
+            Layout::Single => 1,
+            Layout::Cluster { tags } => u16::try_from(tags.len()).unwrap_or(1),
+        }
+    }
+
     /// The hash tag of `shard`, braces included (empty on a single Redis).
     fn tag(&self, shard: u16) -> &str {
         match self {

@@ -112,7 +112,7 @@ impl ShardWriter {
         replicas: usize,
         ack_timeout: Duration,
     ) -> Result<WriteOutcome, Error> {
-        let shard = shard_of(&batch.flush_id, shard_count(layout));
+        let shard = shard_of(&batch.flush_id, layout.shards());
         let list = layout.entries_list(opts, shard);
         let mut cmd = evalsha(&FLUSH_SHARD, 4 + batch.aggregates.len());
         cmd.arg(layout.internal(opts, shard, "flushes"))
@@ -175,14 +175,6 @@ impl ShardWriter {
     }
 }
 
-/// The shards of `layout` (1 for a single Redis).
-fn shard_count(layout: &Layout) -> u16 {
-    match layout {
-        Layout::Cluster { tags } => u16::try_from(tags.len()).unwrap_or(1),
-        Layout::Single => 1,
-    }
-}
-
 /// Every function with aggregates in any shard, sorted.
 pub(crate) fn functions(
     router: &mut Router,
@@ -190,7 +182,7 @@ pub(crate) fn functions(
     opts: &RedisOptions,
 ) -> Result<Vec<String>, Error> {
     let mut names = std::collections::BTreeSet::new();
-    for shard in 0..shard_count(layout) {
+    for shard in 0..layout.shards() {
         let key = layout.internal(opts, shard, "functions");
         let found: Vec<Vec<u8>> = router.on_slot(
             key_slot(key.as_bytes()),
@@ -220,7 +212,7 @@ pub(crate) fn get_many(
     names: &[String],
 ) -> Result<Vec<Option<fnmetrics_core::Snapshot>>, Error> {
     let mut out: Vec<Option<fnmetrics_core::Snapshot>> = vec![None; names.len()];
-    for shard in 0..shard_count(layout) {
+    for shard in 0..layout.shards() {
         let slot = key_slot(layout.entries_list(opts, shard).as_bytes());
         for (c, chunk) in names.chunks(10_000).enumerate() {
             let keys: Vec<String> = chunk

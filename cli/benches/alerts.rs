@@ -9,11 +9,10 @@
 use fnmetrics::{measured, Flusher};
 use fnmetrics_test_support::postgres::PostgresServer;
 use fnmetrics_test_support::redis::RedisServer;
+use fnmetrics_test_support::webhook::Webhook;
 use fnmetrics_test_support::TempDir;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const FLUSH: Duration = Duration::from_millis(100);
@@ -26,35 +25,6 @@ fn pay(fail: bool) -> Result<(), ()> {
     } else {
         Ok(())
     }
-}
-
-/// A webhook inside the bench: counts the notifications it gets.
-fn receiver() -> (String, Arc<AtomicU64>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let got = Arc::new(AtomicU64::new(0));
-    let keep = Arc::clone(&got);
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut reader = BufReader::new(conn.try_clone().unwrap());
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; length];
-            let _ = reader.read_exact(&mut body);
-            keep.fetch_add(1, Ordering::SeqCst);
-            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
-        }
-    });
-    (url, got)
 }
 
 /// An evaluator process, returned once it has its first reading.
@@ -96,7 +66,7 @@ fn main() {
     }
     let (redis, pg) = (RedisServer::start(), PostgresServer::start());
     let dir = TempDir::new("bench-alerts");
-    let (hook, got) = receiver();
+    let hook = Webhook::start();
 
     // Latency: one rule, for = 0s.
     let rules = dir.path().join("one.toml");
@@ -105,7 +75,8 @@ fn main() {
         format!(
             "[[rule]]\nname = \"pay\"\nfunctions = \"bench::alerts::pay\"\n\
              when = \"errors > 0\"\nwindow = \"5s\"\nseverity = \"page\"\n\
-             [[notify]]\nkind = \"webhook\"\nurl = \"{hook}\"\n"
+             [[notify]]\nkind = \"webhook\"\nurl = \"{}\"\n",
+            hook.url()
         ),
     )
     .unwrap();
@@ -118,10 +89,10 @@ fn main() {
     let mut latencies = Vec::new();
     for round in 0..5 {
         let mut ev = evaluator(&rules, &redis.url(), &pg.url(), "100ms");
-        let before = got.load(Ordering::SeqCst);
+        let before = hook.bodies().len();
         let t = Instant::now();
         let _ = pay(true);
-        while got.load(Ordering::SeqCst) == before {
+        while hook.bodies().len() == before {
             assert!(
                 t.elapsed() < Duration::from_secs(30),
                 "round {round}: no notification"
@@ -175,7 +146,8 @@ fn main() {
         ));
     }
     many.push_str(&format!(
-        "[[notify]]\nkind = \"webhook\"\nurl = \"{hook}\"\n"
+        "[[notify]]\nkind = \"webhook\"\nurl = \"{}\"\n",
+        hook.url()
     ));
     let rules = dir.path().join("many.toml");
     std::fs::write(&rules, many).unwrap();

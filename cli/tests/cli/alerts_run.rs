@@ -6,6 +6,7 @@ use crate::{fnmetrics, kill, ok, record, wait_exit, WAIT};
 use fnmetrics::measured;
 use fnmetrics_test_support::postgres::PostgresServer;
 use fnmetrics_test_support::redis::RedisServer;
+use fnmetrics_test_support::webhook::Webhook;
 use fnmetrics_test_support::{wait_until, TempDir};
 use parking_lot::Mutex;
 use std::io::{BufRead, BufReader};
@@ -45,40 +46,6 @@ kind = "webhook"
 url = "WEBHOOK"
 "#;
 
-/// An HTTP server inside the test that answers 200 to every request and keeps the JSON bodies.
-fn receiver() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let keep = Arc::clone(&got);
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut reader = BufReader::new(conn.try_clone().unwrap());
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; length];
-            if reader.read_exact(&mut body).is_ok() {
-                if let Ok(v) = serde_json::from_slice(&body) {
-                    keep.lock().push(v);
-                }
-            }
-            let _ = conn
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-        }
-    });
-    (url, got)
-}
-
 /// An evaluator whose notifications (JSON lines) are collected into `lines`, once it says it
 /// has its first reading (what happens from then on is seen).
 fn evaluator(
@@ -115,8 +82,11 @@ fn evaluator(
 }
 
 fn count(lines: &Mutex<Vec<serde_json::Value>>, status: &str, rule: &str) -> usize {
+    counted(&lines.lock(), status, rule)
+}
+
+fn counted(lines: &[serde_json::Value], status: &str, rule: &str) -> usize {
     lines
-        .lock()
         .iter()
         .filter(|l| l["status"] == status && l["rule"] == rule)
         .count()
@@ -132,8 +102,8 @@ fn notifications_are_sent_once_across_evaluators_restarts_and_silences() {
     let (redis, pg) = (RedisServer::start(), PostgresServer::start());
     let dir = TempDir::new("alerts-run");
     let rules = dir.path().join("rules.toml");
-    let (hook, hooked) = receiver();
-    std::fs::write(&rules, RULES.replace("WEBHOOK", &hook)).unwrap();
+    let hook = Webhook::start();
+    std::fs::write(&rules, RULES.replace("WEBHOOK", hook.url())).unwrap();
     let lines = Arc::new(Mutex::new(Vec::new()));
     let a = evaluator(&rules, &redis, &pg, &lines);
     let b = evaluator(&rules, &redis, &pg, &lines);
@@ -236,13 +206,13 @@ fn notifications_are_sent_once_across_evaluators_restarts_and_silences() {
     stop(b);
     // The webhook got each notification once, as the JSON the issue gives.
     wait_until("the webhook to get every notification", WAIT, || {
-        hooked.lock().len() >= 5
+        hook.bodies().len() >= 5
     });
-    assert_eq!(count(&hooked, "firing", "pay-errors"), 2);
-    assert_eq!(count(&hooked, "resolved", "pay-errors"), 2);
-    assert_eq!(count(&hooked, "firing", "tick-quiet"), 1);
-    let body = hooked
-        .lock()
+    assert_eq!(counted(&hook.bodies(), "firing", "pay-errors"), 2);
+    assert_eq!(counted(&hook.bodies(), "resolved", "pay-errors"), 2);
+    assert_eq!(counted(&hook.bodies(), "firing", "tick-quiet"), 1);
+    let body = hook
+        .bodies()
         .iter()
         .find(|b| b["rule"] == "pay-errors")
         .cloned()
@@ -264,8 +234,8 @@ fn drain_evaluates_the_rules_it_is_given() {
     let (redis, pg) = (RedisServer::start(), PostgresServer::start());
     let dir = TempDir::new("drain-rules");
     let rules = dir.path().join("rules.toml");
-    let (hook, hooked) = receiver();
-    std::fs::write(&rules, RULES.replace("WEBHOOK", &hook)).unwrap();
+    let hook = Webhook::start();
+    std::fs::write(&rules, RULES.replace("WEBHOOK", hook.url())).unwrap();
     let mut drain = fnmetrics()
         .args(["drain", "--poll", "100ms", "--rules"])
         .arg(&rules)
@@ -290,7 +260,7 @@ fn drain_evaluates_the_rules_it_is_given() {
         }
     });
     wait_until("the webhook to get the burst", WAIT, || {
-        count(&hooked, "firing", "pay-errors") == 1
+        counted(&hook.bodies(), "firing", "pay-errors") == 1
     });
     stop(drain);
 }

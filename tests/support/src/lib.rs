@@ -10,6 +10,7 @@ pub mod postgres;
 pub mod prometheus;
 pub mod redis;
 pub mod redis_cluster;
+pub mod webhook;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -67,9 +67,9 @@ mod secret;
 
 pub use flusher::{Flusher, FlusherBuilder, Mode};
 pub use fnmetrics_core::{
-    default_sample, get, is_enabled, memory, reset, set_default_sample, set_enabled, snapshot_all,
-    EntryMode, Error, ErrorKind, FlushStats, Health, Histogram, Memory, Snapshot, StageHealth,
-    MAX_NAME_LEN, MAX_SAMPLE,
+    bucket_index, bucket_low, bucket_width, default_sample, get, is_enabled, memory, reset,
+    set_default_sample, set_enabled, snapshot_all, EntryMode, Error, ErrorKind, FlushStats, Health,
+    Histogram, Memory, Snapshot, StageHealth, BUCKETS, MAX_NAME_LEN, MAX_SAMPLE,
 };
 pub use fnmetrics_macros::measured;
 pub use secret::redact_url;

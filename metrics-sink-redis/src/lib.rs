@@ -30,6 +30,8 @@
 //! | `P` + `metrics_list` ([`entries_key`](RedisOptions::entries_key)) | list | per-call entries, oldest first: one element per flush (per source within a flush), a versioned frame of the source (service and host) and its [`EntryRecord`](fnmetrics_core::EntryRecord)s (see [`decode_element`]) |
 //! | `P` + `app:metrics:` ([`aggregate_prefix`](RedisOptions::aggregate_prefix)) + name | hash | `calls`, `errors`, `panics`, `cancelled`, `dropped_entries`, `total_ns`, `min_ns`, `max_ns`, and `b<i>`: the count of histogram bucket `i` |
 //! | `P` + `fnmetrics:functions` | set | every function name with aggregates |
+//! | `P` + `fnmetrics:changes` | sorted set | every function name with aggregates, scored by the version of the last flush that changed them ([`RedisReader::changed`]) |
+//! | `P` + `fnmetrics:version` | string | the version of the last flush with aggregates: one more a flush |
 //! | `P` + `fnmetrics:flush:<hex id>` | string | a flush applied; expires after [`flush_id_ttl`](RedisOptions::flush_id_ttl) |
 //! | `P` + `fnmetrics:claims` | sorted set | claim ids, scored by lease deadline (ms, Redis time) |
 //! | `P` + `fnmetrics:claim:<id>` | list | the elements of one claim |
@@ -95,5 +97,5 @@ pub use codec::{
 pub use layout::{key_slot, SLOTS};
 pub use options::{ClusterMode, RedisOptions};
 pub use queue::{Acked, Claim, DeadLetterCounts, QueueOverview, RedisQueue};
-pub use reader::RedisReader;
+pub use reader::{ChangeCursor, RedisReader};
 pub use sink::{RedisSink, WriteOutcome};

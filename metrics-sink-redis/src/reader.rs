@@ -113,6 +113,73 @@ impl RedisReader {
         Ok(out)
     }
 
+    /// The names of the functions whose aggregates changed since `cursor` (for a new cursor:
+    /// every function flushed since the change log began), sorted, and moves `cursor` past
+    /// them. Each flush that changes aggregates bumps a version and records it against the
+    /// names it touched (`fnmetrics:changes`, a sorted set), so a reader that keeps up with a
+    /// large fleet reads only what moved: [`get_many`](Self::get_many) of these names, not of
+    /// every function. A name can come back once more than needed (it changed while it was
+    /// being read), never less.
+    ///
+    /// # Errors
+    /// [`Decode`] if a stored name is not UTF-8 or a version is not a number; connection and
+    /// server errors as [`RedisSink::write_batch`](crate::RedisSink::write_batch).
+    ///
+    /// [`Decode`]: fnmetrics_core::ErrorKind::Decode
+    ///
+    /// ```no_run
+    /// # use fnmetrics::redis::{ChangeCursor, RedisOptions, RedisReader};
+    /// # let mut reader = RedisReader::connect("redis://127.0.0.1/", RedisOptions::default())?;
+    /// let mut cursor = ChangeCursor::default();
+    /// let everything = reader.changed(&mut cursor)?;
+    /// // ... later: only what was flushed since.
+    /// let moved = reader.changed(&mut cursor)?;
+    /// let fresh = reader.get_many(&moved)?;
+    /// # Ok::<(), fnmetrics::Error>(())
+    /// ```
+    pub fn changed(&mut self, cursor: &mut ChangeCursor) -> Result<Vec<String>, Error> {
+        self.conn.ensure().map_err(Error::unsent)?;
+        let shards = self.conn.shards();
+        cursor.versions.resize(usize::from(shards), 0);
+        let mut names = std::collections::BTreeSet::new();
+        for shard in 0..shards {
+            let key = self
+                .conn
+                .layout()
+                .internal(&self.conn.opts, shard, "changes");
+            let after = cursor.versions[usize::from(shard)];
+            let found: Vec<(Vec<u8>, String)> =
+                self.conn
+                    .run_on(shard, "cannot read the changed functions from Redis", |c| {
+                        redis::cmd("ZRANGEBYSCORE")
+                            .arg(&key)
+                            .arg(format!("({after}"))
+                            .arg("+inf")
+                            .arg("WITHSCORES")
+                            .query(c)
+                    })?;
+            for (name, version) in found {
+                let version: u64 = version.parse().map_err(|e| {
+                    Error::with_source(
+                        ErrorKind::Decode,
+                        format!("a version in {key} is not a whole number: {version:?}"),
+                        e,
+                    )
+                })?;
+                let v = &mut cursor.versions[usize::from(shard)];
+                *v = (*v).max(version);
+                names.insert(String::from_utf8(name).map_err(|e| {
+                    Error::with_source(
+                        ErrorKind::Decode,
+                        format!("a name in {key} is not UTF-8"),
+                        e,
+                    )
+                })?);
+            }
+        }
+        Ok(names.into_iter().collect())
+    }
+
     /// Removes the aggregates and the names of `names` (functions that no longer exist): each
     /// hash and name together, in a transaction, so no reader sees one without the other.
     /// Returns how many functions had aggregates. A process that still measures one brings it
@@ -137,11 +204,19 @@ impl RedisReader {
             for shard in 0..self.conn.shards() {
                 let layout = self.conn.layout();
                 let set = layout.internal(&self.conn.opts, shard, "functions");
+                let changes = layout.internal(&self.conn.opts, shard, "changes");
                 let key = layout.aggregate_hash(&self.conn.opts, shard, name);
-                let (hashes, _): (u64, u64) = self.conn.run_on(
+                let (hashes, _, _): (u64, u64, u64) = self.conn.run_on(
                     shard,
                     "cannot remove a function's aggregates from Redis",
-                    |c| redis::pipe().atomic().del(&key).srem(&set, name).query(c),
+                    |c| {
+                        redis::pipe()
+                            .atomic()
+                            .del(&key)
+                            .srem(&set, name)
+                            .zrem(&changes, name)
+                            .query(c)
+                    },
                 )?;
                 any |= hashes > 0;
             }
@@ -190,6 +265,18 @@ impl RedisReader {
         names.sort();
         Ok(names)
     }
+}
+
+/// Where [`RedisReader::changed`] left off: the last flush version read, per shard. A new one
+/// (`default()`) is before every change.
+///
+/// ```
+/// let cursor = fnmetrics::redis::ChangeCursor::default();
+/// assert_eq!(format!("{cursor:?}"), "ChangeCursor { versions: [] }");
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChangeCursor {
+    versions: Vec<u64>,
 }
 
 /// The snapshot of function `name` from the fields of its hash `key` (`None`: no fields).

@@ -114,11 +114,13 @@ impl ShardWriter {
     ) -> Result<WriteOutcome, Error> {
         let shard = shard_of(&batch.flush_id, layout.shards());
         let list = layout.entries_list(opts, shard);
-        let mut cmd = evalsha(&FLUSH_SHARD, 4 + batch.aggregates.len());
+        let mut cmd = evalsha(&FLUSH_SHARD, 6 + batch.aggregates.len());
         cmd.arg(layout.internal(opts, shard, "flushes"))
             .arg(layout.internal(opts, shard, "shard"))
             .arg(&list)
-            .arg(layout.internal(opts, shard, "functions"));
+            .arg(layout.internal(opts, shard, "functions"))
+            .arg(layout.internal(opts, shard, "changes"))
+            .arg(layout.internal(opts, shard, "version"));
         for a in &batch.aggregates {
             cmd.arg(layout.aggregate_hash(opts, shard, &a.name));
         }

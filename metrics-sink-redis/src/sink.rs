@@ -73,6 +73,8 @@ pub struct RedisSink {
     conn: Conn,
     list: String,
     functions: String,
+    changes: String,
+    version: String,
     /// The frames of the current flush, one after the other, reused.
     frames: Vec<u8>,
     /// Where each frame ends in `frames`.
@@ -133,6 +135,8 @@ impl RedisSink {
         Ok(RedisSink {
             list: conn.opts.entries_list(),
             functions: conn.opts.internal("functions"),
+            changes: conn.opts.internal("changes"),
+            version: conn.opts.internal("version"),
             conn,
             frames: Vec::new(),
             frame_ends: Vec::new(),
@@ -209,8 +213,12 @@ impl RedisSink {
         for b in batch.flush_id {
             let _ = write!(flush_key, "{b:02x}");
         }
-        let mut cmd = evalsha(&FLUSH, 3 + batch.aggregates.len());
-        cmd.arg(&flush_key).arg(&self.list).arg(&self.functions);
+        let mut cmd = evalsha(&FLUSH, 5 + batch.aggregates.len());
+        cmd.arg(&flush_key)
+            .arg(&self.list)
+            .arg(&self.functions)
+            .arg(&self.changes)
+            .arg(&self.version);
         for a in &batch.aggregates {
             cmd.arg(opts.aggregate_hash(&a.name));
         }
@@ -349,6 +357,8 @@ mod tests {
             .key(format!("{t}fnmetrics:shard"))
             .key(format!("{t}metrics_list"))
             .key(format!("{t}fnmetrics:functions"))
+            .key(format!("{t}fnmetrics:changes"))
+            .key(format!("{t}fnmetrics:version"))
             .key(format!("{t}app:metrics:f"))
             .arg(ttl_secs)
             .arg(id)

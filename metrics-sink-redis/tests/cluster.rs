@@ -4,7 +4,7 @@
 
 use fnmetrics_core::{EntryRecord, ErrorKind, FlushBatch, IdGen, Sink, Snapshot};
 use fnmetrics_sink_redis::{
-    key_slot, ClusterMode, RedisOptions, RedisQueue, RedisReader, RedisSink,
+    key_slot, ChangeCursor, ClusterMode, RedisOptions, RedisQueue, RedisReader, RedisSink,
 };
 use fnmetrics_test_support::redis_cluster::RedisCluster;
 use std::time::Duration;
@@ -82,6 +82,13 @@ fn a_cluster_takes_flushes_over_its_shards_and_gives_them_back_whole() {
     // Read from another node: the shards' shares add up.
     let mut reader = RedisReader::connect(&urls[2], RedisOptions::default()).unwrap();
     assert_eq!(reader.functions().unwrap(), ["c::f"]);
+    // The change log of every shard: c::f once, then nothing until a flush touches it again.
+    let mut cursor = ChangeCursor::default();
+    assert_eq!(reader.changed(&mut cursor).unwrap(), ["c::f"]);
+    assert!(reader.changed(&mut cursor).unwrap().is_empty());
+    sink.write(&flush(&mut ids, 99, "c::g", 1)).unwrap();
+    assert_eq!(reader.changed(&mut cursor).unwrap(), ["c::g"]);
+    assert_eq!(reader.forget(&["c::g".to_owned()]).unwrap(), 1);
     let f = reader.get("c::f").unwrap().expect("c::f");
     assert_eq!((f.calls, f.errors), (3_000, 600));
     assert_eq!(f.histogram().count(), 3_000);

@@ -7,7 +7,7 @@ use fnmetrics_core::{
     EntryRecord, ErrorKind, FlushBatch, Histogram, IdGen, Sink, Snapshot, Source,
 };
 use fnmetrics_sink_redis::{
-    DeadLetterKind, RedisOptions, RedisQueue, RedisReader, RedisSink, WriteOutcome,
+    ChangeCursor, DeadLetterKind, RedisOptions, RedisQueue, RedisReader, RedisSink, WriteOutcome,
 };
 use redis::Commands;
 use std::collections::BTreeMap;
@@ -162,6 +162,8 @@ fn keys_follow_the_options() {
     let mut want = vec![
         "p:calls".to_string(),
         "p:fnmetrics:functions".to_string(),
+        "p:fnmetrics:changes".to_string(),
+        "p:fnmetrics:version".to_string(),
         flush_key.clone(),
     ];
     want.extend(NAMES.iter().map(|n| format!("p:agg:{n}")));
@@ -172,6 +174,40 @@ fn keys_follow_the_options() {
 
     let mut reader = RedisReader::connect(&server.url(), opts).unwrap();
     assert_aggregates(&mut reader, &batch.entries);
+}
+
+#[test]
+fn the_change_log_names_what_each_flush_touched_once() {
+    let server = RedisServer::start();
+    let mut sink = sink(&server);
+    let mut reader = RedisReader::connect(&server.url(), RedisOptions::default()).unwrap();
+    let mut ids = IdGen::with_instance(3);
+    let mut cursor = ChangeCursor::default();
+    assert!(reader.changed(&mut cursor).unwrap().is_empty());
+    sink.write(&batch(1, entries(&mut ids, 30, 0))).unwrap();
+    let mut all: Vec<String> = NAMES.iter().map(|n| n.to_string()).collect();
+    all.sort();
+    assert_eq!(reader.changed(&mut cursor).unwrap(), all);
+    assert!(reader.changed(&mut cursor).unwrap().is_empty());
+    // Two flushes, one function each: both named, once; a retried flush changes nothing.
+    let one = |flush: u8, name: &str| {
+        let mut b = batch(flush, entries(&mut IdGen::with_instance(4), 3, 0));
+        b.aggregates.retain(|a| a.name == name);
+        b
+    };
+    sink.write(&one(2, NAMES[0])).unwrap();
+    sink.write(&one(3, NAMES[1])).unwrap();
+    assert_eq!(
+        sink.write_batch(&one(3, NAMES[1])).unwrap(),
+        WriteOutcome::AlreadyApplied
+    );
+    let mut two = vec![NAMES[0].to_owned(), NAMES[1].to_owned()];
+    two.sort();
+    assert_eq!(reader.changed(&mut cursor).unwrap(), two);
+    assert!(reader.changed(&mut cursor).unwrap().is_empty());
+    // A new cursor sees every function; a forgotten one leaves the log.
+    assert_eq!(reader.forget(&[NAMES[2].to_owned()]).unwrap(), 1);
+    assert_eq!(reader.changed(&mut ChangeCursor::default()).unwrap(), two);
 }
 
 #[test]

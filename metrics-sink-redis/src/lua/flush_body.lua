@@ -6,7 +6,11 @@
 -- apply_flush(k0, a0, seen, remember):
 -- KEYS[k0]          the entry list
 -- KEYS[k0 + 1]      the set of function names
--- KEYS[k0 + 1 + i]  the aggregate hash of aggregate i
+-- KEYS[k0 + 2]      the change log: a sorted set, member a function name, score the version of
+--                   the last flush that changed its aggregates (readers ask what changed since
+--                   the version they read up to)
+-- KEYS[k0 + 3]      the version counter: one more at each flush applied
+-- KEYS[k0 + 3 + i]  the aggregate hash of aggregate i
 -- ARGV[a0]          number of frames f (0 when the flush has no entries)
 -- ARGV[a0 + 1 .. a0 + f]  the entries' frames, pushed in this order as list elements
 -- ARGV[a0 + 1 + f]  number of aggregates
@@ -73,7 +77,7 @@ local function apply_flush(k0, a0, seen, remember)
     end
     a = a + 2 + 3 * n
   end
-  if a - 1 ~= #ARGV or #KEYS ~= k0 + 1 + naggs then
+  if a - 1 ~= #ARGV or #KEYS ~= k0 + 3 + naggs then
     return redis.error_reply('ERR fnmetrics: malformed flush arguments')
   end
 
@@ -81,10 +85,15 @@ local function apply_flush(k0, a0, seen, remember)
 
   -- Check everything first: sums must be integers (HINCRBY), minima and maxima u64s.
   local err = expect_type(KEYS[k0], 'list') or expect_type(KEYS[k0 + 1], 'set')
+    or expect_type(KEYS[k0 + 2], 'zset') or expect_type(KEYS[k0 + 3], 'string')
   if err then return err end
+  local version = redis.call('GET', KEYS[k0 + 3])
+  if version and not canonical(version) then
+    return wrong(KEYS[k0 + 3], 'is not a u64')
+  end
   a = first
   for i = 1, naggs do
-    local key = KEYS[k0 + 1 + i]
+    local key = KEYS[k0 + 3 + i]
     local n = tonumber(ARGV[a + 1])
     err = expect_type(key, 'hash')
     if err then return err end
@@ -114,11 +123,14 @@ local function apply_flush(k0, a0, seen, remember)
   for i = a0 + 1, a0 + nframes, 1000 do
     redis.call('RPUSH', KEYS[k0], unpack(ARGV, i, math.min(i + 999, a0 + nframes)))
   end
+  -- A version a flush: a double holds it exactly up to 2^53 flushes.
+  version = naggs > 0 and redis.call('INCR', KEYS[k0 + 3])
   a = first
   for i = 1, naggs do
-    local key = KEYS[k0 + 1 + i]
+    local key = KEYS[k0 + 3 + i]
     local n = tonumber(ARGV[a + 1])
     redis.call('SADD', KEYS[k0 + 1], ARGV[a])
+    redis.call('ZADD', KEYS[k0 + 2], version, ARGV[a])
     for j = 0, n - 1 do
       local f, op, v = ARGV[a + 2 + 3 * j], ARGV[a + 3 + 3 * j], ARGV[a + 4 + 3 * j]
       if op == '+' then

@@ -4,7 +4,8 @@
 -- KEYS[1]      the shard's flush ids: a sorted set, member the id, score when it is forgotten
 --              (ms, server time); ids past it are trimmed at each flush
 -- KEYS[2]      the shard's own hash (`retries_seen`: flushes found applied before)
--- KEYS[3 ..]   as apply_flush(3, 3, ..): the entry list, the function set, the aggregate hashes
+-- KEYS[3 ..]   as apply_flush(3, 3, ..): the entry list, the function set, the change log, the
+--              version counter, the aggregate hashes
 -- ARGV[1]      how long an id is remembered, seconds
 -- ARGV[2]      the flush id
 -- ARGV[3 ..]   as apply_flush(3, 3, ..)

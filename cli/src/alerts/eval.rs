@@ -4,11 +4,22 @@
 //! state: pending while its condition holds for less than `for`, firing after, resolved when
 //! it stops holding.
 //!
+//! Built to follow a large fleet every second at little cost (`cargo bench -p fnmetrics-cli
+//! --bench alerts`):
+//! - a reading need only hold the functions that changed since the one before (Redis' change
+//!   log, `RedisReader::changed`); each function keeps the values it had, each stamped with the
+//!   reading it was first seen at, so one that does not change costs one entry;
+//! - a function whose value did not change within a window is worth zero there, decided per
+//!   rule once (`zero_holds`), without arithmetic;
+//! - readings older than 16 intervals are thinned, so that each is at least 1/16 of its age
+//!   from the next: a window's base is the newest reading at or before its start, at most 1/16
+//!   of the window earlier (the rates divide by the span actually covered).
+//!
 //! Pure logic on readings given to it, with their times: the command that reads Redis, keeps
 //! state in PostgreSQL and delivers notifications builds on it.
 
-use super::rules::{Metric, Rule, Rules};
-use fnmetrics::Snapshot;
+use super::rules::{Metric, Rules};
+use fnmetrics::{bucket_low, bucket_width, Histogram, Snapshot};
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
@@ -23,12 +34,16 @@ pub(crate) struct Health {
     pub(crate) dead_letters: u64,
 }
 
-/// One reading of the fleet: when it was taken, every function's fleet-wide aggregates, and the
-/// pipeline's health.
+/// One reading of the fleet: when it was taken, fleet-wide aggregates, and the pipeline's
+/// health.
 #[derive(Clone, Debug)]
 pub(crate) struct Reading {
     pub(crate) at: SystemTime,
-    pub(crate) fleet: HashMap<String, Snapshot>,
+    /// The functions read: every one (`complete`), or at least those that changed since the
+    /// reading before.
+    pub(crate) fleet: Vec<Snapshot>,
+    /// Whether `fleet` holds every function: those it lacks are gone (forgotten).
+    pub(crate) complete: bool,
     pub(crate) health: Health,
 }
 
@@ -61,15 +76,43 @@ pub(crate) enum Transition {
     },
 }
 
+/// A function as seen so far.
+#[derive(Debug)]
+struct Function {
+    name: String,
+    /// The aggregates it had, oldest first, each with the reading it was first seen at (and
+    /// held until the next entry's); the name left empty. Entries no kept reading needs are
+    /// dropped.
+    seen: VecDeque<(SystemTime, Snapshot)>,
+    /// In the newest reading (a function forgotten in Redis is not).
+    present: bool,
+}
+
 /// The rules, the readings their windows need, and the alerts' states.
 #[derive(Debug)]
 pub(crate) struct Evaluator {
     rules: Rules,
-    readings: VecDeque<Reading>,
-    /// The longest window: readings older than that (but the one just before it) are dropped.
+    /// Whether each rule holds for a function that had no calls in its window.
+    zero_holds: Vec<bool>,
+    /// Whether any rule needs histograms (p50, p99): without, they are not kept.
+    quantiles: bool,
+    /// The times of the readings kept, oldest first (thinned with age, see the module).
+    times: VecDeque<SystemTime>,
+    /// The longest window.
     keep: Duration,
-    phases: HashMap<AlertKey, Phase>,
+    functions: Vec<Function>,
+    index: HashMap<String, usize>,
+    /// Per rule, the functions (indexes) its glob matches.
+    members: Vec<Vec<usize>>,
+    /// Per rule, each function's alert (by index).
+    phases: Vec<Vec<Option<Phase>>>,
+    /// Per rule, the alert of a rule on the pipeline's health.
+    health_phases: Vec<Option<Phase>>,
+    steps: u64,
 }
+
+/// Readings are thinned so that each is at least this fraction of its age from the next.
+const THIN: u32 = 16;
 
 impl Evaluator {
     pub(crate) fn new(rules: Rules) -> Evaluator {
@@ -79,11 +122,32 @@ impl Evaluator {
             .map(|r| r.window)
             .max()
             .unwrap_or_default();
+        let zero_holds = rules
+            .rules
+            .iter()
+            .map(|r| {
+                !r.when.metric.is_health()
+                    && r.min_calls == 0
+                    && r.when.op.holds(0.0, r.when.threshold)
+            })
+            .collect();
+        let quantiles = rules
+            .rules
+            .iter()
+            .any(|r| matches!(r.when.metric, Metric::P50 | Metric::P99));
+        let n = rules.rules.len();
         Evaluator {
             rules,
-            readings: VecDeque::new(),
+            zero_holds,
+            quantiles,
+            times: VecDeque::new(),
             keep,
-            phases: HashMap::new(),
+            functions: Vec::new(),
+            index: HashMap::new(),
+            members: vec![Vec::new(); n],
+            phases: vec![Vec::new(); n],
+            health_phases: vec![None; n],
+            steps: 0,
         }
     }
 
@@ -92,28 +156,64 @@ impl Evaluator {
         &self.rules
     }
 
+    /// The index of function `name`, known from now on (not present until a reading has it).
+    fn intern(&mut self, name: &str) -> usize {
+        if let Some(&i) = self.index.get(name) {
+            return i;
+        }
+        let i = self.functions.len();
+        self.functions.push(Function {
+            name: name.to_owned(),
+            seen: VecDeque::new(),
+            present: false,
+        });
+        self.index.insert(name.to_owned(), i);
+        for (r, rule) in self.rules.rules.iter().enumerate() {
+            self.phases[r].push(None);
+            if !rule.when.metric.is_health() && rule.functions.matches(name) {
+                self.members[r].push(i);
+            }
+        }
+        i
+    }
+
     /// Takes alerts that fire already (kept from before a restart): they resolve, rather than
     /// fire again, as their conditions say.
     pub(crate) fn restore(
         &mut self,
         firing: impl IntoIterator<Item = (AlertKey, f64, SystemTime)>,
     ) {
-        for (key, value, since) in firing {
-            self.phases.insert(key, Phase::Firing { since, value });
+        for ((rule, function), value, since) in firing {
+            let Some(r) = self.rules.rules.iter().position(|x| x.name == rule) else {
+                continue;
+            };
+            let phase = Some(Phase::Firing { since, value });
+            match function {
+                None => self.health_phases[r] = phase,
+                Some(f) => {
+                    let i = self.intern(&f);
+                    self.phases[r][i] = phase;
+                }
+            }
         }
     }
 
     /// The alerts firing now, with their values and since when.
     #[cfg(test)]
     pub(crate) fn firing(&self) -> Vec<(AlertKey, f64, SystemTime)> {
-        let mut out: Vec<_> = self
-            .phases
-            .iter()
-            .filter_map(|(k, p)| match p {
-                Phase::Firing { since, value } => Some((k.clone(), *value, *since)),
-                Phase::Pending { .. } => None,
-            })
-            .collect();
+        let mut out = Vec::new();
+        for (r, rule) in self.rules.rules.iter().enumerate() {
+            let of = |p: &Option<Phase>, f: Option<String>| match p {
+                Some(Phase::Firing { since, value }) => {
+                    Some(((rule.name.clone(), f), *value, *since))
+                }
+                _ => None,
+            };
+            out.extend(of(&self.health_phases[r], None));
+            for (i, p) in self.phases[r].iter().enumerate() {
+                out.extend(of(p, Some(self.functions[i].name.clone())));
+            }
+        }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
@@ -121,68 +221,186 @@ impl Evaluator {
     /// Takes `reading` (newer than the last) and returns what fired and what resolved.
     pub(crate) fn step(&mut self, reading: Reading) -> Vec<Transition> {
         let now = reading.at;
-        self.readings.push_back(reading);
-        // Keep the newest reading at or before `now - keep`: the base of the longest window.
-        while self.readings.len() > 2
-            && self.readings[1]
-                .at
-                .checked_add(self.keep)
-                .is_some_and(|t| t <= now)
-        {
-            self.readings.pop_front();
-        }
-        let mut holding: HashMap<AlertKey, f64> = HashMap::new();
-        // Rules with values now: only their alerts can resolve (a first reading has no deltas,
-        // which says nothing about what fires).
-        let mut evaluated = std::collections::HashSet::new();
-        for rule in &self.rules.rules {
-            if rule.when.metric.is_health() || self.readings.len() >= 2 {
-                evaluated.insert(rule.name.clone());
-            }
-            for (function, value, calls) in values(&self.readings, rule) {
-                let enough = rule.when.metric.is_health() || calls >= rule.min_calls;
-                if enough && rule.when.op.holds(value, rule.when.threshold) {
-                    holding.insert((rule.name.clone(), function), value);
-                }
+        self.times.push_back(now);
+        self.thin(now);
+        if reading.complete {
+            for f in &mut self.functions {
+                f.present = false;
             }
         }
+        let oldest = self.times[0];
+        for mut snap in reading.fleet {
+            let i = self.intern(&snap.name);
+            snap.name = String::new();
+            if !self.quantiles {
+                *snap.histogram_mut() = Histogram::new();
+            }
+            let f = &mut self.functions[i];
+            f.present = true;
+            if f.seen.back().is_none_or(|(_, last)| *last != snap) {
+                f.seen.push_back((now, snap));
+            }
+            // Entries held only before the oldest reading kept are not needed.
+            while f.seen.len() > 1 && f.seen[1].0 <= oldest {
+                f.seen.pop_front();
+            }
+        }
+        self.steps += 1;
+        if self.steps.is_multiple_of(64) {
+            self.prune();
+        }
+
         let mut out = Vec::new();
-        // Alerts whose condition stopped holding: resolved if firing, forgotten if pending.
-        let gone: Vec<AlertKey> = self
-            .phases
-            .keys()
-            .filter(|k| evaluated.contains(&k.0) && !holding.contains_key(*k))
-            .cloned()
-            .collect();
-        for key in gone {
-            if let Some(Phase::Firing { since, value }) = self.phases.remove(&key) {
-                out.push(Transition::Resolved { key, value, since });
+        for (r, rule) in self.rules.rules.iter().enumerate() {
+            let metric = rule.when.metric;
+            let (op, threshold, for_) = (rule.when.op, rule.when.threshold, rule.for_);
+            if metric.is_health() {
+                let h = reading.health;
+                let v = match metric {
+                    Metric::Backlog => h.backlog as f64,
+                    Metric::DrainLag => h.drain_lag,
+                    _ => h.dead_letters as f64,
+                };
+                let key = || (rule.name.clone(), None);
+                advance(
+                    &mut self.health_phases[r],
+                    op.holds(v, threshold),
+                    v,
+                    now,
+                    for_,
+                    key,
+                    &mut out,
+                );
+                continue;
             }
-        }
-        for (key, value) in holding {
-            let for_ = self
-                .rules
-                .rules
-                .iter()
-                .find(|r| r.name == key.0)
-                .map_or(Duration::ZERO, |r| r.for_);
-            let phase = self
-                .phases
-                .entry(key.clone())
-                .or_insert(Phase::Pending { since: now });
-            match *phase {
-                Phase::Pending { since } => {
-                    let held = now.duration_since(since).unwrap_or_default();
-                    if held >= for_ {
-                        *phase = Phase::Firing { since, value };
-                        out.push(Transition::Fired { key, value, since });
+            // A first reading has no deltas: it says nothing about what fires.
+            if self.times.len() < 2 {
+                continue;
+            }
+            let base = base_time(&self.times, rule.window);
+            // The seconds the window covers (at least one interval's worth, never zero).
+            let span = now
+                .duration_since(base)
+                .unwrap_or_default()
+                .as_secs_f64()
+                .max(1e-3);
+            for &i in &self.members[r] {
+                let f = &self.functions[i];
+                let (holds, value) = match f.seen.back() {
+                    None => (false, 0.0),
+                    _ if !f.present => (false, 0.0),
+                    // No change within the window: no calls.
+                    Some((t, _)) if *t <= base => (self.zero_holds[r], 0.0),
+                    Some((_, newest)) => {
+                        let at = f.seen.partition_point(|(t, _)| *t <= base);
+                        let then = at.checked_sub(1).map(|a| &f.seen[a].1);
+                        let (value, calls) = value_of(metric, newest, then, span);
+                        (calls >= rule.min_calls && op.holds(value, threshold), value)
                     }
-                }
-                Phase::Firing { since, .. } => *phase = Phase::Firing { since, value },
+                };
+                let key = || (rule.name.clone(), Some(f.name.clone()));
+                advance(
+                    &mut self.phases[r][i],
+                    holds,
+                    value,
+                    now,
+                    for_,
+                    key,
+                    &mut out,
+                );
             }
         }
         out.sort_by(|a, b| key_of(a).cmp(key_of(b)));
         out
+    }
+
+    /// Drops the readings no window needs: those before the newest one at or before the
+    /// longest window's start, and, past 16 of them, one of each pair closer together than
+    /// 1/16 of its age.
+    fn thin(&mut self, now: SystemTime) {
+        let t = &mut self.times;
+        while t.len() > 2 && t[1].checked_add(self.keep).is_some_and(|x| x <= now) {
+            t.pop_front();
+        }
+        let age = |x: SystemTime| now.duration_since(x).unwrap_or_default();
+        let mut i = 1;
+        while i + 1 < t.len() {
+            let gap = t[i + 1].duration_since(t[i - 1]).unwrap_or_default();
+            if gap <= age(t[i]) / THIN {
+                t.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Drops every function's entries that no kept reading needs: an entry is needed while a
+    /// kept reading falls between its time and the next entry's (and the newest always).
+    fn prune(&mut self) {
+        let times = &self.times;
+        for f in &mut self.functions {
+            if f.seen.len() < 3 {
+                continue;
+            }
+            let seen: Vec<(SystemTime, Snapshot)> = std::mem::take(&mut f.seen).into();
+            let needed = |j: usize| {
+                let Some(next) = seen.get(j + 1) else {
+                    return true;
+                };
+                let at = times.partition_point(|t| *t < seen[j].0);
+                times.get(at).is_some_and(|t| *t < next.0)
+            };
+            let keep: Vec<bool> = (0..seen.len()).map(needed).collect();
+            f.seen = seen
+                .into_iter()
+                .zip(keep)
+                .filter_map(|(e, k)| k.then_some(e))
+                .collect();
+        }
+    }
+}
+
+/// Moves an alert on: `holds` says whether its condition holds now, at `value`.
+fn advance(
+    phase: &mut Option<Phase>,
+    holds: bool,
+    value: f64,
+    now: SystemTime,
+    for_: Duration,
+    key: impl FnOnce() -> AlertKey,
+    out: &mut Vec<Transition>,
+) {
+    match (*phase, holds) {
+        (None, false) => {}
+        // Stopped holding: resolved if firing, forgotten if pending.
+        (Some(Phase::Pending { .. }), false) => *phase = None,
+        (Some(Phase::Firing { since, value }), false) => {
+            *phase = None;
+            out.push(Transition::Resolved {
+                key: key(),
+                value,
+                since,
+            });
+        }
+        (None, true) | (Some(Phase::Pending { .. }), true) => {
+            let since = match *phase {
+                Some(Phase::Pending { since }) => since,
+                _ => now,
+            };
+            if now.duration_since(since).unwrap_or_default() >= for_ {
+                *phase = Some(Phase::Firing { since, value });
+                out.push(Transition::Fired {
+                    key: key(),
+                    value,
+                    since,
+                });
+            } else {
+                *phase = Some(Phase::Pending { since });
+            }
+        }
+        (Some(Phase::Firing { since, .. }), true) => {
+            *phase = Some(Phase::Firing { since, value });
+        }
     }
 }
 
@@ -192,69 +410,73 @@ fn key_of(t: &Transition) -> &AlertKey {
     }
 }
 
-/// The base reading of a window ending at the newest reading: the newest one at or before
-/// `window` earlier, or the oldest there is (a window not yet seen whole).
-fn base(readings: &VecDeque<Reading>, window: Duration) -> Option<&Reading> {
-    let newest = readings.back()?;
-    let start = newest.at.checked_sub(window)?;
-    readings
-        .iter()
-        .rev()
-        .find(|r| r.at <= start)
-        .or_else(|| readings.front())
+/// The base of a window ending at the newest reading: the newest reading at or before its
+/// start, or the oldest there is (a window not yet seen whole).
+fn base_time(times: &VecDeque<SystemTime>, window: Duration) -> SystemTime {
+    let newest = times[times.len() - 1];
+    let start = newest.checked_sub(window).unwrap_or(times[0]);
+    let at = times.partition_point(|t| *t <= start);
+    times[at.saturating_sub(1)]
 }
 
-/// Each value of `rule`'s metric over its window: `(function, value, calls in the window)` for
-/// each function matching its glob in the newest reading (one `None` row for a health rule).
-fn values(readings: &VecDeque<Reading>, rule: &Rule) -> Vec<(Option<String>, f64, u64)> {
-    let (Some(now), Some(then)) = (readings.back(), base(readings, rule.window)) else {
-        return Vec::new();
+/// What a sum gained from `before` to `now` (a sum that went down was reset and counts from
+/// zero again).
+fn gained(before: u64, now: u64) -> u64 {
+    if before <= now {
+        now - before
+    } else {
+        now
+    }
+}
+
+/// `metric` over a window from `then` (nothing before the window: `None`) to `now`, `span`
+/// seconds long: `(value, calls in the window)`.
+fn value_of(metric: Metric, now: &Snapshot, then: Option<&Snapshot>, span: f64) -> (f64, u64) {
+    let d = |f: fn(&Snapshot) -> u64| gained(then.map_or(0, f), f(now));
+    let calls = d(|s| s.calls);
+    let v = match metric {
+        Metric::ErrorRate if calls == 0 => 0.0,
+        Metric::ErrorRate => d(|s| s.errors) as f64 / calls as f64,
+        Metric::CallsPerS => calls as f64 / span,
+        Metric::Errors => d(|s| s.errors) as f64,
+        Metric::Panics => d(|s| s.panics) as f64,
+        Metric::Dropped => d(|s| s.dropped_entries) as f64,
+        Metric::Mean => match d(|s| s.timed) {
+            0 => 0.0,
+            timed => d(|s| s.total_ns) as f64 / timed as f64 / 1e9,
+        },
+        Metric::P50 => quantile_between(then.map(Snapshot::histogram), now.histogram(), 0.5),
+        Metric::P99 => quantile_between(then.map(Snapshot::histogram), now.histogram(), 0.99),
+        Metric::Backlog | Metric::DrainLag | Metric::DeadLetters => 0.0,
     };
-    let metric = rule.when.metric;
-    if metric.is_health() {
-        let h = now.health;
-        let v = match metric {
-            Metric::Backlog => h.backlog as f64,
-            Metric::DrainLag => h.drain_lag,
-            _ => h.dead_letters as f64,
-        };
-        return vec![(None, v, 0)];
-    }
-    if std::ptr::eq(now, then) {
-        // One reading: no deltas yet (a rate of zero now would be no rate at all).
-        return Vec::new();
-    }
-    // The seconds the window covers (at least one interval's worth, never zero).
-    let span = now
-        .at
-        .duration_since(then.at)
-        .unwrap_or_default()
-        .as_secs_f64()
-        .max(1e-3);
-    let mut out: Vec<_> = now
-        .fleet
-        .iter()
-        .filter(|(name, _)| rule.functions.matches(name))
-        .map(|(name, snap)| {
-            let d = snap.delta_since(then.fleet.get(name));
-            let secs = |x: Duration| x.as_secs_f64();
-            let v = match metric {
-                Metric::ErrorRate if d.calls == 0 => 0.0,
-                Metric::ErrorRate => d.errors as f64 / d.calls as f64,
-                Metric::CallsPerS => d.calls as f64 / span,
-                Metric::Errors => d.errors as f64,
-                Metric::Panics => d.panics as f64,
-                Metric::Dropped => d.dropped_entries as f64,
-                Metric::Mean => secs(d.mean()),
-                Metric::P50 => secs(d.quantile(0.5)),
-                Metric::P99 => secs(d.quantile(0.99)),
-                Metric::Backlog | Metric::DrainLag | Metric::DeadLetters => 0.0,
-            };
-            (Some(name.clone()), v, d.calls)
+    (v, calls)
+}
+
+/// Quantile `q`, in seconds, of what `now` gained over `then`, bucket by bucket, without
+/// building the difference (0 when nothing was gained): as `Histogram::quantile` of it.
+fn quantile_between(then: Option<&Histogram>, now: &Histogram, q: f64) -> f64 {
+    // Both are sorted by bucket: walk `then` beside `now`.
+    let gains = || {
+        let mut before = then.into_iter().flat_map(Histogram::nonzero).peekable();
+        now.nonzero().map(move |(i, c)| {
+            while before.next_if(|&(j, _)| j < i).is_some() {}
+            let was = before.next_if(|&(j, _)| j == i).map_or(0, |(_, c)| c);
+            (i, gained(was, c))
         })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
+    };
+    let total: u64 = gains().map(|(_, c)| c).sum();
+    if total == 0 {
+        return 0.0;
+    }
+    let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+    let mut seen = 0;
+    for (i, c) in gains() {
+        seen += c;
+        if seen >= rank {
+            return (bucket_low(i) + (bucket_width(i) - 1) / 2) as f64 / 1e9;
+        }
+    }
+    0.0
 }
 
 #[cfg(test)]
@@ -269,22 +491,23 @@ mod tests {
     }
 
     /// The fleet after `calls` calls of `name`, `errors` of them failed, each 1 ms.
-    fn fleet(name: &str, calls: u64, errors: u64) -> HashMap<String, Snapshot> {
+    fn fleet(name: &str, calls: u64, errors: u64) -> Vec<Snapshot> {
         let mut s = Snapshot::new(name);
         for i in 0..calls {
             s.record(1_000_000, i < errors);
         }
-        HashMap::from([(name.to_owned(), s)])
+        vec![s]
     }
 
     fn at(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(1_800_000_000 + secs)
     }
 
-    fn reading(secs: u64, fleet: HashMap<String, Snapshot>) -> Reading {
+    fn reading(secs: u64, fleet: Vec<Snapshot>) -> Reading {
         Reading {
             at: at(secs),
             fleet,
+            complete: true,
             health: Health::default(),
         }
     }
@@ -398,7 +621,7 @@ mod tests {
         let mut e = Evaluator::new(rules(
             "[[rule]]\nname = \"lag\"\nwhen = \"drain_lag > 30s\"\nwindow = \"1m\"\nseverity = \"page\"",
         ));
-        let mut r = reading(0, HashMap::new());
+        let mut r = reading(0, Vec::new());
         r.health.drain_lag = 5.0;
         assert!(e.step(r.clone()).is_empty());
         r.at = at(1);
@@ -420,20 +643,126 @@ mod tests {
         for _ in 0..1_000 {
             s.record(1_000_000, false);
         }
-        assert!(e
-            .step(reading(
-                0,
-                HashMap::from([("app::q".to_owned(), s.clone())])
-            ))
-            .is_empty());
+        assert!(e.step(reading(0, vec![s.clone()])).is_empty());
         // Slow calls now: 10 ms each.
         for _ in 0..1_000 {
             s.record(10_000_000, false);
         }
-        let out = e.step(reading(1, HashMap::from([("app::q".to_owned(), s)])));
+        let out = e.step(reading(1, vec![s]));
         let [Transition::Fired { value, .. }] = &out[..] else {
             panic!("{out:?}")
         };
         assert!((*value - 0.010).abs() < 0.0002, "{value}");
+    }
+
+    #[test]
+    fn readings_of_what_changed_keep_the_rest_as_it_was() {
+        let mut e = Evaluator::new(rules(
+            "[[rule]]\nname = \"quiet\"\nfunctions = \"app::*\"\nwhen = \"calls_per_s < 0.5\"\n\
+             window = \"5s\"\nseverity = \"ticket\"\n\
+             [[rule]]\nname = \"errs\"\nfunctions = \"app::*\"\nwhen = \"errors > 0\"\n\
+             window = \"5s\"\nseverity = \"page\"",
+        ));
+        let mut all = fleet("app::busy", 1, 0);
+        all.extend(fleet("app::idle", 5, 0));
+        assert!(e.step(reading(0, all)).is_empty());
+        // From now on only app::busy changes, and only it is in the readings.
+        let mut out = Vec::new();
+        for s in 1..10 {
+            let mut r = reading(s, fleet("app::busy", 1 + s, 0));
+            r.complete = false;
+            out.extend(e.step(r));
+        }
+        // app::idle had no calls: the absence rule fires for it alone, at once (no `for`).
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(
+            matches!(&out[0], Transition::Fired { key: k, .. } if *k == key("quiet", "app::idle"))
+        );
+        // An error of app::idle comes in a reading of what changed: it fires, and the
+        // absence resolves.
+        let mut r = reading(10, fleet("app::idle", 15, 1));
+        r.complete = false;
+        let out = e.step(r);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert!(out.contains(&Transition::Resolved {
+            key: key("quiet", "app::idle"),
+            value: 0.0,
+            since: at(1),
+        }));
+        assert!(matches!(&out[0], Transition::Fired { key: k, value, .. }
+            if *k == key("errs", "app::idle") && *value == 1.0));
+    }
+
+    #[test]
+    fn a_forgotten_function_s_alert_resolves() {
+        let mut e = Evaluator::new(rules(
+            "[[rule]]\nname = \"errs\"\nfunctions = \"*\"\nwhen = \"errors > 0\"\n\
+             window = \"1m\"\nseverity = \"page\"",
+        ));
+        e.step(reading(0, fleet("f", 1, 0)));
+        let out = e.step(reading(1, fleet("f", 2, 1)));
+        assert!(matches!(&out[..], [Transition::Fired { .. }]), "{out:?}");
+        // A complete reading without it: it is gone.
+        let out = e.step(reading(2, Vec::new()));
+        assert!(matches!(&out[..], [Transition::Resolved { .. }]), "{out:?}");
+    }
+
+    #[test]
+    fn long_windows_keep_a_few_readings_and_exact_rates() {
+        let mut e = Evaluator::new(rules(
+            "[[rule]]\nname = \"slow\"\nfunctions = \"*\"\nwhen = \"calls_per_s < 9.5\"\n\
+             window = \"1h\"\nseverity = \"page\"",
+        ));
+        let calls = |n: u64| {
+            let mut f = Snapshot::new("f");
+            f.calls = n;
+            vec![f]
+        };
+        // Two hours of readings a second, 10 calls a second: never below 9.5 a second.
+        for s in 0..7_200 {
+            assert!(e.step(reading(s, calls(10 * s))).is_empty(), "{s}");
+        }
+        // 16 readings a doubling of age (ln 2 apart): a hundred and some, not 3 600.
+        assert!(e.times.len() < 150, "{} readings kept", e.times.len());
+        assert!(
+            e.functions[0].seen.len() < 220,
+            "{}",
+            e.functions[0].seen.len()
+        );
+        let base = base_time(&e.times, Duration::from_secs(3_600));
+        let start = at(7_199) - Duration::from_secs(3_600);
+        assert!(base <= start && start.duration_since(base).unwrap() <= Duration::from_secs(225));
+        // Calls stop: the rate over the hour falls below 9.5 a second after 1/20 of it.
+        let mut fired = None;
+        for s in 7_200..9_000 {
+            if !e.step(reading(s, calls(10 * 7_199))).is_empty() {
+                fired = Some(s);
+                break;
+            }
+        }
+        let s = fired.expect("the rule fires");
+        assert!((7_380..7_420).contains(&s), "fired at {s}");
+    }
+
+    #[test]
+    fn quantiles_between_two_histograms_are_those_of_their_difference() {
+        let (mut before, mut now) = (Snapshot::new("f"), Snapshot::new("f"));
+        for i in 0..500u64 {
+            before.record(1_000 + i * 977, false);
+            now.record(1_000 + i * 977, false);
+        }
+        for i in 0..300u64 {
+            now.record(50_000 + i * 3_331, false);
+        }
+        let d = now.delta_since(Some(&before));
+        for q in [0.0, 0.1, 0.5, 0.9, 0.99, 1.0] {
+            let want = d.histogram().quantile(q).as_secs_f64();
+            let got = quantile_between(Some(before.histogram()), now.histogram(), q);
+            assert!((got - want).abs() < 1e-12, "q {q}: {got} != {want}");
+        }
+        assert_eq!(
+            quantile_between(Some(now.histogram()), now.histogram(), 0.5),
+            0.0
+        );
     }
 }

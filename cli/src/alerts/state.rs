@@ -8,6 +8,7 @@
 //! are claimed the same way (`notified_at`). Silences are rows of `fnmetrics_alert_silences`.
 
 use postgres::Client;
+use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
 /// Creates the tables if they are missing.
@@ -65,67 +66,91 @@ fn stored(r: &postgres::Row) -> Result<Stored, postgres::Error> {
     })
 }
 
-/// Records that an alert fires; `true` if this call recorded it (this evaluator notifies),
-/// `false` if it was firing already (another evaluator, or this one before a restart, did).
-pub(crate) fn fired(
-    c: &mut Client,
-    rule: &str,
-    function: Option<&str>,
-    severity: &str,
-    value: f64,
-    since: SystemTime,
-) -> Result<bool, postgres::Error> {
-    let n = c.execute(
-        "INSERT INTO fnmetrics_alerts (rule, function, severity, started_at, value, state)
-         VALUES ($1, $2, $3, $4, $5, 'firing')
-         ON CONFLICT DO NOTHING",
-        &[&rule, &function_column(function), &severity, &since, &value],
-    )?;
-    Ok(n == 1)
+/// An alert that fires, to record.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Fired<'a> {
+    pub(crate) rule: &'a str,
+    pub(crate) function: Option<&'a str>,
+    pub(crate) severity: &'a str,
+    pub(crate) value: f64,
+    pub(crate) since: SystemTime,
 }
 
-/// Records that an alert resolved; `true` if this call turned it resolved (this evaluator
-/// notifies).
+/// Records that `alerts` fire, in one statement; returns how many this call recorded (an alert
+/// firing already was recorded by another evaluator, or by this one before a restart).
+pub(crate) fn fired(c: &mut Client, alerts: &[Fired]) -> Result<u64, postgres::Error> {
+    if alerts.is_empty() {
+        return Ok(0);
+    }
+    let rules: Vec<&str> = alerts.iter().map(|a| a.rule).collect();
+    let functions: Vec<&str> = alerts.iter().map(|a| function_column(a.function)).collect();
+    let severities: Vec<&str> = alerts.iter().map(|a| a.severity).collect();
+    let since: Vec<SystemTime> = alerts.iter().map(|a| a.since).collect();
+    let values: Vec<f64> = alerts.iter().map(|a| a.value).collect();
+    c.execute(
+        "INSERT INTO fnmetrics_alerts (rule, function, severity, started_at, value, state)
+         SELECT r, f, s, t, v, 'firing'
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::float8[])
+              AS x(r, f, s, t, v)
+         ON CONFLICT DO NOTHING",
+        &[&rules, &functions, &severities, &since, &values],
+    )
+}
+
+/// Records that `alerts` (rule, function) resolved, in one statement; returns those this call
+/// turned resolved (this evaluator notifies them).
 pub(crate) fn resolved(
     c: &mut Client,
-    rule: &str,
-    function: Option<&str>,
-) -> Result<bool, postgres::Error> {
-    let n = c.execute(
-        "UPDATE fnmetrics_alerts SET state = 'resolved', resolved_at = now()
-         WHERE rule = $1 AND function = $2 AND state = 'firing'",
-        &[&rule, &function_column(function)],
+    alerts: &[(&str, Option<&str>)],
+) -> Result<Vec<(String, Option<String>)>, postgres::Error> {
+    if alerts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rules: Vec<&str> = alerts.iter().map(|a| a.0).collect();
+    let functions: Vec<&str> = alerts.iter().map(|a| function_column(a.1)).collect();
+    let rows = c.query(
+        "UPDATE fnmetrics_alerts a SET state = 'resolved', resolved_at = now()
+         FROM unnest($1::text[], $2::text[]) AS x(r, f)
+         WHERE a.rule = x.r AND a.function = x.f AND a.state = 'firing'
+         RETURNING a.rule, a.function",
+        &[&rules, &functions],
     )?;
-    Ok(n == 1)
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, function_of(r.try_get(1)?))))
+        .collect()
 }
 
-/// Claims the firing notifications of `rule` that are due: never sent (just fired, or held
-/// back by a silence that ended), or sent longer than `repeat` ago. Returns the alerts claimed;
-/// nothing while the rule is silenced.
+/// Claims the firing notifications of `rules` that are due: never sent (just fired, or held
+/// back by a silence that ended), or sent longer than `repeat` ago. Returns the alerts claimed,
+/// in one query for every rule; none of a rule while it is silenced.
 pub(crate) fn claim_due(
     c: &mut Client,
-    rule: &str,
+    rules: &[String],
     repeat: Duration,
 ) -> Result<Vec<Stored>, postgres::Error> {
     let rows = c.query(
-        "UPDATE fnmetrics_alerts SET notified_at = now()
-         WHERE rule = $1 AND state = 'firing'
+        "UPDATE fnmetrics_alerts a SET notified_at = now()
+         WHERE rule = ANY($1) AND state = 'firing'
            AND (notified_at IS NULL OR notified_at < now() - make_interval(secs => $2))
            AND NOT EXISTS (SELECT 1 FROM fnmetrics_alert_silences s
-                           WHERE s.rule = $1 AND s.until > now())
+                           WHERE s.rule = a.rule AND s.until > now())
          RETURNING rule, function, value, started_at",
-        &[&rule, &repeat.as_secs_f64()],
+        &[&rules, &repeat.as_secs_f64()],
     )?;
-    rows.iter().map(stored).collect()
+    let mut out = rows.iter().map(stored).collect::<Result<Vec<_>, _>>()?;
+    out.sort_by(|a, b| (&a.rule, &a.function).cmp(&(&b.rule, &b.function)));
+    Ok(out)
 }
 
-/// Whether `rule` is silenced now.
-pub(crate) fn silenced(c: &mut Client, rule: &str) -> Result<bool, postgres::Error> {
-    c.query_one(
-        "SELECT EXISTS (SELECT 1 FROM fnmetrics_alert_silences WHERE rule = $1 AND until > now())",
-        &[&rule],
+/// The rules silenced now.
+pub(crate) fn silenced(c: &mut Client) -> Result<HashSet<String>, postgres::Error> {
+    c.query(
+        "SELECT rule FROM fnmetrics_alert_silences WHERE until > now()",
+        &[],
     )?
-    .try_get(0)
+    .iter()
+    .map(|r| r.try_get(0))
+    .collect()
 }
 
 /// Silences `rule` for `d` from now (replacing a silence it had).
@@ -177,25 +202,26 @@ mod tests {
         ensure_tables(&mut b).unwrap();
         let t = SystemTime::now();
         let hour = Duration::from_secs(3600);
+        let r = ["r".to_owned()];
         // Both see it fire (at slightly different times): one records it.
-        let first = fired(&mut a, "r", Some("f"), "page", 0.5, t).unwrap();
-        let second = fired(
-            &mut b,
-            "r",
-            Some("f"),
-            "page",
-            0.6,
-            t + Duration::from_millis(3),
-        )
-        .unwrap();
-        assert_eq!((first, second), (true, false));
+        let f = |value: f64, since: SystemTime| Fired {
+            rule: "r",
+            function: Some("f"),
+            severity: "page",
+            value,
+            since,
+        };
+        let first = fired(&mut a, &[f(0.5, t)]).unwrap();
+        let second = fired(&mut b, &[f(0.6, t + Duration::from_millis(3))]).unwrap();
+        assert_eq!((first, second), (1, 0));
         // One claims the notification, the other finds nothing due.
-        assert_eq!(claim_due(&mut a, "r", hour).unwrap().len(), 1);
-        assert!(claim_due(&mut b, "r", hour).unwrap().is_empty());
+        assert_eq!(claim_due(&mut a, &r, hour).unwrap().len(), 1);
+        assert!(claim_due(&mut b, &r, hour).unwrap().is_empty());
         assert_eq!(firing(&mut b).unwrap().len(), 1);
         // One resolves it.
-        assert!(resolved(&mut b, "r", Some("f")).unwrap());
-        assert!(!resolved(&mut a, "r", Some("f")).unwrap());
+        let mine = resolved(&mut b, &[("r", Some("f")), ("other", None)]).unwrap();
+        assert_eq!(mine, [("r".to_owned(), Some("f".to_owned()))]);
+        assert!(resolved(&mut a, &[("r", Some("f"))]).unwrap().is_empty());
         assert!(firing(&mut a).unwrap().is_empty());
         assert_eq!(
             resolved_since(&mut a, t - hour).unwrap()[0]
@@ -207,13 +233,21 @@ mod tests {
         // Silenced: a new episode is recorded, its notification held back until the silence
         // ends.
         silence(&mut a, "r", hour).unwrap();
-        assert!(silenced(&mut b, "r").unwrap());
-        assert!(fired(&mut a, "r", Some("f"), "page", 0.7, t + hour).unwrap());
-        assert!(claim_due(&mut a, "r", hour).unwrap().is_empty());
+        assert!(silenced(&mut b).unwrap().contains("r"));
+        assert_eq!(fired(&mut a, &[f(0.7, t + hour)]).unwrap(), 1);
+        assert!(claim_due(&mut a, &r, hour).unwrap().is_empty());
         silence(&mut a, "r", Duration::ZERO).unwrap();
-        assert_eq!(claim_due(&mut b, "r", hour).unwrap().len(), 1);
+        assert_eq!(claim_due(&mut b, &r, hour).unwrap().len(), 1);
         // A health rule has no function.
-        assert!(fired(&mut a, "lag", None, "page", 40.0, t).unwrap());
-        assert_eq!(claim_due(&mut a, "lag", hour).unwrap()[0].function, None);
+        let lag = Fired {
+            rule: "lag",
+            function: None,
+            ..f(40.0, t)
+        };
+        assert_eq!(fired(&mut a, &[lag]).unwrap(), 1);
+        assert_eq!(
+            claim_due(&mut a, &["lag".to_owned()], hour).unwrap()[0].function,
+            None
+        );
     }
 }

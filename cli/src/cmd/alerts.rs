@@ -12,11 +12,17 @@ use crate::error::{CliError, CliResult};
 use crate::output::print;
 use crate::redact::redact;
 use crate::stop::Stop;
+use fnmetrics::redis::ChangeCursor;
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How often an evaluator reads every function rather than only those that changed: functions
+/// forgotten in Redis leave, and a writer that keeps no change log (an older version) is caught
+/// up with.
+const RESYNC: Duration = Duration::from_secs(60);
 
 pub(crate) fn run(s: &Servers, a: &AlertsCommand) -> CliResult<u8> {
     match a {
@@ -78,9 +84,21 @@ pub(crate) fn evaluate_until(
             .map(|a| ((a.rule, a.function), a.value, a.started_at)),
     );
     let mut started = false;
+    let mut cursor = ChangeCursor::default();
+    // When everything was last read; `None`: read everything next (first, or after a failure,
+    // when the change log may have moved past what was read).
+    let mut complete_at: Option<Instant> = None;
     loop {
-        let read = fleet
-            .read(None)
+        let complete = complete_at.is_none_or(|t| t.elapsed() >= RESYNC);
+        let read = if complete {
+            // The cursor first: what changes while everything is read comes again next time.
+            fleet
+                .skip_changes(&mut cursor)
+                .and_then(|()| fleet.read(None))
+        } else {
+            fleet.read_changed(&mut cursor)
+        };
+        let read = read
             .map_err(|e| redis_error(redis_url, "cannot read aggregates", e))
             .and_then(|all| {
                 let o = queue
@@ -88,11 +106,17 @@ pub(crate) fn evaluate_until(
                     .map_err(|e| redis_error(redis_url, "cannot read the pipeline's state", e))?;
                 Ok((all, o))
             });
+        match &read {
+            Ok(_) if complete => complete_at = Some(Instant::now()),
+            Ok(_) => {}
+            Err(_) => complete_at = None,
+        }
         match read {
             Ok((all, o)) => {
                 let reading = Reading {
                     at: SystemTime::now(),
-                    fleet: all.into_iter().map(|m| (m.name.clone(), m)).collect(),
+                    fleet: all,
+                    complete,
                     health: Health {
                         backlog: o.entries_waiting,
                         drain_lag: o.drain_lag.map_or(0.0, |d| d.as_secs_f64()),
@@ -112,37 +136,52 @@ pub(crate) fn evaluate_until(
                     );
                     started = true;
                 }
-                for t in transitions {
+                let mut fired = Vec::new();
+                let mut gone = Vec::new();
+                for t in &transitions {
                     match t {
-                        Transition::Fired { key, value, since } => {
-                            let sev = severity.get(&key.0).cloned().unwrap_or_default();
-                            state::fired(&mut pg, &key.0, key.1.as_deref(), &sev, value, since)
-                                .map_err(pg_err("cannot record a firing alert"))?;
-                        }
-                        Transition::Resolved { key, value, since } => {
-                            let mine = state::resolved(&mut pg, &key.0, key.1.as_deref())
-                                .map_err(pg_err("cannot record a resolved alert"))?;
-                            let silenced = state::silenced(&mut pg, &key.0)
-                                .map_err(pg_err("cannot read the silences"))?;
-                            if mine && !silenced {
-                                resolved
-                                    .entry(key.0)
-                                    .or_default()
-                                    .push((key.1, value, since));
-                            }
+                        Transition::Fired { key, value, since } => fired.push(state::Fired {
+                            rule: &key.0,
+                            function: key.1.as_deref(),
+                            severity: severity.get(&key.0).map_or("", String::as_str),
+                            value: *value,
+                            since: *since,
+                        }),
+                        Transition::Resolved { key, .. } => gone.push((&*key.0, key.1.as_deref())),
+                    }
+                }
+                state::fired(&mut pg, &fired).map_err(pg_err("cannot record firing alerts"))?;
+                let mine: HashSet<(String, Option<String>)> = state::resolved(&mut pg, &gone)
+                    .map_err(pg_err("cannot record resolved alerts"))?
+                    .into_iter()
+                    .collect();
+                let silenced = if mine.is_empty() {
+                    HashSet::new()
+                } else {
+                    state::silenced(&mut pg).map_err(pg_err("cannot read the silences"))?
+                };
+                for t in transitions {
+                    if let Transition::Resolved { key, value, since } = t {
+                        if mine.contains(&key) && !silenced.contains(&key.0) {
+                            resolved
+                                .entry(key.0)
+                                .or_default()
+                                .push((key.1, value, since));
                         }
                     }
                 }
                 // One notification a rule: what fires and is due (new, repeated, or held back
                 // by a silence that ended), then what resolved.
+                let mut due: HashMap<String, Vec<_>> = HashMap::new();
+                for d in state::claim_due(&mut pg, &names, a.repeat)
+                    .map_err(pg_err("cannot claim notifications"))?
+                {
+                    due.entry(d.rule)
+                        .or_default()
+                        .push((d.function, d.value, d.started_at));
+                }
                 for rule in &ev.rules().rules {
-                    let due = state::claim_due(&mut pg, &rule.name, a.repeat)
-                        .map_err(pg_err("cannot claim notifications"))?;
-                    if !due.is_empty() {
-                        let alerts = due
-                            .into_iter()
-                            .map(|d| (d.function, d.value, d.started_at))
-                            .collect();
+                    if let Some(alerts) = due.remove(&rule.name) {
                         notify(&targets, Status::Firing, rule, alerts)?;
                     }
                     if let Some(alerts) = resolved.remove(&rule.name) {

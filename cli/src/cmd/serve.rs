@@ -8,7 +8,7 @@ use crate::glob::{self, Glob};
 use crate::output::print;
 use crate::redact::redact;
 use crate::stop::Stop;
-use fnmetrics::redis::{RedisOptions, RedisReader};
+use fnmetrics::redis::{ChangeCursor, RedisOptions, RedisReader};
 use fnmetrics::{prometheus, ErrorKind, Snapshot};
 use std::time::Duration;
 
@@ -76,15 +76,38 @@ impl Fleet {
 
     /// Every function whose name matches `glob`, sorted by name.
     pub(crate) fn read(&mut self, glob: Option<&Glob>) -> Result<Vec<Snapshot>, fnmetrics::Error> {
-        let [first, second] = &mut self.readers;
-        let names: Vec<String> = first
+        let names: Vec<String> = self.readers[0]
             .functions()?
             .into_iter()
             .filter(|n| glob.is_none_or(|g| g.matches(n)))
             .collect();
+        self.read_names(&names)
+    }
+
+    /// The functions whose aggregates changed since `cursor`, sorted by name (see
+    /// `RedisReader::changed`), and `cursor` moved past them.
+    pub(crate) fn read_changed(
+        &mut self,
+        cursor: &mut ChangeCursor,
+    ) -> Result<Vec<Snapshot>, fnmetrics::Error> {
+        let names = self.readers[0].changed(cursor)?;
+        self.read_names(&names)
+    }
+
+    /// Moves `cursor` past every change so far, reading nothing else.
+    pub(crate) fn skip_changes(
+        &mut self,
+        cursor: &mut ChangeCursor,
+    ) -> Result<(), fnmetrics::Error> {
+        self.readers[0].changed(cursor).map(drop)
+    }
+
+    /// The functions of `names` that have aggregates, in the same order.
+    fn read_names(&mut self, names: &[String]) -> Result<Vec<Snapshot>, fnmetrics::Error> {
+        let [first, second] = &mut self.readers;
         if names.len() < SPLIT_FROM {
             // Pipelined: thousands of functions in one round trip.
-            return Ok(first.get_many(&names)?.into_iter().flatten().collect());
+            return Ok(first.get_many(names)?.into_iter().flatten().collect());
         }
         let (a, b) = names.split_at(names.len() / 2);
         let (a, b) = std::thread::scope(|s| {

@@ -468,7 +468,7 @@ fn email(n: &Notification, from: &str, to: &[String]) -> Result<lettre::Message,
 mod tests {
     use super::*;
     use fnmetrics_test_support::alertmanager::AlertmanagerServer;
-    use fnmetrics_test_support::wait_until;
+    use fnmetrics_test_support::smtp::SmtpServer;
     use std::collections::VecDeque;
     use std::io::{BufRead, BufReader, Read, Write};
     use std::net::{TcpListener, TcpStream};
@@ -742,96 +742,20 @@ mod tests {
         assert_eq!(resolved[1]["endsAt"], "2026-12-02T05:40:00Z");
     }
 
-    /// A mail as an SMTP server inside the test received it.
-    #[derive(Debug, Default)]
-    struct Mail {
-        from: String,
-        to: Vec<String>,
-        data: String,
-    }
-
-    /// An SMTP server inside the test speaking just enough SMTP (no extensions, no STARTTLS):
-    /// its port and a [`Mail`] per session. `MAIL FROM` is answered with the next reply of
-    /// `script` (`250 OK` once it is done).
-    fn smtp_server(script: &[&'static str]) -> (u16, Arc<Mutex<Vec<Mail>>>) {
-        let mut script: VecDeque<&'static str> = script.iter().copied().collect();
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let mails = Arc::new(Mutex::new(Vec::new()));
-        let seen = Arc::clone(&mails);
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(conn) = conn else { continue };
-                let mail_from = script.pop_front().unwrap_or("250 OK");
-                if let Some(mail) = smtp_session(conn, mail_from) {
-                    seen.lock().unwrap().push(mail);
-                }
-            }
-        });
-        (port, mails)
-    }
-
-    fn smtp_session(conn: TcpStream, mail_from: &str) -> Option<Mail> {
-        conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-        let mut out = conn.try_clone().ok()?;
-        let mut reader = BufReader::new(conn);
-        let mut mail = Mail::default();
-        out.write_all(b"220 test ESMTP\r\n").ok()?;
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).ok()? == 0 {
-                return Some(mail);
-            }
-            let line = line.trim_end();
-            let upper = line.to_ascii_uppercase();
-            let reply = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
-                "250 test"
-            } else if let Some(from) = upper.strip_prefix("MAIL FROM:") {
-                mail.from = line[line.len() - from.len()..].to_owned();
-                mail_from
-            } else if let Some(to) = upper.strip_prefix("RCPT TO:") {
-                mail.to.push(line[line.len() - to.len()..].to_owned());
-                "250 OK"
-            } else if upper == "DATA" {
-                out.write_all(b"354 go on\r\n").ok()?;
-                loop {
-                    let mut data = String::new();
-                    if reader.read_line(&mut data).ok()? == 0 {
-                        return None;
-                    }
-                    if data.trim_end() == "." {
-                        break;
-                    }
-                    let data = data.strip_prefix('.').unwrap_or(&data);
-                    mail.data.push_str(data);
-                }
-                "250 queued"
-            } else if upper == "QUIT" {
-                out.write_all(b"221 bye\r\n").ok()?;
-                return Some(mail);
-            } else {
-                "250 OK"
-            };
-            write!(out, "{reply}\r\n").ok()?;
-        }
-    }
-
     #[test]
     fn email_names_the_rule_and_the_functions() {
-        let (port, mails) = smtp_server(&[]);
+        let smtp = SmtpServer::start();
         let to = Notify::Email {
             smtp_host: "127.0.0.1".into(),
-            smtp_port: port,
+            smtp_port: smtp.port(),
             from: "fnmetrics <alerts@example.com>".into(),
             to: vec!["oncall@example.com".into(), "team@example.com".into()],
         };
         delivery()
             .deliver(&to, &notification(Status::Firing))
             .expect("delivered");
-        wait_until("the mail", Duration::from_secs(10), || {
-            !mails.lock().unwrap().is_empty()
-        });
-        let mails = mails.lock().unwrap();
+        let mails = smtp.mails();
+        assert_eq!(mails.len(), 1, "{mails:?}");
         let mail = &mails[0];
         assert_eq!(mail.from, "<alerts@example.com>");
         assert_eq!(mail.to, ["<oncall@example.com>", "<team@example.com>"]);
@@ -860,21 +784,21 @@ mod tests {
 
     #[test]
     fn a_transient_smtp_reply_is_retried() {
-        let (port, mails) = smtp_server(&["451 4.3.0 try again later"]);
+        let smtp = SmtpServer::with_replies(&["451 4.3.0 try again later"]);
         delivery()
-            .deliver(&email_to(port), &notification(Status::Firing))
+            .deliver(&email_to(smtp.port()), &notification(Status::Firing))
             .expect("delivered on the second try");
-        wait_until("two sessions", Duration::from_secs(10), || {
-            mails.lock().unwrap().len() == 2
-        });
-        let mails = mails.lock().unwrap();
+        // The server keeps a mail before it answers: both tries are there.
+        let mails = smtp.mails();
+        assert_eq!(mails.len(), 2, "{mails:?}");
         assert!(mails[0].data.is_empty(), "{:?}", mails[0]);
         assert!(mails[1].data.contains("checkout-errors"), "{:?}", mails[1]);
     }
 
     #[test]
     fn a_permanent_smtp_reply_is_not_retried() {
-        let (port, mails) = smtp_server(&["550 5.7.1 relaying denied"]);
+        let smtp = SmtpServer::with_replies(&["550 5.7.1 relaying denied"]);
+        let port = smtp.port();
         let to = email_to(port);
         let err = delivery()
             .deliver(&to, &notification(Status::Firing))
@@ -885,10 +809,10 @@ mod tests {
             format!("cannot deliver to email smtp://127.0.0.1:{port}")
         );
         assert_eq!(err.attempts, 1);
-        wait_until("the session", Duration::from_secs(10), || {
-            !mails.lock().unwrap().is_empty()
-        });
-        assert_eq!(mails.lock().unwrap()[0].from, "<alerts@example.com>");
+        let mails = smtp.mails();
+        assert_eq!(mails.len(), 1, "{mails:?}");
+        assert_eq!(mails[0].from, "<alerts@example.com>");
+        assert!(mails[0].data.is_empty(), "{mails:?}");
     }
 
     #[test]

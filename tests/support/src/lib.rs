@@ -1,6 +1,7 @@
 //! The one test fixture: throw-away `redis-server`, PostgreSQL, Prometheus and Alertmanager
 //! servers on free loopback ports, in temporary directories that are removed when the server
-//! value is dropped.
+//! value is dropped; and receivers inside the test for alert notifications (an HTTP webhook,
+//! an SMTP server).
 //!
 //! Every integration test that needs a server starts its own, so tests run in parallel and can
 //! stop and restart their server mid-run.
@@ -10,6 +11,7 @@ pub mod postgres;
 pub mod prometheus;
 pub mod redis;
 pub mod redis_cluster;
+pub mod smtp;
 pub mod webhook;
 
 use std::net::TcpListener;

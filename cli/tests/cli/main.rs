@@ -5,6 +5,7 @@
 //! One flusher runs per process, so the tests that record and flush take a lock.
 
 mod alerts;
+mod alerts_receivers;
 mod alerts_run;
 mod cluster;
 mod dead_letters;

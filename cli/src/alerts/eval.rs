@@ -178,7 +178,7 @@ impl Evaluator {
     }
 
     /// Takes alerts that fire already (kept from before a restart): they resolve, rather than
-    /// fire again, as their conditions say.
+    /// fire again, as their conditions say over a whole window seen from now on.
     pub(crate) fn restore(
         &mut self,
         firing: impl IntoIterator<Item = (AlertKey, f64, SystemTime)>,
@@ -278,6 +278,10 @@ impl Evaluator {
                 continue;
             }
             let base = base_time(&self.times, rule.window);
+            // Whether the kept readings cover the whole window (see below).
+            let whole = now
+                .checked_sub(rule.window)
+                .is_some_and(|start| self.times[0] <= start);
             // The seconds the window covers (at least one interval's worth, never zero).
             let span = now
                 .duration_since(base)
@@ -298,16 +302,16 @@ impl Evaluator {
                         (calls >= rule.min_calls && op.holds(value, threshold), value)
                     }
                 };
+                let phase = &mut self.phases[r][i];
+                // A firing alert resolves over a whole window only: over a part of one (an
+                // evaluator that just started or restarted) the calls before its first reading
+                // are unknown, and the condition may hold over the whole. A function forgotten
+                // in Redis is gone at once.
+                if !holds && !whole && f.present && matches!(phase, Some(Phase::Firing { .. })) {
+                    continue;
+                }
                 let key = || (rule.name.clone(), Some(f.name.clone()));
-                advance(
-                    &mut self.phases[r][i],
-                    holds,
-                    value,
-                    now,
-                    for_,
-                    key,
-                    &mut out,
-                );
+                advance(phase, holds, value, now, for_, key, &mut out);
             }
         }
         out.sort_by(|a, b| key_of(a).cmp(key_of(b)));
@@ -578,6 +582,35 @@ mod tests {
         let mut out = Vec::new();
         for s in 12..20 {
             out.extend(e.step(reading(s, fleet("f", 20 + s, 5))));
+        }
+        assert!(matches!(&out[..], [Transition::Resolved { .. }]), "{out:?}");
+    }
+
+    /// A restarted evaluator resolved a firing alert on its first two readings (no calls in
+    /// between: under `min_calls`), then fired it again on the next failures of the same
+    /// window: a second firing notification for one episode.
+    #[test]
+    fn a_restart_resolved_on_a_part_of_the_window_and_fired_again() {
+        let mut e = Evaluator::new(rules(
+            "[[rule]]\nname = \"errs\"\nfunctions = \"*\"\nwhen = \"error_rate > 0.2\"\n\
+             window = \"30s\"\nmin_calls = 5\nseverity = \"page\"",
+        ));
+        e.restore([(key("errs", "f"), 0.5, at(0))]);
+        let mut out = e.step(reading(10, fleet("f", 100, 50)));
+        // No calls for a second: too few to judge, but only a part of the window is seen.
+        out.extend(e.step(reading(11, fleet("f", 100, 50))));
+        // Failures again, in the same window: the same episode, still firing.
+        out.extend(e.step(reading(12, fleet("f", 140, 80))));
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(e.firing().len(), 1);
+        // No more calls: resolved once a whole window holds no failure (second 42 or a little
+        // later: the readings kept are thinned with age).
+        for s in 13..60 {
+            let step = e.step(reading(s, fleet("f", 140, 80)));
+            if !step.is_empty() {
+                assert!(s >= 42, "{s}: {step:?}");
+            }
+            out.extend(step);
         }
         assert!(matches!(&out[..], [Transition::Resolved { .. }]), "{out:?}");
     }

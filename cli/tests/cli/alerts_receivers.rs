@@ -15,9 +15,9 @@ use parking_lot::Mutex;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 #[measured(name = "recv::pay")]
 fn pay(fail: bool) -> Result<(), ()> {
@@ -35,7 +35,7 @@ const RULES: &str = r#"
 name = "recv-pay-errors"
 functions = "recv::pay"
 when = "error_rate > 0.2"
-window = "2s"
+window = "4s"
 min_calls = 5
 severity = "page"
 
@@ -208,32 +208,25 @@ fn a_restart_sends_no_duplicate_to_slack_email_or_alertmanager() {
     });
     let since = listed_firing(&pg).expect("alerts list shows it firing");
 
-    // The burst goes on, across the restart: the restarted evaluator finds the alert firing,
-    // and its condition still holding.
-    let going = AtomicBool::new(true);
-    let rounds = AtomicU64::new(0);
-    let (first_lines, first_stderr, second) = std::thread::scope(|s| {
-        let bursts = s.spawn(|| {
-            while going.load(Ordering::Relaxed) {
-                burst(&redis);
-                rounds.fetch_add(1, Ordering::Relaxed);
-            }
-        });
-        let (first_lines, first_stderr) = first.stop();
-        let second = Evaluator::start(&rules, &redis, &pg);
-        // It has its first reading; bursts land after it, within its window, for a few of its
-        // evaluations; all along the same episode fires.
-        let after_restart = rounds.load(Ordering::Relaxed);
-        wait_until("bursts after the restart", WAIT, || {
-            rounds.load(Ordering::Relaxed) >= after_restart + 5
-        });
-        assert_eq!(listed_firing(&pg).as_deref(), Some(&*since), "one episode");
-        going.store(false, Ordering::Relaxed);
-        bursts.join().expect("the bursts end");
-        (first_lines, first_stderr, second)
-    });
+    // A restart while the burst is in the window (4 s): the restarted evaluator keeps the
+    // alert firing for a second of its readings (ten intervals), the calls before its first
+    // reading unknown to it. A bounded observation: what is asserted is that it lasts.
+    let (first_lines, first_stderr) = first.stop();
+    let second = Evaluator::start(&rules, &redis, &pg);
+    let restarted = Instant::now();
+    while restarted.elapsed() < Duration::from_secs(1) {
+        assert_eq!(
+            listed_firing(&pg).as_deref(),
+            Some(&*since),
+            "still the first episode {:?} after the restart",
+            restarted.elapsed()
+        );
+    }
+    // More failures in the same window: the restarted evaluator sees the condition hold, and
+    // the same episode goes on (a new one would be a second firing message below).
+    burst(&redis);
 
-    // Calls stopped: once its window holds no burst, it resolves, at every receiver.
+    // Calls stopped: once its whole window holds no burst, it resolves, at every receiver.
     wait_until("the alert to resolve at every receiver", WAIT, || {
         !slack(&slack_hook, "RESOLVED").is_empty()
             && !mails(&smtp, "RESOLVED").is_empty()
@@ -242,6 +235,9 @@ fn a_restart_sends_no_duplicate_to_slack_email_or_alertmanager() {
                 .is_some_and(|s| s == "resolved")
     });
     assert_eq!(listed_firing(&pg), None);
+    let listed = ok(&["alerts", "list", "--postgres", &pg.url()]);
+    let episodes = listed.lines().filter(|l| l.contains(RULE)).count();
+    assert_eq!(episodes, 1, "one episode resolved:\n{listed}");
     let (second_lines, second_stderr) = second.stop();
 
     // Each evaluator's own record: the first fired, the restarted one only resolved.
@@ -261,7 +257,7 @@ fn a_restart_sends_no_duplicate_to_slack_email_or_alertmanager() {
     );
     assert_eq!(slack_hook.bodies().len(), 2, "{:?}", slack_hook.bodies());
     assert!(
-        fired[0].contains("error_rate &gt; 0.2 over 2s"),
+        fired[0].contains("error_rate &gt; 0.2 over 4s"),
         "{}",
         fired[0]
     );

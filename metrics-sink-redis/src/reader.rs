@@ -286,49 +286,64 @@ pub(crate) fn decode(
     reply: &redis::Value,
 ) -> Result<Option<Snapshot>, Error> {
     let bad = |what: String| Error::new(ErrorKind::Decode, what);
-    // RESP2 answers a flat array of field, value, field, ..; RESP3 a map.
-    let pairs: Vec<(&[u8], &[u8])> = match reply {
-        redis::Value::Array(items) => items
-            .chunks(2)
-            .map(|p| match p {
-                [redis::Value::BulkString(f), redis::Value::BulkString(v)] => {
-                    Ok((f.as_slice(), v.as_slice()))
-                }
-                _ => Err(bad(format!("{key} answered HGETALL with {p:?}"))),
-            })
-            .collect::<Result<_, _>>()?,
-        redis::Value::Map(items) => items
-            .iter()
-            .map(|p| match p {
-                (redis::Value::BulkString(f), redis::Value::BulkString(v)) => {
-                    Ok((f.as_slice(), v.as_slice()))
-                }
-                _ => Err(bad(format!("{key} answered HGETALL with {p:?}"))),
-            })
-            .collect::<Result<_, _>>()?,
+    fn pair<'a>(
+        key: &str,
+        f: &'a redis::Value,
+        v: &'a redis::Value,
+    ) -> Result<(&'a [u8], &'a [u8]), Error> {
+        match (f, v) {
+            (redis::Value::BulkString(f), redis::Value::BulkString(v)) => Ok((f, v)),
+            _ => Err(Error::new(
+                ErrorKind::Decode,
+                format!("{key} answered HGETALL with {f:?}, {v:?}"),
+            )),
+        }
+    }
+    // RESP2 answers a flat array of field, value, field, ..; RESP3 a map. Read in place: a
+    // large fleet's hashes are read every second by `fnmetrics alerts run`.
+    let (flat, map): (&[redis::Value], &[(redis::Value, redis::Value)]) = match reply {
+        redis::Value::Array(items) if items.len() % 2 == 0 => (items, &[]),
+        redis::Value::Map(items) => (&[], items),
         other => return Err(bad(format!("{key} answered HGETALL with {other:?}"))),
     };
-    if pairs.is_empty() {
+    let pairs = flat
+        .chunks_exact(2)
+        .map(|p| pair(key, &p[0], &p[1]))
+        .chain(map.iter().map(|(f, v)| pair(key, f, v)));
+    if flat.is_empty() && map.is_empty() {
         return Ok(None);
     }
     let mut m = Snapshot::new(name);
-    for (field, value) in pairs {
-        let field = String::from_utf8_lossy(field);
-        let n: u64 = std::str::from_utf8(value)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| {
-                bad(format!(
-                    "field {field} of {key} is not a non-negative integer: {:?}",
-                    String::from_utf8_lossy(value)
-                ))
-            })?;
-        if !m.set_field(&field, n) {
-            // Bucket fields are `b<index>`; other fields (a newer version's) are skipped.
-            if let Some(i) = field.strip_prefix('b').and_then(|i| i.parse::<u16>().ok()) {
+    for p in pairs {
+        let (field, value) = p?;
+        let n = parse_u64(value).ok_or_else(|| {
+            bad(format!(
+                "field {} of {key} is not a non-negative integer: {:?}",
+                String::from_utf8_lossy(field),
+                String::from_utf8_lossy(value)
+            ))
+        })?;
+        // Bucket fields are `b<index>`, the most of a hash; other fields (a newer version's)
+        // are skipped.
+        if let Some(i) = field.strip_prefix(b"b").and_then(parse_u64) {
+            if let Ok(i) = u16::try_from(i) {
                 m.histogram_mut().add_to_bucket(usize::from(i), n);
             }
+        } else if let Ok(field) = std::str::from_utf8(field) {
+            m.set_field(field, n);
         }
     }
     Ok(Some(m))
+}
+
+/// A canonical decimal u64 (digits only, no sign, not past `u64::MAX`).
+fn parse_u64(b: &[u8]) -> Option<u64> {
+    if b.is_empty() || b.len() > 20 {
+        return None;
+    }
+    b.iter().try_fold(0u64, |n, &d| {
+        d.is_ascii_digit()
+            .then(|| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+            .flatten()
+    })
 }

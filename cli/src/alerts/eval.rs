@@ -108,7 +108,30 @@ pub(crate) struct Evaluator {
     phases: Vec<Vec<Option<Phase>>>,
     /// Per rule, the alert of a rule on the pipeline's health.
     health_phases: Vec<Option<Phase>>,
+    /// Per metric and window, each function's value (rules that share them share it).
+    memo: Vec<Memo>,
+    /// Per rule, its index in `memo`.
+    group: Vec<usize>,
     steps: u64,
+}
+
+/// The values of one metric over one window, per function (by index).
+#[derive(Debug)]
+struct Memo {
+    metric: Metric,
+    window: Duration,
+    slots: Vec<Slot>,
+}
+
+/// A function's value over a window, and what it was computed from.
+#[derive(Clone, Copy, Debug, Default)]
+struct Slot {
+    /// The times of the newest entry and of the base entry (`None`: none yet, or no base).
+    key: (Option<SystemTime>, Option<SystemTime>),
+    /// The metric's value (calls per second: the calls, divided by the span when read).
+    value: f64,
+    /// The calls in the window.
+    calls: u64,
 }
 
 /// Readings are thinned so that each is at least this fraction of its age from the next.
@@ -136,6 +159,23 @@ impl Evaluator {
             .iter()
             .any(|r| matches!(r.when.metric, Metric::P50 | Metric::P99));
         let n = rules.rules.len();
+        let mut memo: Vec<Memo> = Vec::new();
+        let mut group = Vec::with_capacity(n);
+        for rule in &rules.rules {
+            let (metric, window) = (rule.when.metric, rule.window);
+            let g = memo
+                .iter()
+                .position(|m| m.metric == metric && m.window == window)
+                .unwrap_or_else(|| {
+                    memo.push(Memo {
+                        metric,
+                        window,
+                        slots: Vec::new(),
+                    });
+                    memo.len() - 1
+                });
+            group.push(g);
+        }
         Evaluator {
             rules,
             zero_holds,
@@ -147,6 +187,8 @@ impl Evaluator {
             members: vec![Vec::new(); n],
             phases: vec![Vec::new(); n],
             health_phases: vec![None; n],
+            memo,
+            group,
             steps: 0,
         }
     }
@@ -168,6 +210,9 @@ impl Evaluator {
             present: false,
         });
         self.index.insert(name.to_owned(), i);
+        for m in &mut self.memo {
+            m.slots.push(Slot::default());
+        }
         for (r, rule) in self.rules.rules.iter().enumerate() {
             self.phases[r].push(None);
             if !rule.when.metric.is_health() && rule.functions.matches(name) {
@@ -295,11 +340,25 @@ impl Evaluator {
                     _ if !f.present => (false, 0.0),
                     // No change within the window: no calls.
                     Some((t, _)) if *t <= base => (self.zero_holds[r], 0.0),
-                    Some((_, newest)) => {
+                    Some((newest_at, newest)) => {
                         let at = f.seen.partition_point(|(t, _)| *t <= base);
-                        let then = at.checked_sub(1).map(|a| &f.seen[a].1);
-                        let (value, calls) = value_of(metric, newest, then, span);
-                        (calls >= rule.min_calls && op.holds(value, threshold), value)
+                        let then = at.checked_sub(1).map(|a| &f.seen[a]);
+                        // Computed once for the rules of a metric and window, and again only
+                        // when the window's ends moved to other values.
+                        let key = (Some(*newest_at), then.map(|e| e.0));
+                        let slot = &mut self.memo[self.group[r]].slots[i];
+                        if slot.key != key {
+                            let (value, calls) = value_of(metric, newest, then.map(|e| &e.1), 1.0);
+                            *slot = Slot { key, value, calls };
+                        }
+                        let value = match metric {
+                            Metric::CallsPerS => slot.calls as f64 / span,
+                            _ => slot.value,
+                        };
+                        (
+                            slot.calls >= rule.min_calls && op.holds(value, threshold),
+                            value,
+                        )
                     }
                 };
                 let phase = &mut self.phases[r][i];

@@ -314,6 +314,10 @@ pub(crate) struct AlertsRun {
     /// A firing alert is notified again after this long.
     #[arg(long, default_value = "4h", value_parser = parse_duration, value_name = "DURATION")]
     pub(crate) repeat: Duration,
+    /// How often firing alerts are posted again to `alertmanager` targets, which end an alert
+    /// that is not (each post says it ends after four of these).
+    #[arg(long, default_value = "1m", value_parser = parse_duration, value_name = "DURATION")]
+    pub(crate) resend_delay: Duration,
 }
 
 #[derive(Debug, Args)]

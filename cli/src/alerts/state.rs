@@ -174,6 +174,20 @@ pub(crate) fn firing(c: &mut Client) -> Result<Vec<Stored>, postgres::Error> {
     rows.iter().map(stored).collect()
 }
 
+/// Every alert firing now that was notified and is not silenced (what Alertmanager must be
+/// told again to keep).
+pub(crate) fn notified_firing(c: &mut Client) -> Result<Vec<Stored>, postgres::Error> {
+    let rows = c.query(
+        "SELECT rule, function, value, started_at FROM fnmetrics_alerts a
+         WHERE state = 'firing' AND notified_at IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM fnmetrics_alert_silences s
+                           WHERE s.rule = a.rule AND s.until > now())
+         ORDER BY rule, function",
+        &[],
+    )?;
+    rows.iter().map(stored).collect()
+}
+
 /// Alerts resolved since `since`, newest first: `(alert, resolved at)`.
 pub(crate) fn resolved_since(
     c: &mut Client,

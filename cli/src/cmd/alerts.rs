@@ -39,7 +39,12 @@ fn evaluate(s: &Servers, a: &AlertsRun) -> CliResult<u8> {
     let rules = valid(&a.rules)?;
     let stop = Stop::install()?;
     // The signals set the flag on this thread; the evaluator's server calls run undisturbed.
-    stop.shielded(|| evaluate_until(s, rules, a.interval, a.repeat, &stop))
+    let every = Every {
+        interval: a.interval,
+        repeat: a.repeat,
+        resend: a.resend_delay,
+    };
+    stop.shielded(|| evaluate_until(s, rules, every, &stop))
 }
 
 /// The rules of `path`, checked (for `fnmetrics drain --rules`).
@@ -47,15 +52,9 @@ pub(crate) fn checked_rules(path: &Path) -> CliResult<Rules> {
     valid(path)
 }
 
-/// Evaluates `rules` every `interval` until `stop` (see `alerts run`).
-pub(crate) fn evaluate_until(
-    s: &Servers,
-    rules: Rules,
-    interval: std::time::Duration,
-    repeat: std::time::Duration,
-    stop: &Stop,
-) -> CliResult<u8> {
-    let a = Every { interval, repeat };
+/// Evaluates `rules` every `a.interval` until `stop` (see `alerts run`); deliveries under way
+/// when it stops are waited for.
+pub(crate) fn evaluate_until(s: &Servers, rules: Rules, a: Every, stop: &Stop) -> CliResult<u8> {
     let redis_url = s.redis_url()?;
     let pg_url = s.postgres_url()?.to_owned();
     let mut fleet = Fleet::connect(redis_url, s.redis_options())
@@ -73,7 +72,15 @@ pub(crate) fn evaluate_until(
         .map(|r| (r.name.clone(), r.severity.clone()))
         .collect();
     let names: Vec<String> = rules.rules.iter().map(|r| r.name.clone()).collect();
-    let targets = Arc::new(rules.notify.clone());
+    let mut sender = Sender {
+        targets: Arc::new(rules.notify.clone()),
+        under_way: Vec::new(),
+    };
+    let alertmanager = rules
+        .notify
+        .iter()
+        .any(|n| matches!(n, Notify::Alertmanager { .. }));
+    let mut resent = Instant::now();
     let mut ev = Evaluator::new(rules);
     // What fired before a restart (or in another evaluator) resolves here as it should.
     let restored = state::firing(&mut pg).map_err(pg_err("cannot read the alerts' state"))?;
@@ -182,10 +189,29 @@ pub(crate) fn evaluate_until(
                 }
                 for rule in &ev.rules().rules {
                     if let Some(alerts) = due.remove(&rule.name) {
-                        notify(&targets, Status::Firing, rule, alerts)?;
+                        sender.notify(Status::Firing, rule, alerts, a.resend)?;
                     }
                     if let Some(alerts) = resolved.remove(&rule.name) {
-                        notify(&targets, Status::Resolved, rule, alerts)?;
+                        sender.notify(Status::Resolved, rule, alerts, a.resend)?;
+                    }
+                }
+                // Alertmanager ends an alert not posted again: what fires is, every
+                // `resend` (by every evaluator: Alertmanager takes each alert once).
+                if alertmanager && resent.elapsed() >= a.resend {
+                    resent = Instant::now();
+                    let mut alive: HashMap<String, Vec<_>> = HashMap::new();
+                    for f in state::notified_firing(&mut pg)
+                        .map_err(pg_err("cannot read the firing alerts"))?
+                    {
+                        alive
+                            .entry(f.rule)
+                            .or_default()
+                            .push((f.function, f.value, f.started_at));
+                    }
+                    for rule in &ev.rules().rules {
+                        if let Some(alerts) = alive.remove(&rule.name) {
+                            sender.keep_alive(rule, alerts, a.resend);
+                        }
                     }
                 }
             }
@@ -205,27 +231,91 @@ fn alert_json(function: Option<&str>, value: f64, since: SystemTime) -> Value {
     json!({ "function": function, "value": value, "started_at": rfc3339(at) })
 }
 
-/// A notification: one JSON line on standard output, and delivered to every `[[notify]]`
-/// target, each on a thread of its own (retries and timeouts do not hold evaluation back;
-/// a failed delivery is said on stderr).
-fn notify(
-    targets: &Arc<Vec<Notify>>,
+/// Delivers notifications to the `[[notify]]` targets, each on a thread of its own (retries
+/// and timeouts do not hold evaluation back; a failed delivery is said on stderr), and waits
+/// for the deliveries under way when dropped: a notification is claimed in PostgreSQL before
+/// it is sent, so no other evaluator sends it if this one stops.
+struct Sender {
+    targets: Arc<Vec<Notify>>,
+    under_way: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Sender {
+    /// A notification: one JSON line on standard output, and delivered to every target.
+    fn notify(
+        &mut self,
+        status: Status,
+        rule: &Rule,
+        alerts: Vec<(Option<String>, f64, SystemTime)>,
+        resend: Duration,
+    ) -> CliResult<()> {
+        let json_alerts: Vec<Value> = alerts
+            .iter()
+            .map(|(f, v, since)| alert_json(f.as_deref(), *v, *since))
+            .collect();
+        let line = json!({
+            "status": status.as_str(),
+            "rule": rule.name,
+            "severity": rule.severity,
+            "alerts": json_alerts,
+        });
+        print(&format!("{line}\n"))?;
+        self.send(&notification(status, rule, alerts, resend), |_| true);
+        Ok(())
+    }
+
+    /// Posts firing `alerts` of `rule` again to the Alertmanager targets, so that they stay
+    /// active there.
+    fn keep_alive(
+        &mut self,
+        rule: &Rule,
+        alerts: Vec<(Option<String>, f64, SystemTime)>,
+        resend: Duration,
+    ) {
+        let n = notification(Status::Firing, rule, alerts, resend);
+        self.send(&n, |t| matches!(t, Notify::Alertmanager { .. }));
+    }
+
+    fn send(&mut self, n: &Notification, to: impl Fn(&Notify) -> bool) {
+        self.under_way.retain(|h| !h.is_finished());
+        for i in 0..self.targets.len() {
+            if !to(&self.targets[i]) {
+                continue;
+            }
+            let (targets, n) = (Arc::clone(&self.targets), n.clone());
+            self.under_way.push(std::thread::spawn(move || {
+                if let Err(e) = Delivery::default().deliver(&targets[i], &n) {
+                    eprintln!("fnmetrics alerts: {e}");
+                }
+            }));
+        }
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        self.under_way.retain(|h| !h.is_finished());
+        if !self.under_way.is_empty() {
+            eprintln!(
+                "fnmetrics alerts: waiting for {} deliveries under way",
+                self.under_way.len()
+            );
+        }
+        for h in self.under_way.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+/// The notification of `alerts` of `rule`; a firing one ends, for Alertmanager, after four
+/// `resend` delays unless posted again.
+fn notification(
     status: Status,
     rule: &Rule,
     alerts: Vec<(Option<String>, f64, SystemTime)>,
-) -> CliResult<()> {
-    let json_alerts: Vec<Value> = alerts
-        .iter()
-        .map(|(f, v, since)| alert_json(f.as_deref(), *v, *since))
-        .collect();
-    let line = json!({
-        "status": status.as_str(),
-        "rule": rule.name,
-        "severity": rule.severity,
-        "alerts": json_alerts,
-    });
-    print(&format!("{line}\n"))?;
-    let n = Notification {
+    resend: Duration,
+) -> Notification {
+    Notification {
         status,
         rule: rule.name.clone(),
         severity: rule.severity.clone(),
@@ -242,17 +332,11 @@ fn notify(
                 started_at,
             })
             .collect(),
-        ends_at: None,
-    };
-    for i in 0..targets.len() {
-        let (targets, n) = (Arc::clone(targets), n.clone());
-        std::thread::spawn(move || {
-            if let Err(e) = Delivery::default().deliver(&targets[i], &n) {
-                eprintln!("fnmetrics alerts: {e}");
-            }
-        });
+        ends_at: match status {
+            Status::Firing => Some(SystemTime::now() + 4 * resend),
+            Status::Resolved => None,
+        },
     }
-    Ok(())
 }
 
 /// `2026-12-02T05:40:00.123Z`.
@@ -260,10 +344,23 @@ fn rfc3339(secs: f64) -> String {
     format!("{}Z", utc(secs).replace(' ', "T"))
 }
 
-/// How often `evaluate_until` evaluates and repeats.
-struct Every {
-    interval: std::time::Duration,
-    repeat: std::time::Duration,
+/// How often `evaluate_until` evaluates, notifies again, and posts again to Alertmanager.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Every {
+    pub(crate) interval: Duration,
+    pub(crate) repeat: Duration,
+    pub(crate) resend: Duration,
+}
+
+impl Default for Every {
+    /// As `alerts run`'s defaults: 1s, 4h, 1m.
+    fn default() -> Every {
+        Every {
+            interval: Duration::from_secs(1),
+            repeat: Duration::from_secs(4 * 3600),
+            resend: Duration::from_secs(60),
+        }
+    }
 }
 
 /// `alerts list`.

@@ -24,9 +24,8 @@ pub(crate) fn run(s: &Servers, a: &DrainArgs) -> CliResult<u8> {
             if let Some(rules) = rules {
                 let stop = stop.clone();
                 scope.spawn(move || {
-                    let every = Duration::from_secs(1);
-                    let repeat = Duration::from_secs(4 * 3600);
-                    if let Err(e) = alerts::evaluate_until(s, rules, every, repeat, &stop) {
+                    let every = alerts::Every::default();
+                    if let Err(e) = alerts::evaluate_until(s, rules, every, &stop) {
                         eprintln!("{}", e.report());
                         eprintln!("fnmetrics drain: alert evaluation stopped; draining goes on");
                     }

@@ -304,3 +304,85 @@ fn a_restart_sends_no_duplicate_to_slack_email_or_alertmanager() {
     assert_eq!(last["alerts"][0]["labels"]["severity"], "page", "{last}");
     assert_eq!(last["alerts"][0]["status"], "resolved", "{last}");
 }
+
+#[measured(name = "recv::refund")]
+fn refund() -> Result<(), ()> {
+    Err(())
+}
+
+/// `2026-12-02T07:50:01.123456Z` as a tuple that orders as the instant does (fractions of any
+/// length).
+fn instant_of(rfc3339: &str) -> (String, f64) {
+    let (day, time) = rfc3339.trim_end_matches('Z').split_once('T').unwrap();
+    let parts: Vec<f64> = time.split(':').map(|p| p.parse().unwrap()).collect();
+    (
+        day.to_owned(),
+        parts[0] * 3600.0 + parts[1] * 60.0 + parts[2],
+    )
+}
+
+/// Alertmanager ends an alert that is not posted again: while one fires, `alerts run` posts it
+/// every `--resend-delay`, each post ending it four delays later, so it stays active there.
+#[test]
+fn alertmanager_is_told_again_while_an_alert_fires() {
+    let (redis, pg) = (RedisServer::start(), PostgresServer::start());
+    let hook = Webhook::start();
+    let am = AlertmanagerServer::start(hook.url());
+    let dir = TempDir::new("alerts-resend");
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        format!(
+            "[[rule]]\nname = \"refund-errors\"\nfunctions = \"recv::refund\"\n\
+             when = \"errors > 0\"\nwindow = \"1h\"\nseverity = \"page\"\n\
+             [[notify]]\nkind = \"alertmanager\"\nurl = \"{}\"\n",
+            am.url()
+        ),
+    )
+    .unwrap();
+    let mut child = fnmetrics()
+        .args([
+            "alerts",
+            "run",
+            "--interval",
+            "100ms",
+            "--resend-delay",
+            "1s",
+        ])
+        .arg("--rules")
+        .arg(&rules)
+        .args(["--redis", &redis.url(), "--postgres", &pg.url()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("alerts run starts");
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    err.read_line(&mut first).unwrap();
+    assert!(first.contains("evaluating 1 rules"), "{first}");
+    std::thread::spawn(move || for _ in err.lines().map_while(Result::ok) {});
+
+    record(&redis, None, || {
+        let _ = refund();
+    });
+    // Where Alertmanager has the alert ending, while it has it.
+    let ends = || {
+        let (status, body) =
+            fnmetrics_test_support::prometheus::http_get(am.addr(), "/api/v2/alerts").ok()?;
+        assert_eq!(status, 200, "{body}");
+        let alerts: Value = serde_json::from_str(&body).unwrap();
+        alerts
+            .as_array()?
+            .iter()
+            .find(|a| a["labels"]["alertname"] == "refund-errors")
+            .and_then(|a| a["endsAt"].as_str())
+            .map(instant_of)
+    };
+    wait_until("Alertmanager to have the alert", WAIT, || ends().is_some());
+    let end = ends().unwrap();
+    wait_until("a post that moves its end on", WAIT, || {
+        ends().is_some_and(|e| e > end)
+    });
+    kill(child.id(), "TERM");
+    assert!(wait_exit(&mut child, WAIT).success());
+}

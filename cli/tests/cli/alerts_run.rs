@@ -264,3 +264,28 @@ fn drain_evaluates_the_rules_it_is_given() {
     });
     stop(drain);
 }
+
+/// A stop waits for the deliveries under way: the notification was claimed in PostgreSQL, so
+/// no evaluator would send it again. The receiver fails the first attempt; the evaluator is
+/// stopped as soon as that attempt arrives, and the retry still comes before it exits.
+#[test]
+fn a_stop_waits_for_deliveries_under_way() {
+    let (redis, pg) = (RedisServer::start(), PostgresServer::start());
+    let dir = TempDir::new("alerts-stop");
+    let rules = dir.path().join("rules.toml");
+    let hook = Webhook::failing_first(1);
+    std::fs::write(&rules, RULES.replace("WEBHOOK", hook.url())).unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let a = evaluator(&rules, &redis, &pg, &lines);
+    record(&redis, None, || {
+        for i in 0..40 {
+            let _ = pay(i % 4 != 0);
+        }
+    });
+    wait_until("the first attempt", WAIT, || !hook.bodies().is_empty());
+    stop(a);
+    let bodies = hook.bodies();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    assert_eq!(bodies[0], bodies[1]);
+    assert_eq!(bodies[1]["status"], "firing");
+}

@@ -15,6 +15,12 @@ pub struct Webhook {
 impl Webhook {
     /// Starts it on a thread of its own.
     pub fn start() -> Webhook {
+        Webhook::failing_first(0)
+    }
+
+    /// As [`start`](Self::start), answering the first `n` requests `503 Service Unavailable`
+    /// (their bodies are kept too): a receiver that a sender must retry.
+    pub fn failing_first(n: usize) -> Webhook {
         let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
         let url = format!(
             "http://{}/hook",
@@ -23,7 +29,7 @@ impl Webhook {
         let bodies = Arc::new(Mutex::new(Vec::new()));
         let keep = Arc::clone(&bodies);
         std::thread::spawn(move || {
-            for conn in listener.incoming() {
+            for (k, conn) in listener.incoming().enumerate() {
                 let Ok(mut conn) = conn else { continue };
                 let Ok(read) = conn.try_clone() else { continue };
                 let mut reader = BufReader::new(read);
@@ -43,8 +49,14 @@ impl Webhook {
                         keep.lock().unwrap_or_else(|p| p.into_inner()).push(v);
                     }
                 }
-                let _ = conn.write_all(
-                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                let status = if k < n {
+                    "503 Service Unavailable"
+                } else {
+                    "200 OK"
+                };
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
                 );
             }
         });

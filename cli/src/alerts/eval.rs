@@ -15,6 +15,11 @@
 //!   from the next: a window's base is the newest reading at or before its start, at most 1/16
 //!   of the window earlier (the rates divide by the span actually covered).
 //!
+//! Right after its first reading, an evaluator takes what PostgreSQL holds of the longest
+//! window before it (`backfill`: minutes, or hours past 2 h), so that its windows are whole at
+//! once rather than after a window's time; a firing alert still resolves only over a window of
+//! its own readings (the newest calls before it started may not be drained yet).
+//!
 //! Pure logic on readings given to it, with their times: the command that reads Redis, keeps
 //! state in PostgreSQL and delivers notifications builds on it.
 
@@ -45,6 +50,16 @@ pub(crate) struct Reading {
     /// Whether `fleet` holds every function: those it lacks are gone (forgotten).
     pub(crate) complete: bool,
     pub(crate) health: Health,
+}
+
+/// What PostgreSQL holds of a function over one step of time before the first reading (a
+/// point of a series).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Past {
+    pub(crate) start: SystemTime,
+    pub(crate) calls: u64,
+    pub(crate) errors: u64,
+    pub(crate) mean: Duration,
 }
 
 /// An alert: a rule, and the function it is about (`None` for a rule on the pipeline's health).
@@ -96,8 +111,11 @@ pub(crate) struct Evaluator {
     zero_holds: Vec<bool>,
     /// Whether any rule needs histograms (p50, p99): without, they are not kept.
     quantiles: bool,
-    /// The times of the readings kept, oldest first (thinned with age, see the module).
+    /// The times of the readings kept, oldest first (thinned with age, see the module), and
+    /// of the times PostgreSQL filled in before the first ([`backfill`](Self::backfill)).
     times: VecDeque<SystemTime>,
+    /// When the first reading was taken.
+    first: Option<SystemTime>,
     /// The longest window.
     keep: Duration,
     functions: Vec<Function>,
@@ -181,6 +199,7 @@ impl Evaluator {
             zero_holds,
             quantiles,
             times: VecDeque::new(),
+            first: None,
             keep,
             functions: Vec::new(),
             index: HashMap::new(),
@@ -266,6 +285,7 @@ impl Evaluator {
     /// Takes `reading` (newer than the last) and returns what fired and what resolved.
     pub(crate) fn step(&mut self, reading: Reading) -> Vec<Transition> {
         let now = reading.at;
+        self.first.get_or_insert(now);
         self.times.push_back(now);
         self.thin(now);
         if reading.complete {
@@ -323,10 +343,11 @@ impl Evaluator {
                 continue;
             }
             let base = base_time(&self.times, rule.window);
-            // Whether the kept readings cover the whole window (see below).
+            // Whether this evaluator's own readings cover the whole window (see below).
             let whole = now
                 .checked_sub(rule.window)
-                .is_some_and(|start| self.times[0] <= start);
+                .zip(self.first)
+                .is_some_and(|(start, first)| first <= start);
             // The seconds the window covers (at least one interval's worth, never zero).
             let span = now
                 .duration_since(base)
@@ -362,10 +383,11 @@ impl Evaluator {
                     }
                 };
                 let phase = &mut self.phases[r][i];
-                // A firing alert resolves over a whole window only: over a part of one (an
-                // evaluator that just started or restarted) the calls before its first reading
-                // are unknown, and the condition may hold over the whole. A function forgotten
-                // in Redis is gone at once.
+                // A firing alert resolves over a whole window of this evaluator's readings
+                // only: over a part of one (an evaluator that just started or restarted) the
+                // calls before its first reading are unknown, or known from PostgreSQL but for
+                // the newest, not drained yet, and the condition may hold over the whole. A
+                // function forgotten in Redis is gone at once.
                 if !holds && !whole && f.present && matches!(phase, Some(Phase::Firing { .. })) {
                     continue;
                 }
@@ -375,6 +397,91 @@ impl Evaluator {
         }
         out.sort_by(|a, b| key_of(a).cmp(key_of(b)));
         out
+    }
+
+    /// The longest window of a rule on functions, and the functions present that such rules
+    /// match: what [`backfill`](Self::backfill) needs from PostgreSQL.
+    pub(crate) fn history_wanted(&self) -> Option<(Duration, Vec<String>)> {
+        let window = self
+            .rules
+            .rules
+            .iter()
+            .filter(|r| !r.when.metric.is_health())
+            .map(|r| r.window)
+            .max()?;
+        let mut matched = vec![false; self.functions.len()];
+        for &i in self.members.iter().flatten() {
+            matched[i] = true;
+        }
+        let names = self
+            .functions
+            .iter()
+            .zip(matched)
+            .filter(|(f, m)| f.present && *m)
+            .map(|(f, _)| f.name.clone())
+            .collect();
+        Some((window, names))
+    }
+
+    /// Makes windows reach back before the first reading (this evaluator just started and has
+    /// seen none of them whole) with what PostgreSQL holds: `series` of `step`-long points per
+    /// function from `from` on, up to the first reading. A window then counts the calls,
+    /// errors and call times of the points that end after its start (whole points: up to one
+    /// step more than the window), and what this evaluator read since; quantiles (p50, p99)
+    /// cover what it read. Only right after the first step; functions with no points had no
+    /// calls then.
+    pub(crate) fn backfill(
+        &mut self,
+        from: SystemTime,
+        step: Duration,
+        series: Vec<(String, Vec<Past>)>,
+    ) {
+        if self.times.len() != 1 || step.is_zero() {
+            return;
+        }
+        let first = self.times[0];
+        let mut grid = Vec::new();
+        let mut t = from;
+        while t < first {
+            grid.push(t);
+            t += step;
+        }
+        let Some(&start) = grid.first() else {
+            return;
+        };
+        let mut points: HashMap<String, Vec<Past>> = series.into_iter().collect();
+        for f in self.functions.iter_mut().filter(|f| f.present) {
+            let Some((_, now)) = f.seen.front().cloned() else {
+                continue;
+            };
+            let mut mine = points.remove(&f.name).unwrap_or_default();
+            mine.retain(|p| p.calls > 0 && p.start >= start && p.start < first);
+            mine.sort_by_key(|p| p.start);
+            // The aggregates before the first point: the first reading's, less every point.
+            let mut v = now.clone();
+            for p in &mine {
+                add_point(&mut v, p, false);
+            }
+            let mut seen = VecDeque::with_capacity(mine.len() + 2);
+            seen.push_back((start, v.clone()));
+            for p in &mine {
+                add_point(&mut v, p, true);
+                let end = (p.start + step).min(first);
+                match seen.back_mut() {
+                    // Two points ending at once (never, on a grid; kept whole anyway).
+                    Some(last) if last.0 >= end => last.1 = v.clone(),
+                    _ => seen.push_back((end, v.clone())),
+                }
+            }
+            // The first reading's own value, unless the last point ended on it.
+            if seen.back().is_some_and(|(t, x)| *t < first && *x != now) {
+                seen.push_back((first, now));
+            }
+            f.seen = seen;
+        }
+        for (k, t) in grid.into_iter().enumerate() {
+            self.times.insert(k, t);
+        }
     }
 
     /// Drops the readings no window needs: those before the newest one at or before the
@@ -480,6 +587,24 @@ fn base_time(times: &VecDeque<SystemTime>, window: Duration) -> SystemTime {
     let start = newest.checked_sub(window).unwrap_or(times[0]);
     let at = times.partition_point(|t| *t <= start);
     times[at.saturating_sub(1)]
+}
+
+/// Adds the calls, errors and call time of `p` to `v` (`add`), or takes them away.
+fn add_point(v: &mut Snapshot, p: &Past, add: bool) {
+    let total = u64::try_from(p.mean.as_nanos())
+        .unwrap_or(u64::MAX)
+        .saturating_mul(p.calls);
+    let f = |x: &mut u64, d: u64| {
+        *x = if add {
+            x.saturating_add(d)
+        } else {
+            x.saturating_sub(d)
+        }
+    };
+    f(&mut v.calls, p.calls);
+    f(&mut v.errors, p.errors);
+    f(&mut v.timed, p.calls);
+    f(&mut v.total_ns, total);
 }
 
 /// What a sum gained from `before` to `now` (a sum that went down was reset and counts from
@@ -856,5 +981,58 @@ mod tests {
             quantile_between(Some(now.histogram()), now.histogram(), 0.5),
             0.0
         );
+    }
+
+    #[test]
+    fn windows_reach_back_before_the_first_reading_with_what_postgres_holds() {
+        let mut e = Evaluator::new(rules(
+            "[[rule]]\nname = \"quiet\"\nfunctions = \"app::*\"\nwhen = \"calls_per_s < 0.005\"\n\
+             window = \"10m\"\nseverity = \"ticket\"",
+        ));
+        let (wanted, names) = (Duration::from_secs(600), vec!["app::f", "app::g"]);
+        let mut first = fleet("app::f", 100, 0);
+        first.extend(fleet("app::g", 100, 0));
+        assert!(e.step(reading(1_030, first)).is_empty());
+        let (window, mut present) = e.history_wanted().unwrap();
+        present.sort();
+        assert_eq!(
+            (window, present),
+            (wanted, names.iter().map(|n| n.to_string()).collect())
+        );
+        // PostgreSQL: app::f had 3 calls in each of two minutes before, app::g none.
+        let past = |start: u64| Past {
+            start: at(start),
+            calls: 3,
+            errors: 0,
+            mean: Duration::from_millis(1),
+        };
+        e.backfill(
+            at(420),
+            Duration::from_secs(60),
+            vec![("app::f".to_owned(), vec![past(900), past(960)])],
+        );
+        // At once: 6 calls in the window for app::f (not quiet), none for app::g.
+        let out = e.step(reading(1_031, e_fleet()));
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(
+            matches!(&out[0], Transition::Fired { key: k, .. } if *k == key("quiet", "app::g"))
+        );
+        // app::f is quiet once both minutes left its window (not before the first did).
+        let mut fired = None;
+        for s in 1_032..1_800 {
+            if !e.step(reading(s, e_fleet())).is_empty() {
+                fired = Some(s);
+                break;
+            }
+        }
+        let s = fired.expect("app::f fires");
+        assert!((1_560..1_700).contains(&s), "fired at {s}");
+    }
+
+    /// The two functions of the backfill test, unchanged since the first reading.
+    fn e_fleet() -> Vec<Snapshot> {
+        let mut f = fleet("app::f", 100, 0);
+        f.extend(fleet("app::g", 100, 0));
+        f
     }
 }

@@ -1,7 +1,7 @@
 //! `fnmetrics alerts check FILE` and `fnmetrics alerts export-prometheus RULES -o FILE`.
 
 use crate::alerts::deliver::{Alert, Delivery, Notification, Status};
-use crate::alerts::eval::{Evaluator, Health, Reading, Transition};
+use crate::alerts::eval::{Evaluator, Health, Past, Reading, Transition};
 use crate::alerts::rules::{Notify, Rule, Rules};
 use crate::alerts::{self, prometheus, state};
 use crate::args::{AlertsCheck, AlertsCommand, AlertsExport, AlertsRun, AlertsSilence, Servers};
@@ -132,8 +132,11 @@ pub(crate) fn evaluate_until(s: &Servers, rules: Rules, a: Every, stop: &Stop) -
                 };
                 let mut resolved: HashMap<String, Vec<(Option<String>, f64, SystemTime)>> =
                     HashMap::new();
+                let (at, lag) = (reading.at, reading.health.drain_lag);
                 let transitions = ev.step(reading);
                 if !started {
+                    // Windows reach back before this evaluator started, as PostgreSQL says.
+                    let history = backfill(&mut ev, s, at, lag);
                     // Said once the first reading is in: what happens from now on is seen.
                     eprintln!(
                         "fnmetrics alerts: evaluating {} rules every {} on Redis at {}",
@@ -141,6 +144,9 @@ pub(crate) fn evaluate_until(s: &Servers, rules: Rules, a: Every, stop: &Stop) -
                         human_span(a.interval),
                         redact(redis_url)
                     );
+                    if let Err(why) = history {
+                        eprintln!("fnmetrics alerts: windows start at the first reading: {why}");
+                    }
                     started = true;
                 }
                 let mut fired = Vec::new();
@@ -222,6 +228,61 @@ pub(crate) fn evaluate_until(s: &Servers, rules: Rules, a: Every, stop: &Stop) -
             return Ok(0);
         }
     }
+}
+
+/// Fills `ev`'s windows from PostgreSQL, back from its first reading at `at`: per function
+/// matched, a series of minutes (hours, for windows over 2 h) over the longest window. Not
+/// when the drain is more than a step behind (`lag` seconds: PostgreSQL lacks the newest calls,
+/// and a rule on the calls a second would see them as missing). Why not, as an error.
+fn backfill(ev: &mut Evaluator, s: &Servers, at: SystemTime, lag: f64) -> Result<(), String> {
+    let Some((window, names)) = ev.history_wanted() else {
+        return Ok(());
+    };
+    if names.is_empty() {
+        return Ok(());
+    }
+    let step = if window <= Duration::from_secs(2 * 3600) {
+        Duration::from_secs(60)
+    } else {
+        Duration::from_secs(3600)
+    };
+    if lag > step.as_secs_f64() {
+        return Err(format!(
+            "the drain into PostgreSQL is {} behind",
+            human_span(Duration::from_secs_f64(lag))
+        ));
+    }
+    let mut reader = conn::postgres_reader(s).map_err(|e| e.to_string())?;
+    if !reader.is_ready().map_err(|e| e.to_string())? {
+        return Err("PostgreSQL has no metrics tables yet".to_owned());
+    }
+    // Whole steps of UNIX time, as the rollups have them.
+    let back = at
+        .checked_sub(window)
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .unwrap_or_default()
+        .as_secs();
+    let from = UNIX_EPOCH + Duration::from_secs(back - back % step.as_secs());
+    let series = reader
+        .many_series(&names, from, at, step)
+        .map_err(|e| e.to_string())?;
+    let series = series
+        .into_iter()
+        .map(|(name, points)| {
+            let past = points
+                .iter()
+                .map(|p| Past {
+                    start: p.start,
+                    calls: p.calls,
+                    errors: p.errors,
+                    mean: p.mean,
+                })
+                .collect();
+            (name, past)
+        })
+        .collect();
+    ev.backfill(from, step, series);
+    Ok(())
 }
 
 fn alert_json(function: Option<&str>, value: f64, since: SystemTime) -> Value {

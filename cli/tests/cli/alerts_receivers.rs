@@ -244,7 +244,12 @@ fn a_restart_sends_no_duplicate_to_slack_email_or_alertmanager() {
     let said = |lines: &[Value]| (counted(lines, "firing"), counted(lines, "resolved"));
     assert_eq!(said(&first_lines), (1, 0), "{first_lines:?}");
     assert_eq!(said(&second_lines), (0, 1), "{second_lines:?}");
-    let stderr = [first_stderr, second_stderr].concat();
+    // (Beside a note that no history is in PostgreSQL: nothing was drained there.)
+    let stderr: Vec<String> = [first_stderr, second_stderr]
+        .concat()
+        .into_iter()
+        .filter(|l| !l.contains("windows start at the first reading"))
+        .collect();
     assert!(stderr.is_empty(), "delivery errors: {stderr:?}");
 
     // Slack: one message firing, one resolved, in its incoming-webhook format.

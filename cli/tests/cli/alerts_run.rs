@@ -289,3 +289,48 @@ fn a_stop_waits_for_deliveries_under_way() {
     assert_eq!(bodies[0], bodies[1]);
     assert_eq!(bodies[1]["status"], "firing");
 }
+
+#[measured(name = "run::nightly")]
+fn nightly() {}
+
+/// A window longer than the evaluator has seen reaches back into PostgreSQL: a function called
+/// before the evaluator started is not "quiet" at its start, as it would be on its own
+/// readings (no calls in its first 100 ms).
+#[test]
+fn windows_longer_than_the_evaluator_has_seen_come_from_postgres() {
+    let (redis, pg) = (RedisServer::start(), PostgresServer::start());
+    let dir = TempDir::new("alerts-history");
+    let rules = dir.path().join("rules.toml");
+    let hook = Webhook::start();
+    std::fs::write(
+        &rules,
+        format!(
+            "[[rule]]\nname = \"nightly-quiet\"\nfunctions = \"run::nightly\"\n\
+             when = \"calls_per_s < 0.0001\"\nwindow = \"1h\"\nseverity = \"ticket\"\n\
+             [[rule]]\nname = \"pay-errors\"\nfunctions = \"run::pay\"\n\
+             when = \"errors > 0\"\nwindow = \"1h\"\nseverity = \"page\"\n\
+             [[notify]]\nkind = \"webhook\"\nurl = \"{}\"\n",
+            hook.url()
+        ),
+    )
+    .unwrap();
+    // Called once, into Redis and PostgreSQL, before any evaluator runs.
+    record(&redis, Some(&pg), nightly);
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let a = evaluator(&rules, &redis, &pg, &lines);
+    // Readings go by: a failure recorded now fires several readings later.
+    record(&redis, None, || {
+        let _ = pay(true);
+    });
+    wait_until("the failure to fire", WAIT, || {
+        count(&lines, "firing", "pay-errors") == 1
+    });
+    // One call in the hour: 1/3600 a second, not under 1/10000.
+    assert_eq!(
+        count(&lines, "firing", "nightly-quiet"),
+        0,
+        "{:?}",
+        lines.lock()
+    );
+    stop(a);
+}

@@ -9,8 +9,12 @@
 //! - a reading need only hold the functions that changed since the one before (Redis' change
 //!   log, `RedisReader::changed`); each function keeps the values it had, each stamped with the
 //!   reading it was first seen at, so one that does not change costs one entry;
-//! - a function whose value did not change within a window is worth zero there, decided per
-//!   rule once (`zero_holds`), without arithmetic;
+//! - each metric's value over each window is kept per function and computed again only when
+//!   it may have moved: the function has a new entry, or the window's base passed one of its
+//!   entries; the rules of one metric and window share it;
+//! - a rule looks again only at the functions whose values moved and at its pending alerts
+//!   (every function it matches for rates, which move with the span, after a complete reading,
+//!   and when a whole window is first seen);
 //! - readings older than 16 intervals are thinned, so that each is at least 1/16 of its age
 //!   from the next: a window's base is the newest reading at or before its start, at most 1/16
 //!   of the window earlier (the rates divide by the span actually covered).
@@ -25,7 +29,8 @@
 
 use super::rules::{Metric, Rules};
 use fnmetrics::{bucket_low, bucket_width, Histogram, Snapshot};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::ops::Bound;
 use std::time::{Duration, SystemTime};
 
 /// The pipeline's health in a reading (what `fnmetrics status` shows).
@@ -107,8 +112,6 @@ struct Function {
 #[derive(Debug)]
 pub(crate) struct Evaluator {
     rules: Rules,
-    /// Whether each rule holds for a function that had no calls in its window.
-    zero_holds: Vec<bool>,
     /// Whether any rule needs histograms (p50, p99): without, they are not kept.
     quantiles: bool,
     /// The times of the readings kept, oldest first (thinned with age, see the module), and
@@ -126,26 +129,45 @@ pub(crate) struct Evaluator {
     phases: Vec<Vec<Option<Phase>>>,
     /// Per rule, the alert of a rule on the pipeline's health.
     health_phases: Vec<Option<Phase>>,
-    /// Per metric and window, each function's value (rules that share them share it).
+    /// Per window, each function's value of each metric over it (rules share them).
     memo: Vec<Memo>,
-    /// Per rule, its index in `memo`.
-    group: Vec<usize>,
-    steps: u64,
+    /// A buffer for pruning.
+    keep_buffer: Vec<bool>,
+    /// Functions with an entry added in this step.
+    pushed: Vec<usize>,
+    /// The functions with an entry at each reading's time.
+    entries_at: BTreeMap<SystemTime, Vec<usize>>,
+    /// Per rule, whether each function is a member.
+    is_member: Vec<Vec<bool>>,
+    /// Per rule, the functions whose alerts are pending.
+    pending: Vec<BTreeSet<usize>>,
+    /// Per rule, whether the next step looks at every function it matches.
+    full: Vec<bool>,
+    /// Per rule, whether the last step saw a whole window.
+    was_whole: Vec<bool>,
+    /// Per rule, its window's index in `memo` and its metric's among the window's.
+    group: Vec<(usize, usize)>,
 }
 
-/// The values of one metric over one window, per function (by index).
+/// The values of the metrics of one window, per function (by index): the base entry is
+/// found once for all of them.
 #[derive(Debug)]
 struct Memo {
-    metric: Metric,
     window: Duration,
+    metrics: Vec<Metric>,
+    /// Function `i`'s value of metric `k` at `i * metrics.len() + k`.
     slots: Vec<Slot>,
+    /// Whether a rule of this window matches each function.
+    wanted: Vec<bool>,
+    /// The base the slots are computed from (`None`: not yet).
+    base: Option<SystemTime>,
+    /// The functions whose slots were computed in the last step.
+    fresh: Vec<usize>,
 }
 
-/// A function's value over a window, and what it was computed from.
+/// A function's value over a window.
 #[derive(Clone, Copy, Debug, Default)]
 struct Slot {
-    /// The times of the newest entry and of the base entry (`None`: none yet, or no base).
-    key: (Option<SystemTime>, Option<SystemTime>),
     /// The metric's value (calls per second: the calls, divided by the span when read).
     value: f64,
     /// The calls in the window.
@@ -163,15 +185,6 @@ impl Evaluator {
             .map(|r| r.window)
             .max()
             .unwrap_or_default();
-        let zero_holds = rules
-            .rules
-            .iter()
-            .map(|r| {
-                !r.when.metric.is_health()
-                    && r.min_calls == 0
-                    && r.when.op.holds(0.0, r.when.threshold)
-            })
-            .collect();
         let quantiles = rules
             .rules
             .iter()
@@ -181,22 +194,37 @@ impl Evaluator {
         let mut group = Vec::with_capacity(n);
         for rule in &rules.rules {
             let (metric, window) = (rule.when.metric, rule.window);
-            let g = memo
+            if metric.is_health() {
+                group.push((usize::MAX, 0));
+                continue;
+            }
+            let w = memo
                 .iter()
-                .position(|m| m.metric == metric && m.window == window)
+                .position(|m| m.window == window)
                 .unwrap_or_else(|| {
                     memo.push(Memo {
-                        metric,
                         window,
+                        metrics: Vec::new(),
                         slots: Vec::new(),
+                        wanted: Vec::new(),
+                        base: None,
+                        fresh: Vec::new(),
                     });
                     memo.len() - 1
                 });
-            group.push(g);
+            let m = &mut memo[w];
+            let k = m
+                .metrics
+                .iter()
+                .position(|&x| x == metric)
+                .unwrap_or_else(|| {
+                    m.metrics.push(metric);
+                    m.metrics.len() - 1
+                });
+            group.push((w, k));
         }
         Evaluator {
             rules,
-            zero_holds,
             quantiles,
             times: VecDeque::new(),
             first: None,
@@ -207,8 +235,14 @@ impl Evaluator {
             phases: vec![Vec::new(); n],
             health_phases: vec![None; n],
             memo,
+            keep_buffer: Vec::new(),
+            pushed: Vec::new(),
+            entries_at: BTreeMap::new(),
+            is_member: vec![Vec::new(); n],
+            pending: vec![BTreeSet::new(); n],
+            full: vec![true; n],
+            was_whole: vec![false; n],
             group,
-            steps: 0,
         }
     }
 
@@ -230,13 +264,18 @@ impl Evaluator {
         });
         self.index.insert(name.to_owned(), i);
         for m in &mut self.memo {
-            m.slots.push(Slot::default());
+            m.slots
+                .extend(std::iter::repeat_n(Slot::default(), m.metrics.len()));
+            m.wanted.push(false);
         }
         for (r, rule) in self.rules.rules.iter().enumerate() {
             self.phases[r].push(None);
-            if !rule.when.metric.is_health() && rule.functions.matches(name) {
+            let member = !rule.when.metric.is_health() && rule.functions.matches(name);
+            if member {
                 self.members[r].push(i);
+                self.memo[self.group[r].0].wanted[i] = true;
             }
+            self.is_member[r].push(member);
         }
         i
     }
@@ -304,18 +343,32 @@ impl Evaluator {
             f.present = true;
             if f.seen.back().is_none_or(|(_, last)| *last != snap) {
                 f.seen.push_back((now, snap));
+                // Never more entries than readings kept (one needed each), and a few.
+                if f.seen.len() > self.times.len() + 8 {
+                    prune(f, &self.times, &mut self.keep_buffer);
+                }
+                self.pushed.push(i);
             }
             // Entries held only before the oldest reading kept are not needed.
             while f.seen.len() > 1 && f.seen[1].0 <= oldest {
                 f.seen.pop_front();
             }
         }
-        self.steps += 1;
-        if self.steps.is_multiple_of(64) {
-            self.prune();
+        if !self.pushed.is_empty() {
+            self.entries_at.insert(now, self.pushed.clone());
         }
 
         let mut out = Vec::new();
+        let pushed = std::mem::take(&mut self.pushed);
+        // A first reading has no deltas: it says nothing about what fires.
+        let deltas = self.times.len() >= 2;
+        if deltas {
+            self.values(&pushed);
+        }
+        if reading.complete {
+            // Functions may have left: every rule looks at every function.
+            self.full.iter_mut().for_each(|f| *f = true);
+        }
         for (r, rule) in self.rules.rules.iter().enumerate() {
             let metric = rule.when.metric;
             let (op, threshold, for_) = (rule.when.op, rule.when.threshold, rule.for_);
@@ -338,11 +391,13 @@ impl Evaluator {
                 );
                 continue;
             }
-            // A first reading has no deltas: it says nothing about what fires.
-            if self.times.len() < 2 {
+            if !deltas {
                 continue;
             }
-            let base = base_time(&self.times, rule.window);
+            let (w, k) = self.group[r];
+            let memo = &self.memo[w];
+            let stride = memo.metrics.len();
+            let base = memo.base.unwrap_or(now);
             // Whether this evaluator's own readings cover the whole window (see below).
             let whole = now
                 .checked_sub(rule.window)
@@ -354,34 +409,34 @@ impl Evaluator {
                 .unwrap_or_default()
                 .as_secs_f64()
                 .max(1e-3);
-            for &i in &self.members[r] {
-                let f = &self.functions[i];
-                let (holds, value) = match f.seen.back() {
-                    None => (false, 0.0),
-                    _ if !f.present => (false, 0.0),
-                    // No change within the window: no calls.
-                    Some((t, _)) if *t <= base => (self.zero_holds[r], 0.0),
-                    Some((newest_at, newest)) => {
-                        let at = f.seen.partition_point(|(t, _)| *t <= base);
-                        let then = at.checked_sub(1).map(|a| &f.seen[a]);
-                        // Computed once for the rules of a metric and window, and again only
-                        // when the window's ends moved to other values.
-                        let key = (Some(*newest_at), then.map(|e| e.0));
-                        let slot = &mut self.memo[self.group[r]].slots[i];
-                        if slot.key != key {
-                            let (value, calls) = value_of(metric, newest, then.map(|e| &e.1), 1.0);
-                            *slot = Slot { key, value, calls };
-                        }
-                        let value = match metric {
-                            Metric::CallsPerS => slot.calls as f64 / span,
-                            _ => slot.value,
-                        };
-                        (
-                            slot.calls >= rule.min_calls && op.holds(value, threshold),
-                            value,
-                        )
-                    }
+            // Every function the rule matches, or only those whose values moved and those
+            // pending (their `for` runs): a rate moves with the span, a whole window just seen
+            // lets firing alerts resolve.
+            let todo: Vec<usize> =
+                if self.full[r] || metric == Metric::CallsPerS || (whole && !self.was_whole[r]) {
+                    self.members[r].clone()
+                } else {
+                    let mut todo: Vec<usize> = memo
+                        .fresh
+                        .iter()
+                        .copied()
+                        .filter(|&i| self.is_member[r][i])
+                        .chain(self.pending[r].iter().copied())
+                        .collect();
+                    todo.sort_unstable();
+                    todo.dedup();
+                    todo
                 };
+            self.full[r] = false;
+            self.was_whole[r] = whole;
+            for i in todo {
+                let f = &self.functions[i];
+                let slot = memo.slots[i * stride + k];
+                let value = match metric {
+                    Metric::CallsPerS => slot.calls as f64 / span,
+                    _ => slot.value,
+                };
+                let holds = f.present && slot.calls >= rule.min_calls && op.holds(value, threshold);
                 let phase = &mut self.phases[r][i];
                 // A firing alert resolves over a whole window of this evaluator's readings
                 // only: over a part of one (an evaluator that just started or restarted) the
@@ -393,10 +448,53 @@ impl Evaluator {
                 }
                 let key = || (rule.name.clone(), Some(f.name.clone()));
                 advance(phase, holds, value, now, for_, key, &mut out);
+                if matches!(phase, Some(Phase::Pending { .. })) {
+                    self.pending[r].insert(i);
+                } else {
+                    self.pending[r].remove(&i);
+                }
             }
         }
         out.sort_by(|a, b| key_of(a).cmp(key_of(b)));
         out
+    }
+
+    /// Computes again the values of each metric and window that may have moved since the last
+    /// step: of the functions with a new entry (`pushed`), and of those with an entry between
+    /// the window's last base and its new one (the base entry changed). The rest keep theirs.
+    fn values(&mut self, pushed: &[usize]) {
+        let times = &self.times;
+        for m in &mut self.memo {
+            let base = base_time(times, m.window);
+            let mut fresh: Vec<usize> = match m.base {
+                None => (0..self.functions.len()).collect(),
+                Some(old) => {
+                    let (lo, hi) = if old <= base {
+                        (old, base)
+                    } else {
+                        (base, old)
+                    };
+                    let moved = self
+                        .entries_at
+                        .range((Bound::Excluded(lo), Bound::Included(hi)))
+                        .flat_map(|(_, ids)| ids.iter().copied());
+                    pushed.iter().copied().chain(moved).collect()
+                }
+            };
+            fresh.sort_unstable();
+            fresh.dedup();
+            fresh.retain(|&i| m.wanted[i]);
+            let stride = m.metrics.len();
+            for &i in &fresh {
+                let slots = &mut m.slots[i * stride..(i + 1) * stride];
+                slots_of(&self.functions[i], &m.metrics, base, slots);
+            }
+            m.base = Some(base);
+            m.fresh = fresh;
+        }
+        // Entries at or before the oldest reading kept are never between two bases again.
+        let oldest = self.times[0];
+        self.entries_at = self.entries_at.split_off(&oldest);
     }
 
     /// The longest window of a rule on functions, and the functions present that such rules
@@ -450,7 +548,10 @@ impl Evaluator {
             return;
         };
         let mut points: HashMap<String, Vec<Past>> = series.into_iter().collect();
-        for f in self.functions.iter_mut().filter(|f| f.present) {
+        for (i, f) in self.functions.iter_mut().enumerate() {
+            if !f.present {
+                continue;
+            }
             let Some((_, now)) = f.seen.front().cloned() else {
                 continue;
             };
@@ -477,10 +578,16 @@ impl Evaluator {
             if seen.back().is_some_and(|(t, x)| *t < first && *x != now) {
                 seen.push_back((first, now));
             }
+            for (t, _) in &seen {
+                self.entries_at.entry(*t).or_default().push(i);
+            }
             f.seen = seen;
         }
         for (k, t) in grid.into_iter().enumerate() {
             self.times.insert(k, t);
+        }
+        for m in &mut self.memo {
+            m.base = None;
         }
     }
 
@@ -503,30 +610,57 @@ impl Evaluator {
             }
         }
     }
+}
 
-    /// Drops every function's entries that no kept reading needs: an entry is needed while a
-    /// kept reading falls between its time and the next entry's (and the newest always).
-    fn prune(&mut self) {
-        let times = &self.times;
-        for f in &mut self.functions {
-            if f.seen.len() < 3 {
-                continue;
-            }
-            let seen: Vec<(SystemTime, Snapshot)> = std::mem::take(&mut f.seen).into();
-            let needed = |j: usize| {
-                let Some(next) = seen.get(j + 1) else {
-                    return true;
-                };
-                let at = times.partition_point(|t| *t < seen[j].0);
-                times.get(at).is_some_and(|t| *t < next.0)
-            };
-            let keep: Vec<bool> = (0..seen.len()).map(needed).collect();
-            f.seen = seen
-                .into_iter()
-                .zip(keep)
-                .filter_map(|(e, k)| k.then_some(e))
-                .collect();
+/// Drops the entries of `f` that no kept reading needs: an entry is needed while a reading of
+/// `times` falls between its time and the next entry's (and the newest always). `keep` is a
+/// buffer.
+fn prune(f: &mut Function, times: &VecDeque<SystemTime>, keep: &mut Vec<bool>) {
+    keep.clear();
+    let n = f.seen.len();
+    // Both sorted: walk the readings beside the entries.
+    let mut r = 0;
+    for j in 0..n {
+        while r < times.len() && times[r] < f.seen[j].0 {
+            r += 1;
         }
+        let needed = j + 1 == n || times.get(r).is_some_and(|t| *t < f.seen[j + 1].0);
+        keep.push(needed);
+    }
+    let mut j = 0;
+    f.seen.retain(|_| {
+        j += 1;
+        keep[j - 1]
+    });
+}
+
+/// The index of the newest entry at or before `base` in `seen` (sorted by time). Entries
+/// before the longest window's base are dropped, so for it the answer is at the front: a few
+/// steps from there, then a binary search.
+fn base_entry(seen: &VecDeque<(SystemTime, Snapshot)>, base: SystemTime) -> Option<usize> {
+    let mut j = None;
+    for (k, (t, _)) in seen.iter().enumerate().take(8) {
+        if *t > base {
+            return j;
+        }
+        j = Some(k);
+    }
+    seen.partition_point(|(t, _)| *t <= base).checked_sub(1)
+}
+
+/// `f`'s values of `metrics` over a window from `base` to its newest entry, into `out`
+/// (calls per second: the calls, the span applied when read): zeros when it has no entry after
+/// `base`.
+fn slots_of(f: &Function, metrics: &[Metric], base: SystemTime, out: &mut [Slot]) {
+    match f.seen.back() {
+        Some((newest_at, newest)) if *newest_at > base => {
+            let then = base_entry(&f.seen, base).map(|a| &f.seen[a].1);
+            for (slot, &metric) in out.iter_mut().zip(metrics) {
+                let (value, calls) = value_of(metric, newest, then, 1.0);
+                *slot = Slot { value, calls };
+            }
+        }
+        _ => out.fill(Slot::default()),
     }
 }
 

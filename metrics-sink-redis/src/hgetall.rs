@@ -94,15 +94,17 @@ impl HgetallConn {
             replies: Replies::new(),
             out: Vec::with_capacity(BUFFER),
         };
-        let left = opts.connect_timeout.saturating_sub(start.elapsed());
-        if left.is_zero() {
-            return Err(fail(timed_out(
-                "connecting took longer than connect_timeout",
-            )));
-        }
-        conn.set_timeouts(left).map_err(fail)?;
+        // AUTH and SELECT wait at most what is left of connect_timeout, together.
+        let within_connect_timeout = |conn: &HgetallConn| {
+            let left = opts.connect_timeout.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                return Err(timed_out("connecting took longer than connect_timeout"));
+            }
+            conn.set_timeouts(left)
+        };
         let info = &info.redis;
         if let Some(password) = &info.password {
+            within_connect_timeout(&conn).map_err(fail)?;
             match conn.authenticate(info.username.as_deref(), password) {
                 Err(AuthFailure::WrongArity) if info.username.is_some() => {
                     // A Redis older than 6 knows `AUTH password` only; redis-rs retries so too.
@@ -113,6 +115,7 @@ impl HgetallConn {
             .map_err(|e| fail(e.into()))?;
         }
         if info.db != 0 {
+            within_connect_timeout(&conn).map_err(fail)?;
             conn.select(info.db).map_err(fail)?;
         }
         conn.set_timeouts(opts.io_timeout).map_err(fail)?;
@@ -141,7 +144,8 @@ impl HgetallConn {
         self.out.clear();
         sent.map_err(AuthFailure::Other)?;
         let src = &mut &self.stream;
-        match self.replies.head(src).map_err(AuthFailure::Other)? {
+        let other = |e: Broken| AuthFailure::Other(e.into());
+        match self.replies.head(src).map_err(other)? {
             Head::Simple(line) if self.replies.buf[line.clone()] == *b"OK" => Ok(()),
             Head::Error(line) => {
                 let text = &self.replies.buf[line];
@@ -154,10 +158,8 @@ impl HgetallConn {
                     ))))
                 }
             }
-            other => {
-                self.replies
-                    .skip_rest_of(other, src)
-                    .map_err(AuthFailure::Other)?;
+            head => {
+                self.replies.skip_rest_of(head, src).map_err(other)?;
                 Err(AuthFailure::Other(RedisError::from((
                     redis::ErrorKind::ResponseError,
                     "Redis server refused to authenticate, returns Ok() != Value::Okay",
@@ -182,7 +184,7 @@ impl HgetallConn {
                 String::from_utf8_lossy(&self.replies.buf[line.start + 1..line.end - 2])
                     .into_owned(),
             ))),
-            other => self.replies.skip_rest_of(other, src),
+            other => Ok(self.replies.skip_rest_of(other, src)?),
         }
     }
 
@@ -234,7 +236,11 @@ impl HgetallConn {
         let (mut refused, mut undecodable) = (None, None);
         let src = &mut &self.stream;
         for name in names {
-            match self.replies.hgetall(src, name, opts).map_err(broken)? {
+            let reply = self
+                .replies
+                .hgetall(src, name, opts)
+                .map_err(|e| broken(e.into()))?;
+            match reply {
                 Reply::Hash(m) => out.push(m),
                 Reply::Refused(e) => {
                     refused.get_or_insert(e);
@@ -465,13 +471,53 @@ struct Replies {
     end: usize,
 }
 
-/// A broken stream: an I/O error, or bytes that are not RESP2.
-fn invalid(what: &'static str) -> RedisError {
-    RedisError::from((
-        redis::ErrorKind::ParseError,
-        "invalid RESP reply",
-        what.to_owned(),
-    ))
+/// Why the stream of replies cannot be read on (the connection must be dropped). Small, unlike
+/// a [`RedisError`], which it becomes only when it happens.
+#[derive(Debug)]
+enum Broken {
+    /// Reading failed or timed out, or the server closed the connection.
+    Io(io::Error),
+    /// The bytes are not RESP2.
+    Invalid(&'static str),
+}
+
+impl From<io::Error> for Broken {
+    fn from(e: io::Error) -> Broken {
+        Broken::Io(e)
+    }
+}
+
+impl From<Broken> for RedisError {
+    /// As redis-rs reports the same: an I/O error inside, or a parse error.
+    fn from(b: Broken) -> RedisError {
+        match b {
+            Broken::Io(e) => e.into(),
+            Broken::Invalid(what) => RedisError::from((
+                redis::ErrorKind::ParseError,
+                "invalid RESP reply",
+                what.to_owned(),
+            )),
+        }
+    }
+}
+
+/// A bulk string that lies whole at the start of `b`: where its bytes start, and how many.
+/// (Lengths of up to 9 digits: longer ones take [`Replies::head`].)
+#[inline]
+fn bulk_in(b: &[u8]) -> Option<(usize, usize)> {
+    let rest = b.strip_prefix(b"$")?;
+    let digits = rest
+        .iter()
+        .take(9)
+        .take_while(|d| d.is_ascii_digit())
+        .count();
+    let len = rest[..digits]
+        .iter()
+        .fold(0usize, |n, &d| n * 10 + usize::from(d - b'0'));
+    let at = 1 + digits + 2;
+    let whole =
+        digits > 0 && b.get(at - 2..at)? == b"\r\n" && b.get(at + len..at + len + 2)? == b"\r\n";
+    whole.then_some((at, len))
 }
 
 impl Replies {
@@ -493,7 +539,7 @@ impl Replies {
     /// Reads until at least `n` unread bytes are in the buffer (moving them to its start, and
     /// growing it if they do not fit).
     #[cold]
-    fn fill(&mut self, src: &mut impl Read, n: usize) -> Result<(), RedisError> {
+    fn fill(&mut self, src: &mut impl Read, n: usize) -> Result<(), Broken> {
         self.buf.copy_within(self.pos..self.end, 0);
         self.end -= self.pos;
         self.pos = 0;
@@ -519,7 +565,7 @@ impl Replies {
 
     /// The next header.
     #[inline]
-    fn head(&mut self, src: &mut impl Read) -> Result<Head, RedisError> {
+    fn head(&mut self, src: &mut impl Read) -> Result<Head, Broken> {
         loop {
             match parse_head(&self.buf[self.pos..self.end]) {
                 Parsed::Head(mut head, used) => {
@@ -533,7 +579,7 @@ impl Replies {
                     let have = self.end - self.pos;
                     self.fill(src, have + 1)?;
                 }
-                Parsed::Invalid(what) => return Err(invalid(what)),
+                Parsed::Invalid(what) => return Err(Broken::Invalid(what)),
             }
         }
     }
@@ -541,20 +587,36 @@ impl Replies {
     /// The `n` bytes of a bulk string whose header was read: where they lie in the buffer
     /// (until the next read).
     #[inline]
-    fn payload(&mut self, src: &mut impl Read, n: usize) -> Result<Range<usize>, RedisError> {
+    fn payload(&mut self, src: &mut impl Read, n: usize) -> Result<Range<usize>, Broken> {
         if self.end - self.pos < n + 2 {
             self.fill(src, n + 2)?;
         }
         let at = self.pos;
         if &self.buf[at + n..at + n + 2] != b"\r\n" {
-            return Err(invalid("a bulk string not ended by CRLF"));
+            return Err(Broken::Invalid("a bulk string not ended by CRLF"));
         }
         self.pos += n + 2;
         Ok(at..at + n)
     }
 
+    /// The next bulk string, where it lies in the buffer (until the next read); or the header
+    /// of what came instead.
+    #[inline]
+    fn bulk(&mut self, src: &mut impl Read) -> Result<Result<Range<usize>, Head>, Broken> {
+        // Most often the whole `$<len>\r\n<bytes>\r\n` is in the buffer already.
+        if let Some((at, len)) = bulk_in(&self.buf[self.pos..self.end]) {
+            let start = self.pos + at;
+            self.pos = start + len + 2;
+            return Ok(Ok(start..start + len));
+        }
+        match self.head(src)? {
+            Head::Bulk(n) if n >= 0 => Ok(Ok(self.payload(src, n as usize)?)),
+            head => Ok(Err(head)),
+        }
+    }
+
     /// Reads past what is left of a reply that started with `head`.
-    fn skip_rest_of(&mut self, head: Head, src: &mut impl Read) -> Result<(), RedisError> {
+    fn skip_rest_of(&mut self, head: Head, src: &mut impl Read) -> Result<(), Broken> {
         let mut left: u64 = 0;
         let mut head = head;
         loop {
@@ -580,7 +642,7 @@ impl Replies {
         src: &mut impl Read,
         name: &str,
         opts: &RedisOptions,
-    ) -> Result<Reply, RedisError> {
+    ) -> Result<Reply, Broken> {
         let key = HashKey { opts, name };
         let bad = |what: String| Reply::Undecodable(Error::new(ErrorKind::Decode, what));
         let n = match self.head(src)? {
@@ -591,7 +653,7 @@ impl Replies {
                     .and_then(|v| v.extract_error())
                 {
                     Err(e) => e,
-                    Ok(_) => invalid("an error reply that is not one"),
+                    Ok(_) => Broken::Invalid("an error reply that is not one").into(),
                 };
                 return Ok(Reply::Refused(map_error(e, READING)));
             }
@@ -608,13 +670,10 @@ impl Replies {
             }
         };
         let mut m = Snapshot::new(name);
-        // A field is copied aside (a few bytes): reading its value may move the buffer.
-        let mut field = [0u8; 64];
-        let mut long_field = Vec::new();
         for left in (0..n).rev() {
-            let f = match self.head(src)? {
-                Head::Bulk(len) if len >= 0 => self.payload(src, len as usize)?,
-                head => {
+            let f = match self.bulk(src)? {
+                Ok(f) => f,
+                Err(head) => {
                     let what = head.what();
                     self.skip_rest_of(head, src)?;
                     self.skip_rest_of(Head::Array(2 * left + 1), src)?;
@@ -623,27 +682,29 @@ impl Replies {
                     )));
                 }
             };
-            let f: &[u8] = if f.len() <= field.len() {
-                field[..f.len()].copy_from_slice(&self.buf[f.clone()]);
-                &field[..f.len()]
+            let added = if let Some((at, len)) = bulk_in(&self.buf[self.pos..self.end]) {
+                // The value is whole in the buffer too (most often): both are read in place.
+                let v = self.pos + at..self.pos + at + len;
+                self.pos = v.end + 2;
+                add_field(&mut m, key, &self.buf[f], &self.buf[v])
             } else {
-                long_field.clear();
-                long_field.extend_from_slice(&self.buf[f]);
-                &long_field
+                // Reading the value moves the buffer: the field is copied aside first.
+                let f = self.buf[f].to_vec();
+                let v = match self.bulk(src)? {
+                    Ok(v) => v,
+                    Err(head) => {
+                        let what = head.what();
+                        self.skip_rest_of(head, src)?;
+                        self.skip_rest_of(Head::Array(2 * left), src)?;
+                        return Ok(bad(format!(
+                            "{key} answered HGETALL with {what} for the value of field {}",
+                            String::from_utf8_lossy(&f)
+                        )));
+                    }
+                };
+                add_field(&mut m, key, &f, &self.buf[v])
             };
-            let v = match self.head(src)? {
-                Head::Bulk(len) if len >= 0 => self.payload(src, len as usize)?,
-                head => {
-                    let what = head.what();
-                    self.skip_rest_of(head, src)?;
-                    self.skip_rest_of(Head::Array(2 * left), src)?;
-                    return Ok(bad(format!(
-                        "{key} answered HGETALL with {what} for the value of field {}",
-                        String::from_utf8_lossy(f)
-                    )));
-                }
-            };
-            if let Err(e) = add_field(&mut m, key, f, &self.buf[v]) {
+            if let Err(e) = added {
                 self.skip_rest_of(Head::Array(2 * left), src)?;
                 return Ok(Reply::Undecodable(e));
             }
@@ -687,7 +748,7 @@ mod tests {
     }
 
     /// Decodes `bytes` as replies for `names`, `step` bytes a read.
-    fn decode_all(bytes: &[u8], names: &[&str], step: usize) -> Vec<Result<Reply, RedisError>> {
+    fn decode_all(bytes: &[u8], names: &[&str], step: usize) -> Vec<Result<Reply, Broken>> {
         let mut src = Trickle { bytes, step };
         let mut r = Replies::new();
         let opts = RedisOptions::default();
@@ -699,20 +760,20 @@ mod tests {
         out
     }
 
-    fn snapshot(r: &Result<Reply, RedisError>) -> Option<&Snapshot> {
+    fn snapshot(r: &Result<Reply, Broken>) -> Option<&Snapshot> {
         match r {
             Ok(Reply::Hash(m)) => m.as_ref(),
             Ok(Reply::Refused(e) | Reply::Undecodable(e)) => panic!("{e}"),
-            Err(e) => panic!("{e}"),
+            Err(e) => panic!("{e:?}"),
         }
     }
 
-    fn error(r: &Result<Reply, RedisError>) -> (bool, &Error) {
+    fn error(r: &Result<Reply, Broken>) -> (bool, &Error) {
         match r {
             Ok(Reply::Refused(e)) => (true, e),
             Ok(Reply::Undecodable(e)) => (false, e),
             Ok(Reply::Hash(m)) => panic!("decoded: {m:?}"),
-            Err(e) => panic!("{e}"),
+            Err(e) => panic!("{e:?}"),
         }
     }
 
@@ -892,6 +953,7 @@ mod tests {
                 step: 3,
             };
             let e = Replies::new().hgetall(&mut src, "f", &opts).err().unwrap();
+            let e = RedisError::from(e);
             assert!(e.is_io_error(), "{end}: {e}");
             assert_eq!(map_error(e, READING).kind(), ErrorKind::Unavailable);
         }
@@ -901,6 +963,7 @@ mod tests {
                 step: 64,
             };
             let e = Replies::new().hgetall(&mut src, "f", &opts).err().unwrap();
+            let e = RedisError::from(e);
             assert_eq!(e.kind(), redis::ErrorKind::ParseError, "{bad:?}");
         }
     }

@@ -255,6 +255,16 @@ fn a_wrongly_typed_key_is_schema_and_the_connection_stays_in_step() {
     assert!(e.to_string().contains("app:metrics:bad"), "{e}");
 }
 
+/// Waits until `server` serves nobody (a `DEBUG SLEEP` runs): a new connection's set-up times out.
+fn wait_until_asleep(server: &RedisServer) {
+    let client = redis::Client::open(server.url()).unwrap();
+    support::wait_until("the server to sleep", Duration::from_secs(10), || {
+        client
+            .get_connection_with_timeout(Duration::from_millis(100))
+            .is_err()
+    });
+}
+
 #[test]
 fn a_server_killed_mid_read_is_unavailable_then_read_again_after_restart() {
     let mut server = RedisServer::start_with_args(&["--enable-debug-command", "yes"]);
@@ -263,23 +273,24 @@ fn a_server_killed_mid_read_is_unavailable_then_read_again_after_restart() {
     let mut reader = RedisReader::connect(&server.url(), opts).unwrap();
     let before = reader.get_many(&names).unwrap();
     let mut sleeper = server.client();
-    let t = Instant::now();
-    let e = std::thread::scope(|s| {
+    let (e, took) = std::thread::scope(|s| {
         // The server sleeps (it serves nobody), the reader waits for its replies, and the
         // server is killed under it.
         s.spawn(move || {
             let _ = redis::cmd("DEBUG")
-                .arg(&["SLEEP", "5"][..])
+                .arg(&["SLEEP", "10"][..])
                 .query::<()>(&mut sleeper);
         });
-        std::thread::sleep(Duration::from_millis(300));
+        wait_until_asleep(&server);
+        let t = Instant::now();
         let read = s.spawn(|| reader.get_many(&names));
         std::thread::sleep(Duration::from_millis(300));
         server.stop();
-        read.join().unwrap().unwrap_err()
+        (read.join().unwrap().unwrap_err(), t.elapsed())
     });
     assert_eq!(e.kind(), ErrorKind::Unavailable, "{e:?}");
-    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+    // Woken by the kill, not by the end of the sleep or io_timeout (10 s).
+    assert!(took < Duration::from_secs(5), "{took:?}");
     // Down: nothing to connect to.
     let e = reader.get_many(&names).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unavailable, "{e:?}");
@@ -298,19 +309,15 @@ fn a_server_that_stops_answering_is_a_timeout_and_its_late_replies_are_never_rea
     let mut sleeper = server.client();
     let sleeping = std::thread::spawn(move || {
         let _: () = redis::cmd("DEBUG")
-            .arg(&["SLEEP", "1.5"][..])
+            .arg(&["SLEEP", "3"][..])
             .query(&mut sleeper)
             .unwrap();
     });
-    std::thread::sleep(Duration::from_millis(200));
+    wait_until_asleep(&server);
     let t = Instant::now();
     let e = reader.get_many(&names[..2]).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Timeout, "{e:?}");
-    assert!(
-        t.elapsed() < Duration::from_millis(1_200),
-        "{:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     sleeping.join().unwrap();
     // A new connection: the replies to the timed-out reads (2 names) are not taken for these.
     assert_eq!(reader.get_many(&names).unwrap(), before);

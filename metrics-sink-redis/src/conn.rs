@@ -185,6 +185,11 @@ impl Conn {
         Ok(())
     }
 
+    /// The address and credentials the client connects with (the URL's).
+    pub(crate) fn connection_info(&self) -> &redis::ConnectionInfo {
+        self.client.get_connection_info()
+    }
+
     /// The router, layout and options, on a Redis Cluster.
     pub(crate) fn cluster(&mut self) -> Option<(&mut Router, &Layout, &RedisOptions)> {
         let (layout, opts) = (&self.layout, &self.opts);

@@ -83,6 +83,7 @@
 mod cluster;
 mod codec;
 mod conn;
+mod hgetall;
 mod layout;
 mod options;
 mod queue;

@@ -94,6 +94,9 @@ fn a_cluster_takes_flushes_over_its_shards_and_gives_them_back_whole() {
     let f = reader.get("c::f").unwrap().expect("c::f");
     assert_eq!((f.calls, f.errors), (3_000, 600));
     assert_eq!(f.histogram().count(), 3_000);
+    // get_many sums the shards too (a cluster keeps the shard path, not one plain connection).
+    let names = ["c::f", "c::g"].map(String::from);
+    assert_eq!(reader.get_many(&names).unwrap(), [Some(f), None]);
 
     // Claimed shard by shard, every entry once.
     let mut queue = RedisQueue::connect(&urls[4], RedisOptions::default()).unwrap();

@@ -99,6 +99,9 @@ fn sink_reader_and_queue_work_over_tls_only() {
     let got = reader.get("app::over_tls").unwrap().expect("aggregates");
     assert_eq!((got.calls, got.errors), (25, 1));
     assert_eq!(reader.functions().unwrap(), ["app::over_tls"]);
+    // get_many keeps the TLS connection (its plain TCP one is for redis:// only).
+    let names = ["app::over_tls", "app::missing"].map(String::from);
+    assert_eq!(reader.get_many(&names).unwrap(), [Some(got), None]);
 
     let mut queue = RedisQueue::connect(&url, tls_options(&server)).expect("queue over TLS");
     assert_eq!(queue.pending_len().unwrap(), 25);

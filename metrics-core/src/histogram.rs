@@ -209,6 +209,20 @@ impl Histogram {
         self.counts.iter().map(|&(i, c)| (usize::from(i), c))
     }
 
+    /// Gives back the memory grown past its buckets (for one kept a long time).
+    ///
+    /// ```
+    /// let mut h = fnmetrics::Histogram::new();
+    /// for i in 0..20 {
+    ///     h.add_to_bucket(i, 1);
+    /// }
+    /// h.shrink_to_fit();
+    /// assert_eq!(h.count(), 20);
+    /// ```
+    pub fn shrink_to_fit(&mut self) {
+        self.counts.shrink_to_fit();
+    }
+
     /// What this histogram gained over `before`, bucket by bucket; a bucket that went down
     /// was reset and counts from zero again.
     pub(crate) fn delta_since(&self, before: &Histogram) -> Histogram {

@@ -336,7 +336,10 @@ impl Evaluator {
         for mut snap in reading.fleet {
             let i = self.intern(&snap.name);
             snap.name = String::new();
-            if !self.quantiles {
+            if self.quantiles {
+                // Kept a window long: no room to spare.
+                snap.histogram_mut().shrink_to_fit();
+            } else {
                 *snap.histogram_mut() = Histogram::new();
             }
             let f = &mut self.functions[i];

@@ -163,7 +163,8 @@ impl RedisReader {
     /// names it touched (`fnmetrics:changes`, a sorted set), so a reader that keeps up with a
     /// large fleet reads only what moved: [`get_many`](Self::get_many) of these names, not of
     /// every function. A name can come back once more than needed (it changed while it was
-    /// being read), never less.
+    /// being read), never less. A log begun anew (a Redis that lost its data) is read whole
+    /// again.
     ///
     /// # Errors
     /// [`Decode`] if a stored name is not UTF-8 or a version is not a number; connection and
@@ -191,17 +192,37 @@ impl RedisReader {
                 .conn
                 .layout()
                 .internal(&self.conn.opts, shard, "changes");
+            let counter = self
+                .conn
+                .layout()
+                .internal(&self.conn.opts, shard, "version");
             let after = cursor.versions[usize::from(shard)];
-            let found: Vec<(Vec<u8>, String)> =
+            // With the version now: one lower than the cursor's is a log begun anew (a Redis
+            // that lost its data, a replica promoted before it had the last flushes), read
+            // whole again.
+            let (now, found): (Option<u64>, Vec<(Vec<u8>, String)>) =
                 self.conn
                     .run_on(shard, "cannot read the changed functions from Redis", |c| {
-                        redis::cmd("ZRANGEBYSCORE")
-                            .arg(&key)
-                            .arg(format!("({after}"))
-                            .arg("+inf")
-                            .arg("WITHSCORES")
-                            .query(c)
+                        let range = |after: u64| {
+                            let mut cmd = redis::cmd("ZRANGEBYSCORE");
+                            cmd.arg(&key)
+                                .arg(format!("({after}"))
+                                .arg("+inf")
+                                .arg("WITHSCORES");
+                            cmd
+                        };
+                        let (now, found): (Option<u64>, Vec<(Vec<u8>, String)>) = redis::pipe()
+                            .get(&counter)
+                            .add_command(range(after))
+                            .query(c)?;
+                        if now.unwrap_or(0) < after {
+                            return Ok((now, range(0).query(c)?));
+                        }
+                        Ok((now, found))
                     })?;
+            if now.unwrap_or(0) < after {
+                cursor.versions[usize::from(shard)] = 0;
+            }
             for (name, version) in found {
                 let version: u64 = version.parse().map_err(|e| {
                     Error::with_source(

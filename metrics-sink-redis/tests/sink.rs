@@ -208,6 +208,11 @@ fn the_change_log_names_what_each_flush_touched_once() {
     // A new cursor sees every function; a forgotten one leaves the log.
     assert_eq!(reader.forget(&[NAMES[2].to_owned()]).unwrap(), 1);
     assert_eq!(reader.changed(&mut ChangeCursor::default()).unwrap(), two);
+    // The data lost (its version back to 1): the old cursor reads the new log whole.
+    let _: () = redis::cmd("FLUSHALL").query(&mut server.client()).unwrap();
+    sink.write(&one(9, NAMES[2])).unwrap();
+    assert_eq!(reader.changed(&mut cursor).unwrap(), [NAMES[2]]);
+    assert!(reader.changed(&mut cursor).unwrap().is_empty());
 }
 
 #[test]

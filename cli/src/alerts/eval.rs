@@ -145,6 +145,8 @@ pub(crate) struct Evaluator {
     full: Vec<bool>,
     /// Per rule, whether the last step saw a whole window.
     was_whole: Vec<bool>,
+    /// Per rule, functions its restored alerts are about that its glob does not match.
+    orphans: Vec<Vec<usize>>,
     /// Per rule, its window's index in `memo` and its metric's among the window's.
     group: Vec<(usize, usize)>,
 }
@@ -242,6 +244,7 @@ impl Evaluator {
             pending: vec![BTreeSet::new(); n],
             full: vec![true; n],
             was_whole: vec![false; n],
+            orphans: vec![Vec::new(); n],
             group,
         }
     }
@@ -296,6 +299,11 @@ impl Evaluator {
                 Some(f) => {
                     let i = self.intern(&f);
                     self.phases[r][i] = phase;
+                    // Fired under another glob (the rules changed): resolved at the first step
+                    // that judges the rule.
+                    if !self.is_member[r][i] {
+                        self.orphans[r].push(i);
+                    }
                 }
             }
         }
@@ -396,6 +404,12 @@ impl Evaluator {
             }
             if !deltas {
                 continue;
+            }
+            for i in std::mem::take(&mut self.orphans[r]) {
+                if let Some(Phase::Firing { since, value }) = self.phases[r][i].take() {
+                    let key = (rule.name.clone(), Some(self.functions[i].name.clone()));
+                    out.push(Transition::Resolved { key, value, since });
+                }
             }
             let (w, k) = self.group[r];
             let memo = &self.memo[w];
@@ -1171,5 +1185,21 @@ mod tests {
         let mut f = fleet("app::f", 100, 0);
         f.extend(fleet("app::g", 100, 0));
         f
+    }
+
+    #[test]
+    fn an_alert_restored_for_a_function_its_rule_no_longer_matches_resolves() {
+        let mut e = Evaluator::new(rules(
+            "[[rule]]\nname = \"errs\"\nfunctions = \"app::*\"\nwhen = \"errors > 0\"\n\
+             window = \"5s\"\nseverity = \"page\"",
+        ));
+        e.restore([(key("errs", "old::f"), 2.0, at(0))]);
+        assert!(e.step(reading(10, fleet("old::f", 10, 3))).is_empty());
+        let out = e.step(reading(11, fleet("old::f", 10, 3)));
+        assert!(
+            matches!(&out[..], [Transition::Resolved { key: k, .. }] if *k == key("errs", "old::f")),
+            "{out:?}"
+        );
+        assert!(e.firing().is_empty());
     }
 }

@@ -55,6 +55,11 @@ pub(crate) fn checked_rules(path: &Path) -> CliResult<Rules> {
 /// Evaluates `rules` every `a.interval` until `stop` (see `alerts run`); deliveries under way
 /// when it stops are waited for.
 pub(crate) fn evaluate_until(s: &Servers, rules: Rules, a: Every, stop: &Stop) -> CliResult<u8> {
+    // Posts again no more often than evaluations (a zero delay would end alerts at once).
+    let a = Every {
+        resend: a.resend.max(a.interval),
+        ..a
+    };
     let redis_url = s.redis_url()?;
     let pg_url = s.postgres_url()?.to_owned();
     let mut fleet = Fleet::connect(redis_url, s.redis_options())

@@ -65,12 +65,18 @@ struct Evaluator {
 }
 
 impl Evaluator {
-    /// Starts one and returns once it says it has its first reading (what happens from then on
-    /// is seen).
-    fn start(rules: &std::path::Path, redis: &RedisServer, pg: &PostgresServer) -> Evaluator {
+    /// Starts one (with `extra` arguments) and returns once it says it has its first reading
+    /// (what happens from then on is seen).
+    fn start(
+        rules: &std::path::Path,
+        redis: &RedisServer,
+        pg: &PostgresServer,
+        extra: &[&str],
+    ) -> Evaluator {
         let mut child = fnmetrics()
             .args(["alerts", "run", "--interval", "100ms", "--rules"])
             .arg(rules)
+            .args(extra)
             .args(["--redis", &redis.url(), "--postgres", &pg.url()])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -192,7 +198,7 @@ fn a_restart_sends_no_duplicate_to_slack_email_or_alertmanager() {
         .replace("SMTP_PORT", &smtp.port().to_string())
         .replace("ALERTMANAGER", &am.url());
     std::fs::write(&rules, text).unwrap();
-    let first = Evaluator::start(&rules, &redis, &pg);
+    let first = Evaluator::start(&rules, &redis, &pg, &[]);
 
     // Healthy calls, then a burst: it fires at every receiver.
     record(&redis, None, || {
@@ -212,7 +218,7 @@ fn a_restart_sends_no_duplicate_to_slack_email_or_alertmanager() {
     // alert firing for a second of its readings (ten intervals), the calls before its first
     // reading unknown to it. A bounded observation: what is asserted is that it lasts.
     let (first_lines, first_stderr) = first.stop();
-    let second = Evaluator::start(&rules, &redis, &pg);
+    let second = Evaluator::start(&rules, &redis, &pg, &[]);
     let restarted = Instant::now();
     while restarted.elapsed() < Duration::from_secs(1) {
         assert_eq!(
@@ -345,27 +351,7 @@ fn alertmanager_is_told_again_while_an_alert_fires() {
         ),
     )
     .unwrap();
-    let mut child = fnmetrics()
-        .args([
-            "alerts",
-            "run",
-            "--interval",
-            "100ms",
-            "--resend-delay",
-            "1s",
-        ])
-        .arg("--rules")
-        .arg(&rules)
-        .args(["--redis", &redis.url(), "--postgres", &pg.url()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("alerts run starts");
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut first = String::new();
-    err.read_line(&mut first).unwrap();
-    assert!(first.contains("evaluating 1 rules"), "{first}");
-    std::thread::spawn(move || for _ in err.lines().map_while(Result::ok) {});
+    let evaluator = Evaluator::start(&rules, &redis, &pg, &["--resend-delay", "1s"]);
 
     record(&redis, None, || {
         let _ = refund();
@@ -388,6 +374,5 @@ fn alertmanager_is_told_again_while_an_alert_fires() {
     wait_until("a post that moves its end on", WAIT, || {
         ends().is_some_and(|e| e > end)
     });
-    kill(child.id(), "TERM");
-    assert!(wait_exit(&mut child, WAIT).success());
+    evaluator.stop();
 }

@@ -135,8 +135,6 @@ pub(crate) fn evaluate_until(s: &Servers, rules: Rules, a: Every, stop: &Stop) -
                         dead_letters: o.dead_letters.held,
                     },
                 };
-                let mut resolved: HashMap<String, Vec<(Option<String>, f64, SystemTime)>> =
-                    HashMap::new();
                 let (at, lag) = (reading.at, reading.health.drain_lag);
                 let transitions = ev.step(reading);
                 if !started {
@@ -178,26 +176,22 @@ pub(crate) fn evaluate_until(s: &Servers, rules: Rules, a: Every, stop: &Stop) -
                 } else {
                     state::silenced(&mut pg).map_err(pg_err("cannot read the silences"))?
                 };
-                for t in transitions {
-                    if let Transition::Resolved { key, value, since } = t {
-                        if mine.contains(&key) && !silenced.contains(&key.0) {
-                            resolved
-                                .entry(key.0)
-                                .or_default()
-                                .push((key.1, value, since));
-                        }
+                let mut resolved = by_rule(transitions.into_iter().filter_map(|t| match t {
+                    Transition::Resolved { key, value, since }
+                        if mine.contains(&key) && !silenced.contains(&key.0) =>
+                    {
+                        Some((key.0, key.1, value, since))
                     }
-                }
+                    _ => None,
+                }));
                 // One notification a rule: what fires and is due (new, repeated, or held back
                 // by a silence that ended), then what resolved.
-                let mut due: HashMap<String, Vec<_>> = HashMap::new();
-                for d in state::claim_due(&mut pg, &names, a.repeat)
-                    .map_err(pg_err("cannot claim notifications"))?
-                {
-                    due.entry(d.rule)
-                        .or_default()
-                        .push((d.function, d.value, d.started_at));
-                }
+                let mut due = by_rule(
+                    state::claim_due(&mut pg, &names, a.repeat)
+                        .map_err(pg_err("cannot claim notifications"))?
+                        .into_iter()
+                        .map(stored_row),
+                );
                 for rule in &ev.rules().rules {
                     if let Some(alerts) = due.remove(&rule.name) {
                         sender.notify(Status::Firing, rule, alerts, a.resend)?;
@@ -210,15 +204,12 @@ pub(crate) fn evaluate_until(s: &Servers, rules: Rules, a: Every, stop: &Stop) -
                 // `resend` (by every evaluator: Alertmanager takes each alert once).
                 if alertmanager && resent.elapsed() >= a.resend {
                     resent = Instant::now();
-                    let mut alive: HashMap<String, Vec<_>> = HashMap::new();
-                    for f in state::notified_firing(&mut pg)
-                        .map_err(pg_err("cannot read the firing alerts"))?
-                    {
-                        alive
-                            .entry(f.rule)
-                            .or_default()
-                            .push((f.function, f.value, f.started_at));
-                    }
+                    let mut alive = by_rule(
+                        state::notified_firing(&mut pg)
+                            .map_err(pg_err("cannot read the firing alerts"))?
+                            .into_iter()
+                            .map(stored_row),
+                    );
                     for rule in &ev.rules().rules {
                         if let Some(alerts) = alive.remove(&rule.name) {
                             sender.keep_alive(rule, alerts, a.resend);
@@ -233,6 +224,25 @@ pub(crate) fn evaluate_until(s: &Servers, rules: Rules, a: Every, stop: &Stop) -
             return Ok(0);
         }
     }
+}
+
+/// An alert in a notification: its function, value and since when.
+type Row = (Option<String>, f64, SystemTime);
+
+/// `(rule, function, value, since)` rows grouped by rule, each group in the rows' order.
+fn by_rule(
+    rows: impl IntoIterator<Item = (String, Option<String>, f64, SystemTime)>,
+) -> HashMap<String, Vec<Row>> {
+    let mut out: HashMap<String, Vec<Row>> = HashMap::new();
+    for (rule, function, value, since) in rows {
+        out.entry(rule).or_default().push((function, value, since));
+    }
+    out
+}
+
+/// A stored alert as a `by_rule` row.
+fn stored_row(a: state::Stored) -> (String, Option<String>, f64, SystemTime) {
+    (a.rule, a.function, a.value, a.started_at)
 }
 
 /// Fills `ev`'s windows from PostgreSQL, back from its first reading at `at`: per function
@@ -312,7 +322,7 @@ impl Sender {
         &mut self,
         status: Status,
         rule: &Rule,
-        alerts: Vec<(Option<String>, f64, SystemTime)>,
+        alerts: Vec<Row>,
         resend: Duration,
     ) -> CliResult<()> {
         let json_alerts: Vec<Value> = alerts
@@ -332,12 +342,7 @@ impl Sender {
 
     /// Posts firing `alerts` of `rule` again to the Alertmanager targets, so that they stay
     /// active there.
-    fn keep_alive(
-        &mut self,
-        rule: &Rule,
-        alerts: Vec<(Option<String>, f64, SystemTime)>,
-        resend: Duration,
-    ) {
+    fn keep_alive(&mut self, rule: &Rule, alerts: Vec<Row>, resend: Duration) {
         let n = notification(Status::Firing, rule, alerts, resend);
         self.send(&n, |t| matches!(t, Notify::Alertmanager { .. }));
     }
@@ -375,12 +380,7 @@ impl Drop for Sender {
 
 /// The notification of `alerts` of `rule`; a firing one ends, for Alertmanager, after four
 /// `resend` delays unless posted again.
-fn notification(
-    status: Status,
-    rule: &Rule,
-    alerts: Vec<(Option<String>, f64, SystemTime)>,
-    resend: Duration,
-) -> Notification {
+fn notification(status: Status, rule: &Rule, alerts: Vec<Row>, resend: Duration) -> Notification {
     Notification {
         status,
         rule: rule.name.clone(),

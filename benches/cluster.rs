@@ -95,16 +95,20 @@ fn stage2(cluster: &RedisCluster, pg: &PostgresServer, table: &str, lanes: usize
     for b in &work {
         sink.write(b).expect("fill");
     }
-    let mut d = Drainer::connect(
-        &cluster.url(),
-        RedisOptions::default(),
-        &pg.url(),
-        PostgresOptions::default().with_table(table),
-    )
-    .expect("drainer")
-    .lanes(lanes)
-    .batch_size(10_000)
-    .maintain_every(None);
+    let mut d = fnmetrics::redis::RedisQueue::new(&cluster.url(), RedisOptions::default())
+        .and_then(|q| {
+            Drainer::connect(
+                q,
+                fnmetrics::postgres::PostgresSink::new(
+                    &pg.url(),
+                    PostgresOptions::default().with_table(table),
+                )?,
+            )
+        })
+        .expect("drainer")
+        .lanes(lanes)
+        .claim_size(10_000)
+        .maintain_every(None);
     let t = Instant::now();
     let moved = d.drain_all().expect("drain").moved;
     assert_eq!(moved as usize, STAGE2);

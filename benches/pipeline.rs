@@ -312,9 +312,15 @@ fn drain_rate(
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let mut drainer = Drainer::connect(&redis.url(), RedisOptions::default(), &pg.url(), options)
+    let mut drainer = fnmetrics::redis::RedisQueue::new(&redis.url(), RedisOptions::default())
+        .and_then(|q| {
+            Drainer::connect(
+                q,
+                fnmetrics::postgres::PostgresSink::new(&pg.url(), options)?,
+            )
+        })
         .expect("connect drainer")
-        .batch_size(50_000)
+        .claim_size(50_000)
         .writers(writers)
         .maintain_every(None);
     let t = Instant::now();

@@ -557,14 +557,12 @@ impl FlusherBuilder {
     #[cfg(all(feature = "redis", feature = "postgres"))]
     fn drainer(&self, t: &Targets) -> Result<Box<dyn Drain>, Error> {
         let drainer = crate::Drainer::new(
-            t.redis()?,
-            t.redis_options(),
-            t.postgres()?,
-            t.postgres_options(),
-        )?;
+            fnmetrics_sink_redis::RedisQueue::new(t.redis()?, t.redis_options())?,
+            fnmetrics_sink_postgres::PostgresSink::new(t.postgres()?, t.postgres_options())?,
+        );
         Ok(Box::new(
             drainer
-                .batch_size(self.drain_batch)
+                .claim_size(self.drain_batch)
                 .lease(self.lease)
                 .writers(self.drain_writers),
         ))

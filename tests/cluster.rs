@@ -71,9 +71,15 @@ fn every_call_lands_once_across_shards_drainers_and_a_failover() {
         .map(|url| {
             let (stop, pg) = (stop.clone(), postgres.url());
             std::thread::spawn(move || {
-                let mut d = Drainer::new(&url, RedisOptions::default(), &pg, Default::default())
+                let mut d = fnmetrics::redis::RedisQueue::new(&url, RedisOptions::default())
+                    .and_then(|q| {
+                        Ok(Drainer::new(
+                            q,
+                            fnmetrics::postgres::PostgresSink::new(&pg, Default::default())?,
+                        ))
+                    })
                     .unwrap()
-                    .batch_size(700)
+                    .claim_size(700)
                     .lease(Duration::from_secs(5))
                     .maintain_every(None);
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -167,16 +173,21 @@ fn lanes_drain_the_shards_in_parallel_every_entry_once() {
         })
         .unwrap();
     }
-    let mut drainer = Drainer::connect(
-        &cluster.urls()[1],
-        RedisOptions::default(),
-        &postgres.url(),
-        PostgresOptions::default(),
-    )
-    .unwrap()
-    .lanes(3)
-    .batch_size(1_000)
-    .maintain_every(None);
+    let mut drainer =
+        fnmetrics::redis::RedisQueue::new(&cluster.urls()[1], RedisOptions::default())
+            .and_then(|q| {
+                Drainer::connect(
+                    q,
+                    fnmetrics::postgres::PostgresSink::new(
+                        &postgres.url(),
+                        PostgresOptions::default(),
+                    )?,
+                )
+            })
+            .unwrap()
+            .lanes(3)
+            .claim_size(1_000)
+            .maintain_every(None);
     let done = drainer.drain_all().unwrap();
     assert_eq!(done.moved, 20_000);
     assert_eq!(pg_count(&postgres, "cluster::lanes"), 20_000);
@@ -305,14 +316,18 @@ fn several_processes_flush_and_drain_through_different_nodes() {
     for mut c in children {
         assert!(c.wait().unwrap().success(), "a producer failed");
     }
-    let mut d = Drainer::connect(
-        &urls[1],
-        RedisOptions::default(),
-        &postgres.url(),
-        PostgresOptions::default(),
-    )
-    .unwrap()
-    .maintain_every(None);
+    let mut d = fnmetrics::redis::RedisQueue::new(&urls[1], RedisOptions::default())
+        .and_then(|q| {
+            Drainer::connect(
+                q,
+                fnmetrics::postgres::PostgresSink::new(
+                    &postgres.url(),
+                    PostgresOptions::default(),
+                )?,
+            )
+        })
+        .unwrap()
+        .maintain_every(None);
     wait_until("every call in PostgreSQL", WAIT, || {
         let _ = d.drain_all();
         pg_count(&postgres, "cluster::produced") == 3 * PRODUCED

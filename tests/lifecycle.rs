@@ -45,13 +45,17 @@ fn claims(redis: &RedisServer) -> u64 {
 /// A dedicated drainer with the default lease (60 s): anything stranded in a claim would wait
 /// that long, so the time bounds below fail if a claim is not handed back.
 fn drainer(redis: &RedisServer, postgres: &PostgresServer) -> Drainer {
-    Drainer::connect(
-        &redis.url(),
-        RedisOptions::default(),
-        &postgres.url(),
-        PostgresOptions::default(),
-    )
-    .unwrap()
+    fnmetrics::redis::RedisQueue::new(&redis.url(), RedisOptions::default())
+        .and_then(|q| {
+            Drainer::connect(
+                q,
+                fnmetrics::postgres::PostgresSink::new(
+                    &postgres.url(),
+                    PostgresOptions::default(),
+                )?,
+            )
+        })
+        .unwrap()
 }
 
 #[derive(Debug)]
@@ -633,12 +637,16 @@ fn a_redis_cluster_node_is_named_at_start() {
         said.lock().iter().any(|e| e.contains("Redis Cluster"))
     });
     drop(flusher);
-    let e = Drainer::connect(
+    let e = fnmetrics::redis::RedisQueue::new(
         &node.url(),
         RedisOptions::default().with_cluster(fnmetrics::redis::ClusterMode::Standalone),
-        &postgres.url(),
-        PostgresOptions::default(),
     )
+    .and_then(|q| {
+        Drainer::connect(
+            q,
+            fnmetrics::postgres::PostgresSink::new(&postgres.url(), PostgresOptions::default())?,
+        )
+    })
     .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidConfig, "{e}");
     assert!(e.to_string().contains("Redis Cluster"), "{e}");

@@ -73,13 +73,17 @@ fn pg(postgres: &PostgresServer) -> PostgresSink {
 }
 
 fn drainer(redis: &RedisServer, postgres: &PostgresServer) -> Drainer {
-    Drainer::connect(
-        &redis.url(),
-        RedisOptions::default(),
-        &postgres.url(),
-        PostgresOptions::default(),
-    )
-    .unwrap()
+    fnmetrics::redis::RedisQueue::new(&redis.url(), RedisOptions::default())
+        .and_then(|q| {
+            Drainer::connect(
+                q,
+                fnmetrics::postgres::PostgresSink::new(
+                    &postgres.url(),
+                    PostgresOptions::default(),
+                )?,
+            )
+        })
+        .unwrap()
 }
 
 fn queue(redis: &RedisServer) -> RedisQueue {
@@ -372,7 +376,7 @@ fn drainers_killed_between_claim_and_commit_or_commit_and_ack_lose_and_double_no
         "both claims still held"
     );
 
-    let mut drainer = drainer(&redis, &postgres).batch_size(1_000);
+    let mut drainer = drainer(&redis, &postgres).claim_size(1_000);
     // The unclaimed batch moves at once; the two dead drainers' claims once their leases expire.
     wait_until("every claim to be saved", WAIT, || {
         drainer.drain_all().unwrap();
@@ -555,7 +559,7 @@ fn two_processes_flushing_and_draining_save_every_call_once() {
         })
         .collect();
     // Meanwhile a dedicated drainer in this process competes for the same batches.
-    let mut drainer = drainer(&redis, &postgres).batch_size(700);
+    let mut drainer = drainer(&redis, &postgres).claim_size(700);
     let mut children = children;
     while children.iter_mut().any(|c| c.try_wait().unwrap().is_none()) {
         drainer.drain_once().unwrap();

@@ -35,14 +35,18 @@ fn pg_count(postgres: &PostgresServer, name: &str) -> u64 {
 
 /// Drains with a dedicated drainer until Redis holds nothing for stage 2.
 fn drain_everything(redis: &RedisServer, postgres: &PostgresServer) {
-    let mut drainer = Drainer::connect(
-        &redis.url(),
-        RedisOptions::default(),
-        &postgres.url(),
-        PostgresOptions::default(),
-    )
-    .unwrap()
-    .lease(Duration::from_secs(2));
+    let mut drainer = fnmetrics::redis::RedisQueue::new(&redis.url(), RedisOptions::default())
+        .and_then(|q| {
+            Drainer::connect(
+                q,
+                fnmetrics::postgres::PostgresSink::new(
+                    &postgres.url(),
+                    PostgresOptions::default(),
+                )?,
+            )
+        })
+        .unwrap()
+        .lease(Duration::from_secs(2));
     let mut queue = RedisQueue::connect(&redis.url(), RedisOptions::default()).unwrap();
     wait_until("Redis to hold nothing for stage 2", WAIT, || {
         let _ = drainer.drain_all();
@@ -346,17 +350,18 @@ fn a_slow_drainer_racing_the_drainer_that_took_its_claim_over_lands_every_entry_
         .unwrap();
 
     let drainer = |lease: Duration| {
-        Drainer::connect(
-            &redis.url(),
-            RedisOptions::default(),
-            &postgres.url(),
-            options(),
-        )
-        .unwrap()
-        .batch_size(10_000)
-        .lease(lease)
-        // Only the two drainers' sessions may wait on the lock: this test counts them.
-        .maintain_every(None)
+        fnmetrics::redis::RedisQueue::new(&redis.url(), RedisOptions::default())
+            .and_then(|q| {
+                Drainer::connect(
+                    q,
+                    fnmetrics::postgres::PostgresSink::new(&postgres.url(), options())?,
+                )
+            })
+            .unwrap()
+            .claim_size(10_000)
+            .lease(lease)
+            // Only the two drainers' sessions may wait on the lock: this test counts them.
+            .maintain_every(None)
     };
     let mut slow = drainer(Duration::from_millis(300));
     let mut taker = drainer(Duration::from_secs(60));
@@ -463,16 +468,17 @@ fn a_claim_written_in_parts_lands_every_entry_once_whatever_part_fails() {
     let redis = RedisServer::start();
     let postgres = PostgresServer::start();
     let options = PostgresOptions::default().with_lock_timeout(Duration::from_millis(300));
-    let mut drainer = Drainer::connect(
-        &redis.url(),
-        RedisOptions::default(),
-        &postgres.url(),
-        options,
-    )
-    .unwrap()
-    .batch_size(100_000)
-    .writers(2)
-    .maintain_every(None);
+    let mut drainer = fnmetrics::redis::RedisQueue::new(&redis.url(), RedisOptions::default())
+        .and_then(|q| {
+            Drainer::connect(
+                q,
+                fnmetrics::postgres::PostgresSink::new(&postgres.url(), options)?,
+            )
+        })
+        .unwrap()
+        .claim_size(100_000)
+        .writers(2)
+        .maintain_every(None);
     let mut client = postgres.client();
     client
         .batch_execute("ALTER TABLE metrics ADD CONSTRAINT fast CHECK (execution_time < 0.02)")
@@ -624,15 +630,16 @@ fn a_second_connection_that_cannot_be_had_slows_the_drain_but_loses_nothing() {
         )
         .unwrap();
     let url = format!("postgres://drainer@127.0.0.1:{}/fnmetrics", postgres.port());
-    let mut drainer = Drainer::connect(
-        &redis.url(),
-        RedisOptions::default(),
-        &url,
-        PostgresOptions::default(),
-    )
-    .unwrap()
-    .writers(2)
-    .maintain_every(None);
+    let mut drainer = fnmetrics::redis::RedisQueue::new(&redis.url(), RedisOptions::default())
+        .and_then(|q| {
+            Drainer::connect(
+                q,
+                fnmetrics::postgres::PostgresSink::new(&url, PostgresOptions::default())?,
+            )
+        })
+        .unwrap()
+        .writers(2)
+        .maintain_every(None);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()

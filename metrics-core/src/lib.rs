@@ -21,6 +21,7 @@
 //! ```
 
 mod clock;
+mod drain;
 mod error;
 mod flusher;
 mod histogram;
@@ -33,6 +34,7 @@ mod site;
 mod slot;
 mod snapshot;
 
+pub use drain::{Acked, BatchStore, ClaimQueue, Claimed, Drainer, RefusedRow, Written};
 pub use error::{Error, ErrorKind};
 pub use flusher::{ErrorHandler, FlushStats, Flusher, FlusherConfig, Health, StageHealth};
 pub use histogram::{bucket_index, bucket_low, bucket_width, Histogram, BUCKETS};

@@ -240,6 +240,31 @@ pub struct DrainOutcome {
     pub taken_over: u64,
 }
 
+impl std::ops::AddAssign for DrainOutcome {
+    fn add_assign(&mut self, o: DrainOutcome) {
+        self.moved += o.moved;
+        self.dead_lettered += o.dead_lettered;
+        self.dead_letters_evicted += o.dead_letters_evicted;
+        self.taken_over += o.taken_over;
+    }
+}
+
+/// The sum of two outcomes, field by field.
+///
+/// ```
+/// use fnmetrics::sink::DrainOutcome;
+/// let a = DrainOutcome { moved: 2, ..Default::default() };
+/// let b = DrainOutcome { moved: 3, taken_over: 1, ..Default::default() };
+/// assert_eq!(a + b, DrainOutcome { moved: 5, taken_over: 1, ..Default::default() });
+/// ```
+impl std::ops::Add for DrainOutcome {
+    type Output = DrainOutcome;
+    fn add(mut self, o: DrainOutcome) -> DrainOutcome {
+        self += o;
+        self
+    }
+}
+
 impl DrainOutcome {
     /// Whether nothing was there to move.
     ///

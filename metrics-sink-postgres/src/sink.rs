@@ -949,3 +949,70 @@ fn copy_entries(
 fn to_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
+
+/// Stage 2's store: [`PostgresSink::write_batch`] (a row refused for good comes back with
+/// `SQLSTATE: message (detail)` as its reason), [`PostgresSink::another`],
+/// [`PostgresSink::ensure_connected`] (connects and migrates), [`PostgresSink::canceller`] and
+/// [`PostgresSink::maintain`] (partitions made and dropped, said in a `log` record).
+impl fnmetrics_core::BatchStore for PostgresSink {
+    fn write(&mut self, entries: &[EntryRecord]) -> Result<fnmetrics_core::Written, Error> {
+        let outcome = self.write_batch(entries)?;
+        Ok(fnmetrics_core::Written {
+            inserted: outcome.inserted,
+            refused: outcome
+                .rejected
+                .iter()
+                .map(|r| fnmetrics_core::RefusedRow {
+                    index: r.index,
+                    reason: r.to_string(),
+                })
+                .collect(),
+        })
+    }
+
+    fn another(&self) -> PostgresSink {
+        PostgresSink::another(self)
+    }
+
+    fn connect(&mut self) -> Result<(), Error> {
+        self.ensure_connected()
+    }
+
+    fn canceller(&self) -> Option<fnmetrics_core::Canceller> {
+        Some(PostgresSink::canceller(self))
+    }
+
+    fn maintain(&mut self) -> Result<(), Error> {
+        let m = PostgresSink::maintain(self)?;
+        if !m.dropped.is_empty() || m.created > 0 {
+            log::info!(
+                target: "fnmetrics",
+                "PostgreSQL maintenance: {} partitions made, {} dropped",
+                m.created,
+                m.dropped.len()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// `SQLSTATE: message (detail)`, as a dead letter's reason.
+///
+/// ```
+/// # use fnmetrics::postgres::RejectedRow;
+/// # fn show(r: &RejectedRow) {
+/// eprintln!("refused: {r}");
+/// # }
+/// ```
+impl fmt::Display for RejectedRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(code) = &self.sqlstate {
+            write!(f, "{code}: ")?;
+        }
+        f.write_str(&self.reason)?;
+        if let Some(d) = &self.detail {
+            write!(f, " ({d})")?;
+        }
+        Ok(())
+    }
+}

@@ -97,6 +97,6 @@ pub use codec::{
 };
 pub use layout::{key_slot, SLOTS};
 pub use options::{ClusterMode, RedisOptions};
-pub use queue::{Acked, Claim, DeadLetterCounts, QueueOverview, RedisQueue};
+pub use queue::{Claim, DeadLetterCounts, QueueOverview, RedisQueue};
 pub use reader::{ChangeCursor, RedisReader};
 pub use sink::{RedisSink, WriteOutcome};

@@ -3,7 +3,7 @@
 use crate::codec::{decode_element, DeadLetter, DeadLetterKind, Undecodable};
 use crate::conn::{evalsha, Conn};
 use crate::options::RedisOptions;
-use fnmetrics_core::{EntryRecord, Error, ErrorKind};
+use fnmetrics_core::{Acked, ClaimQueue, Claimed, EntryRecord, Error, ErrorKind, RefusedRow};
 use redis::Script;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -424,10 +424,10 @@ impl RedisQueue {
             &ACK,
             &cmd,
         )?;
-        Ok(Acked {
-            removed: evicted >= 0,
-            dead_letters_evicted: u64::try_from(evicted).unwrap_or(0),
-        })
+        Ok(Acked::new(
+            evicted >= 0,
+            u64::try_from(evicted).unwrap_or(0),
+        ))
     }
 
     /// Hands a claim back, atomically: its elements return to the head of the entry list, in
@@ -761,20 +761,61 @@ impl RedisQueue {
     }
 }
 
-/// What [`RedisQueue::ack_with`] did.
-///
-/// ```
-/// let a = fnmetrics::redis::Acked::default();
-/// assert!(!a.removed && a.dead_letters_evicted == 0);
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Acked {
-    /// This call removed the claim (and set its dead letters aside); `false` if it was already
-    /// gone, acknowledged by a drainer that took it over.
-    pub removed: bool,
-    /// Older dead letters evicted because the list was full.
-    pub dead_letters_evicted: u64,
+impl Claimed for Claim {
+    fn entries(&self) -> &[EntryRecord] {
+        &self.entries
+    }
+
+    fn undecodable(&self) -> usize {
+        self.undecodable.len()
+    }
+}
+
+/// Stage 2's queue: [`RedisQueue::claim`], [`RedisQueue::ack_with`] (the refused rows set aside
+/// as [`DeadLetterKind::Rejected`] dead letters, beside what could not be decoded) and
+/// [`RedisQueue::release`]. A lane starts its claims at another shard.
+impl ClaimQueue for RedisQueue {
+    type Claim = Claim;
+
+    fn claim(&mut self, max: usize, lease: Duration) -> Result<Option<Claim>, Error> {
+        RedisQueue::claim(self, max, lease)
+    }
+
+    fn ack(&mut self, claim: &Claim, refused: &[RefusedRow]) -> Result<Acked, Error> {
+        let mut dead = claim.dead_letters();
+        dead.extend(refused.iter().filter_map(|r| {
+            let entry = claim.entries.get(r.index)?;
+            Some(DeadLetter::new(
+                DeadLetterKind::Rejected,
+                r.reason.clone(),
+                entry.encode(),
+            ))
+        }));
+        self.ack_with(claim, &dead)
+    }
+
+    fn release(&mut self, claim: &Claim) -> Result<bool, Error> {
+        RedisQueue::release(self, claim)
+    }
+
+    fn lane(&self, lane: usize, lanes: usize) -> RedisQueue {
+        // Lanes are made before the first connection, so the layout may not be known yet: the
+        // shard count wanted (or the default), for the starting point only (claims go round).
+        let shards = match self.conn.shards() {
+            1 => self
+                .conn
+                .opts
+                .shards
+                .unwrap_or(crate::shards::DEFAULT_SHARDS),
+            n => n,
+        };
+        let first = lane * usize::from(shards) / lanes.max(1);
+        self.another(u16::try_from(first).unwrap_or(0))
+    }
+
+    fn connect(&mut self) -> Result<(), Error> {
+        self.ensure_connected()
+    }
 }
 
 /// A fresh claim id: 128 random bits, in hex.

@@ -5,6 +5,8 @@ use crate::cmd::alerts;
 use crate::error::{CliError, CliResult};
 use crate::redact::redact;
 use crate::stop::Stop;
+use fnmetrics::postgres::PostgresSink;
+use fnmetrics::redis::RedisQueue;
 use fnmetrics::sink::DrainOutcome;
 use fnmetrics::{Drainer, ErrorKind};
 use std::io::{IsTerminal, Write};
@@ -38,17 +40,14 @@ pub(crate) fn run(s: &Servers, a: &DrainArgs) -> CliResult<u8> {
 
 fn drain(s: &Servers, a: &DrainArgs, stop: &Stop) -> CliResult<u8> {
     let (redis_url, postgres_url) = (s.redis_url()?, s.postgres_url()?);
-    let mut drainer = Drainer::connect(
-        redis_url,
-        s.redis_options(),
-        postgres_url,
-        s.postgres_options()?,
-    )
-    .map_err(|e| connect_error(redis_url, postgres_url, e))?
-    .batch_size(usize::try_from(a.batch).unwrap_or(usize::MAX))
-    .lease(a.lease)
-    .writers(usize::try_from(a.writers).unwrap_or(1))
-    .lanes(usize::try_from(a.lanes).unwrap_or(1));
+    let postgres_options = s.postgres_options()?;
+    let mut drainer = RedisQueue::new(redis_url, s.redis_options())
+        .and_then(|q| Drainer::connect(q, PostgresSink::new(postgres_url, postgres_options)?))
+        .map_err(|e| connect_error(redis_url, postgres_url, e))?
+        .claim_size(usize::try_from(a.batch).unwrap_or(usize::MAX))
+        .lease(a.lease)
+        .writers(usize::try_from(a.writers).unwrap_or(1))
+        .lanes(usize::try_from(a.lanes).unwrap_or(1));
 
     let mut progress = Progress::new();
     let mut backoff = Duration::from_millis(100);

@@ -80,7 +80,8 @@ pub(crate) enum Command {
     Report(ReportArgs),
     /// A live view of the fleet from the Redis aggregates: calls/s, errors/s, p50, p99.
     Top(TopArgs),
-    /// Pipeline health from Redis: entries waiting, claims held, dead letters, drain lag.
+    /// Pipeline health from Redis: entries waiting, claims held, dead letters, drain lag,
+    /// aggregate hashes that do not decode.
     Status(StatusArgs),
     /// List, re-queue or purge the entries stage 2 set aside.
     #[command(subcommand)]

@@ -3,8 +3,8 @@
 
 use crate::args::Servers;
 use crate::error::{CliError, CliResult};
-use crate::redact::redact;
 use fnmetrics::postgres::{PostgresOptions, PostgresReader, PostgresSink};
+use fnmetrics::redact_url;
 use fnmetrics::redis::{RedisOptions, RedisQueue, RedisReader};
 use fnmetrics::ErrorKind;
 use postgres::config::SslMode;
@@ -139,7 +139,7 @@ fn is_io(e: &(dyn std::error::Error + 'static)) -> bool {
 
 /// `cannot connect to Redis at URL`, or `cannot read .. (Redis at URL)`, the URL redacted.
 fn named(what: &str, server: &str, url: &str) -> String {
-    let url = redact(url);
+    let url = redact_url(url);
     match what.strip_suffix(server) {
         Some(_) => format!("{what} at {url}"),
         None => format!("{what} ({server} at {url})"),
@@ -189,7 +189,7 @@ fn postgres_session(s: &Servers, read_only: bool) -> CliResult<postgres::Client>
     let url = s.postgres_url()?;
     let mut config: postgres::Config = url.parse().map_err(|e| {
         CliError::caused(
-            format!("cannot parse the PostgreSQL URL {}", redact(url)),
+            format!("cannot parse the PostgreSQL URL {}", redact_url(url)),
             e,
         )
         .hint("write it as postgres://USER[:PASSWORD]@HOST:PORT/DATABASE")

@@ -11,7 +11,6 @@ mod duration;
 mod error;
 mod glob;
 mod output;
-mod redact;
 mod stop;
 mod svg;
 

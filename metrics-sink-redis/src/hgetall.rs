@@ -16,7 +16,7 @@
 
 use crate::conn::map_error;
 use crate::options::RedisOptions;
-use crate::reader::add_field;
+use crate::reader::{add_field, Skipped};
 use fnmetrics_core::{Error, ErrorKind, Snapshot};
 use redis::RedisError;
 use std::io::{self, Read, Write};
@@ -59,8 +59,8 @@ impl std::fmt::Debug for HgetallConn {
 /// Why a read failed, and whether the connection is still usable.
 #[derive(Debug)]
 pub(crate) enum ReadError {
-    /// The server answered (an error reply, or a reply that does not decode), and every reply
-    /// was read: the connection is in step.
+    /// The server answered with an error reply, and every reply was read: the connection is in
+    /// step.
     Answered(Error),
     /// I/O failed, timed out or the server sent something that is not RESP: the connection must
     /// be dropped, a late reply could be read for the next command.
@@ -193,21 +193,22 @@ impl HgetallConn {
         Ok(())
     }
 
-    /// The snapshots of `names`, in order (`None`: no hash), `HGETALL`s sent [`PIPELINE`] at a
-    /// time, the keys named as [`RedisOptions::aggregate_hash`] names them.
+    /// The snapshots of `names`, in order (`None`: no hash, or one that does not decode, which
+    /// goes to `skipped`), `HGETALL`s sent [`PIPELINE`] at a time, the keys named as
+    /// [`RedisOptions::aggregate_hash`] names them.
     ///
-    /// In each round trip the first error reply wins, then the first reply that does not
-    /// decode, as through redis-rs: there the pipeline failed on an error reply before any
-    /// reply was decoded.
+    /// In each round trip the first error reply wins, as through redis-rs, where the pipeline
+    /// failed on an error reply.
     pub(crate) fn get_many(
         &mut self,
         opts: &RedisOptions,
         names: &[String],
+        skipped: &mut Skipped,
     ) -> Result<Vec<Option<Snapshot>>, ReadError> {
         let mut out = Vec::with_capacity(names.len());
         let read = names
             .chunks(PIPELINE)
-            .try_for_each(|chunk| self.round_trip(opts, chunk, &mut out));
+            .try_for_each(|chunk| self.round_trip(opts, chunk, &mut out, skipped));
         self.replies.shrink();
         read.map(|()| out)
     }
@@ -217,6 +218,7 @@ impl HgetallConn {
         opts: &RedisOptions,
         names: &[String],
         out: &mut Vec<Option<Snapshot>>,
+        skipped: &mut Skipped,
     ) -> Result<(), ReadError> {
         let broken = |e: RedisError| ReadError::Broken(map_error(e, READING));
         self.out.clear();
@@ -233,7 +235,7 @@ impl HgetallConn {
             );
         }
         self.send().map_err(broken)?;
-        let (mut refused, mut undecodable) = (None, None);
+        let mut refused = None;
         let src = &mut &self.stream;
         for name in names {
             let reply = self
@@ -246,11 +248,12 @@ impl HgetallConn {
                     refused.get_or_insert(e);
                 }
                 Reply::Undecodable(e) => {
-                    undecodable.get_or_insert(e);
+                    skipped.skip(&HashKey { opts, name }.to_string(), &e);
+                    out.push(None);
                 }
             }
         }
-        match refused.or(undecodable) {
+        match refused {
             Some(e) => Err(ReadError::Answered(e)),
             None => Ok(()),
         }

@@ -4,6 +4,7 @@ use crate::conn::Conn;
 use crate::hgetall::{HgetallConn, ReadError, PIPELINE};
 use crate::options::RedisOptions;
 use fnmetrics_core::{Error, ErrorKind, Snapshot};
+use std::collections::HashSet;
 
 /// Reads the aggregates every process flushed to Redis: fleet-wide totals per function.
 ///
@@ -24,6 +25,8 @@ pub struct RedisReader {
     /// A connection of its own for [`get_many`](Self::get_many) on a single Redis at a
     /// `redis://` address (made on first use, dropped on an I/O error or a timeout).
     hgetall: Option<HgetallConn>,
+    /// The hashes [`get_many`](Self::get_many) skipped because they do not decode.
+    skipped: Skipped,
 }
 
 impl RedisReader {
@@ -41,6 +44,7 @@ impl RedisReader {
         Ok(RedisReader {
             conn: Conn::connect(url, options, &[])?,
             hgetall: None,
+            skipped: Skipped::default(),
         })
     }
 
@@ -48,8 +52,10 @@ impl RedisReader {
     /// or `None` if no process flushed any.
     ///
     /// # Errors
-    /// [`Decode`] if a field is not a non-negative integer, [`Schema`] if the key is not a hash;
-    /// connection and server errors as [`RedisSink::write_batch`](crate::RedisSink::write_batch).
+    /// [`Decode`] if a field is not a non-negative integer (the hash asked for does not decode:
+    /// [`get_many`](Self::get_many) skips such a hash instead), [`Schema`] if the key is not a
+    /// hash; connection and server errors as
+    /// [`RedisSink::write_batch`](crate::RedisSink::write_batch).
     ///
     /// [`Decode`]: fnmetrics_core::ErrorKind::Decode
     /// [`Schema`]: fnmetrics_core::ErrorKind::Schema
@@ -66,7 +72,8 @@ impl RedisReader {
         self.conn.ensure().map_err(Error::unsent)?;
         if let Some((router, layout, opts)) = self.conn.cluster() {
             let names = [name.to_owned()];
-            return Ok(crate::shards::get_many(router, layout, opts, &names)?
+            let fail = |_: &str, e: Error| Err(e);
+            return Ok(crate::shards::get_many(router, layout, opts, &names, fail)?
                 .pop()
                 .flatten());
         }
@@ -82,8 +89,17 @@ impl RedisReader {
     /// trip, so reading every function of a large fleet takes a few round trips, not one a
     /// function.
     ///
+    /// A hash that does not decode (a field that is not a non-negative integer, left by a
+    /// foreign or buggy writer) does not hide the others: it comes back as `None`, is counted in
+    /// [`skipped`](Self::skipped), and is named in a warning (`log`, target `fnmetrics`) the
+    /// first time this reader skips it. On a Redis Cluster, a function with one such share is
+    /// skipped whole: the sum of the other shards would be short.
+    ///
     /// # Errors
-    /// As [`get`](Self::get).
+    /// [`Schema`] if a key is not a hash; connection and server errors as
+    /// [`RedisSink::write_batch`](crate::RedisSink::write_batch).
+    ///
+    /// [`Schema`]: fnmetrics_core::ErrorKind::Schema
     ///
     /// ```no_run
     /// # use fnmetrics::redis::{RedisOptions, RedisReader};
@@ -95,7 +111,12 @@ impl RedisReader {
     pub fn get_many(&mut self, names: &[String]) -> Result<Vec<Option<Snapshot>>, Error> {
         self.conn.ensure().map_err(Error::unsent)?;
         if let Some((router, layout, opts)) = self.conn.cluster() {
-            return crate::shards::get_many(router, layout, opts, names);
+            let skipped = &mut self.skipped;
+            let skip = |key: &str, e: Error| {
+                skipped.skip(key, &e);
+                Ok(())
+            };
+            return crate::shards::get_many(router, layout, opts, names, skip);
         }
         if names.is_empty() {
             return Ok(Vec::new());
@@ -121,7 +142,7 @@ impl RedisReader {
                 self.hgetall.insert(c)
             }
         };
-        match conn.get_many(&self.conn.opts, names) {
+        match conn.get_many(&self.conn.opts, names, &mut self.skipped) {
             Ok(out) => Ok(out),
             Err(ReadError::Answered(e)) => Err(e),
             Err(ReadError::Broken(e)) => {
@@ -151,10 +172,38 @@ impl RedisReader {
                 .conn
                 .run("cannot read aggregates from Redis", |c| pipe.query(c))?;
             for ((name, key), fields) in chunk.iter().zip(&keys).zip(&replies) {
-                out.push(decode(name, key, fields)?);
+                out.push(decode(name, key, fields).unwrap_or_else(|e| {
+                    self.skipped.skip(key, &e);
+                    None
+                }));
             }
         }
         Ok(out)
+    }
+
+    /// How many hashes [`get_many`](Self::get_many) skipped because they do not decode, since
+    /// this reader was made: each time it skipped one (a hash read twice counts twice). Read it
+    /// before and after a call to know what that call skipped.
+    ///
+    /// ```
+    /// # let server = fnmetrics_test_support::redis::RedisServer::start();
+    /// # let url = server.url();
+    /// # let mut c = server.client();
+    /// # redis::cmd("HSET").arg("app:metrics:app::good").arg("calls").arg("3").exec(&mut c)?;
+    /// // Another writer left a field that is not a number.
+    /// # redis::cmd("HSET").arg("app:metrics:app::bad").arg("calls").arg("banana").exec(&mut c)?;
+    /// use fnmetrics::redis::{RedisOptions, RedisReader};
+    ///
+    /// let mut reader = RedisReader::connect(&url, RedisOptions::default())?;
+    /// let names = ["app::bad".to_owned(), "app::good".to_owned()];
+    /// let read = reader.get_many(&names)?;
+    /// assert!(read[0].is_none());
+    /// assert_eq!(read[1].as_ref().map(|m| m.calls), Some(3));
+    /// assert_eq!(reader.skipped(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn skipped(&self) -> u64 {
+        self.skipped.count
     }
 
     /// The names of the functions whose aggregates changed since `cursor` (for a new cursor:
@@ -342,6 +391,30 @@ impl RedisReader {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ChangeCursor {
     versions: Vec<u64>,
+}
+
+/// The aggregate hashes a reader skipped because they do not decode.
+#[derive(Debug, Default)]
+pub(crate) struct Skipped {
+    /// Every time one was skipped.
+    count: u64,
+    /// The keys already named in a warning: one warning a key, not one a read.
+    warned: HashSet<String>,
+}
+
+impl Skipped {
+    /// Counts hash `key`, skipped because of `e`; the first time for `key`, says so in the log.
+    pub(crate) fn skip(&mut self, key: &str, e: &Error) {
+        self.count += 1;
+        if !self.warned.contains(key) {
+            self.warned.insert(key.to_owned());
+            log::warn!(
+                target: "fnmetrics",
+                "skipping the aggregates in {key}: they do not decode ({e}); the other \
+                 functions are read on"
+            );
+        }
+    }
 }
 
 /// The snapshot of function `name` from the fields of its hash `key` (`None`: no fields).

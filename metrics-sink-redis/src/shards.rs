@@ -207,13 +207,19 @@ pub(crate) fn functions(
 
 /// The fleet-wide aggregates of each of `names` (`None` where no shard has any): the sum of
 /// every shard's share, each shard read in pipelines of 10 000.
+///
+/// A share that does not decode goes to `undecodable` with its key: an error it returns ends
+/// the read; if it returns `Ok`, the function is skipped whole (`None`: the other shares' sum
+/// would be short).
 pub(crate) fn get_many(
     router: &mut Router,
     layout: &Layout,
     opts: &RedisOptions,
     names: &[String],
+    mut undecodable: impl FnMut(&str, Error) -> Result<(), Error>,
 ) -> Result<Vec<Option<fnmetrics_core::Snapshot>>, Error> {
     let mut out: Vec<Option<fnmetrics_core::Snapshot>> = vec![None; names.len()];
+    let mut skipped = vec![false; names.len()];
     for shard in 0..layout.shards() {
         let slot = key_slot(layout.entries_list(opts, shard).as_bytes());
         for (c, chunk) in names.chunks(10_000).enumerate() {
@@ -234,13 +240,23 @@ pub(crate) fn get_many(
             )?;
             for (i, (key, reply)) in keys.iter().zip(&replies).enumerate() {
                 let at = c * 10_000 + i;
-                if let Some(part) = crate::reader::decode(&names[at], key, reply)? {
-                    match &mut out[at] {
+                match crate::reader::decode(&names[at], key, reply) {
+                    Ok(Some(part)) => match &mut out[at] {
                         Some(sum) => sum.merge(&part),
                         none => *none = Some(part),
+                    },
+                    Ok(None) => {}
+                    Err(e) => {
+                        undecodable(key, e)?;
+                        skipped[at] = true;
                     }
                 }
             }
+        }
+    }
+    for (m, skipped) in out.iter_mut().zip(skipped) {
+        if skipped {
+            *m = None;
         }
     }
     Ok(out)
@@ -345,7 +361,7 @@ mod tests {
         // The fleet read sums the shards' shares.
         assert_eq!(functions(&mut router, &layout, &opts).unwrap(), ["app::f"]);
         let names = ["app::f".to_owned(), "app::none".to_owned()];
-        let all = get_many(&mut router, &layout, &opts, &names).unwrap();
+        let all = get_many(&mut router, &layout, &opts, &names, |_, e| Err(e)).unwrap();
         let f = all[0].as_ref().expect("app::f");
         assert_eq!((f.calls, f.errors), (50, 13));
         assert_eq!(f.histogram().count(), 50);

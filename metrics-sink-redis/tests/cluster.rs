@@ -178,3 +178,50 @@ fn what_a_cluster_cannot_take_is_refused_naming_the_cluster() {
         "shards",
     );
 }
+
+/// A regression test: one shard's share of a function's aggregates that does not decode (a
+/// field that is not a number) failed the fleet read whole.
+#[test]
+fn a_share_that_does_not_decode_skips_its_function_and_the_others_are_read() {
+    let mut cluster = RedisCluster::start(3, 0);
+    let url = cluster.url();
+    let mut sink = RedisSink::connect(&url, RedisOptions::default()).unwrap();
+    let mut ids = IdGen::with_instance(9);
+    for seq in 0..20 {
+        sink.write(&flush(&mut ids, seq, "c::good", 2)).unwrap();
+        sink.write(&flush(&mut ids, 100 + seq, "c::bad", 2))
+            .unwrap();
+    }
+    // Another writer spoils one share of c::bad.
+    let share = cluster
+        .masters()
+        .iter()
+        .find_map(|m| {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg("*app:metrics:c::bad")
+                .query(&mut cluster.server(m.port).client())
+                .unwrap();
+            keys.into_iter().next().map(|k| (m.port, k))
+        })
+        .expect("a share of c::bad");
+    let _: () = redis::cmd("HSET")
+        .arg(&share.1)
+        .arg("calls")
+        .arg("banana")
+        .query(&mut cluster.server(share.0).client())
+        .unwrap();
+
+    let mut reader = RedisReader::connect(&url, RedisOptions::default()).unwrap();
+    let names = reader.functions().unwrap();
+    assert_eq!(names, ["c::bad", "c::good"]);
+    let got = reader.get_many(&names).unwrap();
+    assert!(got[0].is_none(), "skipped whole: {:?}", got[0]);
+    let good = got[1].as_ref().expect("c::good");
+    assert_eq!((good.calls, good.errors), (40, 20));
+    assert_eq!(reader.skipped(), 1);
+    // Asked for alone, it is an error that names the share.
+    let e = reader.get("c::bad").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Decode, "{e}");
+    assert!(e.to_string().contains(&share.1), "{e}");
+    assert_eq!(reader.get("c::good").unwrap().as_ref(), Some(good));
+}

@@ -234,11 +234,10 @@ fn a_wrongly_typed_key_is_schema_and_the_connection_stays_in_step() {
     let mut through_redis_rs = RedisReader::connect(&unix, RedisOptions::default()).unwrap();
     let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     for (keys, kind) in [
-        // An error reply wins over a reply before it that does not decode, as through
-        // redis-rs, where the pipeline failed before anything was decoded.
+        // An error reply fails the read, a reply before it that does not decode or not, as
+        // through redis-rs, where the pipeline failed before anything was decoded.
         (names(&["good", "bad", "string", "good"]), ErrorKind::Schema),
         (names(&["list"]), ErrorKind::Schema),
-        (names(&["good", "bad", "missing"]), ErrorKind::Decode),
     ] {
         let e = fast.get_many(&keys).unwrap_err();
         assert_eq!(e.kind(), kind, "{keys:?}: {e}");
@@ -250,9 +249,100 @@ fn a_wrongly_typed_key_is_schema_and_the_connection_stays_in_step() {
         let good = fast.get_many(&names(&["good"])).unwrap();
         assert_eq!(good[0].as_ref().map(|m| m.calls), Some(3));
     }
-    let e = fast.get_many(&names(&["bad"])).unwrap_err();
+    // A hash that does not decode is skipped by get_many (see below), and an error of get.
+    let keys = names(&["good", "bad", "missing"]);
+    let got = fast.get_many(&keys).unwrap();
+    assert_eq!(
+        got.iter().map(|m| m.is_some()).collect::<Vec<_>>(),
+        [true, false, false]
+    );
+    assert_eq!(got, through_redis_rs.get_many(&keys).unwrap());
+    let e = fast.get("bad").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Decode, "{e}");
     assert!(e.to_string().contains("three"), "{e}");
     assert!(e.to_string().contains("app:metrics:bad"), "{e}");
+}
+
+/// The warnings of the `fnmetrics` log target, kept for the tests to read.
+static WARNINGS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+struct KeepWarnings;
+
+impl log::Log for KeepWarnings {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= log::Level::Warn && m.target() == "fnmetrics"
+    }
+
+    fn log(&self, r: &log::Record<'_>) {
+        if self.enabled(r.metadata()) {
+            let mut w = WARNINGS.lock().unwrap_or_else(|e| e.into_inner());
+            w.push(r.args().to_string());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// The warnings so far that hold `text`.
+fn warnings_about(text: &str) -> Vec<String> {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        log::set_logger(&KeepWarnings).expect("no other logger");
+        log::set_max_level(log::LevelFilter::Warn);
+    });
+    let w = WARNINGS.lock().unwrap_or_else(|e| e.into_inner());
+    w.iter().filter(|m| m.contains(text)).cloned().collect()
+}
+
+/// A regression test: one hash with a field that is not a number (a foreign or buggy writer's)
+/// failed `get_many` whole, and with it `fnmetrics top`, every scrape and the alert evaluator.
+#[test]
+fn a_hash_that_does_not_decode_is_skipped_counted_and_named_once_and_the_others_are_read() {
+    let dir = TempDir::new("reader-skip");
+    let (server, unix) = server_with_socket(&dir);
+    let opts = RedisOptions::default().with_key_prefix("skip:");
+    let mut names = flush(&server.url(), &opts, 3, 1);
+    let mut c = server.client();
+    let _: () = c
+        .hset_multiple(
+            "skip:app:metrics:app::bad",
+            &[("calls", "banana"), ("errors", "1")],
+        )
+        .unwrap();
+    names.insert(1, "app::bad".to_owned());
+    let key = "skip:app:metrics:app::bad";
+    assert!(warnings_about(key).is_empty());
+
+    let mut fast = RedisReader::connect(&server.url(), opts.clone()).unwrap();
+    let mut through_redis_rs = RedisReader::connect(&unix, opts).unwrap();
+    assert_eq!((fast.skipped(), through_redis_rs.skipped()), (0, 0));
+    let got = fast.get_many(&names).unwrap();
+    assert_eq!(
+        got.iter().map(|m| m.is_some()).collect::<Vec<_>>(),
+        [true, false, true, true]
+    );
+    assert_eq!(got[0].as_ref().map(|m| m.name.as_str()), Some("app::f0"));
+    let good: Vec<String> = names.iter().filter(|n| *n != "app::bad").cloned().collect();
+    let one: Vec<Option<Snapshot>> = one_by_one(&mut fast, &good);
+    let read_good: Vec<Option<Snapshot>> = got.iter().filter(|m| m.is_some()).cloned().collect();
+    assert_eq!(read_good, one);
+    assert_eq!(fast.skipped(), 1);
+    assert_eq!(got, through_redis_rs.get_many(&names).unwrap());
+    assert_eq!(through_redis_rs.skipped(), 1);
+
+    // Counted each time it is skipped; named once a reader (here two readers).
+    assert_eq!(fast.get_many(&names).unwrap(), got);
+    assert_eq!(through_redis_rs.get_many(&names).unwrap(), got);
+    assert_eq!((fast.skipped(), through_redis_rs.skipped()), (2, 2));
+    let warned = warnings_about(key);
+    assert_eq!(warned.len(), 2, "{warned:#?}");
+    assert!(warned[0].contains("banana"), "{warned:#?}");
+
+    // Asked for alone, it is an error that says why.
+    let e = fast.get("app::bad").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Decode, "{e}");
+    assert!(e.to_string().contains(key), "{e}");
+    assert_eq!(fast.skipped(), 2);
 }
 
 /// Waits until `server` serves nobody (a `DEBUG SLEEP` runs): a new connection's set-up times out.

@@ -243,11 +243,12 @@ fn an_aggregate_that_is_not_ours_is_a_typed_error_not_a_panic_or_a_guess() {
     let many = reader.get_many(&names).unwrap();
     assert_eq!(many[0].as_ref().map(|m| m.calls), Some(3));
     assert!(many[1].is_none());
+    // Among others, a hash that does not decode is skipped (tests/reader.rs).
     let names = ["good", "bad"].map(String::from);
-    assert_eq!(
-        reader.get_many(&names).unwrap_err().kind(),
-        ErrorKind::Decode
-    );
+    let many = reader.get_many(&names).unwrap();
+    assert_eq!(many[0].as_ref().map(|m| m.calls), Some(3));
+    assert!(many[1].is_none());
+    assert_eq!(reader.skipped(), 1);
 }
 
 #[test]

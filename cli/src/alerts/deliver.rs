@@ -12,7 +12,7 @@
 
 use super::rules::Notify;
 use crate::duration::utc;
-use crate::redact::redact;
+use fnmetrics::redact_url;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::error::Error as StdError;
@@ -303,7 +303,7 @@ fn root_certs() -> ureq::tls::RootCerts {
 /// A ureq error, without a URL it may hold (its password would show).
 fn http_reason(e: ureq::Error) -> Reason {
     match e {
-        ureq::Error::BadUri(uri) => Reason::Http(ureq::Error::BadUri(redact(&uri))),
+        ureq::Error::BadUri(uri) => Reason::Http(ureq::Error::BadUri(redact_url(&uri))),
         e => Reason::Http(e),
     }
 }
@@ -312,7 +312,7 @@ fn http_reason(e: ureq::Error) -> Reason {
 fn receiver(to: &Notify) -> String {
     match to {
         Notify::Webhook { url } | Notify::Slack { url } | Notify::Alertmanager { url } => {
-            format!("{} {}", to.kind(), redact(url))
+            format!("{} {}", to.kind(), redact_url(url))
         }
         Notify::Email {
             smtp_host,

@@ -1007,7 +1007,7 @@ fn check_url(errors: &mut Errors<'_>, url: &Spanned<String>) -> Option<String> {
         return Some(u.clone());
     }
     let shown = if u.contains("://") {
-        format!("`{}` is", crate::redact::redact(u))
+        format!("`{}` is", fnmetrics::redact_url(u))
     } else if u.contains('@') {
         // No scheme to tell a password from the rest: say nothing of it.
         "the value is".to_owned()
@@ -1021,26 +1021,24 @@ fn check_url(errors: &mut Errors<'_>, url: &Spanned<String>) -> Option<String> {
     None
 }
 
-/// `message` with the password of every `scheme://user:password@` in it replaced by `***`
-/// (toml's own messages may quote a value).
+/// `message` with every `scheme://..` in it shown as [`fnmetrics::redact_url`] shows it, its
+/// password replaced by `***` (toml's own messages may quote a value). A URL ends at white space
+/// or a quote.
 fn scrub_secrets(message: &str) -> String {
+    let is_scheme = |c: char| c.is_ascii_alphanumeric() || "+-.".contains(c);
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
     while let Some(i) = rest.find("://") {
-        out.push_str(&rest[..i + 3]);
-        rest = &rest[i + 3..];
-        let end = rest
-            .find(|c: char| c.is_whitespace() || "/?#\"'`".contains(c))
-            .unwrap_or(rest.len());
-        let authority = &rest[..end];
-        match (authority.rfind('@'), authority.find(':')) {
-            (Some(at), Some(colon)) if colon < at => {
-                out.push_str(&authority[..colon]);
-                out.push_str(":***");
-                out.push_str(&authority[at..]);
-            }
-            _ => out.push_str(authority),
-        }
+        let start = rest[..i]
+            .char_indices()
+            .rev()
+            .find(|&(_, c)| !is_scheme(c))
+            .map_or(0, |(j, c)| j + c.len_utf8());
+        let end = rest[i..]
+            .find(|c: char| c.is_whitespace() || "\"'`".contains(c))
+            .map_or(rest.len(), |e| i + e);
+        out.push_str(&rest[..start]);
+        out.push_str(&fnmetrics::redact_url(&rest[start..end]));
         rest = &rest[end..];
     }
     out.push_str(rest);
@@ -1227,6 +1225,8 @@ severity = "page"
             scrub_secrets("invalid type: string \"https://u:p@h/x\", expected u16"),
             "invalid type: string \"https://u:***@h/x\", expected u16"
         );
+        let e = scrub_secrets("string `https://u:s3c@r:et@h/x` and redis://:s3c%40ret@h:1/ end");
+        assert_eq!(e, "string `https://u:***@h/x` and redis://:***@h:1/ end");
     }
 
     #[test]

@@ -10,8 +10,8 @@ use crate::conn::{self, raw_postgres_error, redis_error};
 use crate::duration::{human_span, utc};
 use crate::error::{CliError, CliResult};
 use crate::output::print;
-use crate::redact::redact;
 use crate::stop::Stop;
+use fnmetrics::redact_url;
 use fnmetrics::redis::ChangeCursor;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -145,7 +145,7 @@ pub(crate) fn evaluate_until(s: &Servers, rules: Rules, a: Every, stop: &Stop) -
                         "fnmetrics alerts: evaluating {} rules every {} on Redis at {}",
                         names.len(),
                         human_span(a.interval),
-                        redact(redis_url)
+                        redact_url(redis_url)
                     );
                     if let Err(why) = history {
                         eprintln!("fnmetrics alerts: windows start at the first reading: {why}");
@@ -535,7 +535,7 @@ fn rule_line(r: &Rule) -> String {
 fn notify_line(n: &Notify) -> String {
     match n {
         Notify::Webhook { url } | Notify::Slack { url } | Notify::Alertmanager { url } => {
-            format!("notify: {} {}", n.kind(), redact(url))
+            format!("notify: {} {}", n.kind(), redact_url(url))
         }
         Notify::Email {
             smtp_host,

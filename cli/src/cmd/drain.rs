@@ -3,9 +3,9 @@
 use crate::args::{DrainArgs, Servers};
 use crate::cmd::alerts;
 use crate::error::{CliError, CliResult};
-use crate::redact::redact;
 use crate::stop::Stop;
 use fnmetrics::postgres::PostgresSink;
+use fnmetrics::redact_url;
 use fnmetrics::redis::RedisQueue;
 use fnmetrics::sink::DrainOutcome;
 use fnmetrics::{Drainer, ErrorKind};
@@ -103,8 +103,8 @@ fn connect_error(redis_url: &str, postgres_url: &str, e: fnmetrics::Error) -> Cl
         CliError::caused(
             format!(
                 "cannot connect to Redis at {} or PostgreSQL at {}",
-                redact(redis_url),
-                redact(postgres_url)
+                redact_url(redis_url),
+                redact_url(postgres_url)
             ),
             e,
         )

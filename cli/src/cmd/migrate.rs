@@ -4,7 +4,7 @@ use crate::args::{MigrateArgs, Servers};
 use crate::conn::{self, quoted, raw_postgres_error};
 use crate::error::CliResult;
 use crate::output::print;
-use crate::redact::redact;
+use fnmetrics::redact_url;
 
 use fnmetrics::postgres::{Migration, SCHEMA_VERSION};
 
@@ -24,7 +24,7 @@ pub(crate) fn run(s: &Servers, a: &MigrateArgs) -> CliResult<u8> {
         print(&format!(
             "{did}schema current: table `{}` at version {SCHEMA_VERSION} in {}\n",
             options.table(),
-            redact(url)
+            redact_url(url)
         ))?;
         return Ok(0);
     }

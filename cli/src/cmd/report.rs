@@ -7,8 +7,8 @@ use crate::duration::{human_ns, human_span};
 use crate::error::{CliError, CliResult};
 use crate::glob::{self, Glob};
 use crate::output::{csv_field, json, percent, print, Table};
-use crate::redact::redact;
 use fnmetrics::postgres::PostgresReader;
+use fnmetrics::redact_url;
 use serde::Serialize;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -67,7 +67,7 @@ pub(crate) fn functions(
     if !ready {
         return Err(CliError::runtime(format!(
             "no fnmetrics tables in PostgreSQL at {}",
-            redact(url)
+            redact_url(url)
         ))
         .hint("run `fnmetrics migrate` (or `fnmetrics drain`), or check --table"));
     }

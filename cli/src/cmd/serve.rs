@@ -6,8 +6,8 @@ use crate::conn::redis_error;
 use crate::error::{CliError, CliResult};
 use crate::glob::{self, Glob};
 use crate::output::print;
-use crate::redact::redact;
 use crate::stop::Stop;
+use fnmetrics::redact_url;
 use fnmetrics::redis::{ChangeCursor, RedisOptions, RedisReader};
 use fnmetrics::{prometheus, ErrorKind, Snapshot};
 use std::time::Duration;
@@ -46,7 +46,7 @@ pub(crate) fn run(s: &Servers, a: &ServeArgs) -> CliResult<u8> {
     print(&format!(
         "fnmetrics serve: http://{}/metrics, from Redis at {} (Ctrl-C to stop)\n",
         server.local_addr(),
-        redact(&url)
+        redact_url(&url)
     ))?;
     while !stop.sleep(Duration::from_secs(3600)) {}
     drop(server);

@@ -22,6 +22,9 @@ struct Status {
     dead_letters_evicted: u64,
     /// Functions with aggregates in Redis.
     functions: u64,
+    /// Aggregate hashes that do not decode (a field that is not a number, left by a foreign or
+    /// buggy writer): `top`, `serve` and `alerts` skip them and read the other functions.
+    undecodable_hashes: u64,
     /// Age of the oldest entry at the head of the entry list, seconds (`null`: none waiting).
     drain_lag_seconds: Option<f64>,
 }
@@ -33,6 +36,7 @@ pub(crate) fn run(s: &Servers, a: &StatusArgs) -> CliResult<u8> {
         .overview()
         .map_err(|e| conn::redis_error(url, "cannot read the pipeline's state", e))?;
     let oldest_micros = o.oldest_waiting_micros;
+    let undecodable_hashes = undecodable_hashes(s, url)?;
     let st = Status {
         entries_waiting: o.entries_waiting,
         claims_held: o.claims_held,
@@ -40,6 +44,7 @@ pub(crate) fn run(s: &Servers, a: &StatusArgs) -> CliResult<u8> {
         dead_letters: o.dead_letters.held,
         dead_letters_evicted: o.dead_letters.evicted,
         functions: o.functions,
+        undecodable_hashes,
         drain_lag_seconds: o.drain_lag.map(|d| d.as_secs_f64()),
     };
     let text = match a.format {
@@ -58,7 +63,7 @@ pub(crate) fn run(s: &Servers, a: &StatusArgs) -> CliResult<u8> {
                  claims held:      {}{}\n\
                  dead letters:     {}{}\n\
                  drain lag:        {lag}\n\
-                 functions:        {}\n",
+                 functions:        {}{}\n",
                 st.entries_waiting,
                 st.claims_held,
                 if st.claims_expired > 0 {
@@ -73,11 +78,27 @@ pub(crate) fn run(s: &Servers, a: &StatusArgs) -> CliResult<u8> {
                     String::new()
                 },
                 st.functions,
+                match st.undecodable_hashes {
+                    0 => String::new(),
+                    1 => " (1 hash does not decode: skipped by top, serve and alerts)".into(),
+                    n => format!(" ({n} hashes do not decode: skipped by top, serve and alerts)"),
+                },
             )
         }
     };
     print(&text)?;
     Ok(0)
+}
+
+/// How many aggregate hashes do not decode: every function is read once to tell.
+fn undecodable_hashes(s: &Servers, url: &str) -> CliResult<u64> {
+    let mut reader = conn::reader(s)?;
+    let read = |reader: &mut fnmetrics::redis::RedisReader| {
+        let names = reader.functions()?;
+        reader.get_many(&names)
+    };
+    read(&mut reader).map_err(|e| conn::redis_error(url, "cannot read aggregates", e))?;
+    Ok(reader.skipped())
 }
 
 fn lag_text(secs: f64) -> String {

@@ -7,8 +7,8 @@ use crate::duration::{human_ns, human_span, utc};
 use crate::error::CliResult;
 use crate::glob::{self, Glob};
 use crate::output::{percent, print, Table};
-use crate::redact::redact;
 use crate::stop::Stop;
+use fnmetrics::redact_url;
 use fnmetrics::Snapshot;
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -37,7 +37,7 @@ pub(crate) fn run(s: &Servers, a: &TopArgs) -> CliResult<u8> {
             .map_or(0.0, |d| d.as_secs_f64());
         format!(
             "fnmetrics top: Redis at {}, {n} functions, {what}, {} UTC (Ctrl-C to quit)\n\n",
-            redact(url),
+            redact_url(url),
             utc(now)
         )
     };

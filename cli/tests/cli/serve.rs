@@ -155,3 +155,46 @@ fn serve_without_an_address_or_on_a_taken_one_fails_saying_so() {
     let err = text(&out.stderr);
     assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
 }
+
+/// A regression test: one hash that did not decode failed every scrape (and the start).
+#[test]
+fn a_scrape_shows_the_fleet_while_a_hash_does_not_decode() {
+    let redis = RedisServer::start();
+    crate::top::seed_a_good_and_a_bad_hash(&redis);
+    let mut child = fnmetrics()
+        .args([
+            "serve",
+            "--prometheus",
+            "127.0.0.1:0",
+            "--redis",
+            &redis.url(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr: Option<SocketAddr> = first
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .and_then(|a| a.parse().ok());
+    let Some(addr) = addr else {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!("no address in {first:?}: {}", text(&out.stderr));
+    };
+    let (status, _, body) = http_get_full(addr, "/metrics").unwrap();
+    kill(child.id(), "TERM");
+    assert_eq!(wait_exit(&mut child, WAIT).code(), Some(0));
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(r#"fnmetrics_calls_total{function="fleet::good"} 7"#),
+        "{body}"
+    );
+    assert!(!body.contains("fleet::bad"), "{body}");
+    check_metrics(&body).unwrap();
+}

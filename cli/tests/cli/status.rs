@@ -68,3 +68,19 @@ fn status_counts_waiting_entries_claims_and_dead_letters() {
         assert!(table.contains(line), "{table}");
     }
 }
+
+#[test]
+fn status_counts_the_hashes_that_do_not_decode() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    assert_eq!(status(&url)["undecodable_hashes"], 0);
+    crate::top::seed_a_good_and_a_bad_hash(&redis);
+    let s = status(&url);
+    assert_eq!(s["undecodable_hashes"], 1, "{s:#}");
+    assert_eq!(s["functions"], 2, "{s:#}");
+    let table = ok(&["status", "--redis", &url]);
+    assert!(
+        table.contains("functions:        2 (1 hash does not decode: skipped"),
+        "{table}"
+    );
+}

@@ -112,3 +112,38 @@ fn a_large_fleet_is_read_whole_on_two_connections() {
         rows[0]
     );
 }
+
+/// Seeds `redis` with function `fleet::good` (7 calls) and `fleet::bad`, whose hash another
+/// writer spoiled (`calls` is not a number).
+pub(crate) fn seed_a_good_and_a_bad_hash(redis: &RedisServer) {
+    let mut c = redis.client();
+    let () = redis::pipe()
+        .cmd("HSET")
+        .arg("app:metrics:fleet::good")
+        .arg(&["calls", "7", "errors", "1", "b40", "7"])
+        .ignore()
+        .cmd("HSET")
+        .arg("app:metrics:fleet::bad")
+        .arg(&["calls", "banana", "errors", "0"])
+        .ignore()
+        .cmd("SADD")
+        .arg("fnmetrics:functions")
+        .arg(&["fleet::good", "fleet::bad"])
+        .ignore()
+        .query(&mut c)
+        .unwrap();
+}
+
+/// A regression test: one hash that did not decode failed the read of every function.
+#[test]
+fn top_once_shows_the_fleet_while_a_hash_does_not_decode() {
+    let redis = RedisServer::start();
+    seed_a_good_and_a_bad_hash(&redis);
+    let once = ok(&["top", "--once", "--redis", &redis.url()]);
+    let rows: Vec<&str> = once.lines().filter(|l| l.starts_with("fleet::")).collect();
+    assert_eq!(rows.len(), 1, "{once}");
+    assert!(
+        rows[0].starts_with("fleet::good") && rows[0].contains(" 7 "),
+        "{once}"
+    );
+}

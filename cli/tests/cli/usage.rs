@@ -123,3 +123,16 @@ fn an_unreachable_server_exits_1_naming_it_without_the_password() {
     assert!(err.contains("Redis at redis://:***@"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
 }
+
+#[test]
+fn a_quoted_password_with_a_space_in_a_key_value_url_is_never_printed() {
+    let out = run(&[
+        "report",
+        "--postgres",
+        "host=127.0.0.1 port=1 password='Sup3r Secret9' dbname=x",
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("password=***"), "{err}");
+    assert!(!err.contains("Sup3r") && !err.contains("Secret9"), "{err}");
+}

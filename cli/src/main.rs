@@ -10,6 +10,7 @@ mod conn;
 mod duration;
 mod error;
 mod glob;
+mod logger;
 mod output;
 mod stop;
 mod svg;
@@ -19,6 +20,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
+    logger::install();
     match cmd::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

@@ -139,7 +139,13 @@ pub(crate) fn seed_a_good_and_a_bad_hash(redis: &RedisServer) {
 fn top_once_shows_the_fleet_while_a_hash_does_not_decode() {
     let redis = RedisServer::start();
     seed_a_good_and_a_bad_hash(&redis);
-    let once = ok(&["top", "--once", "--redis", &redis.url()]);
+    let out = crate::run(&["top", "--once", "--redis", &redis.url()]);
+    let (once, stderr) = (crate::text(&out.stdout), crate::text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{once}\n{stderr}");
+    // One warning, naming the key.
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("app:metrics:fleet::bad"), "{stderr}");
+    assert!(stderr.starts_with("fnmetrics: warning: "), "{stderr}");
     let rows: Vec<&str> = once.lines().filter(|l| l.starts_with("fleet::")).collect();
     assert_eq!(rows.len(), 1, "{once}");
     assert!(

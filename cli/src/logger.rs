@@ -1,0 +1,33 @@
+//! Warnings of the fnmetrics library on stderr: the library says through `log` what it skips
+//! or gives up on (an aggregate hash that does not decode, a batch it could not hand back), and
+//! a command line has no other logger to show them.
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+
+struct Stderr;
+
+impl Log for Stderr {
+    fn enabled(&self, m: &Metadata<'_>) -> bool {
+        m.level() <= Level::Warn && m.target().starts_with("fnmetrics")
+    }
+
+    fn log(&self, r: &Record<'_>) {
+        if self.enabled(r.metadata()) {
+            let level = if r.level() == Level::Error {
+                "error"
+            } else {
+                "warning"
+            };
+            eprintln!("fnmetrics: {level}: {}", r.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Installs the stderr logger for warnings and errors (once; a second call does nothing).
+pub(crate) fn install() {
+    if log::set_logger(&Stderr).is_ok() {
+        log::set_max_level(LevelFilter::Warn);
+    }
+}

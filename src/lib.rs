@@ -64,6 +64,7 @@ mod flusher;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
 mod secret;
+pub mod testing;
 
 pub use flusher::{Flusher, FlusherBuilder, Mode};
 pub use fnmetrics_core::{

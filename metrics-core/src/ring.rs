@@ -7,7 +7,7 @@ use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 use std::cell::{Cell, UnsafeCell};
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::Arc;
 
 /// Which calls produce a per-call entry when a flusher is running. The aggregates count every
@@ -40,15 +40,18 @@ pub enum EntryMode {
     None,
 }
 
-static MODE: AtomicU8 = AtomicU8::new(MODE_OFF);
-const MODE_OFF: u8 = 0;
-const MODE_ALL: u8 = 1;
-const MODE_ERRORS: u8 = 2;
-const MODE_SLOW: u8 = 3;
-const MODE_SAMPLE: u8 = 4;
-
-/// `ErrorsAndSlow`'s threshold in nanoseconds, or `Sample`'s `n`.
-static MODE_ARG: AtomicU64 = AtomicU64::new(0);
+/// The running flusher's entry mode as the hot path reads it: the mode in the low 8 bits, its
+/// argument (`ErrorsAndSlow`'s threshold in nanoseconds, saturated at 2^56, or `Sample`'s `n`)
+/// above, in one word so that a call never sees a mode with another mode's argument. `All` has
+/// no argument, so the common test is one comparison with `MODE_ALL`.
+static MODE: AtomicU64 = AtomicU64::new(MODE_OFF);
+const MODE_OFF: u64 = 0;
+const MODE_ALL: u64 = 1;
+const MODE_ERRORS: u64 = 2;
+const MODE_SLOW: u64 = 3;
+const MODE_SAMPLE: u64 = 4;
+/// The largest argument the mode word holds.
+const MODE_ARG_MAX: u64 = (1 << 56) - 1;
 
 /// Whether the hot path should push entries at all (a flusher with entries is running).
 #[inline(always)]
@@ -66,17 +69,16 @@ fn set_mode(mode: Option<EntryMode>) {
         Some(EntryMode::Sample(n)) => (MODE_SAMPLE, u64::from(n.max(1))),
         Some(EntryMode::None) | None => (MODE_OFF, 0),
     };
-    MODE_ARG.store(arg, Relaxed);
-    MODE.store(m, Relaxed);
+    MODE.store(m | arg.min(MODE_ARG_MAX) << 8, Relaxed);
 }
 
 /// Whether a call of `nanos` that ended as `outcome` makes an entry in a mode other than
 /// `All`, and the entry's weight (the call's `weight`, times `n` in `Sample(n)`).
 #[cold]
 #[inline(never)]
-fn filtered(mode: u8, nanos: u64, outcome: Outcome, weight: u32) -> Option<u32> {
-    let arg = MODE_ARG.load(Relaxed);
-    match mode {
+fn filtered(word: u64, nanos: u64, outcome: Outcome, weight: u32) -> Option<u32> {
+    let arg = word >> 8;
+    match word & 0xff {
         MODE_ERRORS => outcome.is_error().then_some(weight),
         MODE_SLOW => (outcome.is_error() || nanos >= arg).then_some(weight),
         MODE_SAMPLE => {

@@ -22,6 +22,7 @@
 //!   stage still inside a server call then ends on that call's own timeout, and the stages of a
 //!   later flusher of the same process wait for it before they start.
 
+mod handover;
 mod health;
 mod stage1;
 mod stage2;
@@ -34,7 +35,7 @@ use crate::ring::{EntryMode, Rings};
 use crate::sink::{Canceller, Drain, Sink};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use health::SharedHealth;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use std::sync::atomic::{AtomicU64, Ordering::*};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -253,9 +254,6 @@ impl FlusherConfig {
     }
 }
 
-/// One flusher per process: its stages share the process-wide rings and aggregate baseline.
-static RUNNING: AtomicBool = AtomicBool::new(false);
-
 /// What a caller asks of a stage thread.
 enum Command {
     /// Do everything pending now, and answer.
@@ -432,7 +430,7 @@ impl Flusher {
         drain: Option<Box<dyn Drain>>,
     ) -> Result<Flusher, Error> {
         config.validate()?;
-        if RUNNING.swap(true, AcqRel) {
+        if !handover::sit() {
             return Err(Error::new(
                 ErrorKind::AlreadyRunning,
                 "a flusher is already running in this process",
@@ -442,14 +440,14 @@ impl Flusher {
         let mut flusher = match Self::spawn(config, sink, drain) {
             Ok(f) => f,
             Err(e) => {
-                RUNNING.store(false, Release);
+                handover::stand_up();
                 return Err(e);
             }
         };
         match flusher.first_answers(wait, fail_fast) {
             Ok(()) => Ok(flusher),
             Err(e) => {
-                // Stop at once: nothing could be delivered anyway. Dropping clears RUNNING.
+                // Stop at once: nothing could be delivered anyway. Dropping gives the seat up.
                 flusher.shutdown_timeout = Duration::ZERO;
                 drop(flusher);
                 Err(e)
@@ -635,7 +633,7 @@ impl Drop for Flusher {
                 }
             }
         }
-        RUNNING.store(false, Release);
+        handover::stand_up();
     }
 }
 

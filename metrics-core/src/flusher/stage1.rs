@@ -1,5 +1,6 @@
 //! Stage 1: rings → [`Sink`], on the `fnmetrics-flusher` thread.
 
+use super::handover::HeldBaseline;
 use super::{first_contact, guarded, Backoff, Command, FlusherConfig, SharedHealth, SharedStats};
 use crate::clock::WallClock;
 use crate::error::{Error, ErrorKind};
@@ -9,7 +10,6 @@ use crate::ring::{RawEntry, Rings};
 use crate::sink::{FlushBatch, Sink};
 use crate::snapshot::Snapshot;
 use crossbeam_channel::{select, Receiver, Sender};
-use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering::*;
 use std::sync::Arc;
@@ -17,16 +17,6 @@ use std::time::{Duration, Instant};
 
 /// Between full flushes (interval, `flush()`, shutdown), aggregates go out at most this often.
 const AGGREGATES_EVERY: Duration = Duration::from_secs(1);
-
-/// What the sink has confirmed of each metric's aggregates, by metric id. Process-wide, not per
-/// flusher: a flusher started after another one sends only what the first did not deliver. It
-/// moves only when the sink confirmed a write.
-static SENT: Mutex<Vec<Option<Snapshot>>> = Mutex::new(Vec::new());
-
-/// Held by the stage 1 thread for its whole life: a flusher started while the stage 1 of an
-/// earlier one is still finishing a write waits for it, so the two never build deltas from the
-/// same baseline.
-static STAGE1: Mutex<()> = Mutex::new(());
 
 /// Entries dropped are reported at most this often.
 const DROPS_REPORTED_EVERY: Duration = Duration::from_secs(1);
@@ -67,6 +57,10 @@ pub(super) struct Stage1 {
     last_aggregates: Instant,
     backoff: Backoff,
     drops: DropReport,
+    /// What the sink has confirmed of each metric's aggregates: taken from the process's seat
+    /// when the thread starts (see [`handover`](super::handover)); it moves only when the sink
+    /// confirmed a write.
+    sent: Option<HeldBaseline>,
 }
 
 impl Stage1 {
@@ -98,6 +92,7 @@ impl Stage1 {
                 reported: 0,
                 at: Instant::now(),
             },
+            sent: None,
         }
     }
 
@@ -107,7 +102,7 @@ impl Stage1 {
         nudge: Receiver<()>,
         first: Sender<Result<(), Error>>,
     ) {
-        let _one = STAGE1.lock();
+        self.sent = Some(HeldBaseline::take());
         // For `start` to hear a definitive refusal; failing, the entries wait in memory.
         let sink = &mut self.sink;
         first_contact(
@@ -229,14 +224,13 @@ impl Stage1 {
     }
 
     /// The aggregate deltas since what the sink confirmed, and the snapshots they lead to.
-    fn deltas() -> (Vec<Snapshot>, Vec<(usize, Snapshot)>) {
-        let sent = SENT.lock();
+    fn deltas(sent: &HeldBaseline) -> (Vec<Snapshot>, Vec<(usize, Snapshot)>) {
         let mut out = Vec::new();
         let mut baseline = Vec::new();
         registry::with_scratch(|scratch| {
             for (id, m) in registry::all_metrics().into_iter().enumerate() {
                 let now = m.snapshot(scratch);
-                let before = sent.get(id).and_then(Option::as_ref);
+                let before = sent.get(id);
                 if before == Some(&now) {
                     continue;
                 }
@@ -318,7 +312,7 @@ impl Stage1 {
         let last = all && self.pending.is_empty();
         let (aggregates, baseline) = if last || self.last_aggregates.elapsed() >= AGGREGATES_EVERY {
             self.last_aggregates = Instant::now();
-            Self::deltas()
+            Self::deltas(self.sent.get_or_insert_with(HeldBaseline::take))
         } else {
             (Vec::new(), Vec::new())
         };
@@ -344,15 +338,17 @@ impl Stage1 {
         self.stats
             .entries_written
             .fetch_add(f.batch.entries.len() as u64, Relaxed);
-        let mut sent = SENT.lock();
-        for (id, snap) in f.baseline {
-            if sent.len() <= id {
-                sent.resize(id + 1, None);
-            }
-            sent[id] = Some(snap);
-        }
-        drop(sent);
+        self.move_baseline(f.baseline);
         self.publish_held();
+    }
+
+    /// Moves the aggregate baseline to what a batch's deltas were taken up to.
+    fn move_baseline(&mut self, to: Vec<(usize, Snapshot)>) {
+        if let Some(sent) = self.sent.as_mut() {
+            for (id, snap) in to {
+                sent.set(id, snap);
+            }
+        }
     }
 
     /// A batch that may have been applied must not be sent again once the sink may have
@@ -383,14 +379,7 @@ impl Stage1 {
         f.since = Instant::now();
         f.maybe_applied = false;
         let baseline = std::mem::take(&mut f.baseline);
-        let mut sent = SENT.lock();
-        for (id, snap) in baseline {
-            if sent.len() <= id {
-                sent.resize(id + 1, None);
-            }
-            sent[id] = Some(snap);
-        }
-        drop(sent);
+        self.move_baseline(baseline);
         if calls > 0 {
             self.stats.uncertain_calls.fetch_add(calls, Relaxed);
             self.cfg.report(&Error::new(
@@ -489,14 +478,9 @@ mod tests {
         let now = registry::with_scratch(|s| m.snapshot(s));
         let mut behind = now.clone();
         behind.errors -= 1;
-        {
-            let mut sent = SENT.lock();
-            if sent.len() <= id {
-                sent.resize(id + 1, None);
-            }
-            sent[id] = Some(behind);
-        }
-        let (deltas, _) = Stage1::deltas();
+        let mut sent = HeldBaseline::detached();
+        sent.set(id, behind);
+        let (deltas, _) = Stage1::deltas(&sent);
         let d = deltas
             .iter()
             .find(|d| d.name == "flusher::stage1::errors_alone")

@@ -7,14 +7,9 @@ use super::{
 use crate::error::{Error, ErrorKind};
 use crate::sink::Drain;
 use crossbeam_channel::{select, Receiver, Sender};
-use parking_lot::Mutex;
 use std::sync::atomic::Ordering::*;
 use std::sync::Arc;
 use std::time::Instant;
-
-/// Held by the stage 2 thread for its whole life: the stage 2 of a later flusher of this process
-/// waits until a stage 2 still stuck in a batch has ended, so the two never work on one claim.
-static STAGE2: Mutex<()> = Mutex::new(());
 
 pub(super) struct Stage2 {
     cfg: FlusherConfig,
@@ -59,7 +54,8 @@ impl Stage2 {
         nudge: Receiver<()>,
         first: Sender<Result<(), Error>>,
     ) {
-        let _one = STAGE2.lock();
+        // A later stage 2 waits until one still stuck in a batch has ended (see `handover`).
+        let _one = super::handover::Draining::start();
         // The first contact (PostgreSQL: connect and migrate), for `start` to hear a definitive
         // refusal. Failing, the stage goes on: each batch connects by itself.
         let drain = &mut self.drain;

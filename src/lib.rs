@@ -92,12 +92,15 @@ pub mod postgres {
 }
 
 /// The building blocks of custom stages: implement [`sink::Sink`] (stage 1) or [`sink::Drain`]
-/// (stage 2) and plug them in with [`FlusherBuilder::sink`] and [`FlusherBuilder::drain`].
+/// (stage 2) and plug them in with [`FlusherBuilder::sink`] and [`FlusherBuilder::drain`]; or
+/// implement [`sink::ClaimQueue`] and [`sink::BatchStore`] and run the core's drainer on them
+/// (`fnmetrics_core::Drainer`, which [`Drainer`] names for Redis and PostgreSQL).
 pub mod sink {
     pub use fnmetrics_core::{
-        new_flush_id, truncate_str, Canceller, DecodeError, Drain, DrainOutcome, EntryRecord,
-        Field, FieldKind, FlushBatch, IdGen, Sink, Source, ENCODING_VERSION, MAX_SOURCE_NAME_LEN,
-        SOURCED_ENCODING_VERSION, WEIGHTED_ENCODING_VERSION,
+        new_flush_id, truncate_str, Acked, BatchStore, Canceller, ClaimQueue, Claimed, DecodeError,
+        Drain, DrainOutcome, EntryRecord, Field, FieldKind, FlushBatch, IdGen, RefusedRow, Sink,
+        Source, Written, ENCODING_VERSION, MAX_SOURCE_NAME_LEN, SOURCED_ENCODING_VERSION,
+        WEIGHTED_ENCODING_VERSION,
     };
 }
 

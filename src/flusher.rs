@@ -57,7 +57,7 @@ impl std::fmt::Display for Mode {
 /// ```
 #[derive(Debug)]
 pub struct Flusher {
-    inner: Option<fnmetrics_core::Flusher>,
+    inner: Option<fnmetrics_core::FlusherThreads>,
     mode: Mode,
     #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
     targets: Targets,
@@ -81,8 +81,8 @@ impl Flusher {
             table: None,
             ca_file: None,
             run_drain: true,
-            drain_batch: 50_000,
-            drain_writers: 1,
+            claim_size: 50_000,
+            writers: 1,
             lease: Duration::from_secs(60),
             sink: None,
             drain: None,
@@ -103,9 +103,9 @@ pub struct FlusherBuilder {
     run_drain: bool,
     // Read only where stage 2 can run: with both features.
     #[cfg_attr(not(all(feature = "redis", feature = "postgres")), allow(dead_code))]
-    drain_batch: usize,
+    claim_size: usize,
     #[cfg_attr(not(all(feature = "redis", feature = "postgres")), allow(dead_code))]
-    drain_writers: usize,
+    writers: usize,
     #[cfg_attr(not(all(feature = "redis", feature = "postgres")), allow(dead_code))]
     lease: Duration,
     sink: Option<Box<dyn Sink>>,
@@ -308,16 +308,29 @@ impl FlusherBuilder {
         self
     }
 
-    /// How many PostgreSQL connections stage 2 writes a claim over at once (default 1; see
-    /// [`Drainer::writers`](crate::Drainer::writers)): more store a backlog sooner on a server
-    /// with cores to spare, at one connection each per process.
+    /// How many PostgreSQL connections stage 2 writes a claim over at once (default 1; as
+    /// [`Drainer::writers`](fnmetrics_core::Drainer::writers)): more store a backlog sooner on
+    /// a server with cores to spare, at one connection each per process.
     ///
     /// ```
-    /// let b = fnmetrics::Flusher::builder().drain_writers(2);
+    /// let b = fnmetrics::Flusher::builder().writers(2);
     /// # drop(b);
     /// ```
-    pub fn drain_writers(mut self, n: usize) -> Self {
-        self.drain_writers = n.max(1);
+    pub fn writers(mut self, n: usize) -> Self {
+        self.writers = n.max(1);
+        self
+    }
+
+    /// The most entries one claim of stage 2 takes from Redis (default 50 000; as
+    /// [`Drainer::claim_size`](fnmetrics_core::Drainer::claim_size)). Not to be confused with
+    /// [`batch_size`](Self::batch_size), the entries of one flush of stage 1.
+    ///
+    /// ```
+    /// let b = fnmetrics::Flusher::builder().claim_size(20_000);
+    /// # drop(b);
+    /// ```
+    pub fn claim_size(mut self, n: usize) -> Self {
+        self.claim_size = n.max(1);
         self
     }
 
@@ -458,7 +471,7 @@ impl FlusherBuilder {
                 return bad("a custom sink replaces Redis and PostgreSQL: give it no URL");
             }
             let drain = self.drain.take();
-            let inner = fnmetrics_core::Flusher::start(self.config, sink, drain)?;
+            let inner = fnmetrics_core::FlusherThreads::start(self.config, sink, drain)?;
             return Ok(Flusher {
                 inner: Some(inner),
                 mode: Mode::Custom,
@@ -502,7 +515,8 @@ impl FlusherBuilder {
             }
             (None, Some(_)) => (Some(self.drainer(&targets)?), Mode::RedisAndPostgres),
         };
-        let inner = fnmetrics_core::Flusher::start(self.config.clone(), Box::new(sink), drain)?;
+        let inner =
+            fnmetrics_core::FlusherThreads::start(self.config.clone(), Box::new(sink), drain)?;
         Ok(Flusher {
             inner: Some(inner),
             mode,
@@ -562,9 +576,9 @@ impl FlusherBuilder {
         );
         Ok(Box::new(
             drainer
-                .claim_size(self.drain_batch)
+                .claim_size(self.claim_size)
                 .lease(self.lease)
-                .writers(self.drain_writers),
+                .writers(self.writers),
         ))
     }
 

@@ -398,7 +398,10 @@ fn a_sampled_function_makes_entries_of_its_timed_calls_only_each_weighing_n() {
     // Entries of weight 16 survive the wire format: with the flusher's source as version 5,
     // without a source as version 3; others keep version 1.
     let e = entries[0].clone();
-    assert_eq!(e.encode()[0], fnmetrics::sink::SOURCED_ENCODING_VERSION);
+    assert_eq!(
+        e.encode()[0],
+        fnmetrics::sink::wire::SOURCED_ENCODING_VERSION
+    );
     assert_eq!(
         fnmetrics::sink::EntryRecord::decode(&e.encode()).unwrap(),
         e
@@ -407,13 +410,16 @@ fn a_sampled_function_makes_entries_of_its_timed_calls_only_each_weighing_n() {
         source: Default::default(),
         ..e
     };
-    assert_eq!(e.encode()[0], fnmetrics::sink::WEIGHTED_ENCODING_VERSION);
+    assert_eq!(
+        e.encode()[0],
+        fnmetrics::sink::wire::WEIGHTED_ENCODING_VERSION
+    );
     assert_eq!(
         fnmetrics::sink::EntryRecord::decode(&e.encode()).unwrap(),
         e
     );
     let plain = fnmetrics::sink::EntryRecord { weight: 1, ..e };
-    assert_eq!(plain.encode()[0], fnmetrics::sink::ENCODING_VERSION);
+    assert_eq!(plain.encode()[0], fnmetrics::sink::wire::ENCODING_VERSION);
     assert_eq!(
         fnmetrics::sink::EntryRecord::decode(&plain.encode()).unwrap(),
         plain

@@ -55,7 +55,7 @@ fn redis_entries(redis: &RedisServer, name: &str) -> Vec<EntryRecord> {
         .query(&mut c)
         .unwrap();
     raw.iter()
-        .flat_map(|b| fnmetrics::redis::decode_element(b).entries)
+        .flat_map(|b| fnmetrics::redis::wire::decode_element(b).entries)
         .filter(|e| &*e.func_name == name)
         .collect()
 }
@@ -191,7 +191,7 @@ fn a_drainer_sees_the_service_and_host_that_the_producer_set() {
         .unwrap();
     assert!(raw.len() >= 3, "{} elements", raw.len());
     for element in &raw {
-        assert_eq!(element[0], fnmetrics::redis::SOURCED_FRAME_VERSION);
+        assert_eq!(element[0], fnmetrics::redis::wire::SOURCED_FRAME_VERSION);
         assert_eq!(&element[1..13], b"\x05\x00svc-a\x03\x00h-1");
     }
 

@@ -589,7 +589,7 @@ fn the_flusher_s_stage_2_over_two_connections_stores_every_entry_once() {
     let postgres = PostgresServer::start();
     let flusher = pipeline(&redis, &postgres)
         .batch_size(20_000)
-        .drain_writers(2)
+        .writers(2)
         .start()
         .unwrap();
     for i in 0..9_000 {

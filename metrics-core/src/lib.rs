@@ -36,7 +36,7 @@ mod snapshot;
 
 pub use drain::{Acked, BatchStore, ClaimQueue, Claimed, Drainer, RefusedRow, Written};
 pub use error::{Error, ErrorKind};
-pub use flusher::{ErrorHandler, FlushStats, Flusher, FlusherConfig, Health, StageHealth};
+pub use flusher::{ErrorHandler, FlushStats, FlusherConfig, FlusherThreads, Health, StageHealth};
 pub use histogram::{bucket_index, bucket_low, bucket_width, Histogram, BUCKETS};
 pub use outcome::Outcome;
 pub use record::{

@@ -86,7 +86,7 @@ pub struct Undecodable {
 /// One element of the entry list, decoded: its entries, and what could not be decoded.
 ///
 /// ```
-/// let d = fnmetrics::redis::decode_element(&[9, 9, 9]);
+/// let d = fnmetrics::redis::wire::decode_element(&[9, 9, 9]);
 /// assert!(d.entries.is_empty());
 /// assert_eq!(d.undecodable.len(), 1);
 /// ```
@@ -114,7 +114,7 @@ pub struct DecodedElement {
 ///     weight: 1,
 ///     source: Default::default(),
 /// };
-/// let d = fnmetrics::redis::decode_element(&e.encode());
+/// let d = fnmetrics::redis::wire::decode_element(&e.encode());
 /// assert_eq!(d.entries, vec![e]);
 /// ```
 pub fn decode_element(bytes: &[u8]) -> DecodedElement {

@@ -27,7 +27,7 @@
 //!
 //! | key | type | what |
 //! |---|---|---|
-//! | `P` + `metrics_list` ([`entries_key`](RedisOptions::entries_key)) | list | per-call entries, oldest first: one element per flush (per source within a flush), a versioned frame of the source (service and host) and its [`EntryRecord`](fnmetrics_core::EntryRecord)s (see [`decode_element`]) |
+//! | `P` + `metrics_list` ([`entries_key`](RedisOptions::entries_key)) | list | per-call entries, oldest first: one element per flush (per source within a flush), a versioned frame of the source (service and host) and its [`EntryRecord`](fnmetrics_core::EntryRecord)s (see [`wire::decode_element`]) |
 //! | `P` + `app:metrics:` ([`aggregate_prefix`](RedisOptions::aggregate_prefix)) + name | hash | `calls`, `errors`, `panics`, `cancelled`, `dropped_entries`, `total_ns`, `min_ns`, `max_ns`, and `b<i>`: the count of histogram bucket `i` |
 //! | `P` + `fnmetrics:functions` | set | every function name with aggregates |
 //! | `P` + `fnmetrics:changes` | sorted set | every function name with aggregates, scored by the version of the last flush that changed them ([`RedisReader::changed`]) |
@@ -91,11 +91,17 @@ mod reader;
 mod shards;
 mod sink;
 
-pub use codec::{
-    decode_element, DeadLetter, DeadLetterKind, DecodedElement, Undecodable, FRAME_VERSION,
-    SOURCED_FRAME_VERSION,
-};
+pub use codec::{DeadLetter, DeadLetterKind, Undecodable};
+/// Redis Cluster's key hash, for tests that check where keys land. Not a stable API.
+#[doc(hidden)]
 pub use layout::{key_slot, SLOTS};
+
+/// What the entry list holds, for tools that read it directly: each element is one flush's
+/// entries in a versioned frame ([`wire::FRAME_VERSION`], [`wire::SOURCED_FRAME_VERSION`]) or,
+/// re-queued, a single encoded entry; [`wire::decode_element`] reads any of them.
+pub mod wire {
+    pub use crate::codec::{decode_element, DecodedElement, FRAME_VERSION, SOURCED_FRAME_VERSION};
+}
 pub use options::{ClusterMode, RedisOptions};
 pub use queue::{Claim, DeadLetterCounts, QueueOverview, RedisQueue};
 pub use reader::{ChangeCursor, RedisReader};

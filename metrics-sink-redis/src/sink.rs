@@ -58,7 +58,7 @@ pub enum WriteOutcome {
 /// keys is logged as a warning: an evicted flush-id key would let a retry apply twice, and
 /// evicted entries are lost.
 ///
-/// [`decode_element`]: crate::decode_element
+/// [`decode_element`]: crate::wire::decode_element
 ///
 /// ```no_run
 /// use fnmetrics::sink::{FlushBatch, Sink};

@@ -66,7 +66,7 @@ fn sink(server: &RedisServer) -> RedisSink {
 fn stored_entries(server: &RedisServer, key: &str) -> Vec<EntryRecord> {
     let raw: Vec<Vec<u8>> = server.client().lrange(key, 0, -1).unwrap();
     raw.iter()
-        .flat_map(|b| fnmetrics_sink_redis::decode_element(b).entries)
+        .flat_map(|b| fnmetrics_sink_redis::wire::decode_element(b).entries)
         .collect()
 }
 

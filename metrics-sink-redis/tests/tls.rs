@@ -74,7 +74,7 @@ fn sink_reader_and_queue_work_over_tls_only() {
     let raw: Vec<Vec<u8>> = c.lrange("metrics_list", 0, -1).unwrap();
     let read: Vec<EntryRecord> = raw
         .iter()
-        .flat_map(|b| fnmetrics_sink_redis::decode_element(b).entries)
+        .flat_map(|b| fnmetrics_sink_redis::wire::decode_element(b).entries)
         .collect();
     assert_eq!(read, stored);
     // ...which is TLS because the server has no plaintext port at all.

@@ -28,7 +28,8 @@
 //! state in PostgreSQL and delivers notifications builds on it.
 
 use super::rules::{Metric, Rules};
-use fnmetrics::{bucket_low, bucket_width, Histogram, Snapshot};
+use fnmetrics::histogram::{bucket_low, bucket_width};
+use fnmetrics::{Histogram, Snapshot};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::Bound;
 use std::time::{Duration, SystemTime};

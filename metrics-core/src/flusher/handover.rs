@@ -4,7 +4,7 @@
 //! the aggregate baseline while it runs). Two things belong to the process, not to one flusher:
 //!
 //! - **the seat**: the per-thread entry rings have a single consumer, so one flusher runs at a
-//!   time; a second [`Flusher::start`](super::Flusher::start) while one runs is refused with
+//!   time; a second [`FlusherThreads::start`](super::FlusherThreads::start) while one runs is refused with
 //!   [`ErrorKind::AlreadyRunning`](crate::ErrorKind::AlreadyRunning);
 //! - **the baseline**: what the process's sinks confirmed of each function's aggregates. A
 //!   flusher started after another one sends only what the first did not deliver, so that

@@ -28,7 +28,7 @@ pub struct StageHealth {
     pub last_success: Option<SystemTime>,
 }
 
-/// How the flusher's stages stand: [`Flusher::health`](crate::Flusher::health).
+/// How the flusher's stages stand: [`FlusherThreads::health`](crate::FlusherThreads::health).
 ///
 /// ```
 /// let h = fnmetrics::Flusher::builder().start()?.health();
@@ -58,7 +58,7 @@ impl Health {
     }
 }
 
-/// A stage's health, written by its thread, read by [`Flusher::health`](crate::Flusher::health).
+/// A stage's health, written by its thread, read by [`FlusherThreads::health`](crate::FlusherThreads::health).
 #[derive(Default)]
 pub(crate) struct SharedHealth(Mutex<StageHealth>);
 

@@ -18,7 +18,7 @@
 //! - nothing is lost silently: what is not delivered by the end of shutdown is counted (stats and
 //!   the per-function `dropped_entries`, which a later flusher of the process sends) and
 //!   reported through `on_error` and the `log` crate;
-//! - dropping the [`Flusher`] returns within `shutdown_timeout` + 1 s whatever the servers do; a
+//! - dropping the [`FlusherThreads`] returns within `shutdown_timeout` + 1 s whatever the servers do; a
 //!   stage still inside a server call then ends on that call's own timeout, and the stages of a
 //!   later flusher of the same process wait for it before they start.
 
@@ -101,7 +101,7 @@ pub(crate) struct SharedStats {
 /// A callback that hears about every error the flusher meets.
 pub type ErrorHandler = Arc<dyn Fn(&Error) + Send + Sync>;
 
-/// Settings of a [`Flusher`].
+/// Settings of a [`FlusherThreads`].
 ///
 /// ```
 /// let c = fnmetrics_core::FlusherConfig::default();
@@ -127,11 +127,11 @@ pub struct FlusherConfig {
     /// Called with every error, besides the `log` record (default: printed to stderr when no
     /// `log` logger is installed).
     pub on_error: ErrorHandler,
-    /// How long [`Flusher::start`] waits for the stages' first answer from their servers (a
+    /// How long [`FlusherThreads::start`] waits for the stages' first answer from their servers (a
     /// refusal that no retry can change fails the start); a server that has not answered by then
     /// is waited for by its stage, in the background.
     pub connect_wait: Duration,
-    /// Whether [`Flusher::start`] waits until every stage has connected and set up, and fails on
+    /// Whether [`FlusherThreads::start`] waits until every stage has connected and set up, and fails on
     /// any error, a server that is merely down included (for tests and command-line tools).
     pub fail_fast: bool,
     /// The service and host written with every entry (default [`Source::this_process`]). The
@@ -180,7 +180,7 @@ impl Default for FlusherConfig {
 }
 
 impl FlusherConfig {
-    /// Checks the settings ([`Flusher::start`] does too).
+    /// Checks the settings ([`FlusherThreads::start`] does too).
     ///
     /// # Errors
     /// [`ErrorKind::InvalidConfig`], saying which setting is out of range: among them a source
@@ -269,7 +269,7 @@ struct StageHandle {
     done: Receiver<()>,
     thread: Option<JoinHandle<()>>,
     health: Arc<SharedHealth>,
-    /// The stage's first connection attempt, until [`Flusher::start`] has read it.
+    /// The stage's first connection attempt, until [`FlusherThreads::start`] has read it.
     first: Option<Receiver<Result<(), Error>>>,
 }
 
@@ -354,8 +354,9 @@ impl StageHandle {
     }
 }
 
-/// The running flusher: stage 1 on `fnmetrics-flusher`, stage 2 (if any) on `fnmetrics-drain`.
-/// Dropping it flushes what is pending, within the shutdown timeout, and stops both threads.
+/// The running threads behind `fnmetrics::Flusher`: stage 1 on `fnmetrics-flusher`, stage 2 (if
+/// any) on `fnmetrics-drain`. Dropping it flushes what is pending, within the shutdown timeout,
+/// and stops both threads. Applications start it through `fnmetrics::Flusher::builder()`.
 ///
 /// ```
 /// use fnmetrics::sink::{FlushBatch, Sink};
@@ -381,7 +382,7 @@ impl StageHandle {
 /// assert_eq!(n.load(Relaxed), 1);
 /// # Ok::<(), fnmetrics::Error>(())
 /// ```
-pub struct Flusher {
+pub struct FlusherThreads {
     stage1: StageHandle,
     stage2: Option<StageHandle>,
     canceller: Option<Canceller>,
@@ -390,16 +391,16 @@ pub struct Flusher {
     shutdown_timeout: Duration,
 }
 
-impl std::fmt::Debug for Flusher {
+impl std::fmt::Debug for FlusherThreads {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Flusher")
+        f.debug_struct("FlusherThreads")
             .field("stage2", &self.stage2.is_some())
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
 }
 
-impl Flusher {
+impl FlusherThreads {
     /// Starts the one flusher of this process on `sink` (stage 1) and optionally `drain`
     /// (stage 2, on a thread of its own).
     ///
@@ -428,7 +429,7 @@ impl Flusher {
         config: FlusherConfig,
         sink: Box<dyn Sink>,
         drain: Option<Box<dyn Drain>>,
-    ) -> Result<Flusher, Error> {
+    ) -> Result<FlusherThreads, Error> {
         config.validate()?;
         if !handover::sit() {
             return Err(Error::new(
@@ -455,7 +456,7 @@ impl Flusher {
         }
     }
 
-    /// Waits for each stage's first connection attempt (see [`Flusher::start`]).
+    /// Waits for each stage's first connection attempt (see [`FlusherThreads::start`]).
     fn first_answers(&mut self, wait: Duration, fail_fast: bool) -> Result<(), Error> {
         let until = (!fail_fast).then(|| Instant::now() + wait);
         for stage in std::iter::once(&mut self.stage1).chain(self.stage2.as_mut()) {
@@ -471,7 +472,7 @@ impl Flusher {
         config: FlusherConfig,
         sink: Box<dyn Sink>,
         drain: Option<Box<dyn Drain>>,
-    ) -> Result<Flusher, Error> {
+    ) -> Result<FlusherThreads, Error> {
         let stats = Arc::new(SharedStats::default());
         let (nudge1_tx, nudge1_rx) = bounded::<()>(1);
         let rings = Arc::new(Rings::open(
@@ -522,7 +523,7 @@ impl Flusher {
                 return Err(e);
             }
         };
-        Ok(Flusher {
+        Ok(FlusherThreads {
             stage1,
             stage2,
             canceller,
@@ -597,10 +598,10 @@ impl Flusher {
     }
 }
 
-/// How long past the shutdown timeout dropping a [`Flusher`] may take at most.
+/// How long past the shutdown timeout dropping a [`FlusherThreads`] may take at most.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(900);
 
-impl Drop for Flusher {
+impl Drop for FlusherThreads {
     fn drop(&mut self) {
         let deadline = Instant::now() + self.shutdown_timeout;
         let wait_until = deadline + SHUTDOWN_GRACE;
@@ -638,7 +639,7 @@ impl Drop for Flusher {
 }
 
 /// A stage's first contact with its server: runs `connect` (a panic becomes an error), records
-/// the outcome in the stage's health, reports a failure, and tells [`Flusher::start`]. Failing,
+/// the outcome in the stage's health, reports a failure, and tells [`FlusherThreads::start`]. Failing,
 /// the stage goes on all the same: its calls connect by themselves.
 fn first_contact(
     cfg: &FlusherConfig,

@@ -92,6 +92,12 @@ impl Flusher {
 
 /// Settings of the flusher; [`FlusherBuilder::start`] starts it. `Debug` shows URLs with their
 /// passwords replaced by `***`.
+///
+/// The setters of a stage exist only with its crate features (both on by default):
+/// [`redis`](Self::redis), [`key_prefix`](Self::key_prefix) and [`ca_file`](Self::ca_file) with
+/// `redis`; [`postgres`](Self::postgres), [`table`](Self::table), [`run_drain`](Self::run_drain),
+/// [`lease`](Self::lease), [`writers`](Self::writers) and [`claim_size`](Self::claim_size) with
+/// `redis` and `postgres`.
 #[must_use = "a builder does nothing until start() is called"]
 pub struct FlusherBuilder {
     redis: Option<Url>,
@@ -135,6 +141,7 @@ impl FlusherBuilder {
     /// let b = fnmetrics::Flusher::builder().redis("redis://127.0.0.1:6379/");
     /// # drop(b);
     /// ```
+    #[cfg(feature = "redis")]
     pub fn redis(mut self, url: impl Into<String>) -> Self {
         self.redis = Some(Url::new(url.into()));
         self
@@ -148,6 +155,7 @@ impl FlusherBuilder {
     ///     .postgres("postgres://postgres@127.0.0.1/metrics");
     /// # drop(b);
     /// ```
+    #[cfg(all(feature = "redis", feature = "postgres"))]
     pub fn postgres(mut self, url: impl Into<String>) -> Self {
         self.postgres = Some(Url::new(url.into()));
         self
@@ -252,6 +260,7 @@ impl FlusherBuilder {
     /// let b = fnmetrics::Flusher::builder().key_prefix("staging:");
     /// # drop(b);
     /// ```
+    #[cfg(feature = "redis")]
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.key_prefix = prefix.into();
         self
@@ -263,6 +272,7 @@ impl FlusherBuilder {
     /// let b = fnmetrics::Flusher::builder().table("fn_metrics");
     /// # drop(b);
     /// ```
+    #[cfg(all(feature = "redis", feature = "postgres"))]
     pub fn table(mut self, name: impl Into<String>) -> Self {
         self.table = Some(name.into());
         self
@@ -275,6 +285,7 @@ impl FlusherBuilder {
     /// let b = fnmetrics::Flusher::builder().run_drain(false);
     /// # drop(b);
     /// ```
+    #[cfg(all(feature = "redis", feature = "postgres"))]
     pub fn run_drain(mut self, yes: bool) -> Self {
         self.run_drain = yes;
         self
@@ -290,6 +301,7 @@ impl FlusherBuilder {
     ///     .ca_file("/etc/fnmetrics/ca.pem");
     /// # drop(b);
     /// ```
+    #[cfg(feature = "redis")]
     pub fn ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
         self.ca_file = Some(path.into());
         self
@@ -303,6 +315,7 @@ impl FlusherBuilder {
     /// let b = fnmetrics::Flusher::builder().lease(std::time::Duration::from_secs(30));
     /// # drop(b);
     /// ```
+    #[cfg(all(feature = "redis", feature = "postgres"))]
     pub fn lease(mut self, d: Duration) -> Self {
         self.lease = d;
         self
@@ -316,6 +329,7 @@ impl FlusherBuilder {
     /// let b = fnmetrics::Flusher::builder().writers(2);
     /// # drop(b);
     /// ```
+    #[cfg(all(feature = "redis", feature = "postgres"))]
     pub fn writers(mut self, n: usize) -> Self {
         self.writers = n.max(1);
         self
@@ -329,6 +343,7 @@ impl FlusherBuilder {
     /// let b = fnmetrics::Flusher::builder().claim_size(20_000);
     /// # drop(b);
     /// ```
+    #[cfg(all(feature = "redis", feature = "postgres"))]
     pub fn claim_size(mut self, n: usize) -> Self {
         self.claim_size = n.max(1);
         self

@@ -38,7 +38,7 @@ impl MeteredSvc {
     }
 }
 
-static METERED: once_cell::sync::Lazy<MeteredSvc> = once_cell::sync::Lazy::new(MeteredSvc::default);
+static METERED: std::sync::LazyLock<MeteredSvc> = std::sync::LazyLock::new(MeteredSvc::default);
 
 fn metered(x: u64) -> Result<u64, Overflow> {
     METERED.call(x)

@@ -31,8 +31,8 @@ fn tsc() -> u64 {
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        static CLOCK: once_cell::sync::Lazy<quanta::Clock> =
-            once_cell::sync::Lazy::new(quanta::Clock::new);
+        static CLOCK: std::sync::LazyLock<quanta::Clock> =
+            std::sync::LazyLock::new(quanta::Clock::new);
         CLOCK.raw()
     }
 }
@@ -73,7 +73,7 @@ impl MeteredSvc {
     }
 }
 
-static METERED: once_cell::sync::Lazy<MeteredSvc> = once_cell::sync::Lazy::new(MeteredSvc::default);
+static METERED: std::sync::LazyLock<MeteredSvc> = std::sync::LazyLock::new(MeteredSvc::default);
 
 #[inline(never)]
 fn metered(x: u64) -> Result<u64, Overflow> {

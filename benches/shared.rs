@@ -33,7 +33,7 @@ pub(crate) fn work(x: u64) -> Result<u64, Overflow> {
         .ok_or(Overflow)
 }
 
-static CLOCK: once_cell::sync::Lazy<quanta::Clock> = once_cell::sync::Lazy::new(quanta::Clock::new);
+static CLOCK: std::sync::LazyLock<quanta::Clock> = std::sync::LazyLock::new(quanta::Clock::new);
 static LIMIT_CALLS: AtomicU64 = AtomicU64::new(0);
 static LIMIT_NANOS: AtomicU64 = AtomicU64::new(0);
 

@@ -15,9 +15,9 @@
 //! meanwhile), however long the entry waited in its ring (within the hour of anchors kept). The
 //! calls themselves never pay for it: they read the raw clock only.
 
-use once_cell::sync::Lazy;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Set once, when the clock is calibrated, if quanta uses the TSC.
@@ -64,7 +64,7 @@ pub(crate) fn raw_end() -> Option<u64> {
 static NANOS_PER_TICK_FP32: AtomicU64 = AtomicU64::new(0);
 
 /// The calibrated clock, made at first use (which decides whether the TSC is used).
-static CLOCK: Lazy<quanta::Clock> = Lazy::new(|| {
+static CLOCK: LazyLock<quanta::Clock> = LazyLock::new(|| {
     let clock = quanta::Clock::new();
     #[cfg(target_arch = "x86_64")]
     if format!("{clock:?}").contains("Counter(") {
@@ -229,7 +229,7 @@ impl WallClock {
 
 /// Forces clock calibration now, so that the first measured call does not pay for it.
 pub(crate) fn warm_up() {
-    Lazy::force(&CLOCK);
+    LazyLock::force(&CLOCK);
 }
 
 #[cfg(test)]

@@ -9,11 +9,11 @@ use crate::outcome::Outcome;
 use crate::ring::{self, LocalRing};
 use crate::slot::{self, Scratch, Shared, Slot, Slots};
 use crate::snapshot::{Counter, Snapshot};
-use once_cell::sync::Lazy;
 use parking_lot::{Mutex, RwLock};
 use std::cell::{Cell, UnsafeCell};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::*;
+use std::sync::LazyLock;
 
 /// Everything recorded under one function name.
 pub(crate) struct Metric {
@@ -39,7 +39,7 @@ struct Registry {
     by_name: Mutex<HashMap<&'static str, u32>>,
 }
 
-static REGISTRY: Lazy<Registry> = Lazy::new(|| Registry {
+static REGISTRY: LazyLock<Registry> = LazyLock::new(|| Registry {
     metrics: RwLock::new(Vec::new()),
     by_name: Mutex::new(HashMap::new()),
 });

@@ -177,7 +177,7 @@ struct Spill {
     cap: AtomicUsize,
 }
 
-static SPILL: once_cell::sync::Lazy<Spill> = once_cell::sync::Lazy::new(|| {
+static SPILL: std::sync::LazyLock<Spill> = std::sync::LazyLock::new(|| {
     let (tx, rx) = crossbeam_channel::unbounded();
     Spill {
         tx,

@@ -174,22 +174,13 @@ fn stage1() -> (f64, Option<f64>) {
     (ours, redis_benchmark(redis.port()))
 }
 
-/// `YYYY-MM-DD HH:MM:SS.ffffff+00` for microseconds since the Unix epoch (days to civil date:
-/// Howard Hinnant's algorithm).
+/// `YYYY-MM-DD HH:MM:SS.ffffff+00` for microseconds since the Unix epoch.
 fn timestamp_text(micros: i64) -> String {
     let (days, rem) = (
         micros.div_euclid(86_400_000_000),
         micros.rem_euclid(86_400_000_000),
     );
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = fnmetrics_core::calendar::civil_from_days(days);
     let s = rem / 1_000_000;
     format!(
         "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:06}+00",

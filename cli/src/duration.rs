@@ -1,6 +1,7 @@
 //! Durations on the command line (`250ms`, `30s`, `5m`, `1h`, `7d`) and in output (`12 ns`,
 //! `3.4 µs`, `120.5 ms`, `2.10 s`).
 
+use fnmetrics::__calendar::civil_from_days;
 use std::time::Duration;
 
 /// Parses `<number><unit>` with unit `ns`, `us`/`µs`, `ms`, `s`, `m`, `h`, `d` or `w`; the
@@ -107,18 +108,12 @@ pub(crate) fn utc(epoch_secs: f64) -> String {
     )
 }
 
-/// Howard Hinnant's `civil_from_days`: the proleptic Gregorian date of a day count.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+/// RFC 3339 in UTC, to the second: `2026-12-02T05:34:46Z`.
+pub(crate) fn rfc3339(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as f64;
+    format!("{}Z", utc(secs).replacen(' ', "T", 1))
 }
 
 #[cfg(test)]

@@ -20,6 +20,8 @@
 //! assert_eq!(m.calls, 1);
 //! ```
 
+#[doc(hidden)]
+pub mod calendar;
 mod clock;
 mod drain;
 mod error;

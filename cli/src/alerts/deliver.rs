@@ -11,13 +11,13 @@
 //! it; there is no SMTP authentication: the rules file names a relay that accepts the sender.
 
 use super::rules::Notify;
-use crate::duration::utc;
+use crate::duration::rfc3339;
 use fnmetrics::redact_url;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::error::Error as StdError;
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 /// Whether a notification says that alerts started or stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -322,12 +322,6 @@ fn receiver(to: &Notify) -> String {
     }
 }
 
-/// RFC 3339 in UTC, to the second: `2026-12-02T05:34:46Z`.
-fn rfc3339(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as f64;
-    format!("{}Z", utc(secs).replacen(' ', "T", 1))
-}
-
 /// The generic webhook's body, its keys in this order.
 #[derive(Serialize)]
 struct WebhookBody<'a> {
@@ -553,7 +547,7 @@ mod tests {
 
     /// `2026-12-02T05:34:46Z` as a time.
     fn at(secs: u64) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(secs)
+        std::time::UNIX_EPOCH + Duration::from_secs(secs)
     }
 
     fn notification(status: Status) -> Notification {

@@ -7,7 +7,7 @@ use crate::alerts::{self, prometheus, state};
 use crate::args::{AlertsCheck, AlertsCommand, AlertsExport, AlertsRun, AlertsSilence, Servers};
 use crate::cmd::serve::Fleet;
 use crate::conn::{self, raw_postgres_error, redis_error};
-use crate::duration::{human_span, utc};
+use crate::duration::{human_span, rfc3339, utc};
 use crate::error::{CliError, CliResult};
 use crate::output::print;
 use crate::stop::Stop;
@@ -301,10 +301,7 @@ fn backfill(ev: &mut Evaluator, s: &Servers, at: SystemTime, lag: f64) -> Result
 }
 
 fn alert_json(function: Option<&str>, value: f64, since: SystemTime) -> Value {
-    let at = since
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
-    json!({ "function": function, "value": value, "started_at": rfc3339(at) })
+    json!({ "function": function, "value": value, "started_at": rfc3339(since) })
 }
 
 /// Delivers notifications to the `[[notify]]` targets, each on a thread of its own (retries
@@ -403,11 +400,6 @@ fn notification(status: Status, rule: &Rule, alerts: Vec<Row>, resend: Duration)
             Status::Resolved => None,
         },
     }
-}
-
-/// `2026-12-02T05:40:00.123Z`.
-fn rfc3339(secs: f64) -> String {
-    format!("{}Z", utc(secs).replace(' ', "T"))
 }
 
 /// How often `evaluate_until` evaluates, notifies again, and posts again to Alertmanager.

@@ -8,13 +8,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 /// The result of a call running on its own thread, once it is there.
-struct Slot<T> {
+struct Handoff<T> {
     result: Option<Result<T, Error>>,
     waker: Option<Waker>,
 }
 
 /// A future of what a blocking call on another thread returns ([`on_thread`]).
-pub(crate) struct ThreadFuture<T>(Arc<Mutex<Slot<T>>>);
+pub(crate) struct ThreadFuture<T>(Arc<Mutex<Handoff<T>>>);
 
 impl<T> Future for ThreadFuture<T> {
     type Output = Result<T, Error>;
@@ -33,7 +33,7 @@ impl<T> Future for ThreadFuture<T> {
 
 /// Puts the call's result in the slot and wakes the future; a call that panicked leaves an
 /// error there instead, so the future never waits forever.
-struct Completer<T>(Arc<Mutex<Slot<T>>>, Option<Result<T, Error>>);
+struct Completer<T>(Arc<Mutex<Handoff<T>>>, Option<Result<T, Error>>);
 
 impl<T> Drop for Completer<T> {
     fn drop(&mut self) {
@@ -56,7 +56,7 @@ pub(crate) fn on_thread<T: Send + 'static>(
     name: &str,
     f: impl FnOnce() -> Result<T, Error> + Send + 'static,
 ) -> ThreadFuture<T> {
-    let slot = Arc::new(Mutex::new(Slot {
+    let slot = Arc::new(Mutex::new(Handoff {
         result: None,
         waker: None,
     }));

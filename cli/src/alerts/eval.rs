@@ -36,7 +36,7 @@ use std::time::{Duration, SystemTime};
 
 /// The pipeline's health in a reading (what `fnmetrics status` shows).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub(crate) struct Health {
+pub(crate) struct PipelineHealth {
     /// Entries waiting for stage 2.
     pub(crate) backlog: u64,
     /// The age of the oldest waiting entry, seconds (0 with none waiting).
@@ -55,7 +55,7 @@ pub(crate) struct Reading {
     pub(crate) fleet: Vec<Snapshot>,
     /// Whether `fleet` holds every function: those it lacks are gone (forgotten).
     pub(crate) complete: bool,
-    pub(crate) health: Health,
+    pub(crate) health: PipelineHealth,
 }
 
 /// What PostgreSQL holds of a function over one step of time before the first reading (a
@@ -159,7 +159,7 @@ struct Memo {
     window: Duration,
     metrics: Vec<Metric>,
     /// Function `i`'s value of metric `k` at `i * metrics.len() + k`.
-    slots: Vec<Slot>,
+    slots: Vec<WindowValue>,
     /// Whether a rule of this window matches each function.
     wanted: Vec<bool>,
     /// The base the slots are computed from (`None`: not yet).
@@ -170,7 +170,7 @@ struct Memo {
 
 /// A function's value over a window.
 #[derive(Clone, Copy, Debug, Default)]
-struct Slot {
+struct WindowValue {
     /// The metric's value (calls per second: the calls, divided by the span when read).
     value: f64,
     /// The calls in the window.
@@ -269,7 +269,7 @@ impl Evaluator {
         self.index.insert(name.to_owned(), i);
         for m in &mut self.memo {
             m.slots
-                .extend(std::iter::repeat_n(Slot::default(), m.metrics.len()));
+                .extend(std::iter::repeat_n(WindowValue::default(), m.metrics.len()));
             m.wanted.push(false);
         }
         for (r, rule) in self.rules.rules.iter().enumerate() {
@@ -669,16 +669,16 @@ fn base_entry(seen: &VecDeque<(SystemTime, Snapshot)>, base: SystemTime) -> Opti
 /// `f`'s values of `metrics` over a window from `base` to its newest entry, into `out`
 /// (calls per second: the calls, the span applied when read): zeros when it has no entry after
 /// `base`.
-fn slots_of(f: &Function, metrics: &[Metric], base: SystemTime, out: &mut [Slot]) {
+fn slots_of(f: &Function, metrics: &[Metric], base: SystemTime, out: &mut [WindowValue]) {
     match f.seen.back() {
         Some((newest_at, newest)) if *newest_at > base => {
             let then = base_entry(&f.seen, base).map(|a| &f.seen[a].1);
             for (slot, &metric) in out.iter_mut().zip(metrics) {
                 let (value, calls) = value_of(metric, newest, then, 1.0);
-                *slot = Slot { value, calls };
+                *slot = WindowValue { value, calls };
             }
         }
-        _ => out.fill(Slot::default()),
+        _ => out.fill(WindowValue::default()),
     }
 }
 
@@ -848,7 +848,7 @@ mod tests {
             at: at(secs),
             fleet,
             complete: true,
-            health: Health::default(),
+            health: PipelineHealth::default(),
         }
     }
 

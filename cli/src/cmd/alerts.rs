@@ -1,7 +1,7 @@
 //! `fnmetrics alerts check FILE` and `fnmetrics alerts export-prometheus RULES -o FILE`.
 
 use crate::alerts::deliver::{Alert, Delivery, Notification, Status};
-use crate::alerts::eval::{Evaluator, Health, Past, Reading, Transition};
+use crate::alerts::eval::{Evaluator, Past, PipelineHealth, Reading, Transition};
 use crate::alerts::rules::{Notify, Rule, Rules};
 use crate::alerts::{self, prometheus, state};
 use crate::args::{AlertsCheck, AlertsCommand, AlertsExport, AlertsRun, AlertsSilence, Servers};
@@ -129,7 +129,7 @@ pub(crate) fn evaluate_until(s: &Servers, rules: Rules, a: Every, stop: &Stop) -
                     at: SystemTime::now(),
                     fleet: all,
                     complete,
-                    health: Health {
+                    health: PipelineHealth {
                         backlog: o.entries_waiting,
                         drain_lag: o.drain_lag.map_or(0.0, |d| d.as_secs_f64()),
                         dead_letters: o.dead_letters.held,

@@ -1,6 +1,7 @@
-//! Warnings of the fnmetrics library on stderr: the library says through `log` what it skips
-//! or gives up on (an aggregate hash that does not decode, a batch it could not hand back), and
-//! a command line has no other logger to show them.
+//! Warnings of the fnmetrics library on stderr: the library says through `log`, under the target
+//! `fnmetrics`, what it skips or gives up on (an aggregate hash that does not decode, a batch it
+//! could not hand back), and a command line has no other logger to show them. Records of other
+//! targets (the connection notes of the PostgreSQL crate's modules) stay quiet, as before.
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
@@ -8,7 +9,7 @@ struct Stderr;
 
 impl Log for Stderr {
     fn enabled(&self, m: &Metadata<'_>) -> bool {
-        m.level() <= Level::Warn && m.target().starts_with("fnmetrics")
+        m.level() <= Level::Warn && m.target() == "fnmetrics"
     }
 
     fn log(&self, r: &Record<'_>) {

@@ -17,9 +17,6 @@ use support::wait_until;
 
 const WAIT: Duration = Duration::from_secs(120);
 
-/// One flusher a process: the tests that start one take turns.
-static ONE_FLUSHER: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
-
 #[measured(name = "cluster::work")]
 fn work(i: u64) -> Result<u64, ()> {
     if i.is_multiple_of(10) {
@@ -51,8 +48,8 @@ fn rollup_calls(postgres: &PostgresServer, name: &str) -> (i64, i64) {
 
 #[test]
 fn every_call_lands_once_across_shards_drainers_and_a_failover() {
+    support::own_process!();
     let mut cluster = RedisCluster::start(3, 1);
-    let _one = ONE_FLUSHER.lock();
     let postgres = PostgresServer::start();
     let urls = cluster.urls();
     let flusher = Flusher::builder()
@@ -199,8 +196,8 @@ fn lanes_drain_the_shards_in_parallel_every_entry_once() {
 /// every call once.
 #[test]
 fn a_reshard_mid_run_loses_and_doubles_nothing() {
+    support::own_process!();
     let cluster = RedisCluster::start(3, 0);
-    let _one = ONE_FLUSHER.lock();
     let postgres = PostgresServer::start();
     let flusher = Flusher::builder()
         .redis(cluster.url())
@@ -344,8 +341,8 @@ fn several_processes_flush_and_drain_through_different_nodes() {
 /// Settings a cluster cannot take fail `start()` at once, naming the cluster.
 #[test]
 fn start_fails_at_once_on_settings_a_cluster_cannot_take() {
+    support::own_process!();
     let cluster = RedisCluster::start(3, 0);
-    let _one = ONE_FLUSHER.lock();
     let started = Flusher::builder()
         .redis(cluster.url())
         .key_prefix("{shop}:")

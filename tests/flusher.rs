@@ -1,7 +1,7 @@
 //! The flusher against an in-memory sink: triggers, retries, bounds, shutdown.
 //!
-//! One flusher runs per process, so these tests take a lock; each uses its own function names
-//! and looks only at its own entries.
+//! One flusher runs per process, so each test that starts one runs in a process of its own
+//! (`own_process!`); each uses its own function names and looks only at its own entries.
 
 use fnmetrics_test_support as support;
 
@@ -15,8 +15,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use std::sync::Arc;
 use std::time::Duration;
 use support::wait_until;
-
-static ONE_FLUSHER: Mutex<()> = Mutex::new(());
 
 /// One write attempt: its flush id and its entries' ids.
 type Attempt = ([u8; 16], Vec<[u8; 16]>);
@@ -91,7 +89,7 @@ fn by_size() {}
 
 #[test]
 fn a_full_batch_is_flushed_without_waiting_for_the_interval() {
-    let _one = ONE_FLUSHER.lock();
+    support::own_process!();
     let sink = Memory::default();
     let guard = sink.start(config(100, Duration::from_secs(3600), 10_000));
     for _ in 0..1_000 {
@@ -110,7 +108,7 @@ fn by_time() -> Result<(), ()> {
 
 #[test]
 fn a_small_batch_is_flushed_when_the_interval_passes() {
-    let _one = ONE_FLUSHER.lock();
+    support::own_process!();
     let sink = Memory::default();
     let _guard = sink.start(config(10_000, Duration::from_millis(200), 100_000));
     for _ in 0..10 {
@@ -143,7 +141,7 @@ fn retried(i: u64) -> u64 {
 
 #[test]
 fn a_failed_flush_is_retried_with_the_same_ids_and_applied_once() {
-    let _one = ONE_FLUSHER.lock();
+    support::own_process!();
     let sink = Memory::default();
     sink.down.store(true, Relaxed);
     let guard = sink.start(config(50, Duration::from_millis(50), 100_000));
@@ -174,7 +172,7 @@ fn overflow() {}
 
 #[test]
 fn entries_past_the_bound_are_dropped_and_counted_and_aggregates_stay_exact() {
-    let _one = ONE_FLUSHER.lock();
+    support::own_process!();
     let sink = Memory::default();
     sink.down.store(true, Relaxed);
     let guard = sink.start(config(100, Duration::from_millis(20), 1_000));
@@ -205,7 +203,7 @@ fn on_drop() {}
 
 #[test]
 fn dropping_the_guard_flushes_what_is_pending() {
-    let _one = ONE_FLUSHER.lock();
+    support::own_process!();
     let sink = Memory::default();
     let guard = sink.start(config(10_000, Duration::from_secs(3600), 100_000));
     for _ in 0..321 {
@@ -218,7 +216,7 @@ fn dropping_the_guard_flushes_what_is_pending() {
 
 #[test]
 fn a_second_flusher_is_refused_and_bad_settings_are_typed_errors() {
-    let _one = ONE_FLUSHER.lock();
+    support::own_process!();
     let sink = Memory::default();
     let guard = sink.start(config(10, Duration::from_secs(1), 100));
     let again = config(10, Duration::from_secs(1), 100)
@@ -238,6 +236,7 @@ fn a_second_flusher_is_refused_and_bad_settings_are_typed_errors() {
 
 #[test]
 fn service_and_host_names_are_checked_at_start() {
+    support::own_process!();
     let b = || Flusher::builder().on_error(|_| {});
     for (bad, why) in [
         (b().service(""), "empty"),
@@ -266,7 +265,7 @@ fn sourced() {}
 
 #[test]
 fn entries_carry_the_service_and_host_of_the_builder() {
-    let _one = ONE_FLUSHER.lock();
+    support::own_process!();
     let sink = Memory::default();
     let guard = sink.start(
         config(10_000, Duration::from_secs(3600), 100_000)
@@ -292,7 +291,7 @@ fn restarted() {}
 
 #[test]
 fn a_flusher_started_after_another_sends_only_new_aggregates() {
-    let _one = ONE_FLUSHER.lock();
+    support::own_process!();
     let sink = Memory::default();
     let start = || sink.start(config(10_000, Duration::from_secs(3600), 100_000));
     let first = start();
@@ -327,7 +326,7 @@ fn panicking_sink() {}
 
 #[test]
 fn a_panicking_sink_is_an_error_and_the_flusher_goes_on() {
-    let _one = ONE_FLUSHER.lock();
+    support::own_process!();
     let sink = Memory::default();
     let guard = config(10_000, Duration::from_secs(3600), 100_000)
         .sink(Flaky(sink.clone(), false))
@@ -354,7 +353,7 @@ fn errors_only(i: u64) -> Result<u64, u64> {
 
 #[test]
 fn errors_only_mode_keeps_entries_of_failed_calls_and_counts_all() {
-    let _one = ONE_FLUSHER.lock();
+    support::own_process!();
     let sink = Memory::default();
     let c = config(10_000, Duration::from_secs(3600), 100_000)
         .entries(fnmetrics::EntryMode::ErrorsOnly);
@@ -380,7 +379,7 @@ fn sampled(i: u64) -> Result<u64, String> {
 
 #[test]
 fn a_sampled_function_makes_entries_of_its_timed_calls_only_each_weighing_n() {
-    let _one = ONE_FLUSHER.lock();
+    support::own_process!();
     let sink = Memory::default();
     let guard = sink.start(config(10_000, Duration::from_secs(3600), 100_000));
     for i in 0..32_000 {
@@ -439,7 +438,7 @@ fn slow_or_failed(i: u64) -> Result<u64, String> {
 
 #[test]
 fn errors_and_slow_mode_keeps_every_error_and_every_slow_call_and_nothing_else() {
-    let _one = ONE_FLUSHER.lock();
+    support::own_process!();
     let sink = Memory::default();
     let c = config(10_000, Duration::from_secs(3600), 100_000).entries(
         fnmetrics::EntryMode::ErrorsAndSlow(Duration::from_millis(1)),
@@ -466,7 +465,7 @@ fn sample_mode(i: u64) -> u64 {
 
 #[test]
 fn sample_mode_keeps_about_one_call_in_n_each_weighing_n() {
-    let _one = ONE_FLUSHER.lock();
+    support::own_process!();
     let sink = Memory::default();
     let c = config(10_000, Duration::from_secs(3600), 100_000)
         .entries(fnmetrics::EntryMode::Sample(20));
@@ -507,7 +506,7 @@ fn burst() {}
 
 #[test]
 fn a_burst_larger_than_a_thread_ring_spills_instead_of_dropping() {
-    let _one = ONE_FLUSHER.lock();
+    support::own_process!();
     let sink = Memory::default();
     let hold = Arc::new(AtomicBool::new(true));
     let guard = config(1, Duration::from_secs(3600), 100_000)

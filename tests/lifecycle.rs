@@ -17,8 +17,6 @@ use support::postgres::PostgresServer;
 use support::redis::RedisServer;
 use support::wait_until;
 
-static ONE_FLUSHER: Mutex<()> = Mutex::new(());
-
 const WAIT: Duration = Duration::from_secs(60);
 
 fn pg_count(postgres: &PostgresServer, name: &str) -> u64 {
@@ -112,7 +110,7 @@ async fn pipeline_inside_tokio(redis: &RedisServer, postgres: &PostgresServer) {
 
 #[test]
 fn the_pipeline_runs_inside_a_multi_thread_tokio_runtime() {
-    let _one = ONE_FLUSHER.lock();
+    support::own_process!();
     let (redis, postgres) = (RedisServer::start(), PostgresServer::start());
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -124,7 +122,7 @@ fn the_pipeline_runs_inside_a_multi_thread_tokio_runtime() {
 
 #[test]
 fn the_pipeline_runs_inside_a_current_thread_tokio_runtime() {
-    let _one = ONE_FLUSHER.lock();
+    support::own_process!();
     let (redis, postgres) = (RedisServer::start(), PostgresServer::start());
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -138,7 +136,7 @@ fn down_at_start() {}
 
 #[test]
 fn servers_down_at_start_do_not_fail_it_and_everything_arrives_once_they_are_back() {
-    let _one = ONE_FLUSHER.lock();
+    support::own_process!();
     let (mut redis, mut postgres) = (RedisServer::start(), PostgresServer::start());
     redis.stop();
     postgres.stop();
@@ -192,7 +190,7 @@ fn servers_down_at_start_do_not_fail_it_and_everything_arrives_once_they_are_bac
 
 #[test]
 fn a_name_that_does_not_resolve_yet_does_not_fail_the_start() {
-    let _one = ONE_FLUSHER.lock();
+    support::own_process!();
     let started = Instant::now();
     // `.invalid` never resolves (RFC 6761): a service whose DNS entry comes later.
     let flusher = Flusher::builder()
@@ -217,7 +215,7 @@ fn a_name_that_does_not_resolve_yet_does_not_fail_the_start() {
 
 #[test]
 fn a_definitive_refusal_fails_the_start_even_while_the_other_server_is_down() {
-    let _one = ONE_FLUSHER.lock();
+    support::own_process!();
     let mut redis = RedisServer::start();
     redis.stop();
     // A server whose certificate is signed by a CA this process does not trust: no retry can
@@ -251,7 +249,7 @@ fn migration_lock() {}
 
 #[test]
 fn a_held_migration_lock_does_not_hold_the_start_and_stage_2_migrates_once_it_is_free() {
-    let _one = ONE_FLUSHER.lock();
+    support::own_process!();
     let (redis, postgres) = (RedisServer::start(), PostgresServer::start());
     let mut holder = postgres.client();
     let mut lock = holder.transaction().unwrap();
@@ -299,7 +297,7 @@ fn locked_at_drop() {}
 
 #[test]
 fn a_guard_dropped_while_the_table_is_locked_hands_its_claims_back_at_once() {
-    let _one = ONE_FLUSHER.lock();
+    support::own_process!();
     let (redis, postgres) = (RedisServer::start(), PostgresServer::start());
     drop(drainer(&redis, &postgres)); // migrated, so the lock below has a table to hold
     let flusher = Flusher::builder()
@@ -429,7 +427,7 @@ fn flat_out() {}
 
 #[test]
 fn overload_is_told_once_a_second_with_one_loss_figure_everywhere() {
-    let _one = ONE_FLUSHER.lock();
+    support::own_process!();
     let redis = RedisServer::start();
     let told: Arc<Mutex<Vec<(ErrorKind, String, Instant)>>> = Arc::default();
     let heard = told.clone();
@@ -504,7 +502,7 @@ fn sampled(i: u64) -> Result<u64, Refused> {
 
 #[test]
 fn a_sampled_function_s_timed_count_reaches_redis_beside_its_exact_calls() {
-    let _one = ONE_FLUSHER.lock();
+    support::own_process!();
     let redis = RedisServer::start();
     let flusher = Flusher::builder()
         .redis(redis.url())
@@ -549,7 +547,7 @@ fn during_upgrade() {}
 
 #[test]
 fn a_schema_newer_than_this_build_leaves_stage_2_to_newer_drainers_and_stage_1_delivers() {
-    let _one = ONE_FLUSHER.lock();
+    support::own_process!();
     let (redis, postgres) = (RedisServer::start(), PostgresServer::start());
     drop(PostgresSink::connect(&postgres.url(), PostgresOptions::default()).unwrap());
     // A newer fnmetrics migrated the table to version 3.
@@ -620,10 +618,10 @@ fn a_schema_newer_than_this_build_leaves_stage_2_to_newer_drainers_and_stage_1_d
 /// told to want a standalone Redis, a drainer refuses it for good.
 #[test]
 fn a_redis_cluster_node_is_named_at_start() {
+    support::own_process!();
     let node = RedisServer::start_with_args(&["--cluster-enabled", "yes"]);
     let postgres = PostgresServer::start();
     let said = Arc::new(Mutex::new(Vec::<String>::new()));
-    let _one = ONE_FLUSHER.lock();
     let flusher = Flusher::builder()
         .redis(node.url())
         .postgres(postgres.url())

@@ -1,7 +1,8 @@
 //! The whole pipeline against real, throw-away Redis and PostgreSQL servers: process → Redis →
 //! PostgreSQL, with servers stopped mid-run, drainers abandoned mid-batch, and several processes.
 //!
-//! One flusher runs per process, so the tests that start one take a lock.
+//! One flusher runs per process, so each test that starts one runs in a process of its own
+//! (`own_process!`).
 #![cfg(all(feature = "redis", feature = "postgres"))]
 
 use fnmetrics_test_support as support;
@@ -10,7 +11,6 @@ use fnmetrics::postgres::{PostgresOptions, PostgresSink};
 use fnmetrics::redis::{RedisOptions, RedisQueue, RedisReader, RedisSink};
 use fnmetrics::sink::{EntryRecord, FlushBatch, IdGen, Sink};
 use fnmetrics::{measured, Drainer, ErrorKind, Flusher, Mode};
-use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::hint::black_box;
 use std::sync::Arc;
@@ -18,8 +18,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use support::postgres::PostgresServer;
 use support::redis::RedisServer;
 use support::wait_until;
-
-static ONE_FLUSHER: Mutex<()> = Mutex::new(());
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -105,7 +103,7 @@ fn agree(i: u64) -> Result<u64, Declined> {
 
 #[test]
 fn local_redis_and_postgres_agree_on_the_same_calls() {
-    let _one = ONE_FLUSHER.lock();
+    support::own_process!();
     let (redis, postgres) = (RedisServer::start(), PostgresServer::start());
     let guard = start(&redis, Some(&postgres));
     assert_eq!(guard.mode(), Mode::RedisAndPostgres);
@@ -164,7 +162,7 @@ fn sourced(i: u64) -> u64 {
 
 #[test]
 fn a_drainer_sees_the_service_and_host_that_the_producer_set() {
-    let _one = ONE_FLUSHER.lock();
+    support::own_process!();
     let redis = RedisServer::start();
     let flusher = Flusher::builder()
         .redis(redis.url())
@@ -234,7 +232,7 @@ fn a_drainer_sees_the_service_and_host_that_the_producer_set() {
 
 #[test]
 fn redis_stopped_mid_run_then_restarted_loses_nothing_and_doubles_nothing() {
-    let _one = ONE_FLUSHER.lock();
+    support::own_process!();
     let mut redis = RedisServer::start();
     let guard = start(&redis, None);
     for _ in 0..2_000 {
@@ -266,7 +264,7 @@ fn postgres_restart() {}
 
 #[test]
 fn postgres_stopped_mid_run_entries_wait_in_redis_and_arrive_once() {
-    let _one = ONE_FLUSHER.lock();
+    support::own_process!();
     let (redis, mut postgres) = (RedisServer::start(), PostgresServer::start());
     let guard = start(&redis, Some(&postgres));
     for _ in 0..2_000 {
@@ -423,7 +421,7 @@ fn overflow() {}
 
 #[test]
 fn entries_over_the_bound_are_dropped_counted_in_redis_and_aggregates_stay_exact() {
-    let _one = ONE_FLUSHER.lock();
+    support::own_process!();
     let mut redis = RedisServer::start();
     let guard = Flusher::builder()
         .redis(redis.url())
@@ -472,7 +470,7 @@ fn entries_over_the_bound_are_dropped_counted_in_redis_and_aggregates_stay_exact
 
 #[test]
 fn bad_urls_credentials_and_schemas_are_typed_errors_from_start() {
-    let _one = ONE_FLUSHER.lock();
+    support::own_process!();
     let kind = |b: fnmetrics::FlusherBuilder| b.start().unwrap_err().kind();
     assert_eq!(
         kind(Flusher::builder().redis("this is not a url")),

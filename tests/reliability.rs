@@ -14,8 +14,6 @@ use support::postgres::PostgresServer;
 use support::redis::RedisServer;
 use support::wait_until;
 
-static ONE_FLUSHER: Mutex<()> = Mutex::new(());
-
 const WAIT: Duration = Duration::from_secs(60);
 
 fn fleet(redis: &RedisServer, name: &str) -> fnmetrics::Snapshot {
@@ -67,7 +65,7 @@ fn locked() {}
 
 #[test]
 fn a_locked_table_does_not_hold_stage_1_back_and_every_entry_arrives_once() {
-    let _one = ONE_FLUSHER.lock();
+    support::own_process!();
     let redis = RedisServer::start();
     let postgres = PostgresServer::start();
     let flusher = pipeline(&redis, &postgres)
@@ -128,7 +126,7 @@ fn beside_garbage() {}
 
 #[test]
 fn an_undecodable_entry_is_set_aside_and_the_others_arrive() {
-    let _one = ONE_FLUSHER.lock();
+    support::own_process!();
     let redis = RedisServer::start();
     let postgres = PostgresServer::start();
     // Written by a newer fnmetrics during a rolling deploy, say: a format version we do not know.
@@ -162,7 +160,7 @@ fn redis_down_at_shutdown() {}
 
 #[test]
 fn a_flusher_that_gives_up_at_shutdown_counts_the_loss_and_the_next_one_sends_exact_aggregates() {
-    let _one = ONE_FLUSHER.lock();
+    support::own_process!();
     let mut redis = RedisServer::start();
     let start = |redis: &RedisServer| {
         Flusher::builder()
@@ -201,7 +199,7 @@ fn a_flusher_that_gives_up_at_shutdown_counts_the_loss_and_the_next_one_sends_ex
 
 #[test]
 fn passwords_appear_in_no_debug_and_no_error() {
-    let _one = ONE_FLUSHER.lock();
+    support::own_process!();
     const SECRET: &str = "s3cr3t-Pa55";
     let builder = Flusher::builder()
         .redis(format!("redis://:{SECRET}@127.0.0.1:1/"))
@@ -265,7 +263,7 @@ fn checked(slow: bool) {
 
 #[test]
 fn a_row_postgres_refuses_for_good_is_set_aside_and_the_rest_arrive() {
-    let _one = ONE_FLUSHER.lock();
+    support::own_process!();
     let redis = RedisServer::start();
     let postgres = PostgresServer::start();
     let flusher = pipeline(&redis, &postgres)
@@ -584,7 +582,7 @@ fn two_writers(i: u64) -> Result<(), ()> {
 
 #[test]
 fn the_flusher_s_stage_2_over_two_connections_stores_every_entry_once() {
-    let _one = ONE_FLUSHER.lock();
+    support::own_process!();
     let redis = RedisServer::start();
     let postgres = PostgresServer::start();
     let flusher = pipeline(&redis, &postgres)

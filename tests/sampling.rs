@@ -1,18 +1,21 @@
-//! Sampling where timing and process-wide settings matter, in a binary of its own, one test at a
-//! time: the run-time default (`fnmetrics::set_default_sample`) is process-wide and would change
-//! what other tests' functions time, and the quantiles of a sample are compared with the exact
-//! ones, which other tests' threads would disturb.
+//! Sampling where timing and process-wide settings matter, in a binary of its own: the run-time
+//! default (`fnmetrics::set_default_sample`) is process-wide and would change what other tests'
+//! functions time, so the test that sets it runs in a process of its own (`own_process!`); and
+//! the quantiles of a sample are compared with the exact ones, which other tests' threads would
+//! disturb.
 #![cfg(not(feature = "disabled"))]
 
 use fnmetrics::measured;
-use parking_lot::Mutex;
+use fnmetrics::testing::Recording;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+fn name(function: &str) -> String {
+    format!("{}::{function}", module_path!())
+}
 
 fn get(function: &str) -> fnmetrics::Snapshot {
-    fnmetrics::get(&format!("{}::{function}", module_path!())).unwrap()
+    fnmetrics::get(&name(function)).unwrap()
 }
 
 #[measured(sample = 1)]
@@ -27,7 +30,7 @@ fn follows_the_default(i: u64) -> u64 {
 
 #[test]
 fn the_run_time_default_samples_functions_without_their_own_sample() {
-    let _one = ONE_AT_A_TIME.lock();
+    fnmetrics_test_support::own_process!();
     assert_eq!(fnmetrics::default_sample(), 1);
     fnmetrics::set_default_sample(50);
     assert_eq!(fnmetrics::default_sample(), 50);
@@ -71,14 +74,12 @@ fn bimodal_exact(i: u64) {
 
 #[test]
 fn a_bimodal_function_gets_honest_quantiles_and_mean_from_its_sample() {
-    let _one = ONE_AT_A_TIME.lock();
     // A run whose timings a busy machine disturbed (a thread preempted for milliseconds weighs
     // far more in a mean over 6 250 calls than over 400 000) is run again, twice at most: a
     // sample that is biased fails every run.
     let mut last = String::new();
     for _ in 0..3 {
-        fnmetrics::reset();
-        match bimodal_run() {
+        match bimodal_run(&Recording::start()) {
             Ok(()) => return,
             Err(why) => last = why,
         }
@@ -86,12 +87,14 @@ fn a_bimodal_function_gets_honest_quantiles_and_mean_from_its_sample() {
     panic!("{last}");
 }
 
-fn bimodal_run() -> Result<(), String> {
+/// One run, read from `rec`: what the functions recorded since it started.
+fn bimodal_run(rec: &Recording) -> Result<(), String> {
     const CALLS: u64 = 400_000;
     for i in 0..CALLS {
         bimodal_sampled(i);
         bimodal_exact(i);
     }
+    let get = |function| rec.get(&name(function)).unwrap();
     let (s, e) = (get("bimodal_sampled"), get("bimodal_exact"));
     assert_eq!((s.calls, e.calls), (CALLS, CALLS));
     fnmetrics_test_support::assert_about_one_in(64, CALLS, s.timed);

@@ -187,6 +187,7 @@ fn burst(redis: &RedisServer) {
 
 #[test]
 fn a_restart_sends_no_duplicate_to_slack_email_or_alertmanager() {
+    fnmetrics_test_support::own_process!();
     let (redis, pg) = (RedisServer::start(), PostgresServer::start());
     let (slack_hook, am_hook) = (Webhook::start(), Webhook::start());
     let am = AlertmanagerServer::start(am_hook.url());
@@ -336,6 +337,7 @@ fn instant_of(rfc3339: &str) -> (String, f64) {
 /// every `--resend-delay`, each post ending it four delays later, so it stays active there.
 #[test]
 fn alertmanager_is_told_again_while_an_alert_fires() {
+    fnmetrics_test_support::own_process!();
     let (redis, pg) = (RedisServer::start(), PostgresServer::start());
     let hook = Webhook::start();
     let am = AlertmanagerServer::start(hook.url());

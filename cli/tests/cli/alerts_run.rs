@@ -99,6 +99,7 @@ fn stop(mut child: Child) {
 
 #[test]
 fn notifications_are_sent_once_across_evaluators_restarts_and_silences() {
+    fnmetrics_test_support::own_process!();
     let (redis, pg) = (RedisServer::start(), PostgresServer::start());
     let dir = TempDir::new("alerts-run");
     let rules = dir.path().join("rules.toml");
@@ -231,6 +232,7 @@ fn notifications_are_sent_once_across_evaluators_restarts_and_silences() {
 /// `fnmetrics drain --rules` evaluates them beside draining: a burst reaches the webhook.
 #[test]
 fn drain_evaluates_the_rules_it_is_given() {
+    fnmetrics_test_support::own_process!();
     let (redis, pg) = (RedisServer::start(), PostgresServer::start());
     let dir = TempDir::new("drain-rules");
     let rules = dir.path().join("rules.toml");
@@ -270,6 +272,7 @@ fn drain_evaluates_the_rules_it_is_given() {
 /// stopped as soon as that attempt arrives, and the retry still comes before it exits.
 #[test]
 fn a_stop_waits_for_deliveries_under_way() {
+    fnmetrics_test_support::own_process!();
     let (redis, pg) = (RedisServer::start(), PostgresServer::start());
     let dir = TempDir::new("alerts-stop");
     let rules = dir.path().join("rules.toml");
@@ -298,6 +301,7 @@ fn nightly() {}
 /// readings (no calls in its first 100 ms).
 #[test]
 fn windows_longer_than_the_evaluator_has_seen_come_from_postgres() {
+    fnmetrics_test_support::own_process!();
     let (redis, pg) = (RedisServer::start(), PostgresServer::start());
     let dir = TempDir::new("alerts-history");
     let rules = dir.path().join("rules.toml");

@@ -28,6 +28,7 @@ fn three_dead_letters(redis: &RedisServer) -> RedisQueue {
 
 #[test]
 fn dead_letters_are_listed_requeued_and_purged() {
+    fnmetrics_test_support::own_process!();
     let redis = RedisServer::start();
     let url = redis.url();
     assert!(ok(&["dead-letters", "list", "--redis", &url]).contains("no dead letters"));

@@ -21,6 +21,7 @@ fn work(i: u64) -> Result<u64, String> {
 
 #[test]
 fn drain_moves_entries_and_stops_cleanly_on_sigterm_and_sigint() {
+    fnmetrics_test_support::own_process!();
     let (redis, pg) = (RedisServer::start(), PostgresServer::start());
     let (r, p) = (redis.url(), pg.url());
     // Stage 1 only: the entries wait in Redis.

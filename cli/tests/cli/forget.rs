@@ -14,6 +14,7 @@ fn keep() {}
 
 #[test]
 fn forget_lists_without_yes_and_removes_with_it() {
+    fnmetrics_test_support::own_process!();
     let redis = RedisServer::start();
     let url = redis.url();
     record(&redis, None, || {
@@ -72,6 +73,7 @@ fn prefixed() {}
 
 #[test]
 fn key_prefix_reaches_every_key_status_and_forget_use() {
+    fnmetrics_test_support::own_process!();
     let redis = RedisServer::start();
     let url = redis.url();
     record_with_prefix(&redis, None, "{shop}:", || {

@@ -92,6 +92,7 @@ fn count_pixels(png: &Path) -> (usize, usize) {
 
 #[test]
 fn html_report_is_self_contained_and_renders_its_charts() {
+    fnmetrics_test_support::own_process!();
     let (redis, pg) = (RedisServer::start(), PostgresServer::start());
     record(&redis, Some(&pg), || {
         for i in 0..700 {

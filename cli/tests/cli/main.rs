@@ -2,7 +2,8 @@
 //! `fnmetrics-test-support` fixture). Data comes from the real pipeline: `#[measured]` functions
 //! in this test process and a `fnmetrics::Flusher`.
 //!
-//! One flusher runs per process, so the tests that record and flush take a lock.
+//! One flusher runs per process, so each test that records and flushes runs in a process of its
+//! own (`fnmetrics_test_support::own_process!`).
 
 mod alerts;
 mod alerts_receivers;
@@ -22,17 +23,15 @@ mod usage;
 use fnmetrics::Flusher;
 use fnmetrics_test_support::postgres::PostgresServer;
 use fnmetrics_test_support::redis::RedisServer;
-use parking_lot::Mutex;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
-
-static ONE_FLUSHER: Mutex<()> = Mutex::new(());
 
 /// How long a poll waits before a test fails.
 pub(crate) const WAIT: Duration = Duration::from_secs(30);
 
 /// Runs `record` with a flusher to `redis` (and `postgres`: then the entries go on into
-/// PostgreSQL), then flushes: when this returns, stage 1 (and stage 2) hold every call.
+/// PostgreSQL), then flushes: when this returns, stage 1 (and stage 2) hold every call. For a
+/// test in a process of its own (`own_process!`): one flusher runs per process.
 pub(crate) fn record(
     redis: &RedisServer,
     postgres: Option<&PostgresServer>,
@@ -48,7 +47,6 @@ pub(crate) fn record_with_prefix(
     key_prefix: &str,
     record: impl FnOnce(),
 ) {
-    let _one = ONE_FLUSHER.lock();
     let mut b = Flusher::builder()
         .redis(redis.url())
         .key_prefix(key_prefix)

@@ -30,6 +30,7 @@ fn ping() {}
 
 #[test]
 fn report_counts_exactly_in_json_csv_and_table() {
+    fnmetrics_test_support::own_process!();
     let (redis, pg) = (RedisServer::start(), PostgresServer::start());
     record(&redis, Some(&pg), || {
         for i in 0..100 {

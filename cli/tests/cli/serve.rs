@@ -33,6 +33,7 @@ fn slow() {
 
 #[test]
 fn prometheus_scrapes_the_fleet_from_redis_exactly_and_stops_on_sigterm() {
+    fnmetrics_test_support::own_process!();
     let mut redis = RedisServer::start();
     let url = redis.url();
     record(&redis, None, || {

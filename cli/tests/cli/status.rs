@@ -15,6 +15,7 @@ fn status(url: &str) -> serde_json::Value {
 
 #[test]
 fn status_counts_waiting_entries_claims_and_dead_letters() {
+    fnmetrics_test_support::own_process!();
     let redis = RedisServer::start();
     let url = redis.url();
     let empty = status(&url);

@@ -20,6 +20,7 @@ fn quiet() {}
 
 #[test]
 fn top_once_prints_totals_and_live_mode_redraws_until_stopped() {
+    fnmetrics_test_support::own_process!();
     let redis = RedisServer::start();
     let url = redis.url();
     record(&redis, None, || {

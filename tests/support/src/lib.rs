@@ -4,9 +4,12 @@
 //! an SMTP server).
 //!
 //! Every integration test that needs a server starts its own, so tests run in parallel and can
-//! stop and restart their server mid-run.
+//! stop and restart their server mid-run. A test that needs the process to itself (it starts a
+//! flusher, or changes a process-wide setting) runs in a process of its own:
+//! [`own_process!`].
 
 pub mod alertmanager;
+pub mod own_process;
 pub mod postgres;
 pub mod prometheus;
 pub mod redis;

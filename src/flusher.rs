@@ -764,7 +764,7 @@ impl Flusher {
     pub fn fleet_async(
         &self,
         name: &str,
-    ) -> impl std::future::Future<Output = Result<Option<crate::Snapshot>, Error>> + Send + 'static
+    ) -> impl std::future::Future<Output = Result<Option<crate::Snapshot>, Error>> + Send + 'static + use<>
     {
         let (t, name) = (self.targets.clone(), name.to_owned());
         crate::blocking::on_thread("fnmetrics-read", move || t.fleet(&name))
@@ -819,7 +819,8 @@ impl Flusher {
         to: std::time::SystemTime,
     ) -> impl std::future::Future<Output = Result<fnmetrics_sink_postgres::WindowStats, Error>>
            + Send
-           + 'static {
+           + 'static
+           + use<> {
         let (t, name) = (self.targets.clone(), name.to_owned());
         crate::blocking::on_thread("fnmetrics-read", move || t.window(&name, from, to))
     }
@@ -876,7 +877,8 @@ impl Flusher {
         step: std::time::Duration,
     ) -> impl std::future::Future<Output = Result<Vec<fnmetrics_sink_postgres::Point>, Error>>
            + Send
-           + 'static {
+           + 'static
+           + use<> {
         let (t, name) = (self.targets.clone(), name.to_owned());
         crate::blocking::on_thread("fnmetrics-read", move || t.series(&name, from, to, step))
     }

@@ -94,9 +94,10 @@ pub mod postgres {
 /// (stage 2) and plug them in with [`FlusherBuilder::sink`] and [`FlusherBuilder::drain`].
 pub mod sink {
     pub use fnmetrics_core::{
-        new_flush_id, truncate_str, Canceller, DecodeError, Drain, DrainOutcome, EntryRecord,
-        Field, FieldKind, FlushBatch, IdGen, Sink, Source, ENCODING_VERSION, MAX_SOURCE_NAME_LEN,
-        SOURCED_ENCODING_VERSION, WEIGHTED_ENCODING_VERSION,
+        new_flush_id, truncate_str, Acked, BatchStore, Canceller, ClaimQueue, Claimed, DecodeError,
+        Drain, DrainOutcome, EntryRecord, Field, FieldKind, FlushBatch, IdGen, RefusedRow, Sink,
+        Source, Written, ENCODING_VERSION, MAX_SOURCE_NAME_LEN, SOURCED_ENCODING_VERSION,
+        WEIGHTED_ENCODING_VERSION,
     };
 }
 

@@ -121,11 +121,11 @@ fn per_call(f: fn(u64) -> u64) -> f64 {
 
 fn main() {
     let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
-    if let (Some(f), Some(t)) = (args.next(), args.next()) {
-        if let (Ok(f), Ok(t)) = (f.parse(), t.parse()) {
-            child(f, t);
-            return;
-        }
+    if let (Some(f), Some(t)) = (args.next(), args.next())
+        && let (Ok(f), Ok(t)) = (f.parse(), t.parse())
+    {
+        child(f, t);
+        return;
     }
     println!("| functions | threads | RSS added per (fn, thread) | fnmetrics::memory() per pair | slots and pages per pair | snapshot_all() | get(name) |");
     println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");

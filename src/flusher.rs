@@ -793,7 +793,7 @@ impl Flusher {
     pub fn fleet_async(
         &self,
         name: &str,
-    ) -> impl std::future::Future<Output = Result<Option<crate::Snapshot>, Error>> + Send + 'static
+    ) -> impl std::future::Future<Output = Result<Option<crate::Snapshot>, Error>> + Send + 'static + use<>
     {
         let (t, name) = (self.targets.clone(), name.to_owned());
         crate::blocking::on_thread("fnmetrics-read", move || t.fleet(&name))
@@ -848,7 +848,8 @@ impl Flusher {
         to: std::time::SystemTime,
     ) -> impl std::future::Future<Output = Result<fnmetrics_sink_postgres::WindowStats, Error>>
            + Send
-           + 'static {
+           + 'static
+           + use<> {
         let (t, name) = (self.targets.clone(), name.to_owned());
         crate::blocking::on_thread("fnmetrics-read", move || t.window(&name, from, to))
     }
@@ -905,7 +906,8 @@ impl Flusher {
         step: std::time::Duration,
     ) -> impl std::future::Future<Output = Result<Vec<fnmetrics_sink_postgres::Point>, Error>>
            + Send
-           + 'static {
+           + 'static
+           + use<> {
         let (t, name) = (self.targets.clone(), name.to_owned());
         crate::blocking::on_thread("fnmetrics-read", move || t.series(&name, from, to, step))
     }

@@ -154,10 +154,10 @@ pub(crate) fn record(id: u32, weight: u32, start_raw: u64, end_raw: u64, outcome
 /// no time, no entry.
 #[inline(always)]
 pub(crate) fn record_untimed(id: u32, outcome: Outcome) {
-    if !with_slot(id, |slot, _| slot.record_untimed(outcome)) {
-        if let Some(m) = metric(id) {
-            m.shared.record_untimed(outcome);
-        }
+    if !with_slot(id, |slot, _| slot.record_untimed(outcome))
+        && let Some(m) = metric(id)
+    {
+        m.shared.record_untimed(outcome);
     }
 }
 

@@ -211,10 +211,10 @@ impl Site {
     fn method_id_slow(&'static self, self_type: fn() -> &'static str) -> u32 {
         let key = self_type as usize;
         for (ty, id) in &self.more {
-            if ty.load(Acquire) == key {
-                if let v @ 1.. = id.load(Acquire) {
-                    return v - 1;
-                }
+            if ty.load(Acquire) == key
+                && let v @ 1.. = id.load(Acquire)
+            {
+                return v - 1;
             }
         }
         let id = registry::register(&self.name(Some(self_type())));

@@ -160,7 +160,7 @@ macro_rules! counter_set {
             /// let s = fnmetrics::Snapshot::new("app::f");
             /// assert!(s.fields().all(|(f, v)| v == f.kind.identity()));
             /// ```
-            pub fn fields(&self) -> impl Iterator<Item = (Field, u64)> + Clone {
+            pub fn fields(&self) -> impl Iterator<Item = (Field, u64)> + Clone + use<> {
                 let values = [$( self.$field, )*];
                 Self::FIELDS.iter().copied().zip(values)
             }

@@ -298,7 +298,7 @@ use proc_macro::TokenStream;
 ///     pub use ::fnmetrics::measured;
 /// }
 ///
-/// #[telemetry::measured(crate = crate::telemetry::metrics)]
+/// #[telemetry::measured(crate = telemetry::metrics)]
 /// fn handle() {}
 ///
 /// fn main() {

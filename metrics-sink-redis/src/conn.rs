@@ -467,10 +467,9 @@ mod tls {
             if let Some(inner) = err
                 .downcast_ref::<std::io::Error>()
                 .and_then(|io| io.get_ref())
+                && let Some(t) = inner.downcast_ref::<rustls::Error>()
             {
-                if let Some(t) = inner.downcast_ref::<rustls::Error>() {
-                    return Some(t);
-                }
+                return Some(t);
             }
             next = err.source();
         }

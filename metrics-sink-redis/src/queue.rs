@@ -726,10 +726,10 @@ impl RedisQueue {
                     .map(|e| e.created_at_micros)
                     .min()
             });
-            if let Some(m) = first {
-                if oldest.is_none_or(|(o, _)| m < o) {
-                    oldest = Some((m, now));
-                }
+            if let Some(m) = first
+                && oldest.is_none_or(|(o, _)| m < o)
+            {
+                oldest = Some((m, now));
             }
         }
         if shards > 1 {

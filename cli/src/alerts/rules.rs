@@ -868,13 +868,13 @@ fn check_notify(errors: &mut Errors<'_>, raw: Vec<Spanned<DeValue<'_>>>, bad: bo
             ("to", n.to.as_ref().map(Spanned::span)),
         ];
         for (key, at) in foreign {
-            if let Some(at) = at {
-                if (key == "url") == is_email {
-                    errors.at(
-                        at.start,
-                        format!("`{key}` is not a key of kind = \"{kind}\": remove it"),
-                    );
-                }
+            if let Some(at) = at
+                && (key == "url") == is_email
+            {
+                errors.at(
+                    at.start,
+                    format!("`{key}` is not a key of kind = \"{kind}\": remove it"),
+                );
             }
         }
         let notify = if is_email {

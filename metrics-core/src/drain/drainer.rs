@@ -514,14 +514,14 @@ impl<Q: ClaimQueue, S: BatchStore> Drop for Drainer<Q, S> {
     /// Hands back a batch it still holds (one call to the queue, within its I/O timeout), so
     /// that a drainer that stops never makes its entries wait for a lease.
     fn drop(&mut self) {
-        if self.holds() {
-            if let Err(e) = self.hand_back() {
-                log::warn!(
-                    target: "fnmetrics",
-                    "a stopping drainer could not hand its batch back; another drainer takes it \
-                     over when the lease runs out: {e}"
-                );
-            }
+        if self.holds()
+            && let Err(e) = self.hand_back()
+        {
+            log::warn!(
+                target: "fnmetrics",
+                "a stopping drainer could not hand its batch back; another drainer takes it \
+                 over when the lease runs out: {e}"
+            );
         }
     }
 }

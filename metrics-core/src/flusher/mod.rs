@@ -211,10 +211,10 @@ impl FlusherConfig {
         if self.min_backoff.is_zero() || self.max_backoff < self.min_backoff {
             return bad("backoff must satisfy 0 < min_backoff <= max_backoff");
         }
-        if let EntryMode::Sample(n) = self.entries {
-            if !(1..=crate::MAX_SAMPLE).contains(&n) {
-                return bad("EntryMode::Sample(n) takes n from 1 to MAX_SAMPLE (1048576)");
-            }
+        if let EntryMode::Sample(n) = self.entries
+            && !(1..=crate::MAX_SAMPLE).contains(&n)
+        {
+            return bad("EntryMode::Sample(n) takes n from 1 to MAX_SAMPLE (1048576)");
         }
         if self.source.service.is_empty() {
             return bad("the service name must not be empty");
@@ -345,10 +345,8 @@ impl StageHandle {
             self.done.recv_deadline(until),
             Err(crossbeam_channel::RecvTimeoutError::Disconnected)
         );
-        if ended {
-            if let Some(t) = self.thread.take() {
-                let _ = t.join();
-            }
+        if ended && let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
         ended
     }

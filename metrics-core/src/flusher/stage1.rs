@@ -133,10 +133,11 @@ impl Stage1 {
                 continue;
             }
             let due = self.last_flush.elapsed() >= self.cfg.flush_interval;
-            if (due || self.pending.len() >= self.cfg.batch_size) && self.backoff.due() {
-                if let Err(e) = self.write(due) {
-                    self.cfg.report(&e);
-                }
+            if (due || self.pending.len() >= self.cfg.batch_size)
+                && self.backoff.due()
+                && let Err(e) = self.write(due)
+            {
+                self.cfg.report(&e);
             }
         }
     }

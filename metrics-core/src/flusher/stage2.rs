@@ -145,19 +145,19 @@ impl Stage2 {
             while let Ok(c) = cmd.try_recv() {
                 self.take(Some(c));
             }
-            if let Some(d) = self.deadline {
-                if Instant::now() >= d {
-                    if round == 1 {
-                        // No time was left at all (a start that failed, or a stage 1 that took
-                        // it all): nothing was tried, so there is nothing to say.
-                        return Ok(());
-                    }
-                    return Err(Error::new(
-                        ErrorKind::Timeout,
-                        "stage 2 stopped at the shutdown deadline; what it did not move waits \
-                         in the stage-1 store for the next drainer",
-                    ));
+            if let Some(d) = self.deadline
+                && Instant::now() >= d
+            {
+                if round == 1 {
+                    // No time was left at all (a start that failed, or a stage 1 that took
+                    // it all): nothing was tried, so there is nothing to say.
+                    return Ok(());
                 }
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    "stage 2 stopped at the shutdown deadline; what it did not move waits \
+                     in the stage-1 store for the next drainer",
+                ));
             }
             let drain = &mut self.drain;
             match guarded("the drain", || drain.drain_once()) {

@@ -46,13 +46,13 @@ pub(super) fn function_name(
             None => inherent(module, inner, function),
         };
     }
-    if segments.len() == 1 {
-        if let Some(inner) = owner.strip_prefix('<').and_then(|s| s.strip_suffix('>')) {
-            return match split_once(inner, " as ") {
-                Some((ty, tr)) => trait_method(module, ty, tr, function),
-                None => inherent(module, inner, function),
-            };
-        }
+    if segments.len() == 1
+        && let Some(inner) = owner.strip_prefix('<').and_then(|s| s.strip_suffix('>'))
+    {
+        return match split_once(inner, " as ") {
+            Some((ty, tr)) => trait_method(module, ty, tr, function),
+            None => inherent(module, inner, function),
+        };
     }
     let owner = segments.join("::");
     match self_type {

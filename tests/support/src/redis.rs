@@ -157,11 +157,11 @@ impl RedisServer {
         self.child = Some(child);
         let mut exited = false;
         wait_until("redis-server to answer PING", START_TIMEOUT, || {
-            if let Some(c) = self.child.as_mut() {
-                if matches!(c.try_wait(), Ok(Some(_))) {
-                    exited = true;
-                    return true;
-                }
+            if let Some(c) = self.child.as_mut()
+                && matches!(c.try_wait(), Ok(Some(_)))
+            {
+                exited = true;
+                return true;
             }
             self.ping()
         });

@@ -44,10 +44,10 @@ impl Webhook {
                     }
                 }
                 let mut body = vec![0; length];
-                if reader.read_exact(&mut body).is_ok() {
-                    if let Ok(v) = serde_json::from_slice(&body) {
-                        keep.lock().unwrap_or_else(|p| p.into_inner()).push(v);
-                    }
+                if reader.read_exact(&mut body).is_ok()
+                    && let Ok(v) = serde_json::from_slice(&body)
+                {
+                    keep.lock().unwrap_or_else(|p| p.into_inner()).push(v);
                 }
                 let status = if k < n {
                     "503 Service Unavailable"

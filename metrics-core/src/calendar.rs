@@ -7,7 +7,7 @@
 /// ```
 /// use fnmetrics_core::calendar::civil_from_days;
 /// assert_eq!(civil_from_days(0), (1970, 1, 1));
-/// assert_eq!(civil_from_days(20_789), (2026, 12, 1));
+/// assert_eq!(civil_from_days(20_788), (2026, 12, 1));
 /// ```
 pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
@@ -27,7 +27,7 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
 /// ```
 /// use fnmetrics_core::calendar::days_from_civil;
 /// assert_eq!(days_from_civil(1970, 1, 1), 0);
-/// assert_eq!(days_from_civil(2026, 12, 1), 20_789);
+/// assert_eq!(days_from_civil(2026, 12, 1), 20_788);
 /// ```
 pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };

@@ -259,7 +259,8 @@ impl EntryRecord {
     /// its weight, service and host before the name.
     ///
     /// ```
-    /// use fnmetrics::sink::{EntryRecord, Source, ENCODING_VERSION, SOURCED_ENCODING_VERSION};
+    /// use fnmetrics::sink::wire::{ENCODING_VERSION, SOURCED_ENCODING_VERSION};
+    /// use fnmetrics::sink::{EntryRecord, Source};
     /// let mut e = EntryRecord {
     ///     id: [7; 16],
     ///     func_name: "app::f".into(),

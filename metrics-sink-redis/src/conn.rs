@@ -1,11 +1,11 @@
 //! One lazily re-made connection, and how redis errors become fnmetrics errors.
 
 use crate::cluster::Router;
-use crate::layout::{key_slot, Layout};
+use crate::error::{is_server_error, map_error};
+use crate::layout::{key_slot, Layout, DEFAULT_SHARDS, LAYOUT_VERSION};
 use crate::options::{ClusterMode, RedisOptions};
-use crate::shards::open_layout;
 use fnmetrics_core::{Error, ErrorKind};
-use redis::{Cmd, Connection, FromRedisValue, RedisError, Script};
+use redis::{Cmd, Connection, FromRedisValue, Script};
 
 /// A client, its current connection (if any) and the scripts it uses.
 pub(crate) struct Conn {
@@ -281,6 +281,62 @@ impl Conn {
     }
 }
 
+/// The cluster's layout: the shard count stored in it, or `wanted` (else [`DEFAULT_SHARDS`])
+/// stored now if none is (the first process to come decides, atomically).
+///
+/// # Errors
+/// [`ErrorKind::Superseded`] for a layout of a newer fnmetrics; [`ErrorKind::InvalidConfig`]
+/// when `wanted` differs from the stored count; the router's errors.
+pub(crate) fn open_layout(
+    router: &mut Router,
+    opts: &RedisOptions,
+    wanted: Option<u16>,
+) -> Result<(Layout, u16), Error> {
+    let key = Layout::record(opts);
+    let n = wanted.unwrap_or(DEFAULT_SHARDS).max(1);
+    let (version, shards): (i64, i64) = router.on_slot(
+        key_slot(key.as_bytes()),
+        "cannot read the cluster layout",
+        |c| {
+            let (_, _, version, shards): ((), (), i64, i64) = redis::pipe()
+                .hset_nx(&key, "version", LAYOUT_VERSION)
+                .hset_nx(&key, "shards", n)
+                .hget(&key, "version")
+                .hget(&key, "shards")
+                .query(c)?;
+            Ok((version, shards))
+        },
+    )?;
+    if version > LAYOUT_VERSION {
+        return Err(Error::new(
+            ErrorKind::Superseded,
+            format!(
+                "the Redis Cluster holds fnmetrics layout version {version}, newer than this \
+                 build's {LAYOUT_VERSION}: upgrade fnmetrics"
+            ),
+        ));
+    }
+    let stored = u16::try_from(shards)
+        .ok()
+        .filter(|&s| s >= 1)
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Schema,
+                format!("the cluster layout `{key}` says {shards} shards"),
+            )
+        })?;
+    if wanted.is_some_and(|w| w != stored) {
+        return Err(Error::new(
+            ErrorKind::InvalidConfig,
+            format!(
+                "the Redis Cluster is laid out in {stored} shards, not the {n} asked for: every \
+                 process must use the same count (leave it unset to use the stored one)"
+            ),
+        ));
+    }
+    Ok((Layout::cluster(stored), stored))
+}
+
 /// What connecting found: a single Redis (its connection), or a node of a cluster.
 enum Established {
     Single(Connection),
@@ -454,28 +510,6 @@ mod tls {
     }
 
     impl std::error::Error for PemError {}
-
-    /// The rustls error in `e`'s source chain, if any. rustls reports a failed handshake (a
-    /// certificate that does not verify, an alert from the server) as an `io::Error` wrapping
-    /// a `rustls::Error`, which `io::Error::source` skips, hence `get_ref`.
-    pub(super) fn rustls_error(e: &redis::RedisError) -> Option<&rustls::Error> {
-        let mut next = std::error::Error::source(e);
-        while let Some(err) = next {
-            if let Some(t) = err.downcast_ref::<rustls::Error>() {
-                return Some(t);
-            }
-            if let Some(inner) = err
-                .downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-            {
-                if let Some(t) = inner.downcast_ref::<rustls::Error>() {
-                    return Some(t);
-                }
-            }
-            next = err.source();
-        }
-        None
-    }
 }
 
 /// `EVALSHA <sha> <numkeys>`; the caller adds the keys and arguments.
@@ -483,58 +517,6 @@ pub(crate) fn evalsha(script: &Script, numkeys: usize) -> Cmd {
     let mut cmd = redis::cmd("EVALSHA");
     cmd.arg(script.get_hash()).arg(numkeys);
     cmd
-}
-
-/// Whether the server sent this error (the connection is still in step).
-fn is_server_error(e: &RedisError) -> bool {
-    !e.is_io_error() && e.code().is_some()
-}
-
-/// Maps a redis error to an fnmetrics error of the right kind, keeping it as the source.
-///
-/// A failed TLS handshake (the server's certificate does not chain to the system's roots or the
-/// [`ca_file`](RedisOptions::ca_file), does not name the URL's host or has expired; the server
-/// refuses the handshake or does not speak TLS) becomes [`ErrorKind::Auth`]: the server could
-/// not prove who it is, and trying again will not change that. TLS that cannot be set up before
-/// connecting (unreadable system roots) becomes [`ErrorKind::InvalidConfig`].
-/// Timeouts become [`ErrorKind::Timeout`] (the command may or may not have run); other I/O
-/// errors, a server still loading its data set and cluster/replica unavailability become
-/// [`ErrorKind::Unavailable`]; NOAUTH, WRONGPASS, NOPERM and failed AUTH become
-/// [`ErrorKind::Auth`]; WRONGTYPE becomes [`ErrorKind::Schema`]; a URL the client rejects becomes
-/// [`ErrorKind::InvalidUrl`]; a reply of an unexpected shape becomes [`ErrorKind::Decode`]; any
-/// other error the server sent becomes [`ErrorKind::Server`].
-pub(crate) fn map_error(e: RedisError, what: &str) -> Error {
-    use redis::ErrorKind as R;
-    #[cfg(feature = "tls")]
-    if tls::rustls_error(&e).is_some() {
-        return Error::with_source(ErrorKind::Auth, format!("{what}: TLS handshake failed"), e);
-    }
-    let kind = if e.is_timeout() {
-        ErrorKind::Timeout
-    } else if e.is_io_error() && std::error::Error::source(&e).is_none() {
-        // redis-rs makes I/O errors without an `io::Error` only for TLS set-up that failed
-        // before connecting (`From<rustls::Error>`, loading the system's roots).
-        ErrorKind::InvalidConfig
-    } else if e.is_io_error() {
-        ErrorKind::Unavailable
-    } else {
-        match e.kind() {
-            R::AuthenticationFailed => ErrorKind::Auth,
-            R::InvalidClientConfig => ErrorKind::InvalidUrl,
-            R::TypeError => ErrorKind::Decode,
-            R::BusyLoadingError
-            | R::TryAgain
-            | R::ClusterDown
-            | R::MasterDown
-            | R::ClusterConnectionNotFound => ErrorKind::Unavailable,
-            _ => match e.code() {
-                Some("NOAUTH" | "WRONGPASS" | "NOPERM") => ErrorKind::Auth,
-                Some("WRONGTYPE") => ErrorKind::Schema,
-                _ => ErrorKind::Server,
-            },
-        }
-    };
-    Error::with_source(kind, what, e)
 }
 
 #[cfg(test)]

@@ -11,82 +11,6 @@ use fnmetrics_core::{Error, ErrorKind, FlushBatch};
 use std::fmt::Write as _;
 use std::time::Duration;
 
-/// The version of the cluster layout this build writes and reads.
-pub(crate) const LAYOUT_VERSION: i64 = 1;
-
-/// Shards when nobody chose a number (`docs/cluster.md` §4.1).
-pub(crate) const DEFAULT_SHARDS: u16 = 8;
-
-/// `{key_prefix}{fnm-meta}fnmetrics:layout`: the stored layout (a hash: `version`, `shards`).
-fn layout_key(opts: &RedisOptions) -> String {
-    format!("{}{{fnm-meta}}fnmetrics:layout", opts.key_prefix)
-}
-
-/// The cluster's layout: the shard count stored in it, or `wanted` (else [`DEFAULT_SHARDS`])
-/// stored now if none is (the first process to come decides, atomically).
-///
-/// # Errors
-/// [`ErrorKind::Superseded`] for a layout of a newer fnmetrics; [`ErrorKind::InvalidConfig`]
-/// when `wanted` differs from the stored count; the router's errors.
-pub(crate) fn open_layout(
-    router: &mut Router,
-    opts: &RedisOptions,
-    wanted: Option<u16>,
-) -> Result<(Layout, u16), Error> {
-    let key = layout_key(opts);
-    let n = wanted.unwrap_or(DEFAULT_SHARDS).max(1);
-    let (version, shards): (i64, i64) = router.on_slot(
-        key_slot(key.as_bytes()),
-        "cannot read the cluster layout",
-        |c| {
-            let (_, _, version, shards): ((), (), i64, i64) = redis::pipe()
-                .hset_nx(&key, "version", LAYOUT_VERSION)
-                .hset_nx(&key, "shards", n)
-                .hget(&key, "version")
-                .hget(&key, "shards")
-                .query(c)?;
-            Ok((version, shards))
-        },
-    )?;
-    if version > LAYOUT_VERSION {
-        return Err(Error::new(
-            ErrorKind::Superseded,
-            format!(
-                "the Redis Cluster holds fnmetrics layout version {version}, newer than this \
-                 build's {LAYOUT_VERSION}: upgrade fnmetrics"
-            ),
-        ));
-    }
-    let stored = u16::try_from(shards)
-        .ok()
-        .filter(|&s| s >= 1)
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::Schema,
-                format!("the cluster layout `{key}` says {shards} shards"),
-            )
-        })?;
-    if wanted.is_some_and(|w| w != stored) {
-        return Err(Error::new(
-            ErrorKind::InvalidConfig,
-            format!(
-                "the Redis Cluster is laid out in {stored} shards, not the {n} asked for: every \
-                 process must use the same count (leave it unset to use the stored one)"
-            ),
-        ));
-    }
-    Ok((Layout::cluster(stored), stored))
-}
-
-/// The shard of a flush: its id picks it (ids are random), and a retry of the same id goes to
-/// the same shard, where the id is remembered.
-pub(crate) fn shard_of(flush_id: &[u8; 16], shards: u16) -> u16 {
-    let mut head = [0u8; 8];
-    head.copy_from_slice(&flush_id[..8]);
-    let n = u64::from(shards.max(1));
-    u16::try_from(u64::from_le_bytes(head) % n).unwrap_or(0)
-}
-
 /// Writes flushes into the shards of a cluster.
 #[derive(Debug, Default)]
 pub(crate) struct ShardWriter {
@@ -112,7 +36,7 @@ impl ShardWriter {
         replicas: usize,
         ack_timeout: Duration,
     ) -> Result<WriteOutcome, Error> {
-        let shard = shard_of(&batch.flush_id, layout.shards());
+        let shard = layout.shard_of(&batch.flush_id);
         let list = layout.entries_list(opts, shard);
         let mut cmd = evalsha(&FLUSH_SHARD, 6 + batch.aggregates.len());
         cmd.arg(layout.internal(opts, shard, "flushes"))
@@ -240,7 +164,7 @@ pub(crate) fn get_many(
             )?;
             for (i, (key, reply)) in keys.iter().zip(&replies).enumerate() {
                 let at = c * 10_000 + i;
-                match crate::reader::decode(&names[at], key, reply) {
+                match crate::aggregates::decode(&names[at], key, reply) {
                     Ok(Some(part)) => match &mut out[at] {
                         Some(sum) => sum.merge(&part),
                         none => *none = Some(part),
@@ -265,6 +189,8 @@ pub(crate) fn get_many(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conn::open_layout;
+    use crate::layout::DEFAULT_SHARDS;
     use fnmetrics_core::Snapshot;
     use fnmetrics_test_support::redis_cluster::RedisCluster;
 
@@ -335,7 +261,8 @@ mod tests {
         );
         // The primary of flush 7's shard dies; its replica (which acknowledged the flush) takes
         // over: the flush is still known there, and new flushes go on.
-        let shard = shard_of(&batch(7).flush_id, n);
+        let shard = layout.shard_of(&batch(7).flush_id);
+        assert_eq!(layout.shards(), n);
         let key = layout.entries_list(&opts, shard);
         let owner = router.primary_of(key_slot(key.as_bytes())).unwrap();
         cluster.kill(owner.rsplit_once(':').unwrap().1.parse().unwrap());

@@ -2,6 +2,7 @@
 
 use crate::codec::encode_frames;
 use crate::conn::{evalsha, Conn};
+use crate::layout::{key_slot, FlushIds, Layout};
 use crate::options::RedisOptions;
 use crate::shards::ShardWriter;
 use fnmetrics_core::{Error, ErrorKind, FieldKind, FlushBatch, Sink};
@@ -133,10 +134,10 @@ impl RedisSink {
         static SCRIPTS: LazyLock<[&'static Script; 1]> = LazyLock::new(|| [&*FLUSH]);
         let conn = Conn::new(url, options, &*SCRIPTS)?;
         Ok(RedisSink {
-            list: conn.opts.entries_list(),
-            functions: conn.opts.internal("functions"),
-            changes: conn.opts.internal("changes"),
-            version: conn.opts.internal("version"),
+            list: Layout::Single.entries_list(&conn.opts, 0),
+            functions: Layout::Single.internal(&conn.opts, 0, "functions"),
+            changes: Layout::Single.internal(&conn.opts, 0, "changes"),
+            version: Layout::Single.internal(&conn.opts, 0, "version"),
             conn,
             frames: Vec::new(),
             frame_ends: Vec::new(),
@@ -181,9 +182,11 @@ impl RedisSink {
             // By default a replica of the shard's primary must have it too, when there is one.
             let replicas = match opts.replica_acks {
                 Some(n) => n,
-                None => router
-                    .replicas_of_shard(layout, opts, &batch.flush_id)
-                    .min(1),
+                None => {
+                    let shard = layout.shard_of(&batch.flush_id);
+                    let slot = key_slot(layout.entries_list(opts, shard).as_bytes());
+                    router.replicas_of_slot(slot).min(1)
+                }
             };
             let ack = opts.io_timeout.min(Duration::from_secs(1));
             return self
@@ -209,10 +212,9 @@ impl RedisSink {
     /// `EVALSHA` of the flush script (see `lua/flush.lua` for the layout).
     fn flush_cmd(&mut self, batch: &FlushBatch) -> Cmd {
         let opts = &self.conn.opts;
-        let mut flush_key = opts.internal("flush:");
-        for b in batch.flush_id {
-            let _ = write!(flush_key, "{b:02x}");
-        }
+        let FlushIds::Key(flush_key) = Layout::Single.flush_ids(opts, 0, &batch.flush_id) else {
+            unreachable!("a single Redis keeps a key a flush")
+        };
         let mut cmd = evalsha(&FLUSH, 5 + batch.aggregates.len());
         cmd.arg(&flush_key)
             .arg(&self.list)
@@ -220,7 +222,7 @@ impl RedisSink {
             .arg(&self.changes)
             .arg(&self.version);
         for a in &batch.aggregates {
-            cmd.arg(opts.aggregate_hash(&a.name));
+            cmd.arg(Layout::Single.aggregate_hash(opts, 0, &a.name));
         }
         cmd.arg(opts.flush_id_ttl.as_secs());
         flush_args(&mut cmd, batch, &mut self.frames, &mut self.frame_ends);

@@ -114,3 +114,82 @@ fn parse_u64(b: &[u8]) -> Option<u64> {
             .flatten()
     })
 }
+/// The fleet-wide aggregates of a list of functions, summed share by share as the shards are
+/// read (a single Redis is one shard, whose share is the whole). Shards are read one after the
+/// other and, within one, the names in order: the first shard's shares are moved in, later
+/// ones merged (`Snapshot::merge`: sums add, minima and maxima compare, buckets add).
+#[derive(Debug)]
+pub(crate) struct Fleet<'a> {
+    sums: Vec<Option<Snapshot>>,
+    /// Functions with a share that does not decode: `None` in the end, the sum of the other
+    /// shares would be short.
+    broken: Vec<usize>,
+    /// Where undecodable shares are counted; `None`: the first one is an error.
+    skipped: Option<&'a mut Skipped>,
+    /// The first share that did not decode, when they are errors.
+    failed: Option<Error>,
+}
+
+impl<'a> Fleet<'a> {
+    /// A sum of `n` functions; a share that does not decode is counted in `skipped` (the
+    /// function reads as `None`), or without it is an error ([`Fleet::failed`]).
+    pub(crate) fn new(n: usize, skipped: Option<&'a mut Skipped>) -> Fleet<'a> {
+        Fleet {
+            sums: Vec::with_capacity(n),
+            broken: Vec::new(),
+            skipped,
+            failed: None,
+        }
+    }
+
+    /// Adds the share of function `at` (`None`: the shard has none).
+    #[inline]
+    pub(crate) fn share(&mut self, at: usize, share: Option<Snapshot>) {
+        if at == self.sums.len() {
+            self.sums.push(share);
+            return;
+        }
+        let Some(share) = share else { return };
+        match self.slot(at) {
+            Some(sum) => sum.merge(&share),
+            none => *none = Some(share),
+        }
+    }
+
+    /// The share of function `at`, in hash `key`, does not decode.
+    pub(crate) fn undecodable(&mut self, at: usize, key: impl std::fmt::Display, e: Error) {
+        self.slot(at);
+        match &mut self.skipped {
+            Some(skipped) => {
+                skipped.skip(&key.to_string(), &e);
+                self.broken.push(at);
+            }
+            None => {
+                self.failed.get_or_insert(e);
+            }
+        }
+    }
+
+    /// The first share that did not decode, when they are errors (taken).
+    pub(crate) fn failed(&mut self) -> Result<(), Error> {
+        self.failed.take().map_or(Ok(()), Err)
+    }
+
+    /// The sums of the `n` functions, in order.
+    pub(crate) fn finish(mut self, n: usize) -> Vec<Option<Snapshot>> {
+        self.sums.resize(n, None);
+        for at in self.broken {
+            if let Some(m) = self.sums.get_mut(at) {
+                *m = None;
+            }
+        }
+        self.sums
+    }
+
+    fn slot(&mut self, at: usize) -> &mut Option<Snapshot> {
+        if at >= self.sums.len() {
+            self.sums.resize(at + 1, None);
+        }
+        &mut self.sums[at]
+    }
+}

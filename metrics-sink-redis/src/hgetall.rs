@@ -1,6 +1,7 @@
 //! Pipelined `HGETALL` on a plain TCP connection of its own, each reply decoded straight into a
-//! [`Snapshot`]: the read path of [`RedisReader::get_many`](crate::RedisReader::get_many) on a
-//! single Redis at a `redis://` address.
+//! [`Snapshot`]: how the transport reads aggregates for
+//! [`RedisReader::get_many`](crate::RedisReader::get_many) on a single Redis at a `redis://`
+//! address.
 //!
 //! `fnmetrics alerts run` reads the hashes of every function that changed, every second. Through
 //! redis-rs each field and each value of a reply became a `Value::BulkString(Vec<u8>)` made by a
@@ -14,7 +15,7 @@
 //! an error reply (`WRONGTYPE`) is the same [`redis::RedisError`] redis-rs would make of it, an
 //! I/O error or a timeout the same `io::Error` inside one.
 
-use crate::aggregates::{add_field, Skipped};
+use crate::aggregates::{add_field, Fleet};
 use crate::error::map_error;
 use crate::layout::AggregateKeys;
 use crate::options::RedisOptions;
@@ -194,31 +195,33 @@ impl HgetallConn {
         Ok(())
     }
 
-    /// The snapshots of `names`, in order (`None`: no hash, or one that does not decode, which
-    /// goes to `skipped`), `HGETALL`s sent [`PIPELINE`] at a time, of the hashes `keys` names.
+    /// The snapshots of `names` into `fleet`, `names[i]`'s at `i` (a hash that does not decode
+    /// goes to [`Fleet::undecodable`]), `HGETALL`s sent [`PIPELINE`] at a time, of the hashes
+    /// `keys` names.
     ///
     /// In each round trip the first error reply wins, as through redis-rs, where the pipeline
     /// failed on an error reply.
-    pub(crate) fn get_many(
+    pub(crate) fn read(
         &mut self,
         keys: &AggregateKeys,
         names: &[String],
-        skipped: &mut Skipped,
-    ) -> Result<Vec<Option<Snapshot>>, ReadError> {
-        let mut out = Vec::with_capacity(names.len());
+        fleet: &mut Fleet<'_>,
+    ) -> Result<(), ReadError> {
         let read = names
             .chunks(PIPELINE)
-            .try_for_each(|chunk| self.round_trip(keys, chunk, &mut out, skipped));
+            .enumerate()
+            .try_for_each(|(c, chunk)| self.round_trip(keys, chunk, c * PIPELINE, fleet));
         self.replies.shrink();
-        read.map(|()| out)
+        read
     }
 
+    /// One round trip: the `HGETALL`s of `names`, the first of them at `first` in `fleet`.
     fn round_trip(
         &mut self,
         keys: &AggregateKeys,
         names: &[String],
-        out: &mut Vec<Option<Snapshot>>,
-        skipped: &mut Skipped,
+        first: usize,
+        fleet: &mut Fleet<'_>,
     ) -> Result<(), ReadError> {
         let broken = |e: RedisError| ReadError::Broken(map_error(e, READING));
         self.out.clear();
@@ -230,20 +233,17 @@ impl HgetallConn {
         self.send().map_err(broken)?;
         let mut refused = None;
         let src = &mut &self.stream;
-        for name in names {
+        for (at, name) in (first..).zip(names) {
             let reply = self
                 .replies
                 .hgetall(src, name, keys)
                 .map_err(|e| broken(e.into()))?;
             match reply {
-                Reply::Hash(m) => out.push(m),
+                Reply::Hash(m) => fleet.share(at, m),
                 Reply::Refused(e) => {
                     refused.get_or_insert(e);
                 }
-                Reply::Undecodable(e) => {
-                    skipped.skip(&keys.named(name).to_string(), &e);
-                    out.push(None);
-                }
+                Reply::Undecodable(e) => fleet.undecodable(at, keys.named(name), e),
             }
         }
         match refused {

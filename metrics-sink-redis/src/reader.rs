@@ -1,9 +1,7 @@
 //! Fleet-wide aggregates, read back from the per-function hashes.
 
-use crate::aggregates::{decode, Skipped};
+use crate::aggregates::{Fleet, Skipped};
 use crate::conn::Conn;
-use crate::hgetall::{HgetallConn, ReadError, PIPELINE};
-use crate::layout::Layout;
 use crate::options::RedisOptions;
 use fnmetrics_core::{Error, ErrorKind, Snapshot};
 
@@ -23,9 +21,6 @@ use fnmetrics_core::{Error, ErrorKind, Snapshot};
 #[derive(Debug)]
 pub struct RedisReader {
     conn: Conn,
-    /// A connection of its own for [`get_many`](Self::get_many) on a single Redis at a
-    /// `redis://` address (made on first use, dropped on an I/O error or a timeout).
-    hgetall: Option<HgetallConn>,
     /// The hashes [`get_many`](Self::get_many) skipped because they do not decode.
     skipped: Skipped,
 }
@@ -44,7 +39,6 @@ impl RedisReader {
     pub fn connect(url: &str, options: RedisOptions) -> Result<RedisReader, Error> {
         Ok(RedisReader {
             conn: Conn::connect(url, options, &[])?,
-            hgetall: None,
             skipped: Skipped::default(),
         })
     }
@@ -70,19 +64,8 @@ impl RedisReader {
     /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn get(&mut self, name: &str) -> Result<Option<Snapshot>, Error> {
-        self.conn.ensure().map_err(Error::unsent)?;
-        if let Some((router, layout, opts)) = self.conn.cluster() {
-            let names = [name.to_owned()];
-            let fail = |_: &str, e: Error| Err(e);
-            return Ok(crate::shards::get_many(router, layout, opts, &names, fail)?
-                .pop()
-                .flatten());
-        }
-        let key = Layout::Single.aggregate_hash(&self.conn.opts, 0, name);
-        let reply: redis::Value = self.conn.run("cannot read aggregates from Redis", |c| {
-            redis::cmd("HGETALL").arg(&key).query(c)
-        })?;
-        decode(name, &key, &reply)
+        let names = [name.to_owned()];
+        Ok(self.sum(&names, false)?.pop().flatten())
     }
 
     /// The fleet-wide metrics of each of `names`, in the same order (`None` where no process
@@ -110,77 +93,24 @@ impl RedisReader {
     /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn get_many(&mut self, names: &[String]) -> Result<Vec<Option<Snapshot>>, Error> {
-        self.conn.ensure().map_err(Error::unsent)?;
-        if let Some((router, layout, opts)) = self.conn.cluster() {
-            let skipped = &mut self.skipped;
-            let skip = |key: &str, e: Error| {
-                skipped.skip(key, &e);
-                Ok(())
-            };
-            return crate::shards::get_many(router, layout, opts, names, skip);
-        }
         if names.is_empty() {
             return Ok(Vec::new());
         }
-        if matches!(
-            self.conn.connection_info().addr,
-            redis::ConnectionAddr::Tcp(..)
-        ) {
-            return self.get_many_plain_tcp(names);
-        }
-        self.get_many_through_redis_rs(names)
+        self.sum(names, true)
     }
 
-    /// [`get_many`](Self::get_many) on the reader's own plain TCP connection (see
-    /// `hgetall.rs`): the same snapshots and errors as through redis-rs, at a fraction of the
-    /// CPU.
-    fn get_many_plain_tcp(&mut self, names: &[String]) -> Result<Vec<Option<Snapshot>>, Error> {
-        let conn = match &mut self.hgetall {
-            Some(c) => c,
-            None => {
-                let c = HgetallConn::connect(self.conn.connection_info(), &self.conn.opts)
-                    .map_err(Error::unsent)?;
-                self.hgetall.insert(c)
-            }
-        };
-        let keys = Layout::Single.aggregates(&self.conn.opts, 0);
-        match conn.get_many(&keys, names, &mut self.skipped) {
-            Ok(out) => Ok(out),
-            Err(ReadError::Answered(e)) => Err(e),
-            Err(ReadError::Broken(e)) => {
-                self.hgetall = None;
-                Err(e)
-            }
+    /// The aggregates of `names`, each the sum of the shards' shares. `many`: a share that does
+    /// not decode is skipped and counted (its function reads as `None`), and a single Redis
+    /// at a `redis://` address is read over the fast `HGETALL` connection; otherwise such a
+    /// share is an error, and the reads go through redis-rs.
+    fn sum(&mut self, names: &[String], many: bool) -> Result<Vec<Option<Snapshot>>, Error> {
+        let mut fleet = Fleet::new(names.len(), many.then_some(&mut self.skipped));
+        self.conn.ensure().map_err(Error::unsent)?;
+        for shard in 0..self.conn.shards() {
+            self.conn.read_aggregates(shard, names, &mut fleet, many)?;
+            fleet.failed()?;
         }
-    }
-
-    /// [`get_many`](Self::get_many) through redis-rs: for TLS and unix sockets.
-    fn get_many_through_redis_rs(
-        &mut self,
-        names: &[String],
-    ) -> Result<Vec<Option<Snapshot>>, Error> {
-        let mut out = Vec::with_capacity(names.len());
-        // Big pipelines: Redis answers while the replies already read are parsed here.
-        for chunk in names.chunks(PIPELINE) {
-            let keys: Vec<String> = chunk
-                .iter()
-                .map(|n| Layout::Single.aggregate_hash(&self.conn.opts, 0, n))
-                .collect();
-            let mut pipe = redis::pipe();
-            for key in &keys {
-                pipe.cmd("HGETALL").arg(key);
-            }
-            let replies: Vec<redis::Value> = self
-                .conn
-                .run("cannot read aggregates from Redis", |c| pipe.query(c))?;
-            for ((name, key), fields) in chunk.iter().zip(&keys).zip(&replies) {
-                out.push(decode(name, key, fields).unwrap_or_else(|e| {
-                    self.skipped.skip(key, &e);
-                    None
-                }));
-            }
-        }
-        Ok(out)
+        Ok(fleet.finish(names.len()))
     }
 
     /// How many hashes [`get_many`](Self::get_many) skipped because they do not decode, since
@@ -357,28 +287,30 @@ impl RedisReader {
     /// ```
     pub fn functions(&mut self) -> Result<Vec<String>, Error> {
         self.conn.ensure().map_err(Error::unsent)?;
-        if let Some((router, layout, opts)) = self.conn.cluster() {
-            return crate::shards::functions(router, layout, opts);
-        }
-        let key = Layout::Single.internal(&self.conn.opts, 0, "functions");
-        let raw: Vec<Vec<u8>> = self
-            .conn
-            .run("cannot read function names from Redis", |c| {
-                redis::cmd("SMEMBERS").arg(&key).query(c)
-            })?;
-        let mut names = raw
-            .into_iter()
-            .map(|b| {
-                String::from_utf8(b).map_err(|e| {
+        let mut names = Vec::new();
+        for shard in 0..self.conn.shards() {
+            let key = self
+                .conn
+                .layout()
+                .internal(&self.conn.opts, shard, "functions");
+            let raw: Vec<Vec<u8>> =
+                self.conn
+                    .run_on(shard, "cannot read function names from Redis", |c| {
+                        redis::cmd("SMEMBERS").arg(&key).query(c)
+                    })?;
+            for b in raw {
+                names.push(String::from_utf8(b).map_err(|e| {
                     Error::with_source(
                         ErrorKind::Decode,
                         format!("a name in {key} is not UTF-8"),
                         e,
                     )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        names.sort();
+                })?);
+            }
+        }
+        // A cluster's shards share names.
+        names.sort_unstable();
+        names.dedup();
         Ok(names)
     }
 }

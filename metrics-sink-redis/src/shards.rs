@@ -101,91 +101,6 @@ impl ShardWriter {
     }
 }
 
-/// Every function with aggregates in any shard, sorted.
-pub(crate) fn functions(
-    router: &mut Router,
-    layout: &Layout,
-    opts: &RedisOptions,
-) -> Result<Vec<String>, Error> {
-    let mut names = std::collections::BTreeSet::new();
-    for shard in 0..layout.shards() {
-        let key = layout.internal(opts, shard, "functions");
-        let found: Vec<Vec<u8>> = router.on_slot(
-            key_slot(key.as_bytes()),
-            "cannot read function names from a Redis Cluster",
-            |c| redis::cmd("SMEMBERS").arg(&key).query(c),
-        )?;
-        for n in found {
-            let n = String::from_utf8(n).map_err(|e| {
-                Error::with_source(
-                    ErrorKind::Decode,
-                    format!("a name in {key} is not UTF-8"),
-                    e,
-                )
-            })?;
-            names.insert(n);
-        }
-    }
-    Ok(names.into_iter().collect())
-}
-
-/// The fleet-wide aggregates of each of `names` (`None` where no shard has any): the sum of
-/// every shard's share, each shard read in pipelines of 10 000.
-///
-/// A share that does not decode goes to `undecodable` with its key: an error it returns ends
-/// the read; if it returns `Ok`, the function is skipped whole (`None`: the other shares' sum
-/// would be short).
-pub(crate) fn get_many(
-    router: &mut Router,
-    layout: &Layout,
-    opts: &RedisOptions,
-    names: &[String],
-    mut undecodable: impl FnMut(&str, Error) -> Result<(), Error>,
-) -> Result<Vec<Option<fnmetrics_core::Snapshot>>, Error> {
-    let mut out: Vec<Option<fnmetrics_core::Snapshot>> = vec![None; names.len()];
-    let mut skipped = vec![false; names.len()];
-    for shard in 0..layout.shards() {
-        let slot = key_slot(layout.entries_list(opts, shard).as_bytes());
-        for (c, chunk) in names.chunks(10_000).enumerate() {
-            let keys: Vec<String> = chunk
-                .iter()
-                .map(|n| layout.aggregate_hash(opts, shard, n))
-                .collect();
-            let replies: Vec<redis::Value> = router.on_slot(
-                slot,
-                "cannot read aggregates from a Redis Cluster",
-                |conn| {
-                    let mut pipe = redis::pipe();
-                    for k in &keys {
-                        pipe.cmd("HGETALL").arg(k);
-                    }
-                    pipe.query(conn)
-                },
-            )?;
-            for (i, (key, reply)) in keys.iter().zip(&replies).enumerate() {
-                let at = c * 10_000 + i;
-                match crate::aggregates::decode(&names[at], key, reply) {
-                    Ok(Some(part)) => match &mut out[at] {
-                        Some(sum) => sum.merge(&part),
-                        none => *none = Some(part),
-                    },
-                    Ok(None) => {}
-                    Err(e) => {
-                        undecodable(key, e)?;
-                        skipped[at] = true;
-                    }
-                }
-            }
-        }
-    }
-    for (m, skipped) in out.iter_mut().zip(skipped) {
-        if skipped {
-            *m = None;
-        }
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,13 +200,5 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(summed(&mut router, &layout, "calls").0, 50);
-        // The fleet read sums the shards' shares.
-        assert_eq!(functions(&mut router, &layout, &opts).unwrap(), ["app::f"]);
-        let names = ["app::f".to_owned(), "app::none".to_owned()];
-        let all = get_many(&mut router, &layout, &opts, &names, |_, e| Err(e)).unwrap();
-        let f = all[0].as_ref().expect("app::f");
-        assert_eq!((f.calls, f.errors), (50, 13));
-        assert_eq!(f.histogram().count(), 50);
-        assert!(all[1].is_none());
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::codec::encode_frames;
 use crate::conn::{evalsha, Conn};
-use crate::layout::{key_slot, FlushIds, Layout};
+use crate::layout::{FlushIds, Layout};
 use crate::options::RedisOptions;
 use crate::shards::ShardWriter;
 use fnmetrics_core::{Error, ErrorKind, FieldKind, FlushBatch, Sink};
@@ -178,15 +178,13 @@ impl RedisSink {
         }
         // Not connected: nothing was sent.
         self.conn.ensure().map_err(Error::unsent)?;
+        let shard = self.conn.layout().shard_of(&batch.flush_id);
+        let has_replicas = self.conn.replicas(shard);
         if let Some((router, layout, opts)) = self.conn.cluster() {
             // By default a replica of the shard's primary must have it too, when there is one.
             let replicas = match opts.replica_acks {
                 Some(n) => n,
-                None => {
-                    let shard = layout.shard_of(&batch.flush_id);
-                    let slot = key_slot(layout.entries_list(opts, shard).as_bytes());
-                    router.replicas_of_slot(slot).min(1)
-                }
+                None => has_replicas.unwrap_or(0).min(1),
             };
             let ack = opts.io_timeout.min(Duration::from_secs(1));
             return self
@@ -281,11 +279,9 @@ fn warn_if_evicting(conn: &mut Conn) {
             .query::<Vec<String>>(c)
     };
     // Every primary of a cluster, the one server otherwise.
-    let got: Result<Vec<Vec<String>>, Error> = match conn.cluster() {
-        Some((router, _, _)) => router.on_each_primary(what, get),
-        None => conn.run(what, get).map(|p| vec![p]),
+    let Ok(all) = conn.on_each_primary(what, get) else {
+        return;
     };
-    let Ok(all) = got else { return };
     for pairs in all {
         warn_if_evicting_by(&pairs);
     }

@@ -196,10 +196,10 @@ impl Conn {
         Ok(())
     }
 
-    /// The router, layout and options, on a Redis Cluster.
-    pub(crate) fn cluster(&mut self) -> Option<(&mut Router, &Layout, &RedisOptions)> {
-        let (layout, opts) = (&self.layout, &self.opts);
-        self.router.as_mut().map(|r| (r, layout, opts))
+    /// The router, on a Redis Cluster (for tests that look at the topology).
+    #[cfg(test)]
+    pub(crate) fn router(&mut self) -> Option<&mut Router> {
+        self.router.as_mut()
     }
 
     /// How keys are named (the single-node names until a cluster is found).
@@ -331,16 +331,6 @@ impl Conn {
             }
         }
         Ok(())
-    }
-
-    /// [`Conn::eval_on`] shard 0.
-    pub(crate) fn eval<T: FromRedisValue>(
-        &mut self,
-        what: &str,
-        script: &Script,
-        cmd: &Cmd,
-    ) -> Result<T, Error> {
-        self.eval_on(0, what, script, cmd)
     }
 }
 

@@ -90,7 +90,6 @@ mod layout;
 mod options;
 mod queue;
 mod reader;
-mod shards;
 mod sink;
 
 pub use codec::{DeadLetter, DeadLetterKind, Undecodable};

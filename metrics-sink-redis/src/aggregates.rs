@@ -193,3 +193,56 @@ impl<'a> Fleet<'a> {
         &mut self.sums[at]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn share(name: &str, calls: u64, bucket: usize) -> Option<Snapshot> {
+        let mut m = Snapshot::new(name);
+        m.calls = calls;
+        m.histogram_mut().add_to_bucket(bucket, calls);
+        Some(m)
+    }
+
+    #[test]
+    fn shares_of_several_shards_add_up_and_a_broken_one_skips_its_function_whole() {
+        let mut skipped = Skipped::default();
+        let mut fleet = Fleet::new(3, Some(&mut skipped));
+        // Shard 0: a, nothing of b, c.
+        fleet.share(0, share("a", 1, 3));
+        fleet.share(1, None);
+        fleet.share(2, share("c", 5, 1));
+        // Shard 1: a again, b for the first time, c's share does not decode.
+        fleet.share(0, share("a", 2, 4));
+        fleet.share(1, share("b", 7, 2));
+        let bad = Error::new(ErrorKind::Decode, "field calls is not a number");
+        fleet.undecodable(2, "s1:c", bad);
+        assert!(fleet.failed().is_ok());
+        let got = fleet.finish(3);
+        let a = got[0].as_ref().expect("a");
+        assert_eq!((a.calls, a.histogram().count()), (3, 3));
+        assert_eq!(got[1].as_ref().map(|m| m.calls), Some(7));
+        assert!(
+            got[2].is_none(),
+            "the sum of c's other shares would be short"
+        );
+        assert_eq!(skipped.count, 1);
+    }
+
+    #[test]
+    fn without_a_skip_count_a_share_that_does_not_decode_is_an_error() {
+        let mut fleet = Fleet::new(2, None);
+        // The first share that does not decode is the error; the shares after it still land.
+        fleet.undecodable(0, "k", Error::new(ErrorKind::Decode, "first"));
+        fleet.share(1, share("b", 1, 0));
+        fleet.undecodable(1, "k", Error::new(ErrorKind::Decode, "second"));
+        let e = fleet.failed().unwrap_err();
+        assert_eq!(
+            (e.kind(), e.to_string().contains("first")),
+            (ErrorKind::Decode, true)
+        );
+        assert!(fleet.failed().is_ok(), "taken");
+        assert_eq!(fleet.finish(2)[1].as_ref().map(|m| m.calls), Some(1));
+    }
+}

@@ -7,6 +7,7 @@
 //! run. So this router follows `MOVED`, `ASK` and `TRYAGAIN` (answers that mean the command did
 //! not run) and returns everything else to the caller, saying whether the command was sent.
 
+use crate::error::{is_server_error, map_error};
 use crate::layout::SLOTS;
 use fnmetrics_core::{Error, ErrorKind};
 use redis::{Connection, ConnectionAddr, RedisError, RedisResult};
@@ -91,9 +92,9 @@ impl Router {
         };
         let mut seed = router
             .open(&host, port)
-            .map_err(|e| crate::conn::map_error(e, "cannot connect to Redis").unsent())?;
+            .map_err(|e| map_error(e, "cannot connect to Redis").unsent())?;
         let ranges = read_slots(&mut seed, &host)
-            .map_err(|e| crate::conn::map_error(e, "cannot read the cluster's slots"))?;
+            .map_err(|e| map_error(e, "cannot read the cluster's slots"))?;
         router.install(ranges);
         router.check_covered()?;
         Ok(router)
@@ -108,15 +109,8 @@ impl Router {
             .collect()
     }
 
-    /// How many replicas the primary of a flush's shard has, as `CLUSTER SLOTS` listed them.
-    pub(crate) fn replicas_of_shard(
-        &self,
-        layout: &crate::layout::Layout,
-        opts: &crate::options::RedisOptions,
-        flush_id: &[u8; 16],
-    ) -> usize {
-        let shard = crate::shards::shard_of(flush_id, layout.shards());
-        let slot = crate::layout::key_slot(layout.entries_list(opts, shard).as_bytes());
+    /// How many replicas the primary serving `slot` has, as `CLUSTER SLOTS` listed them.
+    pub(crate) fn replicas_of_slot(&self, slot: u16) -> usize {
         self.slots
             .get(usize::from(slot))
             .and_then(|&i| self.primaries.get(usize::from(i)))
@@ -166,7 +160,7 @@ impl Router {
                             continue;
                         }
                     }
-                    return Err(crate::conn::map_error(e, what).unsent());
+                    return Err(map_error(e, what).unsent());
                 }
             };
             let result = if asking {
@@ -184,7 +178,7 @@ impl Router {
             match e.kind() {
                 redis::ErrorKind::Moved => {
                     let Some((addr, moved_slot)) = redirect(&e) else {
-                        return Err(crate::conn::map_error(e, what).unsent());
+                        return Err(map_error(e, what).unsent());
                     };
                     self.stale = true;
                     let i = self.primary_at(&addr.0, addr.1);
@@ -195,7 +189,7 @@ impl Router {
                 }
                 redis::ErrorKind::Ask => {
                     let Some((addr, _)) = redirect(&e) else {
-                        return Err(crate::conn::map_error(e, what).unsent());
+                        return Err(map_error(e, what).unsent());
                     };
                     target = self.primary_at(&addr.0, addr.1);
                     asking = true;
@@ -209,7 +203,7 @@ impl Router {
                 | redis::ErrorKind::MasterDown
                 | redis::ErrorKind::ReadOnly => {
                     self.stale = true;
-                    return Err(crate::conn::map_error(e, what).unsent());
+                    return Err(map_error(e, what).unsent());
                 }
                 _ => {
                     if !is_server_error(&e) {
@@ -217,7 +211,7 @@ impl Router {
                         self.drop_connection(target);
                         self.stale = true;
                     }
-                    return Err(crate::conn::map_error(e, what));
+                    return Err(map_error(e, what));
                 }
             }
             if Instant::now() >= deadline {
@@ -246,7 +240,7 @@ impl Router {
             let i = u16::try_from(i).unwrap_or(u16::MAX);
             let conn = self
                 .connection(i)
-                .map_err(|e| crate::conn::map_error(e, what).unsent())?;
+                .map_err(|e| map_error(e, what).unsent())?;
             match f(conn) {
                 Ok(v) => out.push(v),
                 Err(e) => {
@@ -254,7 +248,7 @@ impl Router {
                         self.drop_connection(i);
                         self.stale = true;
                     }
-                    return Err(crate::conn::map_error(e, what));
+                    return Err(map_error(e, what));
                 }
             }
         }
@@ -280,7 +274,7 @@ impl Router {
             }
         }
         Err(match last {
-            Some(e) => crate::conn::map_error(e, "cannot read the cluster's slots"),
+            Some(e) => map_error(e, "cannot read the cluster's slots"),
             None => Error::new(ErrorKind::Unavailable, "no primary of the cluster is known"),
         })
     }
@@ -403,10 +397,6 @@ impl Router {
         c.set_write_timeout(Some(self.io_timeout))?;
         Ok(c)
     }
-}
-
-fn is_server_error(e: &RedisError) -> bool {
-    !e.is_io_error() && e.code().is_some()
 }
 
 /// The `(host, port)` and slot of a `MOVED` or `ASK` answer.

@@ -1,6 +1,7 @@
 //! Pipelined `HGETALL` on a plain TCP connection of its own, each reply decoded straight into a
-//! [`Snapshot`]: the read path of [`RedisReader::get_many`](crate::RedisReader::get_many) on a
-//! single Redis at a `redis://` address.
+//! [`Snapshot`]: how the transport reads aggregates for
+//! [`RedisReader::get_many`](crate::RedisReader::get_many) on a single Redis at a `redis://`
+//! address.
 //!
 //! `fnmetrics alerts run` reads the hashes of every function that changed, every second. Through
 //! redis-rs each field and each value of a reply became a `Value::BulkString(Vec<u8>)` made by a
@@ -14,9 +15,10 @@
 //! an error reply (`WRONGTYPE`) is the same [`redis::RedisError`] redis-rs would make of it, an
 //! I/O error or a timeout the same `io::Error` inside one.
 
-use crate::conn::map_error;
+use crate::aggregates::{add_field, Fleet};
+use crate::error::map_error;
+use crate::layout::AggregateKeys;
 use crate::options::RedisOptions;
-use crate::reader::{add_field, Skipped};
 use fnmetrics_core::{Error, ErrorKind, Snapshot};
 use redis::RedisError;
 use std::io::{self, Read, Write};
@@ -26,7 +28,7 @@ use std::time::{Duration, Instant};
 
 /// What a failed read says, as the redis-rs path says it.
 const READING: &str = "cannot read aggregates from Redis";
-/// What a failed connect says, as [`Conn`](crate::conn::Conn) says it.
+/// What a failed connect says, as the redis-rs connection (`conn.rs`) says it.
 const CONNECTING: &str = "cannot connect to Redis";
 /// The buffer replies are read into, to start with and to shrink back to.
 const BUFFER: usize = 64 * 1024;
@@ -193,64 +195,55 @@ impl HgetallConn {
         Ok(())
     }
 
-    /// The snapshots of `names`, in order (`None`: no hash, or one that does not decode, which
-    /// goes to `skipped`), `HGETALL`s sent [`PIPELINE`] at a time, the keys named as
-    /// [`RedisOptions::aggregate_hash`] names them.
+    /// The snapshots of `names` into `fleet`, `names[i]`'s at `i` (a hash that does not decode
+    /// goes to [`Fleet::undecodable`]), `HGETALL`s sent [`PIPELINE`] at a time, of the hashes
+    /// `keys` names.
     ///
     /// In each round trip the first error reply wins, as through redis-rs, where the pipeline
     /// failed on an error reply.
-    pub(crate) fn get_many(
+    pub(crate) fn read(
         &mut self,
-        opts: &RedisOptions,
+        keys: &AggregateKeys,
         names: &[String],
-        skipped: &mut Skipped,
-    ) -> Result<Vec<Option<Snapshot>>, ReadError> {
-        let mut out = Vec::with_capacity(names.len());
+        fleet: &mut Fleet<'_>,
+    ) -> Result<(), ReadError> {
         let read = names
             .chunks(PIPELINE)
-            .try_for_each(|chunk| self.round_trip(opts, chunk, &mut out, skipped));
+            .enumerate()
+            .try_for_each(|(c, chunk)| self.round_trip(keys, chunk, c * PIPELINE, fleet));
         self.replies.shrink();
-        read.map(|()| out)
+        read
     }
 
+    /// One round trip: the `HGETALL`s of `names`, the first of them at `first` in `fleet`.
     fn round_trip(
         &mut self,
-        opts: &RedisOptions,
+        keys: &AggregateKeys,
         names: &[String],
-        out: &mut Vec<Option<Snapshot>>,
-        skipped: &mut Skipped,
+        first: usize,
+        fleet: &mut Fleet<'_>,
     ) -> Result<(), ReadError> {
         let broken = |e: RedisError| ReadError::Broken(map_error(e, READING));
         self.out.clear();
         for name in names {
             begin_command(&mut self.out, 2);
             push_arg(&mut self.out, &[b"HGETALL"]);
-            push_arg(
-                &mut self.out,
-                &[
-                    opts.key_prefix.as_bytes(),
-                    opts.aggregate_prefix.as_bytes(),
-                    name.as_bytes(),
-                ],
-            );
+            push_arg(&mut self.out, &keys.parts(name));
         }
         self.send().map_err(broken)?;
         let mut refused = None;
         let src = &mut &self.stream;
-        for name in names {
+        for (at, name) in (first..).zip(names) {
             let reply = self
                 .replies
-                .hgetall(src, name, opts)
+                .hgetall(src, name, keys)
                 .map_err(|e| broken(e.into()))?;
             match reply {
-                Reply::Hash(m) => out.push(m),
+                Reply::Hash(m) => fleet.share(at, m),
                 Reply::Refused(e) => {
                     refused.get_or_insert(e);
                 }
-                Reply::Undecodable(e) => {
-                    skipped.skip(&HashKey { opts, name }.to_string(), &e);
-                    out.push(None);
-                }
+                Reply::Undecodable(e) => fleet.undecodable(at, keys.named(name), e),
             }
         }
         match refused {
@@ -276,21 +269,6 @@ impl From<AuthFailure> for RedisError {
             )),
             AuthFailure::Other(e) => e,
         }
-    }
-}
-
-/// The name of a function's hash (as [`RedisOptions::aggregate_hash`] makes it), written out
-/// only when an error message needs it.
-#[derive(Clone, Copy)]
-struct HashKey<'a> {
-    opts: &'a RedisOptions,
-    name: &'a str,
-}
-
-impl std::fmt::Display for HashKey<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let o = self.opts;
-        write!(f, "{}{}{}", o.key_prefix, o.aggregate_prefix, self.name)
     }
 }
 
@@ -639,14 +617,14 @@ impl Replies {
     }
 
     /// One `HGETALL` reply for function `name`, decoded as
-    /// [`decode`](crate::reader::decode) decodes redis-rs's.
+    /// [`decode`](crate::aggregates::decode) decodes redis-rs's.
     fn hgetall(
         &mut self,
         src: &mut impl Read,
         name: &str,
-        opts: &RedisOptions,
+        keys: &AggregateKeys,
     ) -> Result<Reply, Broken> {
-        let key = HashKey { opts, name };
+        let key = keys.named(name);
         let bad = |what: String| Reply::Undecodable(Error::new(ErrorKind::Decode, what));
         let n = match self.head(src)? {
             Head::Array(0) => return Ok(Reply::Hash(None)),
@@ -735,6 +713,11 @@ mod tests {
         }
     }
 
+    /// The aggregate hashes of a single Redis with the default options.
+    fn aggregates() -> AggregateKeys {
+        crate::layout::Layout::Single.aggregates(&RedisOptions::default(), 0)
+    }
+
     fn bulk(s: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         push_arg(&mut out, &[s]);
@@ -754,10 +737,10 @@ mod tests {
     fn decode_all(bytes: &[u8], names: &[&str], step: usize) -> Vec<Result<Reply, Broken>> {
         let mut src = Trickle { bytes, step };
         let mut r = Replies::new();
-        let opts = RedisOptions::default();
+        let keys = aggregates();
         let out = names
             .iter()
-            .map(|n| r.hgetall(&mut src, n, &opts))
+            .map(|n| r.hgetall(&mut src, n, &keys))
             .collect();
         assert_eq!(r.pos, r.end, "bytes left unread");
         out
@@ -948,14 +931,14 @@ mod tests {
 
     #[test]
     fn a_stream_that_breaks_or_is_not_resp_is_an_error_of_the_connection() {
-        let opts = RedisOptions::default();
+        let keys = aggregates();
         let cut = hash(&[("calls", "1"), ("errors", "0")]);
         for end in 0..cut.len() {
             let mut src = Trickle {
                 bytes: &cut[..end],
                 step: 3,
             };
-            let e = Replies::new().hgetall(&mut src, "f", &opts).err().unwrap();
+            let e = Replies::new().hgetall(&mut src, "f", &keys).err().unwrap();
             let e = RedisError::from(e);
             assert!(e.is_io_error(), "{end}: {e}");
             assert_eq!(map_error(e, READING).kind(), ErrorKind::Unavailable);
@@ -965,7 +948,7 @@ mod tests {
                 bytes: bad,
                 step: 64,
             };
-            let e = Replies::new().hgetall(&mut src, "f", &opts).err().unwrap();
+            let e = Replies::new().hgetall(&mut src, "f", &keys).err().unwrap();
             let e = RedisError::from(e);
             assert_eq!(e.kind(), redis::ErrorKind::ParseError, "{bad:?}");
         }
@@ -981,25 +964,26 @@ mod tests {
             step: 1 << 16,
         };
         let mut r = Replies::new();
-        let opts = RedisOptions::default();
-        let got = r.hgetall(&mut src, "big", &opts);
+        let keys = aggregates();
+        let got = r.hgetall(&mut src, "big", &keys);
         assert_eq!(snapshot(&got).map(|m| m.calls), Some(2));
         assert!(r.buf.len() > KEEP_AT_MOST);
-        let got = r.hgetall(&mut src, "f", &opts);
+        let got = r.hgetall(&mut src, "f", &keys);
         assert_eq!(snapshot(&got).map(|m| m.calls), Some(3));
         r.shrink();
         assert_eq!(r.buf.len(), BUFFER);
     }
 
     #[test]
-    fn hash_keys_are_named_as_the_options_name_them() {
+    fn hash_keys_are_named_as_the_layout_names_them() {
         let opts = RedisOptions::default()
             .with_key_prefix("p:")
             .with_aggregate_prefix("agg:");
-        let key = HashKey {
-            opts: &opts,
-            name: "app::f ✓",
-        };
-        assert_eq!(key.to_string(), opts.aggregate_hash("app::f ✓"));
+        let layout = crate::layout::Layout::Single;
+        let keys = layout.aggregates(&opts, 0);
+        let name = "app::f ✓";
+        assert_eq!(keys.named(name).to_string(), "p:agg:app::f ✓");
+        assert_eq!(keys.parts(name).concat(), "p:agg:app::f ✓".as_bytes());
+        assert_eq!(keys.key(name), layout.aggregate_hash(&opts, 0, name));
     }
 }

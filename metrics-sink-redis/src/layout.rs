@@ -1,9 +1,17 @@
-//! Where fnmetrics' keys live. On a single Redis: the seed's names (`metrics_list`,
-//! `app:metrics:{func_name}`, `fnmetrics:*`, after the key prefix), built here and nowhere else.
-//! For a Redis Cluster (planned in `docs/cluster.md`): the same names with a shard's hash tag
-//! after the prefix, so that every key one script touches lies in one slot.
+//! Where fnmetrics' keys live, and nowhere else are they named. On a single Redis: the seed's
+//! names (`metrics_list`, `app:metrics:{func_name}`, `fnmetrics:*`, after the key prefix). On a
+//! Redis Cluster (`docs/cluster.md` §4): the same names with a shard's hash tag after the
+//! prefix, so that every key one script touches lies in one slot. A single Redis is laid out as
+//! one shard with an empty tag.
 
 use crate::options::RedisOptions;
+use std::fmt::Write as _;
+
+/// The version of the cluster layout this build writes and reads.
+pub(crate) const LAYOUT_VERSION: i64 = 1;
+
+/// Shards of a cluster when nobody chose a number (`docs/cluster.md` §4.1).
+pub(crate) const DEFAULT_SHARDS: u16 = 8;
 
 /// The number of slots of a Redis Cluster.
 pub const SLOTS: u16 = 16_384;
@@ -66,13 +74,11 @@ pub(crate) enum Layout {
     /// The seed's names, after the key prefix.
     Single,
     /// Shard `i`'s names carry `{tags[i]}` right after the key prefix.
-    #[cfg_attr(not(test), allow(dead_code))]
     Cluster { tags: Vec<String> },
 }
 
 impl Layout {
     /// The layout of a cluster of `shards` shards.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn cluster(shards: u16) -> Layout {
         Layout::Cluster {
             tags: (0..shards.max(1))
@@ -97,6 +103,15 @@ impl Layout {
         }
     }
 
+    /// The shard of a flush: its id picks it (ids are random), and a retry of the same id goes
+    /// to the same shard, where the id is remembered. Always 0 on a single Redis.
+    pub(crate) fn shard_of(&self, flush_id: &[u8; 16]) -> u16 {
+        let mut head = [0u8; 8];
+        head.copy_from_slice(&flush_id[..8]);
+        let n = u64::from(self.shards().max(1));
+        u16::try_from(u64::from_le_bytes(head) % n).unwrap_or(0)
+    }
+
     /// `{key_prefix}{tag}{entries_key}`: the list of flushed entries.
     pub(crate) fn entries_list(&self, o: &RedisOptions, shard: u16) -> String {
         format!("{}{}{}", o.key_prefix, self.tag(shard), o.entries_key)
@@ -104,18 +119,102 @@ impl Layout {
 
     /// `{key_prefix}{tag}{aggregate_prefix}{name}`: a function's aggregate hash.
     pub(crate) fn aggregate_hash(&self, o: &RedisOptions, shard: u16, name: &str) -> String {
-        format!(
-            "{}{}{}{}",
-            o.key_prefix,
-            self.tag(shard),
-            o.aggregate_prefix,
-            name
-        )
+        self.aggregates(o, shard).key(name)
+    }
+
+    /// The aggregate hashes of `shard`: `{key_prefix}{tag}{aggregate_prefix}` and a name.
+    pub(crate) fn aggregates(&self, o: &RedisOptions, shard: u16) -> AggregateKeys {
+        AggregateKeys {
+            prefix: format!("{}{}{}", o.key_prefix, self.tag(shard), o.aggregate_prefix),
+        }
     }
 
     /// `{key_prefix}{tag}fnmetrics:{suffix}`: fnmetrics' own bookkeeping.
     pub(crate) fn internal(&self, o: &RedisOptions, shard: u16, suffix: &str) -> String {
         format!("{}{}fnmetrics:{}", o.key_prefix, self.tag(shard), suffix)
+    }
+
+    /// `{key_prefix}{tag}fnmetrics:claim:{id}`: the list of one claim's elements.
+    pub(crate) fn claim(&self, o: &RedisOptions, shard: u16, id: &str) -> String {
+        format!("{}{}fnmetrics:claim:{id}", o.key_prefix, self.tag(shard))
+    }
+
+    /// Where `shard` remembers the flushes it applied, and flush `flush_id` (`docs/cluster.md`
+    /// §4.2: a single Redis keeps the seed's key a flush, a cluster's shard a sorted set).
+    pub(crate) fn flush_ids(&self, o: &RedisOptions, shard: u16, flush_id: &[u8; 16]) -> FlushIds {
+        let mut hex = String::with_capacity(32);
+        for b in flush_id {
+            let _ = write!(hex, "{b:02x}");
+        }
+        match self {
+            Layout::Single => FlushIds::Key(self.internal(o, shard, &format!("flush:{hex}"))),
+            Layout::Cluster { .. } => FlushIds::Set {
+                ids: self.internal(o, shard, "flushes"),
+                shard: self.internal(o, shard, "shard"),
+                id: hex,
+            },
+        }
+    }
+
+    /// `{key_prefix}{fnm-meta}fnmetrics:layout`: a cluster's stored layout (a hash: `version`,
+    /// `shards`).
+    pub(crate) fn record(o: &RedisOptions) -> String {
+        format!("{}{{fnm-meta}}fnmetrics:layout", o.key_prefix)
+    }
+}
+
+/// How a shard remembers the flushes it applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum FlushIds {
+    /// A single Redis: a string key a flush, `{key_prefix}fnmetrics:flush:<hex id>`, which
+    /// expires.
+    Key(String),
+    /// A shard of a cluster: the sorted set `fnmetrics:flushes` of hex ids, scored by when they
+    /// are forgotten, and the shard's hash `fnmetrics:shard` (`retries_seen`).
+    Set {
+        /// The sorted set of flush ids.
+        ids: String,
+        /// The shard's own hash.
+        shard: String,
+        /// This flush's id, in hex.
+        id: String,
+    },
+}
+
+/// The names of one shard's aggregate hashes: a prefix, then the function's name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct AggregateKeys {
+    prefix: String,
+}
+
+impl AggregateKeys {
+    /// The hash of function `name`.
+    pub(crate) fn key(&self, name: &str) -> String {
+        let mut key = String::with_capacity(self.prefix.len() + name.len());
+        key.push_str(&self.prefix);
+        key.push_str(name);
+        key
+    }
+
+    /// The hash of function `name` in two parts, to be written out one after the other (the
+    /// plain `HGETALL` reader sends them so, without making a string a key).
+    pub(crate) fn parts<'a>(&'a self, name: &'a str) -> [&'a [u8]; 2] {
+        [self.prefix.as_bytes(), name.as_bytes()]
+    }
+
+    /// The hash of function `name`, written out only when shown.
+    pub(crate) fn named<'a>(&'a self, name: &'a str) -> impl std::fmt::Display + Copy + 'a {
+        Named(&self.prefix, name)
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Named<'a>(&'a str, &'a str);
+
+impl std::fmt::Display for Named<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)?;
+        f.write_str(self.1)
     }
 }
 
@@ -144,6 +243,16 @@ mod tests {
         assert_eq!(l.entries_list(&o, 0), "p:metrics_list");
         assert_eq!(l.aggregate_hash(&o, 0, "app::f"), "p:app:metrics:app::f");
         assert_eq!(l.internal(&o, 0, "claims"), "p:fnmetrics:claims");
+        assert_eq!(l.claim(&o, 0, "c1"), "p:fnmetrics:claim:c1");
+        let mut id = [0u8; 16];
+        id[0] = 0xab;
+        id[15] = 0x01;
+        assert_eq!(
+            l.flush_ids(&o, 0, &id),
+            FlushIds::Key("p:fnmetrics:flush:ab000000000000000000000000000001".into())
+        );
+        assert_eq!(l.shard_of(&id), 0);
+        assert_eq!(Layout::record(&o), "p:{fnm-meta}fnmetrics:layout");
     }
 
     #[test]
@@ -157,7 +266,11 @@ mod tests {
                     l.entries_list(&o, i),
                     l.aggregate_hash(&o, i, "app::{odd} name"),
                     l.internal(&o, i, "claims"),
-                    l.internal(&o, i, "claim:abc"),
+                    l.claim(&o, i, "abc"),
+                    match l.flush_ids(&o, i, &[7; 16]) {
+                        FlushIds::Set { ids, .. } => ids,
+                        FlushIds::Key(k) => panic!("{k}"),
+                    },
                 ];
                 let slot = key_slot(keys[0].as_bytes());
                 assert!(

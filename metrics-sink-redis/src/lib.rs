@@ -80,15 +80,16 @@
 //! ([`RedisQueue::ack_with`]); [`RedisQueue::dead_letters`], [`RedisQueue::requeue_dead_letters`]
 //! and [`RedisQueue::purge_dead_letters`] list, re-queue and purge them.
 
+mod aggregates;
 mod cluster;
 mod codec;
 mod conn;
+mod error;
 mod hgetall;
 mod layout;
 mod options;
 mod queue;
 mod reader;
-mod shards;
 mod sink;
 
 pub use codec::{DeadLetter, DeadLetterKind, Undecodable};

@@ -1,6 +1,5 @@
 //! Where the keys live and how long to wait for the server.
 
-use crate::layout::Layout;
 use fnmetrics_core::{Error, ErrorKind};
 #[cfg(feature = "tls")]
 use std::path::PathBuf;
@@ -241,21 +240,6 @@ impl RedisOptions {
             return bad("shards must be between 1 and 1024");
         }
         Ok(())
-    }
-
-    /// `{key_prefix}{entries_key}` (see [`Layout`](crate::layout::Layout)).
-    pub(crate) fn entries_list(&self) -> String {
-        Layout::Single.entries_list(self, 0)
-    }
-
-    /// `{key_prefix}{aggregate_prefix}{name}`.
-    pub(crate) fn aggregate_hash(&self, name: &str) -> String {
-        Layout::Single.aggregate_hash(self, 0, name)
-    }
-
-    /// `{key_prefix}fnmetrics:{suffix}`.
-    pub(crate) fn internal(&self, suffix: &str) -> String {
-        Layout::Single.internal(self, 0, suffix)
     }
 
     /// Sets [`ca_file`](Self::ca_file): check a `rediss://` server's certificate against the CA

@@ -221,13 +221,18 @@ impl RedisQueue {
         }
     }
 
+    /// The list of claim `id` in `shard`.
+    fn claim_key(&self, shard: u16, id: &str) -> String {
+        self.conn.layout().claim(&self.conn.opts, shard, id)
+    }
+
     /// The keys of `shard`'s queue.
     fn keys(&self, shard: u16) -> Keys {
         let (l, o) = (self.conn.layout(), &self.conn.opts);
         Keys {
             list: l.entries_list(o, shard),
             claims: l.internal(o, shard, "claims"),
-            claim_prefix: l.internal(o, shard, "claim:"),
+            claim_prefix: l.claim(o, shard, ""),
             dead: l.internal(o, shard, "dead"),
             dead_evicted: l.internal(o, shard, "dead:evicted"),
         }
@@ -285,10 +290,11 @@ impl RedisQueue {
         // the lengths differ and we claim again.
         for _ in 0..CLAIM_ATTEMPTS {
             let new_id = new_claim_id();
+            let new_key = self.claim_key(shard, &new_id);
             let mut cmd = evalsha(&CLAIM, 3);
             cmd.arg(&k.list)
                 .arg(&k.claims)
-                .arg(format!("{}{new_id}", k.claim_prefix))
+                .arg(&new_key)
                 .arg(max)
                 .arg(lease_ms)
                 .arg(&k.claim_prefix)
@@ -296,7 +302,7 @@ impl RedisQueue {
             let mut p = redis::pipe();
             p.add_command(cmd)
                 .cmd("LRANGE")
-                .arg(format!("{}{new_id}", k.claim_prefix))
+                .arg(&new_key)
                 .arg(0)
                 .arg(-1);
             type Reply = (Option<Vec<String>>, Vec<Vec<u8>>);
@@ -314,7 +320,7 @@ impl RedisQueue {
                 // A claim whose lease ran out: take it over (a second script, which names its
                 // list among its keys), then read it.
                 Some([marker, id]) if marker.is_empty() => {
-                    let key = format!("{}{id}", k.claim_prefix);
+                    let key = self.claim_key(shard, id);
                     let mut cmd = evalsha(&TAKEOVER, 2);
                     cmd.arg(&k.claims).arg(&key).arg(id).arg(lease_ms);
                     let taken: Option<Vec<String>> =
@@ -409,7 +415,7 @@ impl RedisQueue {
     pub fn ack_with(&mut self, claim: &Claim, dead: &[DeadLetter]) -> Result<Acked, Error> {
         let k = self.keys(claim.shard);
         let mut cmd = evalsha(&ACK, 4);
-        cmd.arg(format!("{}{}", k.claim_prefix, claim.id))
+        cmd.arg(self.claim_key(claim.shard, &claim.id))
             .arg(&k.claims)
             .arg(&k.dead)
             .arg(&k.dead_evicted)
@@ -453,7 +459,7 @@ impl RedisQueue {
     pub fn release(&mut self, claim: &Claim) -> Result<bool, Error> {
         let k = self.keys(claim.shard);
         let mut cmd = evalsha(&RELEASE, 3);
-        cmd.arg(format!("{}{}", k.claim_prefix, claim.id))
+        cmd.arg(self.claim_key(claim.shard, &claim.id))
             .arg(&k.claims)
             .arg(&k.list)
             .arg(&claim.id)
@@ -653,7 +659,8 @@ impl RedisQueue {
                 redis::cmd("ZRANGE").arg(&k.claims).arg(0).arg(-1).query(c)
             })?;
             for id in ids {
-                n += self.count_list(shard, &format!("{}{id}", k.claim_prefix))?;
+                let key = self.claim_key(shard, &id);
+                n += self.count_list(shard, &key)?;
             }
         }
         Ok(n)
@@ -806,7 +813,7 @@ impl ClaimQueue for RedisQueue {
                 .conn
                 .opts
                 .shards
-                .unwrap_or(crate::shards::DEFAULT_SHARDS),
+                .unwrap_or(crate::layout::DEFAULT_SHARDS),
             n => n,
         };
         let first = lane * usize::from(shards) / lanes.max(1);

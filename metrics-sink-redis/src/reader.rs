@@ -1,10 +1,9 @@
 //! Fleet-wide aggregates, read back from the per-function hashes.
 
+use crate::aggregates::{Fleet, Skipped};
 use crate::conn::Conn;
-use crate::hgetall::{HgetallConn, ReadError, PIPELINE};
 use crate::options::RedisOptions;
 use fnmetrics_core::{Error, ErrorKind, Snapshot};
-use std::collections::HashSet;
 
 /// Reads the aggregates every process flushed to Redis: fleet-wide totals per function.
 ///
@@ -22,9 +21,6 @@ use std::collections::HashSet;
 #[derive(Debug)]
 pub struct RedisReader {
     conn: Conn,
-    /// A connection of its own for [`get_many`](Self::get_many) on a single Redis at a
-    /// `redis://` address (made on first use, dropped on an I/O error or a timeout).
-    hgetall: Option<HgetallConn>,
     /// The hashes [`get_many`](Self::get_many) skipped because they do not decode.
     skipped: Skipped,
 }
@@ -43,7 +39,6 @@ impl RedisReader {
     pub fn connect(url: &str, options: RedisOptions) -> Result<RedisReader, Error> {
         Ok(RedisReader {
             conn: Conn::connect(url, options, &[])?,
-            hgetall: None,
             skipped: Skipped::default(),
         })
     }
@@ -69,19 +64,8 @@ impl RedisReader {
     /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn get(&mut self, name: &str) -> Result<Option<Snapshot>, Error> {
-        self.conn.ensure().map_err(Error::unsent)?;
-        if let Some((router, layout, opts)) = self.conn.cluster() {
-            let names = [name.to_owned()];
-            let fail = |_: &str, e: Error| Err(e);
-            return Ok(crate::shards::get_many(router, layout, opts, &names, fail)?
-                .pop()
-                .flatten());
-        }
-        let key = self.conn.opts.aggregate_hash(name);
-        let reply: redis::Value = self.conn.run("cannot read aggregates from Redis", |c| {
-            redis::cmd("HGETALL").arg(&key).query(c)
-        })?;
-        decode(name, &key, &reply)
+        let names = [name.to_owned()];
+        Ok(self.sum(&names, false)?.pop().flatten())
     }
 
     /// The fleet-wide metrics of each of `names`, in the same order (`None` where no process
@@ -109,76 +93,24 @@ impl RedisReader {
     /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     pub fn get_many(&mut self, names: &[String]) -> Result<Vec<Option<Snapshot>>, Error> {
-        self.conn.ensure().map_err(Error::unsent)?;
-        if let Some((router, layout, opts)) = self.conn.cluster() {
-            let skipped = &mut self.skipped;
-            let skip = |key: &str, e: Error| {
-                skipped.skip(key, &e);
-                Ok(())
-            };
-            return crate::shards::get_many(router, layout, opts, names, skip);
-        }
         if names.is_empty() {
             return Ok(Vec::new());
         }
-        if matches!(
-            self.conn.connection_info().addr,
-            redis::ConnectionAddr::Tcp(..)
-        ) {
-            return self.get_many_plain_tcp(names);
-        }
-        self.get_many_through_redis_rs(names)
+        self.sum(names, true)
     }
 
-    /// [`get_many`](Self::get_many) on the reader's own plain TCP connection (see
-    /// `hgetall.rs`): the same snapshots and errors as through redis-rs, at a fraction of the
-    /// CPU.
-    fn get_many_plain_tcp(&mut self, names: &[String]) -> Result<Vec<Option<Snapshot>>, Error> {
-        let conn = match &mut self.hgetall {
-            Some(c) => c,
-            None => {
-                let c = HgetallConn::connect(self.conn.connection_info(), &self.conn.opts)
-                    .map_err(Error::unsent)?;
-                self.hgetall.insert(c)
-            }
-        };
-        match conn.get_many(&self.conn.opts, names, &mut self.skipped) {
-            Ok(out) => Ok(out),
-            Err(ReadError::Answered(e)) => Err(e),
-            Err(ReadError::Broken(e)) => {
-                self.hgetall = None;
-                Err(e)
-            }
+    /// The aggregates of `names`, each the sum of the shards' shares. `many`: a share that does
+    /// not decode is skipped and counted (its function reads as `None`), and a single Redis
+    /// at a `redis://` address is read over the fast `HGETALL` connection; otherwise such a
+    /// share is an error, and the reads go through redis-rs.
+    fn sum(&mut self, names: &[String], many: bool) -> Result<Vec<Option<Snapshot>>, Error> {
+        let mut fleet = Fleet::new(names.len(), many.then_some(&mut self.skipped));
+        self.conn.ensure().map_err(Error::unsent)?;
+        for shard in 0..self.conn.shards() {
+            self.conn.read_aggregates(shard, names, &mut fleet, many)?;
+            fleet.failed()?;
         }
-    }
-
-    /// [`get_many`](Self::get_many) through redis-rs: for TLS and unix sockets.
-    fn get_many_through_redis_rs(
-        &mut self,
-        names: &[String],
-    ) -> Result<Vec<Option<Snapshot>>, Error> {
-        let mut out = Vec::with_capacity(names.len());
-        // Big pipelines: Redis answers while the replies already read are parsed here.
-        for chunk in names.chunks(PIPELINE) {
-            let keys: Vec<String> = chunk
-                .iter()
-                .map(|n| self.conn.opts.aggregate_hash(n))
-                .collect();
-            let mut pipe = redis::pipe();
-            for key in &keys {
-                pipe.cmd("HGETALL").arg(key);
-            }
-            let replies: Vec<redis::Value> = self
-                .conn
-                .run("cannot read aggregates from Redis", |c| pipe.query(c))?;
-            for ((name, key), fields) in chunk.iter().zip(&keys).zip(&replies) {
-                out.push(decode(name, key, fields).unwrap_or_else(|e| {
-                    self.skipped.skip(key, &e);
-                    None
-                }));
-            }
-        }
-        Ok(out)
+        Ok(fleet.finish(names.len()))
     }
 
     /// How many hashes [`get_many`](Self::get_many) skipped because they do not decode, since
@@ -355,28 +287,30 @@ impl RedisReader {
     /// ```
     pub fn functions(&mut self) -> Result<Vec<String>, Error> {
         self.conn.ensure().map_err(Error::unsent)?;
-        if let Some((router, layout, opts)) = self.conn.cluster() {
-            return crate::shards::functions(router, layout, opts);
-        }
-        let key = self.conn.opts.internal("functions");
-        let raw: Vec<Vec<u8>> = self
-            .conn
-            .run("cannot read function names from Redis", |c| {
-                redis::cmd("SMEMBERS").arg(&key).query(c)
-            })?;
-        let mut names = raw
-            .into_iter()
-            .map(|b| {
-                String::from_utf8(b).map_err(|e| {
+        let mut names = Vec::new();
+        for shard in 0..self.conn.shards() {
+            let key = self
+                .conn
+                .layout()
+                .internal(&self.conn.opts, shard, "functions");
+            let raw: Vec<Vec<u8>> =
+                self.conn
+                    .run_on(shard, "cannot read function names from Redis", |c| {
+                        redis::cmd("SMEMBERS").arg(&key).query(c)
+                    })?;
+            for b in raw {
+                names.push(String::from_utf8(b).map_err(|e| {
                     Error::with_source(
                         ErrorKind::Decode,
                         format!("a name in {key} is not UTF-8"),
                         e,
                     )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        names.sort();
+                })?);
+            }
+        }
+        // A cluster's shards share names.
+        names.sort_unstable();
+        names.dedup();
         Ok(names)
     }
 }
@@ -391,113 +325,4 @@ impl RedisReader {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ChangeCursor {
     versions: Vec<u64>,
-}
-
-/// The aggregate hashes a reader skipped because they do not decode.
-#[derive(Debug, Default)]
-pub(crate) struct Skipped {
-    /// Every time one was skipped.
-    count: u64,
-    /// The keys already named in a warning: one warning a key, not one a read.
-    warned: HashSet<String>,
-}
-
-impl Skipped {
-    /// Counts hash `key`, skipped because of `e`; the first time for `key`, says so in the log.
-    pub(crate) fn skip(&mut self, key: &str, e: &Error) {
-        self.count += 1;
-        if !self.warned.contains(key) {
-            self.warned.insert(key.to_owned());
-            log::warn!(
-                target: "fnmetrics",
-                "skipping the aggregates in {key}: they do not decode ({e}); the other \
-                 functions are read on"
-            );
-        }
-    }
-}
-
-/// The snapshot of function `name` from the fields of its hash `key` (`None`: no fields).
-pub(crate) fn decode(
-    name: &str,
-    key: &str,
-    reply: &redis::Value,
-) -> Result<Option<Snapshot>, Error> {
-    let bad = |what: String| Error::new(ErrorKind::Decode, what);
-    fn pair<'a>(
-        key: &str,
-        f: &'a redis::Value,
-        v: &'a redis::Value,
-    ) -> Result<(&'a [u8], &'a [u8]), Error> {
-        match (f, v) {
-            (redis::Value::BulkString(f), redis::Value::BulkString(v)) => Ok((f, v)),
-            _ => Err(Error::new(
-                ErrorKind::Decode,
-                format!("{key} answered HGETALL with {f:?}, {v:?}"),
-            )),
-        }
-    }
-    // RESP2 answers a flat array of field, value, field, ..; RESP3 a map. Read in place: a
-    // large fleet's hashes are read every second by `fnmetrics alerts run`.
-    let (flat, map): (&[redis::Value], &[(redis::Value, redis::Value)]) = match reply {
-        redis::Value::Array(items) if items.len() % 2 == 0 => (items, &[]),
-        redis::Value::Map(items) => (&[], items),
-        other => return Err(bad(format!("{key} answered HGETALL with {other:?}"))),
-    };
-    let pairs = flat
-        .chunks_exact(2)
-        .map(|p| pair(key, &p[0], &p[1]))
-        .chain(map.iter().map(|(f, v)| pair(key, f, v)));
-    if flat.is_empty() && map.is_empty() {
-        return Ok(None);
-    }
-    let mut m = Snapshot::new(name);
-    for p in pairs {
-        let (field, value) = p?;
-        add_field(&mut m, key, field, value)?;
-    }
-    Ok(Some(m))
-}
-
-/// Adds one field of hash `key` to `m`: a histogram bucket (`b<index>`, the most of a hash) or a
-/// counter; other fields (a newer version's) are skipped.
-///
-/// # Errors
-/// [`ErrorKind::Decode`] if `value` is not a canonical decimal u64.
-pub(crate) fn add_field(
-    m: &mut Snapshot,
-    key: impl std::fmt::Display,
-    field: &[u8],
-    value: &[u8],
-) -> Result<(), Error> {
-    let n = parse_u64(value).ok_or_else(|| {
-        Error::new(
-            ErrorKind::Decode,
-            format!(
-                "field {} of {key} is not a non-negative integer: {:?}",
-                String::from_utf8_lossy(field),
-                String::from_utf8_lossy(value)
-            ),
-        )
-    })?;
-    if let Some(i) = field.strip_prefix(b"b").and_then(parse_u64) {
-        if let Ok(i) = u16::try_from(i) {
-            m.histogram_mut().add_to_bucket(usize::from(i), n);
-        }
-    } else if let Ok(field) = std::str::from_utf8(field) {
-        m.set_field(field, n);
-    }
-    Ok(())
-}
-
-/// A canonical decimal u64 (digits only, no sign, not past `u64::MAX`).
-fn parse_u64(b: &[u8]) -> Option<u64> {
-    if b.is_empty() || b.len() > 20 {
-        return None;
-    }
-    b.iter().try_fold(0u64, |n, &d| {
-        d.is_ascii_digit()
-            .then(|| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
-            .flatten()
-    })
 }

@@ -1,15 +1,20 @@
 //! Stage 1: a flush into Redis as one script, guarded by its flush id.
 
 use crate::codec::encode_frames;
-use crate::conn::{evalsha, Conn};
+use crate::conn::{evalsha, with_script, Conn};
+use crate::layout::FlushIds;
 use crate::options::RedisOptions;
-use crate::shards::ShardWriter;
 use fnmetrics_core::{Error, ErrorKind, FieldKind, FlushBatch, Sink};
 use redis::{Cmd, Script};
 use std::fmt::Write as _;
 use std::sync::LazyLock;
 use std::time::Duration;
 
+/// The flush into a single Redis: flush ids as a key each, which expires (the seed's layout).
+/// The two flush scripts share `flush_body.lua` and differ only in how they remember flush ids:
+/// a key a flush with a TTL here; a sorted set trimmed by server time, and a write even for a
+/// retry (so that a `WAIT` after it covers the flush it found), in a cluster's shard
+/// (`docs/cluster.md` §4.2).
 static FLUSH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("lua/flush_body.lua"),
@@ -18,7 +23,7 @@ static FLUSH: LazyLock<Script> = LazyLock::new(|| {
 });
 /// The flush into one shard of a Redis Cluster (`docs/cluster.md` §5.2): flush ids in a sorted
 /// set of the shard instead of a key each.
-pub(crate) static FLUSH_SHARD: LazyLock<Script> = LazyLock::new(|| {
+static FLUSH_SHARD: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("lua/flush_body.lua"),
         include_str!("lua/flush_shard.lua")
@@ -43,7 +48,9 @@ pub enum WriteOutcome {
 /// key of the wrong type fails the flush before anything is written), then sets the flush-id
 /// key with a TTL ([`RedisOptions::flush_id_ttl`]), pushes the entries, and adds the aggregate
 /// deltas (min/max compared exactly, as decimal strings). Every key it touches is passed as a
-/// key of the script (a Redis Cluster is refused at connect for now: see `docs/cluster.md`).
+/// key of the script. On a Redis Cluster the flush goes to the shard its id picks, where the
+/// same script body remembers ids in a sorted set and waits for a replica (`docs/cluster.md`
+/// §5); the code that writes it is the same.
 ///
 /// The entries of a flush travel as one argument, a frame (see [`decode_element`]), pushed as
 /// one list element: Lua copies it once instead of turning every entry into a string of its own,
@@ -71,16 +78,10 @@ pub enum WriteOutcome {
 #[derive(Debug)]
 pub struct RedisSink {
     conn: Conn,
-    list: String,
-    functions: String,
-    changes: String,
-    version: String,
     /// The frames of the current flush, one after the other, reused.
     frames: Vec<u8>,
     /// Where each frame ends in `frames`.
     frame_ends: Vec<usize>,
-    /// Flushes into the shards of a Redis Cluster.
-    shards: ShardWriter,
 }
 
 impl RedisSink {
@@ -133,14 +134,9 @@ impl RedisSink {
         static SCRIPTS: LazyLock<[&'static Script; 1]> = LazyLock::new(|| [&*FLUSH]);
         let conn = Conn::new(url, options, &*SCRIPTS)?;
         Ok(RedisSink {
-            list: conn.opts.entries_list(),
-            functions: conn.opts.internal("functions"),
-            changes: conn.opts.internal("changes"),
-            version: conn.opts.internal("version"),
             conn,
             frames: Vec::new(),
             frame_ends: Vec::new(),
-            shards: ShardWriter::default(),
         })
     }
 
@@ -177,28 +173,47 @@ impl RedisSink {
         }
         // Not connected: nothing was sent.
         self.conn.ensure().map_err(Error::unsent)?;
-        if let Some((router, layout, opts)) = self.conn.cluster() {
-            // By default a replica of the shard's primary must have it too, when there is one.
-            let replicas = match opts.replica_acks {
-                Some(n) => n,
-                None => router
-                    .replicas_of_shard(layout, opts, &batch.flush_id)
-                    .min(1),
-            };
-            let ack = opts.io_timeout.min(Duration::from_secs(1));
-            return self
-                .shards
-                .write(router, layout, opts, batch, replicas, ack);
-        }
-        let cmd = self.flush_cmd(batch);
-        let applied: i64 = self
+        let shard = self.conn.layout().shard_of(&batch.flush_id);
+        // In a cluster, by default a replica of the shard's primary must have the flush too,
+        // when it has one; a single Redis is not waited on.
+        let replicas = match self.conn.replicas(shard) {
+            Some(n) => self.conn.opts.replica_acks.unwrap_or(n.min(1)),
+            None => 0,
+        };
+        let ack_timeout = self.conn.opts.io_timeout.min(Duration::from_secs(1));
+        let timeout_ms = u64::try_from(ack_timeout.as_millis()).unwrap_or(u64::MAX);
+        let (script, cmd) = self.flush_cmd(shard, batch);
+        let (applied, acked): (i64, usize) = self
             .conn
-            .eval("cannot write a flush to Redis", &FLUSH, &cmd)
+            .run_on(shard, "cannot write a flush to Redis", |c| {
+                with_script(c, script, |c| {
+                    if replicas == 0 {
+                        return Ok((cmd.query(c)?, 0));
+                    }
+                    redis::pipe()
+                        .add_command(cmd.clone())
+                        .cmd("WAIT")
+                        .arg(replicas)
+                        .arg(timeout_ms)
+                        .query(c)
+                })
+            })
             // The script checks every key before it writes: a wrong type means nothing changed.
             .map_err(|e| match e.kind() {
                 ErrorKind::Schema => e.unsent(),
                 _ => e,
             })?;
+        if acked < replicas {
+            // Not unsent: it was applied on the primary. The flusher retries the same batch,
+            // which finds it applied, or applies it on a replica promoted meanwhile.
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "a flush reached the primary of shard {shard} but {acked} of its {replicas} \
+                     replicas within {ack_timeout:?}; it is sent again (and applied once)"
+                ),
+            ));
+        }
         Ok(if applied == 1 {
             WriteOutcome::Applied
         } else {
@@ -206,36 +221,43 @@ impl RedisSink {
         })
     }
 
-    /// `EVALSHA` of the flush script (see `lua/flush.lua` for the layout).
-    fn flush_cmd(&mut self, batch: &FlushBatch) -> Cmd {
-        let opts = &self.conn.opts;
-        let mut flush_key = opts.internal("flush:");
-        for b in batch.flush_id {
-            let _ = write!(flush_key, "{b:02x}");
-        }
-        let mut cmd = evalsha(&FLUSH, 5 + batch.aggregates.len());
-        cmd.arg(&flush_key)
-            .arg(&self.list)
-            .arg(&self.functions)
-            .arg(&self.changes)
-            .arg(&self.version);
+    /// `EVALSHA` of the flush script of `shard` (see `lua/flush_body.lua` for the layout), and
+    /// the script.
+    fn flush_cmd(&mut self, shard: u16, batch: &FlushBatch) -> (&'static Script, Cmd) {
+        let (layout, opts) = (self.conn.layout(), &self.conn.opts);
+        let ids = layout.flush_ids(opts, shard, &batch.flush_id);
+        let (script, mut cmd) = match &ids {
+            FlushIds::Key(key) => {
+                let mut cmd = evalsha(&FLUSH, 5 + batch.aggregates.len());
+                cmd.arg(key);
+                (&*FLUSH, cmd)
+            }
+            FlushIds::Set { ids, shard, .. } => {
+                let mut cmd = evalsha(&FLUSH_SHARD, 6 + batch.aggregates.len());
+                cmd.arg(ids).arg(shard);
+                (&*FLUSH_SHARD, cmd)
+            }
+        };
+        cmd.arg(layout.entries_list(opts, shard))
+            .arg(layout.internal(opts, shard, "functions"))
+            .arg(layout.internal(opts, shard, "changes"))
+            .arg(layout.internal(opts, shard, "version"));
+        let hashes = layout.aggregates(opts, shard);
         for a in &batch.aggregates {
-            cmd.arg(opts.aggregate_hash(&a.name));
+            cmd.arg(hashes.key(&a.name));
         }
         cmd.arg(opts.flush_id_ttl.as_secs());
+        if let FlushIds::Set { id, .. } = &ids {
+            cmd.arg(id);
+        }
         flush_args(&mut cmd, batch, &mut self.frames, &mut self.frame_ends);
-        cmd
+        (script, cmd)
     }
 }
 
 /// The arguments `apply_flush` reads (see `lua/flush_body.lua`): the frames of the entries, then
 /// each aggregate's changed fields. `frames` and `ends` are buffers kept between flushes.
-pub(crate) fn flush_args(
-    cmd: &mut Cmd,
-    batch: &FlushBatch,
-    frames: &mut Vec<u8>,
-    ends: &mut Vec<usize>,
-) {
+fn flush_args(cmd: &mut Cmd, batch: &FlushBatch, frames: &mut Vec<u8>, ends: &mut Vec<usize>) {
     frames.clear();
     ends.clear();
     encode_frames(&batch.entries, frames, ends);
@@ -279,11 +301,9 @@ fn warn_if_evicting(conn: &mut Conn) {
             .query::<Vec<String>>(c)
     };
     // Every primary of a cluster, the one server otherwise.
-    let got: Result<Vec<Vec<String>>, Error> = match conn.cluster() {
-        Some((router, _, _)) => router.on_each_primary(what, get),
-        None => conn.run(what, get).map(|p| vec![p]),
+    let Ok(all) = conn.on_each_primary(what, get) else {
+        return;
     };
-    let Ok(all) = got else { return };
     for pairs in all {
         warn_if_evicting_by(&pairs);
     }
@@ -347,7 +367,96 @@ fn clamp(kind: FieldKind, v: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conn::open_layout;
+    use crate::layout::{key_slot, DEFAULT_SHARDS};
+    use fnmetrics_core::Snapshot;
     use fnmetrics_test_support::redis::RedisServer;
+    use fnmetrics_test_support::redis_cluster::RedisCluster;
+
+    fn batch(id: u64) -> FlushBatch {
+        let mut a = Snapshot::new("app::f");
+        a.record(1_000 + id, id.is_multiple_of(4));
+        let mut flush_id = [0u8; 16];
+        // Spread over the shards as random ids do.
+        flush_id[..8].copy_from_slice(&id.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
+        flush_id[8..].copy_from_slice(&id.to_le_bytes());
+        FlushBatch {
+            flush_id,
+            entries: Vec::new(),
+            aggregates: vec![a],
+        }
+    }
+
+    /// The aggregate `field` of `app::f` summed over the shards, and the shards that have one.
+    fn summed(conn: &mut Conn, field: &str) -> (u64, usize) {
+        let (mut total, mut shards) = (0, 0);
+        for shard in 0..conn.shards() {
+            let key = conn.layout().aggregate_hash(&conn.opts, shard, "app::f");
+            let v: Option<u64> = conn
+                .run_on(shard, "read", |c| {
+                    redis::cmd("HGET").arg(&key).arg(field).query(c)
+                })
+                .unwrap();
+            if let Some(v) = v {
+                total += v;
+                shards += 1;
+            }
+        }
+        (total, shards)
+    }
+
+    #[test]
+    fn flushes_spread_over_shards_apply_once_and_survive_a_failover() {
+        let mut cluster = RedisCluster::start(3, 1);
+        let opts = RedisOptions::default();
+        // A flush waits for a replica of its shard's primary.
+        let mut sink =
+            RedisSink::connect(&cluster.url(), opts.clone().with_replica_acks(1)).unwrap();
+        assert_eq!(sink.conn.shards(), DEFAULT_SHARDS);
+        {
+            // Every process agrees on the stored count; another one asked for is refused.
+            let router = sink.conn.router().expect("a cluster");
+            assert_eq!(open_layout(router, &opts, Some(8)).unwrap().1, 8);
+            let e = open_layout(router, &opts, Some(16)).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidConfig, "{e}");
+        }
+        for id in 0..40 {
+            assert_eq!(sink.write_batch(&batch(id)).unwrap(), WriteOutcome::Applied);
+        }
+        let (calls, shards) = summed(&mut sink.conn, "calls");
+        assert_eq!(calls, 40);
+        assert_eq!(shards, 8, "40 flushes reach every shard");
+        // A retry applies nothing.
+        assert_eq!(
+            sink.write_batch(&batch(7)).unwrap(),
+            WriteOutcome::AlreadyApplied
+        );
+        // The primary of flush 7's shard dies; its replica (which acknowledged the flush) takes
+        // over: the flush is still known there, and new flushes go on.
+        let shard = sink.conn.layout().shard_of(&batch(7).flush_id);
+        let key = sink.conn.layout().entries_list(&opts, shard);
+        let router = sink.conn.router().expect("a cluster");
+        let owner = router.primary_of(key_slot(key.as_bytes())).unwrap();
+        cluster.kill(owner.rsplit_once(':').unwrap().1.parse().unwrap());
+        // The promoted replica has no replica of its own: flushes stop waiting.
+        sink.conn.opts.replica_acks = Some(0);
+        // The first call may find the old primary gone (maybe sent): the flusher sends the same
+        // batch again, as here.
+        let retried = (0..5)
+            .find_map(|_| match sink.write_batch(&batch(7)) {
+                Ok(outcome) => Some(outcome),
+                Err(e) => {
+                    assert!(e.kind().is_transient(), "{e}");
+                    None
+                }
+            })
+            .expect("the flush reaches the promoted replica");
+        assert_eq!(retried, WriteOutcome::AlreadyApplied);
+        for id in 40..50 {
+            sink.write_batch(&batch(id)).unwrap();
+        }
+        assert_eq!(summed(&mut sink.conn, "calls").0, 50);
+    }
 
     /// `EVALSHA` of the shard flush for flush `id` with one frame and one aggregate.
     fn shard_flush(c: &mut redis::Connection, id: &str, ttl_secs: u64) -> i64 {

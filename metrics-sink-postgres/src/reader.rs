@@ -102,7 +102,10 @@ fn for_each_row(
 }
 
 /// A one-dimensional `smallint[]` or `bigint[]` in PostgreSQL's binary format, read in place
-/// by postgres-protocol's decoder (no vector a row).
+/// by postgres-protocol's decoder (no vector a row). Against the hand-written decoder it
+/// replaced, `cargo bench --bench history` reads as fast within noise; decoding alone, it takes
+/// about 2.5 times as long an element (some 30 ns against 12 on a loaded 2-core machine), which
+/// the server's part of a read hides.
 struct IntArray<'a>(Array<'a>);
 
 type BoxError = Box<dyn std::error::Error + Sync + Send>;
@@ -746,21 +749,30 @@ impl PostgresReader {
     /// ```
     pub fn window(&mut self, query: &Query) -> Result<Vec<(String, WindowStats)>, Error> {
         let (from, to) = query.span(SystemTime::now())?;
-        let all;
-        let names = match query.names() {
-            Functions::One(name) => Names::One(name),
-            Functions::Many(names) => Names::Many(names),
-            Functions::All => {
-                all = self.functions()?;
-                Names::Many(&all)
-            }
-        };
+        let mut all = Vec::new();
+        let names = self.names(query, &mut all)?;
         let found = self.window_inner(query.service_name(), names, from, to)?;
         Ok(match query.names() {
             Functions::One(name) => {
                 vec![(name.clone(), found.into_iter().next().unwrap_or_default().1)]
             }
             _ => found,
+        })
+    }
+
+    /// The names `query` reads; for [`Query::all`], those stored, listed into `all`.
+    fn names<'a>(
+        &mut self,
+        query: &'a Query,
+        all: &'a mut Vec<String>,
+    ) -> Result<Names<'a>, Error> {
+        Ok(match query.names() {
+            Functions::One(name) => Names::One(name),
+            Functions::Many(names) => Names::Many(names),
+            Functions::All => {
+                *all = self.functions()?;
+                Names::Many(all)
+            }
         })
     }
 
@@ -824,15 +836,8 @@ impl PostgresReader {
         let (from, to) = query.span(SystemTime::now())?;
         let step = query.step()?;
         let plan = self.series_plan(from, to, step)?;
-        let all;
-        let names = match query.names() {
-            Functions::One(name) => Names::One(name),
-            Functions::Many(names) => Names::Many(names),
-            Functions::All => {
-                all = self.functions()?;
-                Names::Many(&all)
-            }
-        };
+        let mut all = Vec::new();
+        let names = self.names(query, &mut all)?;
         let found = self.series_inner(query.service_name(), names, plan)?;
         Ok(match query.names() {
             Functions::One(name) => {

@@ -9,7 +9,7 @@
 
 use fnmetrics_test_support as support;
 
-use fnmetrics::postgres::{PostgresOptions, PostgresReader, PostgresSink};
+use fnmetrics::postgres::{PostgresOptions, PostgresReader, PostgresSink, Query};
 use fnmetrics::sink::{EntryRecord, IdGen, Source};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -94,18 +94,14 @@ fn main() {
     let mut raw =
         PostgresReader::connect(&pg.url(), PostgresOptions::default().with_rollups(false))
             .expect("reader");
-    let (w_cold, w_best, w) = best(5, || {
-        rolled.window("app::history", from, to).expect("window")
-    });
-    let (r_cold, r_best, r) = best(2, || raw.window("app::history", from, to).expect("window"));
+    let window = Query::function("app::history").between(from, to);
+    let (w_cold, w_best, w) = best(5, || rolled.window(&window).expect("window")[0].1);
+    let (r_cold, r_best, r) = best(2, || raw.window(&window).expect("window")[0].1);
     assert_eq!(w.calls, total as u64);
     assert_eq!((w.calls, w.errors, w.p99), (r.calls, r.errors, r.p99));
     let hour = Duration::from_secs(3600);
-    let (s_cold, s_best, s) = best(5, || {
-        rolled
-            .series("app::history", from, to, hour)
-            .expect("series")
-    });
+    let series = window.every(hour);
+    let (s_cold, s_best, s) = best(5, || rolled.series(&series).expect("series").remove(0).1);
     assert_eq!(s.iter().map(|p| p.calls).sum::<u64>(), total as u64);
 
     println!(

@@ -661,22 +661,17 @@ impl Targets {
     #[cfg(feature = "postgres")]
     fn window(
         &self,
-        name: &str,
-        from: std::time::SystemTime,
-        to: std::time::SystemTime,
-    ) -> Result<fnmetrics_sink_postgres::WindowStats, Error> {
-        self.with_reader(|r| r.window(name, from, to))
+        query: &fnmetrics_sink_postgres::Query,
+    ) -> Result<Vec<(String, fnmetrics_sink_postgres::WindowStats)>, Error> {
+        self.with_reader(|r| r.window(query))
     }
 
     #[cfg(feature = "postgres")]
     fn series(
         &self,
-        name: &str,
-        from: std::time::SystemTime,
-        to: std::time::SystemTime,
-        step: std::time::Duration,
-    ) -> Result<Vec<fnmetrics_sink_postgres::Point>, Error> {
-        self.with_reader(|r| r.series(name, from, to, step))
+        query: &fnmetrics_sink_postgres::Query,
+    ) -> Result<Vec<(String, Vec<fnmetrics_sink_postgres::Point>)>, Error> {
+        self.with_reader(|r| r.series(query))
     }
 
     /// Runs `f` on the shared reader, making it on first use.
@@ -799,29 +794,31 @@ impl Flusher {
         crate::blocking::on_thread("fnmetrics-read", move || t.fleet(&name))
     }
 
-    /// Function `name`'s calls that ended in `from..to`, from this flusher's PostgreSQL table.
-    /// It blocks on PostgreSQL (within its timeouts): in async code, use
-    /// [`Flusher::window_async`].
+    /// Each function's calls over `query`'s range (calls, errors, mean, p50, p99, min, max),
+    /// from this flusher's PostgreSQL tables (see
+    /// [`PostgresReader::window`](fnmetrics_sink_postgres::PostgresReader::window): a query of
+    /// one function reads one row, zeros where it has no calls). It blocks on PostgreSQL
+    /// (within its timeouts): in async code, use [`Flusher::window_async`].
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidConfig`] without a PostgreSQL URL; the connection's errors.
+    /// [`ErrorKind::InvalidConfig`] without a PostgreSQL URL, or for a query without a time
+    /// range; the connection's errors.
     ///
     /// ```
-    /// use std::time::{Duration, SystemTime};
+    /// use fnmetrics::postgres::Query;
+    /// use std::time::Duration;
     /// let g = fnmetrics::Flusher::builder().start()?;
-    /// let to = SystemTime::now();
-    /// let err = g.window("app::f", to - Duration::from_secs(60), to).unwrap_err();
+    /// let q = Query::function("app::f").last(Duration::from_secs(60));
+    /// let err = g.window(&q).unwrap_err();
     /// assert_eq!(err.kind(), fnmetrics::ErrorKind::InvalidConfig);
     /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     #[cfg(feature = "postgres")]
     pub fn window(
         &self,
-        name: &str,
-        from: std::time::SystemTime,
-        to: std::time::SystemTime,
-    ) -> Result<fnmetrics_sink_postgres::WindowStats, Error> {
-        self.targets.window(name, from, to)
+        query: &fnmetrics_sink_postgres::Query,
+    ) -> Result<Vec<(String, fnmetrics_sink_postgres::WindowStats)>, Error> {
+        self.targets.window(query)
     }
 
     /// [`Flusher::window`] for async code: the read runs on a thread of its own, and the future
@@ -831,11 +828,12 @@ impl Flusher {
     /// As [`Flusher::window`].
     ///
     /// ```
-    /// use std::time::{Duration, SystemTime};
+    /// use fnmetrics::postgres::Query;
+    /// use std::time::Duration;
     /// # pollster::block_on(async {
     /// let g = fnmetrics::Flusher::builder().start()?;
-    /// let to = SystemTime::now();
-    /// let err = g.window_async("app::f", to - Duration::from_secs(60), to).await.unwrap_err();
+    /// let q = Query::function("app::f").last(Duration::from_secs(60));
+    /// let err = g.window_async(&q).await.unwrap_err();
     /// assert_eq!(err.kind(), fnmetrics::ErrorKind::InvalidConfig);
     /// # Ok::<(), fnmetrics::Error>(())
     /// # }).unwrap();
@@ -843,43 +841,41 @@ impl Flusher {
     #[cfg(feature = "postgres")]
     pub fn window_async(
         &self,
-        name: &str,
-        from: std::time::SystemTime,
-        to: std::time::SystemTime,
-    ) -> impl std::future::Future<Output = Result<fnmetrics_sink_postgres::WindowStats, Error>>
+        query: &fnmetrics_sink_postgres::Query,
+    ) -> impl std::future::Future<
+        Output = Result<Vec<(String, fnmetrics_sink_postgres::WindowStats)>, Error>,
+    >
            + Send
            + 'static
            + use<> {
-        let (t, name) = (self.targets.clone(), name.to_owned());
-        crate::blocking::on_thread("fnmetrics-read", move || t.window(&name, from, to))
+        let (t, query) = (self.targets.clone(), query.clone());
+        crate::blocking::on_thread("fnmetrics-read", move || t.window(&query))
     }
 
-    /// Points of function `name` every `step` from `from` to `to` (calls, errors, mean, p50,
+    /// Each function's points every `query`'s step over its range (calls, errors, mean, p50,
     /// p99, max), from this flusher's PostgreSQL tables: the rollups where the step allows (see
     /// [`PostgresReader::series`](fnmetrics_sink_postgres::PostgresReader::series)). It blocks
     /// on PostgreSQL (within its timeouts): in async code, use [`Flusher::series_async`].
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidConfig`] without a PostgreSQL URL, for a zero step, or for too many
-    /// points; the connection's errors.
+    /// [`ErrorKind::InvalidConfig`] without a PostgreSQL URL, for a query without a time range
+    /// or a step, a zero step, or too many points; the connection's errors.
     ///
     /// ```
-    /// use std::time::{Duration, SystemTime};
+    /// use fnmetrics::postgres::Query;
+    /// use std::time::Duration;
     /// let g = fnmetrics::Flusher::builder().start()?;
-    /// let to = SystemTime::now();
-    /// let err = g.series("app::f", to - Duration::from_secs(3600), to, Duration::from_secs(60)).unwrap_err();
+    /// let q = Query::function("app::f").last(Duration::from_secs(3600)).every(Duration::from_secs(60));
+    /// let err = g.series(&q).unwrap_err();
     /// assert_eq!(err.kind(), fnmetrics::ErrorKind::InvalidConfig);
     /// # Ok::<(), fnmetrics::Error>(())
     /// ```
     #[cfg(feature = "postgres")]
     pub fn series(
         &self,
-        name: &str,
-        from: std::time::SystemTime,
-        to: std::time::SystemTime,
-        step: std::time::Duration,
-    ) -> Result<Vec<fnmetrics_sink_postgres::Point>, Error> {
-        self.targets.series(name, from, to, step)
+        query: &fnmetrics_sink_postgres::Query,
+    ) -> Result<Vec<(String, Vec<fnmetrics_sink_postgres::Point>)>, Error> {
+        self.targets.series(query)
     }
 
     /// [`Flusher::series`] for async code: the read runs on a thread of its own.
@@ -888,11 +884,12 @@ impl Flusher {
     /// As [`Flusher::series`].
     ///
     /// ```
-    /// use std::time::{Duration, SystemTime};
+    /// use fnmetrics::postgres::Query;
+    /// use std::time::Duration;
     /// # pollster::block_on(async {
     /// let g = fnmetrics::Flusher::builder().start()?;
-    /// let to = SystemTime::now();
-    /// let err = g.series_async("app::f", to - Duration::from_secs(3600), to, Duration::from_secs(60)).await.unwrap_err();
+    /// let q = Query::function("app::f").last(Duration::from_secs(3600)).every(Duration::from_secs(60));
+    /// let err = g.series_async(&q).await.unwrap_err();
     /// assert_eq!(err.kind(), fnmetrics::ErrorKind::InvalidConfig);
     /// # Ok::<(), fnmetrics::Error>(())
     /// # }).unwrap();
@@ -900,16 +897,15 @@ impl Flusher {
     #[cfg(feature = "postgres")]
     pub fn series_async(
         &self,
-        name: &str,
-        from: std::time::SystemTime,
-        to: std::time::SystemTime,
-        step: std::time::Duration,
-    ) -> impl std::future::Future<Output = Result<Vec<fnmetrics_sink_postgres::Point>, Error>>
+        query: &fnmetrics_sink_postgres::Query,
+    ) -> impl std::future::Future<
+        Output = Result<Vec<(String, Vec<fnmetrics_sink_postgres::Point>)>, Error>,
+    >
            + Send
            + 'static
            + use<> {
-        let (t, name) = (self.targets.clone(), name.to_owned());
-        crate::blocking::on_thread("fnmetrics-read", move || t.series(&name, from, to, step))
+        let (t, query) = (self.targets.clone(), query.clone());
+        crate::blocking::on_thread("fnmetrics-read", move || t.series(&query))
     }
 
     /// Where this flusher sends metrics.

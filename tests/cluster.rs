@@ -7,7 +7,7 @@
 
 use fnmetrics_test_support as support;
 
-use fnmetrics::postgres::{PostgresOptions, PostgresSink};
+use fnmetrics::postgres::PostgresOptions;
 use fnmetrics::redis::{RedisOptions, RedisQueue, RedisReader};
 use fnmetrics::{measured, Drainer, Flusher};
 use std::time::Duration;
@@ -24,13 +24,6 @@ fn work(i: u64) -> Result<u64, ()> {
     } else {
         Ok(i)
     }
-}
-
-fn pg_count(postgres: &PostgresServer, name: &str) -> u64 {
-    PostgresSink::connect(&postgres.url(), PostgresOptions::default())
-        .unwrap()
-        .count_for(name)
-        .unwrap()
 }
 
 fn rollup_calls(postgres: &PostgresServer, name: &str) -> (i64, i64) {
@@ -114,7 +107,7 @@ fn every_call_lands_once_across_shards_drainers_and_a_failover() {
         .unwrap()
         .clone();
     wait_until("every call in PostgreSQL", WAIT, || {
-        pg_count(&postgres, "cluster::work") >= 30_000
+        postgres.raw_rows_of("cluster::work") >= 30_000
     });
     let mut queue = RedisQueue::connect(&alive, RedisOptions::default()).unwrap();
     wait_until("nothing waiting in Redis", WAIT, || {
@@ -125,7 +118,7 @@ fn every_call_lands_once_across_shards_drainers_and_a_failover() {
         d.join().unwrap();
     }
     drop(flusher);
-    assert_eq!(pg_count(&postgres, "cluster::work"), 30_000);
+    assert_eq!(postgres.raw_rows_of("cluster::work"), 30_000);
     assert_eq!(rollup_calls(&postgres, "cluster::work"), (30_000, 30_000));
     let fleet = RedisReader::connect(&alive, RedisOptions::default())
         .unwrap()
@@ -187,7 +180,7 @@ fn lanes_drain_the_shards_in_parallel_every_entry_once() {
             .maintain_every(None);
     let done = drainer.drain_all().unwrap();
     assert_eq!(done.moved, 20_000);
-    assert_eq!(pg_count(&postgres, "cluster::lanes"), 20_000);
+    assert_eq!(postgres.raw_rows_of("cluster::lanes"), 20_000);
     let mut queue = RedisQueue::connect(&cluster.url(), RedisOptions::default()).unwrap();
     assert_eq!(queue.pending_len().unwrap(), 0);
 }
@@ -233,10 +226,10 @@ fn a_reshard_mid_run_loses_and_doubles_nothing() {
         flusher.flush().is_ok()
     });
     wait_until("every call in PostgreSQL", WAIT, || {
-        pg_count(&postgres, "cluster::resharded") >= i
+        postgres.raw_rows_of("cluster::resharded") >= i
     });
     drop(flusher);
-    assert_eq!(pg_count(&postgres, "cluster::resharded"), i);
+    assert_eq!(postgres.raw_rows_of("cluster::resharded"), i);
     let fleet = RedisReader::connect(&cluster.url(), RedisOptions::default())
         .unwrap()
         .get("cluster::resharded")
@@ -327,7 +320,7 @@ fn several_processes_flush_and_drain_through_different_nodes() {
         .maintain_every(None);
     wait_until("every call in PostgreSQL", WAIT, || {
         let _ = d.drain_all();
-        pg_count(&postgres, "cluster::produced") == 3 * PRODUCED
+        postgres.raw_rows_of("cluster::produced") == 3 * PRODUCED
     });
     let fleet = RedisReader::connect(&urls[2], RedisOptions::default())
         .unwrap()

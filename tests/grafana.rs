@@ -17,7 +17,7 @@
 //! `PostgresReader`.
 #![cfg(all(feature = "redis", feature = "postgres"))]
 
-use fnmetrics::postgres::{PostgresOptions, PostgresReader};
+use fnmetrics::postgres::{PostgresOptions, PostgresReader, Query};
 use fnmetrics::{measured, Flusher};
 use fnmetrics_test_support::postgres::PostgresServer;
 use fnmetrics_test_support::redis::RedisServer;
@@ -275,12 +275,12 @@ fn every_panel_and_variable_answers_from_the_rollups() {
     };
     for f in selected {
         let w = reader
-            .window(
-                f,
+            .window(&Query::function(f).between(
                 now - Duration::from_secs(3600),
                 now + Duration::from_secs(60),
-            )
-            .unwrap();
+            ))
+            .unwrap()[0]
+            .1;
         for (title, want) in [("p50", w.p50), ("p99", w.p99)] {
             let panel = panels.iter().find(|p| p["title"] == title).unwrap();
             let sql = expand(

@@ -7,7 +7,7 @@
 
 use fnmetrics_test_support as support;
 
-use fnmetrics::postgres::{PostgresOptions, PostgresSink};
+use fnmetrics::postgres::{PostgresOptions, PostgresSink, Query};
 use fnmetrics::redis::{RedisOptions, RedisQueue, RedisReader};
 use fnmetrics::{measured, Drainer, ErrorKind, Flusher};
 use parking_lot::Mutex;
@@ -18,13 +18,6 @@ use support::redis::RedisServer;
 use support::wait_until;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn pg_count(postgres: &PostgresServer, name: &str) -> u64 {
-    PostgresSink::connect(&postgres.url(), PostgresOptions::default())
-        .unwrap()
-        .count_for(name)
-        .unwrap()
-}
 
 fn pending(redis: &RedisServer) -> u64 {
     RedisQueue::connect(&redis.url(), RedisOptions::default())
@@ -86,11 +79,9 @@ async fn pipeline_inside_tokio(redis: &RedisServer, postgres: &PostgresServer) {
         SystemTime::now() - Duration::from_secs(600),
         SystemTime::now() + Duration::from_secs(1),
     );
-    let w = flusher.window("lifecycle::tokio", from, to).unwrap();
-    let wa = flusher
-        .window_async("lifecycle::tokio", from, to)
-        .await
-        .unwrap();
+    let q = Query::function("lifecycle::tokio").between(from, to);
+    let w = flusher.window(&q).unwrap()[0].1;
+    let wa = flusher.window_async(&q).await.unwrap()[0].1;
     let fa = flusher
         .fleet_async("lifecycle::tokio")
         .await
@@ -101,9 +92,7 @@ async fn pipeline_inside_tokio(redis: &RedisServer, postgres: &PostgresServer) {
     assert_eq!(w, wa);
     assert_eq!((fa.calls, fa.errors), (fleet.calls, fleet.errors));
     assert_eq!(fa.calls, w.calls);
-    let mut sink = PostgresSink::connect(&postgres.url(), PostgresOptions::default()).unwrap();
-    assert_eq!(sink.count_for("lifecycle::tokio").unwrap(), w.calls);
-    drop(sink);
+    assert_eq!(postgres.raw_rows_of("lifecycle::tokio"), w.calls);
     assert!(flusher.health().is_ready(), "{:?}", flusher.health());
     drop(flusher);
 }
@@ -184,7 +173,7 @@ fn servers_down_at_start_do_not_fail_it_and_everything_arrives_once_they_are_bac
     assert!(h.is_ready(), "{h:?}");
     assert_eq!(h.stage2.unwrap().retrying_since, None);
     drop(flusher);
-    assert_eq!(pg_count(&postgres, "lifecycle::down_at_start"), 5_000);
+    assert_eq!(postgres.raw_rows_of("lifecycle::down_at_start"), 5_000);
     assert_eq!(pending(&redis), 0);
 }
 
@@ -289,7 +278,7 @@ fn a_held_migration_lock_does_not_hold_the_start_and_stage_2_migrates_once_it_is
     });
     assert!(flusher.health().stage2.unwrap().set_up);
     drop(flusher);
-    assert_eq!(pg_count(&postgres, "lifecycle::migration_lock"), 1_000);
+    assert_eq!(postgres.raw_rows_of("lifecycle::migration_lock"), 1_000);
 }
 
 #[measured(name = "lifecycle::locked_at_drop")]
@@ -332,7 +321,7 @@ fn a_guard_dropped_while_the_table_is_locked_hands_its_claims_back_at_once() {
     let mut d = drainer(&redis, &postgres);
     wait_until("every entry in PostgreSQL", WAIT, || {
         d.drain_all().unwrap();
-        pg_count(&postgres, "lifecycle::locked_at_drop") == CALLS
+        postgres.raw_rows_of("lifecycle::locked_at_drop") == CALLS
     });
     assert!(
         released.elapsed() < Duration::from_secs(10),
@@ -404,7 +393,7 @@ fn two_producers_through_a_redis_and_a_postgres_outage_land_every_entry_within_1
     let mut d = drainer(&redis, &postgres);
     wait_until("all 200 000 entries in PostgreSQL", WAIT, || {
         let _ = d.drain_all();
-        pg_count(&postgres, "lifecycle::producer") == 2 * PRODUCER_CALLS
+        postgres.raw_rows_of("lifecycle::producer") == 2 * PRODUCER_CALLS
     });
     assert!(
         exited.elapsed() < Duration::from_secs(10),

@@ -7,7 +7,7 @@
 
 use fnmetrics_test_support as support;
 
-use fnmetrics::postgres::{PostgresOptions, PostgresSink};
+use fnmetrics::postgres::{PostgresOptions, PostgresReader, PostgresSink, Query};
 use fnmetrics::redis::{RedisOptions, RedisQueue, RedisReader, RedisSink};
 use fnmetrics::sink::{EntryRecord, FlushBatch, IdGen, Sink};
 use fnmetrics::{measured, Drainer, ErrorKind, Flusher, Mode};
@@ -66,8 +66,8 @@ fn fleet(redis: &RedisServer, name: &str) -> fnmetrics::Snapshot {
         .expect("aggregates in Redis")
 }
 
-fn pg(postgres: &PostgresServer) -> PostgresSink {
-    PostgresSink::connect(&postgres.url(), PostgresOptions::default()).unwrap()
+fn reader(postgres: &PostgresServer) -> PostgresReader {
+    PostgresReader::connect(&postgres.url(), PostgresOptions::default()).unwrap()
 }
 
 fn drainer(redis: &RedisServer, postgres: &PostgresServer) -> Drainer {
@@ -116,13 +116,17 @@ fn local_redis_and_postgres_agree_on_the_same_calls() {
 
     let local = fnmetrics::get("pipeline::agree").unwrap();
     let fleet = fleet(&redis, "pipeline::agree");
-    let window = pg(&postgres).window("pipeline::agree", from, to).unwrap();
+    let agree = Query::function("pipeline::agree").between(from, to);
+    let window = reader(&postgres).window(&agree).unwrap()[0].1;
     // The guard reads the same through the URLs it was given.
     assert_eq!(
         guard.fleet("pipeline::agree").unwrap().as_ref(),
         Some(&fleet)
     );
-    assert_eq!(guard.window("pipeline::agree", from, to).unwrap(), window);
+    assert_eq!(
+        guard.window(&agree).unwrap(),
+        [("pipeline::agree".to_owned(), window)]
+    );
     assert_eq!((local.calls, local.errors), (5_000, 500));
     assert_eq!((fleet.calls, fleet.errors), (5_000, 500));
     assert_eq!((window.calls, window.errors), (5_000, 500));
@@ -271,12 +275,7 @@ fn postgres_stopped_mid_run_entries_wait_in_redis_and_arrive_once() {
         postgres_restart();
     }
     guard.flush().unwrap();
-    assert_eq!(
-        pg(&postgres)
-            .count_for("pipeline::postgres_restart")
-            .unwrap(),
-        2_000
-    );
+    assert_eq!(postgres.raw_rows_of("pipeline::postgres_restart"), 2_000);
     postgres.stop();
     for _ in 0..3_000 {
         postgres_restart();
@@ -289,12 +288,7 @@ fn postgres_stopped_mid_run_entries_wait_in_redis_and_arrive_once() {
     assert_eq!(queue(&redis).pending_len().unwrap(), 3_000);
     postgres.restart();
     flush_until_ok(&guard);
-    assert_eq!(
-        pg(&postgres)
-            .count_for("pipeline::postgres_restart")
-            .unwrap(),
-        5_000
-    );
+    assert_eq!(postgres.raw_rows_of("pipeline::postgres_restart"), 5_000);
     assert_eq!(queue(&redis).pending_len().unwrap(), 0);
 }
 
@@ -367,7 +361,7 @@ fn drainers_killed_between_claim_and_commit_or_commit_and_ack_lose_and_double_no
         .unwrap();
         assert!(!status.success(), "the child drainer was to die at {at}");
     }
-    assert_eq!(pg(&postgres).count_for("pipeline::killed").unwrap(), 1_000);
+    assert_eq!(postgres.raw_rows_of("pipeline::killed"), 1_000);
     assert_eq!(
         queue(&redis).pending_len().unwrap(),
         3_000,
@@ -380,7 +374,7 @@ fn drainers_killed_between_claim_and_commit_or_commit_and_ack_lose_and_double_no
         drainer.drain_all().unwrap();
         queue(&redis).pending_len().unwrap() == 0
     });
-    assert_eq!(pg(&postgres).count_for("pipeline::killed").unwrap(), 3_000);
+    assert_eq!(postgres.raw_rows_of("pipeline::killed"), 3_000);
     // Each entry counted once in each rollup too, whatever the dead drainers did.
     let mut client = postgres.client();
     for rollup in ["metrics_1m", "metrics_1h"] {
@@ -568,7 +562,7 @@ fn two_processes_flushing_and_draining_save_every_call_once() {
     drainer.drain_all().unwrap();
     assert_eq!(queue(&redis).pending_len().unwrap(), 0);
     assert_eq!(
-        pg(&postgres).count_for("pipeline::fleet").unwrap(),
+        postgres.raw_rows_of("pipeline::fleet"),
         2 * CHILD_CALLS,
         "rows in PostgreSQL = calls made"
     );
@@ -577,12 +571,12 @@ fn two_processes_flushing_and_draining_save_every_call_once() {
         (fleet.calls, fleet.errors),
         (2 * CHILD_CALLS, 2 * CHILD_CALLS / 5)
     );
-    let window = pg(&postgres)
-        .window(
-            "pipeline::fleet",
+    let window = reader(&postgres)
+        .window(&Query::function("pipeline::fleet").between(
             SystemTime::now() - Duration::from_secs(600),
             SystemTime::now() + Duration::from_secs(1),
-        )
-        .unwrap();
+        ))
+        .unwrap()[0]
+        .1;
     assert_eq!((window.calls, window.errors), (fleet.calls, fleet.errors));
 }

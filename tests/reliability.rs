@@ -24,13 +24,6 @@ fn fleet(redis: &RedisServer, name: &str) -> fnmetrics::Snapshot {
         .expect("aggregates in Redis")
 }
 
-fn pg_count(postgres: &PostgresServer, name: &str) -> u64 {
-    PostgresSink::connect(&postgres.url(), PostgresOptions::default())
-        .unwrap()
-        .count_for(name)
-        .unwrap()
-}
-
 /// Drains with a dedicated drainer until Redis holds nothing for stage 2.
 fn drain_everything(redis: &RedisServer, postgres: &PostgresServer) {
     let mut drainer = fnmetrics::redis::RedisQueue::new(&redis.url(), RedisOptions::default())
@@ -116,7 +109,7 @@ fn a_locked_table_does_not_hold_stage_1_back_and_every_entry_arrives_once() {
 
     lock.rollback().unwrap();
     drain_everything(&redis, &postgres);
-    assert_eq!(pg_count(&postgres, "reliability::locked"), 51_000);
+    assert_eq!(postgres.raw_rows_of("reliability::locked"), 51_000);
     let f = fleet(&redis, "reliability::locked");
     assert_eq!((f.calls, f.dropped_entries), (51_000, 0));
 }
@@ -144,7 +137,7 @@ fn an_undecodable_entry_is_set_aside_and_the_others_arrive() {
         beside_garbage();
     }
     flusher.flush().unwrap();
-    assert_eq!(pg_count(&postgres, "reliability::beside_garbage"), 10_000);
+    assert_eq!(postgres.raw_rows_of("reliability::beside_garbage"), 10_000);
     let stats = flusher.stats();
     assert_eq!((stats.entries_drained, stats.dead_letters), (10_000, 1));
     let mut queue = RedisQueue::connect(&redis.url(), RedisOptions::default()).unwrap();
@@ -279,7 +272,7 @@ fn a_row_postgres_refuses_for_good_is_set_aside_and_the_rest_arrive() {
         checked(i == 5_000);
     }
     flusher.flush().unwrap();
-    assert_eq!(pg_count(&postgres, "reliability::checked"), 10_000);
+    assert_eq!(postgres.raw_rows_of("reliability::checked"), 10_000);
     let stats = flusher.stats();
     assert_eq!((stats.entries_drained, stats.dead_letters), (10_000, 1));
     let mut queue = RedisQueue::connect(&redis.url(), RedisOptions::default()).unwrap();
@@ -298,7 +291,7 @@ fn a_row_postgres_refuses_for_good_is_set_aside_and_the_rest_arrive() {
         .unwrap();
     assert_eq!(queue.requeue_dead_letters(&dead).unwrap(), 1);
     flusher.flush().unwrap();
-    assert_eq!(pg_count(&postgres, "reliability::checked"), 10_001);
+    assert_eq!(postgres.raw_rows_of("reliability::checked"), 10_001);
     assert_eq!(queue.dead_letter_counts().unwrap().held, 0);
 }
 
@@ -406,7 +399,7 @@ fn a_slow_drainer_racing_the_drainer_that_took_its_claim_over_lands_every_entry_
         assert_eq!(a.dead_lettered + b.dead_lettered, 2, "{a:?} {b:?}");
     });
 
-    assert_eq!(pg_count(&postgres, "reliability::raced"), 4_999);
+    assert_eq!(postgres.raw_rows_of("reliability::raced"), 4_999);
     let mut queue = RedisQueue::connect(&redis.url(), RedisOptions::default()).unwrap();
     assert_eq!(queue.pending_len().unwrap(), 0);
     let dead = queue.dead_letters(0, 10).unwrap();
@@ -594,7 +587,7 @@ fn the_flusher_s_stage_2_over_two_connections_stores_every_entry_once() {
         let _ = two_writers(i);
     }
     flusher.flush().unwrap();
-    assert_eq!(pg_count(&postgres, "reliability::two_writers"), 9_000);
+    assert_eq!(postgres.raw_rows_of("reliability::two_writers"), 9_000);
     let (calls, errors): (i64, i64) = postgres
         .client()
         .query_one(
@@ -660,5 +653,5 @@ fn a_second_connection_that_cannot_be_had_slows_the_drain_but_loses_nothing() {
         .unwrap();
     let done = drainer.drain_once().unwrap();
     assert_eq!(done.moved, 4_000);
-    assert_eq!(pg_count(&postgres, "reliability::limited"), 4_000);
+    assert_eq!(postgres.raw_rows_of("reliability::limited"), 4_000);
 }

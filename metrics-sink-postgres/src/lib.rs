@@ -51,19 +51,19 @@
 //!
 //! # In applications
 //! Usually the `fnmetrics` flusher drives this sink (feature `postgres`). Use it directly to
-//! write entries from elsewhere; read with [`PostgresReader`], which never migrates:
+//! write entries from elsewhere; read with [`PostgresReader`], which never migrates, what a
+//! [`Query`] asks for:
 //!
 //! ```no_run
-//! use fnmetrics::postgres::{PostgresOptions, PostgresReader};
-//! use std::time::{Duration, SystemTime};
+//! use fnmetrics::postgres::{PostgresOptions, PostgresReader, Query};
+//! use std::time::Duration;
 //!
 //! let mut reader = PostgresReader::connect(
 //!     "postgres://postgres@127.0.0.1/app",
 //!     PostgresOptions::default(),
 //! )?;
-//! let now = SystemTime::now();
-//! let names = reader.functions()?;
-//! for (name, w) in reader.windows(&names, now - Duration::from_secs(30 * 86_400), now)? {
+//! let month = Query::all().last(Duration::from_secs(30 * 86_400));
+//! for (name, w) in reader.window(&month)? {
 //!     println!("{name}: {} calls, {} errors, p99 {:?}", w.calls, w.errors, w.p99);
 //! }
 //! # Ok::<(), fnmetrics::Error>(())
@@ -72,6 +72,7 @@
 mod error;
 mod options;
 mod partitions;
+mod query;
 mod reader;
 mod rollup;
 mod runtime;
@@ -85,6 +86,7 @@ mod types;
 pub use error::{classify, Failure};
 pub use options::PostgresOptions;
 pub use partitions::{Maintenance, Retention};
-pub use reader::{Point, PostgresReader, MAX_POINTS};
+pub use query::Query;
+pub use reader::{Point, PostgresReader, WindowStats, MAX_POINTS};
 pub use schema::{Migration, SCHEMA_VERSION};
-pub use sink::{BatchOutcome, PostgresSink, RejectedRow, WindowStats, OUTAGE_LEAF_FAILURES};
+pub use sink::{BatchOutcome, PostgresSink, RejectedRow, OUTAGE_LEAF_FAILURES};

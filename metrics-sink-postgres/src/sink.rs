@@ -1,9 +1,9 @@
-//! [`PostgresSink`]: the connection, the batch writer and the time-window reads.
+//! [`PostgresSink`]: the connection, the migration, the batch writer and partition maintenance
+//! (reads are [`PostgresReader`](crate::PostgresReader)'s).
 
 use crate::error::{classify, kind_of, pg_error, Failure};
 use crate::options::{quoted, PostgresOptions};
 use crate::partitions::{self, Maintenance};
-use crate::reader::{functions_sql, one, read_window, Names, Queries};
 use crate::rollup::{self, Rollups};
 use crate::runtime::outside_runtime;
 use crate::schema::{migrate, Migration, RAW_KEY};
@@ -20,7 +20,7 @@ use postgres::{Client, Statement};
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The raw table's columns as the writer copies them.
 const COLUMNS: &str =
@@ -42,7 +42,8 @@ const COPY_TYPES: [Type; 8] = [
 /// commit.
 const STAGING: &str = "pg_temp.fnmetrics_staging";
 
-/// Writes per-call entries to a PostgreSQL table and reads time windows back.
+/// Writes per-call entries to a PostgreSQL table (read them back with
+/// [`PostgresReader`](crate::PostgresReader)).
 ///
 /// One sink holds one connection. It is opened by [`PostgresSink::connect`]; when it breaks (the
 /// server restarted, the network failed), the failing call returns [`ErrorKind::Unavailable`]
@@ -59,7 +60,7 @@ const STAGING: &str = "pg_temp.fnmetrics_staging";
 /// ```no_run
 /// use fnmetrics::sink::{EntryRecord, IdGen};
 /// use fnmetrics::postgres::{PostgresOptions, PostgresSink};
-/// use std::time::{Duration, SystemTime};
+/// use std::time::Duration;
 ///
 /// let mut sink = PostgresSink::connect(
 ///     "postgres://postgres@127.0.0.1/app",
@@ -77,9 +78,6 @@ const STAGING: &str = "pg_temp.fnmetrics_staging";
 /// };
 /// assert_eq!(sink.write_batch(&[entry.clone()])?.inserted, 1);
 /// assert_eq!(sink.write_batch(&[entry])?.inserted, 0); // the same id again: nothing new
-/// let now = SystemTime::now();
-/// let stats = sink.window("app::load_user", now - Duration::from_secs(3600), now)?;
-/// println!("{} calls, p99 {:?}", stats.calls, stats.p99);
 /// # Ok::<(), fnmetrics::Error>(())
 /// ```
 pub struct PostgresSink {
@@ -110,11 +108,6 @@ struct Conn {
     /// `INSERT .. SELECT` from the staging table `ON CONFLICT DO NOTHING`, `RETURNING` the ids
     /// inserted.
     insert_dedupe: Statement,
-    /// The window reads, prepared on first use.
-    queries: Queries,
-    count: Statement,
-    count_for: Statement,
-    functions: Statement,
 }
 
 impl fmt::Debug for PostgresSink {
@@ -179,42 +172,6 @@ pub struct RejectedRow {
     pub detail: Option<String>,
     /// The SQLSTATE, e.g. `23514` for a `CHECK` constraint (see [`classify`]).
     pub sqlstate: Option<String>,
-}
-
-/// Counts and timings of one function over a time window, computed by PostgreSQL.
-///
-/// Calls and errors are exact (a row counts its `weight`). Quantiles come from the histogram
-/// buckets, the method of every other read (`get`, the fleet's aggregates), within 1.6 % of the
-/// exact value; the mean, min and max are exact. All timings are zero when the window holds no
-/// calls.
-///
-/// ```no_run
-/// # use fnmetrics::postgres::{PostgresOptions, PostgresSink};
-/// # use std::time::{Duration, SystemTime};
-/// # let mut sink = PostgresSink::connect("postgres://postgres@127.0.0.1/app", PostgresOptions::default())?;
-/// let now = SystemTime::now();
-/// let s = sink.window("app::checkout", now - Duration::from_secs(60), now)?;
-/// assert!(s.errors <= s.calls);
-/// assert!(s.min <= s.p50 && s.p50 <= s.p99 && s.p99 <= s.max);
-/// # Ok::<(), fnmetrics::Error>(())
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub struct WindowStats {
-    /// Calls in the window.
-    pub calls: u64,
-    /// Calls in the window that failed.
-    pub errors: u64,
-    /// The mean call time (`avg`).
-    pub mean: Duration,
-    /// The median call time (from the histogram).
-    pub p50: Duration,
-    /// The 99th percentile call time (from the histogram).
-    pub p99: Duration,
-    /// The shortest call.
-    pub min: Duration,
-    /// The longest call.
-    pub max: Duration,
 }
 
 impl PostgresSink {
@@ -414,8 +371,7 @@ impl PostgresSink {
     ///
     /// No entry value that fnmetrics makes can be refused by the table it creates: a NUL
     /// character in a name, which `text` cannot hold, is stored as U+FFFD (and
-    /// [`window`](PostgresSink::window) and [`count_for`](PostgresSink::count_for) look names up
-    /// the same way), and a `created_at` before 4714 BC is stored as `-infinity`.
+    /// [`PostgresReader`](crate::PostgresReader) looks names up the same way), and a `created_at` before 4714 BC is stored as `-infinity`.
     ///
     /// # Rows the server refuses: dead letters
     ///
@@ -563,107 +519,6 @@ impl PostgresSink {
             result
         })?;
         Ok(m)
-    }
-
-    /// The calls of `func_name` made at or after `from` and before `to` (by `created_at`).
-    ///
-    /// Stored times are whole microseconds; `from` and `to` compare exactly (a bound inside a
-    /// microsecond is rounded up, which gives the same rows).
-    ///
-    /// # Errors
-    /// As [`PostgresSink::write_batch`].
-    ///
-    /// ```no_run
-    /// # use fnmetrics::postgres::{PostgresOptions, PostgresSink};
-    /// # use std::time::{Duration, SystemTime};
-    /// # let mut sink = PostgresSink::connect("postgres://postgres@127.0.0.1/app", PostgresOptions::default())?;
-    /// let to = SystemTime::now();
-    /// let last_hour = sink.window("app::load_user", to - Duration::from_secs(3600), to)?;
-    /// println!("mean {:?}, p50 {:?}, p99 {:?}", last_hour.mean, last_hour.p50, last_hour.p99);
-    /// # Ok::<(), fnmetrics::Error>(())
-    /// ```
-    pub fn window(
-        &mut self,
-        func_name: &str,
-        from: SystemTime,
-        to: SystemTime,
-    ) -> Result<WindowStats, Error> {
-        let options = self.endpoint.options.clone();
-        self.with_conn("cannot read a time window from PostgreSQL", |c| {
-            read_window(
-                &mut c.client,
-                &mut c.queries,
-                &options,
-                None,
-                Names::One(func_name),
-                from,
-                to,
-            )
-            .map(one)
-        })
-    }
-
-    /// How many rows the table holds.
-    ///
-    /// # Errors
-    /// As [`PostgresSink::write_batch`].
-    ///
-    /// ```no_run
-    /// # use fnmetrics::postgres::{PostgresOptions, PostgresSink};
-    /// # let mut sink = PostgresSink::connect("postgres://postgres@127.0.0.1/app", PostgresOptions::default())?;
-    /// println!("{} entries stored", sink.count()?);
-    /// # Ok::<(), fnmetrics::Error>(())
-    /// ```
-    pub fn count(&mut self) -> Result<u64, Error> {
-        self.with_conn("cannot count the rows in PostgreSQL", |c| {
-            Ok(to_u64(c.client.query_one(&c.count, &[])?.try_get(0)?))
-        })
-    }
-
-    /// How many rows the table holds for `func_name`.
-    ///
-    /// # Errors
-    /// As [`PostgresSink::write_batch`].
-    ///
-    /// ```no_run
-    /// # use fnmetrics::postgres::{PostgresOptions, PostgresSink};
-    /// # let mut sink = PostgresSink::connect("postgres://postgres@127.0.0.1/app", PostgresOptions::default())?;
-    /// let n = sink.count_for("app::checkout")?;
-    /// # Ok::<(), fnmetrics::Error>(())
-    /// ```
-    pub fn count_for(&mut self, func_name: &str) -> Result<u64, Error> {
-        let name = pg_text(func_name);
-        self.with_conn("cannot count the rows in PostgreSQL", |c| {
-            Ok(to_u64(
-                c.client.query_one(&c.count_for, &[&&*name])?.try_get(0)?,
-            ))
-        })
-    }
-
-    /// The distinct function names in the table, sorted (by the database's collation).
-    ///
-    /// Reads one index entry per name (a skip scan over the `(func_name, created_at)` index), so
-    /// it stays fast however many rows there are.
-    ///
-    /// # Errors
-    /// As [`PostgresSink::write_batch`].
-    ///
-    /// ```no_run
-    /// # use fnmetrics::postgres::{PostgresOptions, PostgresSink};
-    /// # let mut sink = PostgresSink::connect("postgres://postgres@127.0.0.1/app", PostgresOptions::default())?;
-    /// for name in sink.functions()? {
-    ///     println!("{name}");
-    /// }
-    /// # Ok::<(), fnmetrics::Error>(())
-    /// ```
-    pub fn functions(&mut self) -> Result<Vec<String>, Error> {
-        self.with_conn("cannot list the functions in PostgreSQL", |c| {
-            c.client
-                .query(&c.functions, &[])?
-                .iter()
-                .map(|r| r.try_get(0))
-                .collect()
-        })
     }
 
     /// Runs `f` on the connection, opening it first if needed, and forgets a connection that
@@ -894,9 +749,6 @@ impl Conn {
             "INSERT INTO {t} ({COLUMNS}) SELECT {COLUMNS} FROM {STAGING}
              ON CONFLICT ({RAW_KEY}) DO NOTHING RETURNING uuid_send(id)"
         ))?;
-        let count = prepare(&format!("SELECT count(*) FROM {t}"))?;
-        let count_for = prepare(&format!("SELECT count(*) FROM {t} WHERE func_name = $1"))?;
-        let functions = prepare(&functions_sql(options))?;
         let rollups = match options.rollups() {
             true => Some(
                 rollup::Statements::prepare(&mut client, &tables).map_err(|e| pg_error(ctx, e))?,
@@ -914,10 +766,6 @@ impl Conn {
             direct,
             copy_staging,
             insert_dedupe,
-            queries: Queries::default(),
-            count,
-            count_for,
-            functions,
         })
     }
 }
@@ -943,11 +791,6 @@ fn copy_entries(
     }
     writer.finish()?;
     Ok(())
-}
-
-/// A `count(*)` as `u64` (it is never negative).
-fn to_u64(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
 }
 
 /// Stage 2's store: [`PostgresSink::write_batch`] (a row refused for good comes back with

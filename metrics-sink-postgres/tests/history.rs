@@ -6,7 +6,7 @@ use fnmetrics_test_support as support;
 
 use fnmetrics_core::{EntryRecord, IdGen, Source};
 use fnmetrics_sink_postgres::{
-    Migration, PostgresOptions, PostgresReader, PostgresSink, Retention,
+    Migration, PostgresOptions, PostgresReader, PostgresSink, Query, Retention,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -133,9 +133,9 @@ fn a_v1_table_with_data_is_migrated_in_place_into_day_partitions_and_rolled_up()
                  (gen_random_uuid(), 'app::lone', 0.002, true, '1969-07-20 20:17:00+00');",
         )
         .unwrap();
-    let mut sink = PostgresSink::connect(&pg.url(), PostgresOptions::default()).unwrap();
+    let sink = PostgresSink::connect(&pg.url(), PostgresOptions::default()).unwrap();
     assert_eq!(sink.migration(), Some(Migration::FromV1 { rows: 60_002 }));
-    assert_eq!(sink.count().unwrap(), 60_002);
+    assert_eq!(pg.raw_rows(), 60_002);
     assert_eq!(
         PostgresSink::connect(&pg.url(), PostgresOptions::default())
             .unwrap()
@@ -185,7 +185,10 @@ fn a_v1_table_with_data_is_migrated_in_place_into_day_partitions_and_rolled_up()
     let mut reader = PostgresReader::connect(&pg.url(), PostgresOptions::default()).unwrap();
     let from = at(1_795_132_800_000_000 + 3_600_000_000 + 1); // 2026-11-20 01:00:00.000001
     let to = at(1_795_132_800_000_000 + 2 * DAY + 30_000_001);
-    let w = reader.window("app::f1", from, to).unwrap();
+    let w = reader
+        .window(&Query::function("app::f1").between(from, to))
+        .unwrap()[0]
+        .1;
     let want = count(
         &mut client,
         "SELECT count(*) FROM metrics WHERE func_name = 'app::f1'
@@ -219,7 +222,7 @@ fn rollups_stay_exact_through_retries_and_concurrent_writers_of_overlapping_batc
         .collect();
     let inserted: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
     assert_eq!(inserted, 40_000);
-    assert_eq!(sink.count().unwrap(), 70_000);
+    assert_eq!(pg.raw_rows(), 70_000);
     assert_rollups_exact(&mut pg.client());
     let calls = count(
         &mut pg.client(),
@@ -310,7 +313,7 @@ fn retention_drops_whole_expired_partitions_and_reads_move_to_the_rollups() {
         0,
         "{dropped:?}"
     );
-    assert_eq!(sink.count().unwrap(), 600);
+    assert_eq!(pg.raw_rows(), 600);
     // A second run finds nothing to do.
     assert!(sink.maintain().unwrap().dropped.is_empty());
 
@@ -320,8 +323,9 @@ fn retention_drops_whole_expired_partitions_and_reads_move_to_the_rollups() {
     for (days_ago, batch) in &all {
         let from = batch[0].created_at_micros;
         let w = reader
-            .window("kept", at(from), at(from + 3_600_000_000))
-            .unwrap();
+            .window(&Query::function("kept").between(at(from), at(from + 3_600_000_000)))
+            .unwrap()[0]
+            .1;
         let want: u64 = batch.iter().map(|e| u64::from(e.weight)).sum();
         assert_eq!(w.calls, want, "{days_ago} days ago");
         let errors: u64 = batch
@@ -400,9 +404,10 @@ fn windows_and_series_agree_between_raw_rows_and_rollups() {
     let mut raw =
         PostgresReader::connect(&pg.url(), PostgresOptions::default().with_rollups(false)).unwrap();
     let (from, to) = (at(start + 1_234_567), at(start + DAY + 7_654_321));
+    let f = Query::function("f").between(from, to);
     let (a, b) = (
-        rolled.window("f", from, to).unwrap(),
-        raw.window("f", from, to).unwrap(),
+        rolled.window(&f).unwrap()[0].1,
+        raw.window(&f).unwrap()[0].1,
     );
     assert_eq!(
         (a.calls, a.errors, a.p50, a.p99, a.min, a.max),
@@ -412,20 +417,25 @@ fn windows_and_series_agree_between_raw_rows_and_rollups() {
     let rel = (a.mean.as_secs_f64() - b.mean.as_secs_f64()).abs() / b.mean.as_secs_f64();
     assert!(rel < 1e-9, "{a:?} {b:?}");
     // Per service.
-    let api = rolled.window_of("api", "f", from, to).unwrap();
-    let worker = rolled.window_of("worker", "f", from, to).unwrap();
+    let api = rolled.window(&f.clone().service("api")).unwrap()[0].1;
+    let worker = rolled.window(&f.clone().service("worker")).unwrap()[0].1;
     assert_eq!(api.calls + worker.calls, a.calls);
     // All functions in one read: each as its own read gives it; names without calls left out.
     let names: Vec<String> = ["f", "g", "h"].map(String::from).to_vec();
     assert_eq!(rolled.functions().unwrap(), ["f", "g"]);
-    let all = rolled.windows(&names, from, to).unwrap();
+    let many = Query::functions(&names).between(from, to);
+    let all = rolled.window(&many).unwrap();
     assert_eq!(all.len(), 2, "{all:?}");
     assert_eq!(all[0], ("f".to_owned(), a));
     assert_eq!(
         all[1],
-        ("g".to_owned(), rolled.window("g", from, to).unwrap())
+        rolled
+            .window(&Query::function("g").between(from, to))
+            .unwrap()[0]
     );
-    let raw_all = raw.windows(&names, from, to).unwrap();
+    // Every function stored: the same.
+    assert_eq!(rolled.window(&Query::all().between(from, to)).unwrap(), all);
+    let raw_all = raw.window(&many).unwrap();
     assert_eq!(
         raw_all
             .iter()
@@ -435,16 +445,20 @@ fn windows_and_series_agree_between_raw_rows_and_rollups() {
             .map(|(n, w)| (n, w.calls, w.errors, w.p99))
             .collect::<Vec<_>>()
     );
-    let of_api = rolled.windows_of("api", &names, from, to).unwrap();
+    let of_api = rolled.window(&many.service("api")).unwrap();
     assert_eq!(of_api[0], ("f".to_owned(), api));
-    assert!(rolled.windows(&[], from, to).unwrap().is_empty());
+    assert!(rolled
+        .window(&Query::functions(Vec::<String>::new()).between(from, to))
+        .unwrap()
+        .is_empty());
 
     // A series by the hour (from the hourly rollup) against one by the hour from raw rows.
     let (from, to) = (at(start / 3_600_000_000 * 3_600_000_000), at(start + DAY));
     let step = Duration::from_secs(3600);
+    let g = Query::function("g").between(from, to).every(step);
     let (sa, sb) = (
-        rolled.series("g", from, to, step).unwrap(),
-        raw.series("g", from, to, step).unwrap(),
+        rolled.series(&g).unwrap().remove(0).1,
+        raw.series(&g).unwrap().remove(0).1,
     );
     assert_eq!(sa.len(), 25);
     assert_eq!(sa.len(), sb.len());
@@ -454,11 +468,23 @@ fn windows_and_series_agree_between_raw_rows_and_rollups() {
             (q.start, q.calls, q.errors, q.p50, q.p99, q.max)
         );
     }
-    let many = rolled.many_series(&names, from, to, step).unwrap();
+    let many = rolled
+        .series(&Query::functions(&names).between(from, to).every(step))
+        .unwrap();
     assert_eq!(many.len(), 2);
     assert_eq!(many[1], ("g".to_owned(), sa.clone()));
-    assert_eq!(many[0].1, rolled.series("f", from, to, step).unwrap());
-    let nobody = rolled.series("nobody", from, to, step).unwrap();
+    assert_eq!(
+        many[0],
+        rolled
+            .series(&Query::function("f").between(from, to).every(step))
+            .unwrap()
+            .remove(0)
+    );
+    let nobody = rolled
+        .series(&Query::function("nobody").between(from, to).every(step))
+        .unwrap()
+        .remove(0)
+        .1;
     assert_eq!(nobody.len(), 25);
     assert!(nobody.iter().all(|p| p.calls == 0));
     let total: u64 = sa.iter().map(|p| p.calls).sum();
@@ -472,7 +498,7 @@ fn windows_and_series_agree_between_raw_rows_and_rollups() {
         .map(|e| u64::from(e.weight))
         .sum();
     assert_eq!(total, want);
-    assert!(rolled.series("g", from, to, Duration::ZERO).is_err());
+    assert!(rolled.series(&g.clone().every(Duration::ZERO)).is_err());
 
     // One quantile method: SQL's fnmetrics_quantile (for dashboards) over the merged hourly
     // rollup gives what the in-process histogram gives, and what the reader reads.
@@ -488,7 +514,10 @@ fn windows_and_series_agree_between_raw_rows_and_rollups() {
     for r in &merged {
         h.add_to_bucket(r.get::<_, i16>(0) as usize, r.get::<_, i64>(1) as u64);
     }
-    let everything = rolled.window("f", at(0), at(now_micros() + DAY)).unwrap();
+    let everything = rolled
+        .window(&Query::function("f").between(at(0), at(now_micros() + DAY)))
+        .unwrap()[0]
+        .1;
     assert_eq!(
         (everything.p50, everything.p99),
         (h.quantile(0.5), h.quantile(0.99))

@@ -4,7 +4,8 @@ use fnmetrics_test_support as support;
 
 use fnmetrics_core::{EntryRecord, ErrorKind, IdGen};
 use fnmetrics_sink_postgres::{
-    BatchOutcome, PostgresOptions, PostgresSink, RejectedRow, WindowStats, OUTAGE_LEAF_FAILURES,
+    BatchOutcome, PostgresOptions, PostgresReader, PostgresSink, Query, RejectedRow, WindowStats,
+    OUTAGE_LEAF_FAILURES,
 };
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::postgres::{PostgresServer, TestCa};
@@ -70,10 +71,13 @@ fn migration_is_idempotent_and_parallel_connects_all_succeed() {
     for h in handles {
         h.join().unwrap().expect("a parallel connect failed");
     }
-    let mut sink = PostgresSink::connect(&url, PostgresOptions::default()).unwrap();
-    assert_eq!(sink.count().unwrap(), 0);
-
+    drop(PostgresSink::connect(&url, PostgresOptions::default()).unwrap());
     let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM metrics", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0);
     let versions: Vec<(String, i32)> = client
         .query(
             "SELECT table_name, version FROM fnmetrics_schema_version",
@@ -145,7 +149,7 @@ fn a_batch_lands_as_rows_with_the_exact_values() {
     batch[3].execution_time = Duration::ZERO;
 
     assert_eq!(sink.write_batch(&batch).unwrap().inserted, 1_000);
-    assert_eq!(sink.count().unwrap(), 1_000);
+    assert_eq!(pg.raw_rows(), 1_000);
 
     let mut client = pg.client();
     let rows = client
@@ -170,9 +174,10 @@ fn a_batch_lands_as_rows_with_the_exact_values() {
         assert_eq!(row.get::<_, bool>(4), e.error_occurred);
         assert_eq!(row.get::<_, i64>(5), e.created_at_micros);
     }
-    assert_eq!(sink.count_for("ünï::cödé").unwrap(), 333);
+    assert_eq!(pg.raw_rows_of("ünï::cödé"), 333);
+    let mut reader = PostgresReader::connect(&pg.url(), PostgresOptions::default()).unwrap();
     assert_eq!(
-        sink.functions().unwrap(),
+        reader.functions().unwrap(),
         vec!["app::a", "app::b", "ünï::cödé"]
     );
     assert_eq!(sink.write_batch(&[]).unwrap().inserted, 0);
@@ -186,7 +191,7 @@ fn the_same_batch_written_again_inserts_nothing() {
     let batch = entries(&mut ids, 500, &["app::retry"], T0, 10);
     assert_eq!(sink.write_batch(&batch).unwrap().inserted, 500);
     assert_eq!(sink.write_batch(&batch).unwrap().inserted, 0);
-    assert_eq!(sink.count().unwrap(), 500);
+    assert_eq!(pg.raw_rows(), 500);
 
     // Half old, half new; plus a duplicate inside the batch.
     let mut mixed = batch[250..].to_vec();
@@ -194,12 +199,12 @@ fn the_same_batch_written_again_inserts_nothing() {
     mixed.extend_from_slice(&new);
     mixed.push(new[0].clone());
     assert_eq!(sink.write_batch(&mixed).unwrap().inserted, 250);
-    assert_eq!(sink.count().unwrap(), 750);
+    assert_eq!(pg.raw_rows(), 750);
 
     // A second sink (another process) retrying the same batch changes nothing either.
     let mut other = connect(&pg);
     assert_eq!(other.write_batch(&mixed).unwrap().inserted, 0);
-    assert_eq!(other.count().unwrap(), 750);
+    assert_eq!(pg.raw_rows(), 750);
 }
 
 #[test]
@@ -229,7 +234,7 @@ fn concurrent_writers_of_overlapping_batches_insert_each_row_once() {
         .collect();
     let inserted: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
     assert_eq!(inserted, 6_000);
-    assert_eq!(connect(&pg).count().unwrap(), 6_000);
+    assert_eq!(pg.raw_rows(), 6_000);
 }
 
 /// What `psql \d` would tell: the columns and their types, plus the row count.
@@ -403,8 +408,11 @@ fn no_entry_value_makes_the_server_reject_a_batch() {
     batch[2].created_at_micros = i64::MAX;
     let outcome = sink.write_batch(&batch).unwrap();
     assert_eq!((outcome.inserted, outcome.rejected.len()), (4, 0));
-    assert_eq!(sink.count_for("app::nul\u{FFFD}name").unwrap(), 1);
-    assert_eq!(sink.count_for("app::nul\0name").unwrap(), 1);
+    assert_eq!(pg.raw_rows_of("app::nul\u{FFFD}name"), 1);
+    // The reader looks the name up as it was stored.
+    let mut reader = PostgresReader::connect(&pg.url(), PostgresOptions::default()).unwrap();
+    let nul = Query::function("app::nul\0name").between(UNIX_EPOCH, SystemTime::now());
+    assert_eq!(reader.window(&nul).unwrap()[0].1.calls, 1);
     let mut client = pg.client();
     client.batch_execute("SET timezone = 'UTC'").unwrap();
     let times: Vec<String> = client
@@ -451,8 +459,16 @@ fn window_matches_stats_computed_from_the_same_entries() {
         e.execution_time = Duration::from_nanos(k * 1_953_125);
     }
     assert_eq!(sink.write_batch(&batch).unwrap().inserted, 2_001);
+    let mut reader = PostgresReader::connect(&pg.url(), PostgresOptions::default()).unwrap();
+    let window = |reader: &mut PostgresReader, name: &str, from, to| {
+        let rows = reader
+            .window(&Query::function(name).between(from, to))
+            .unwrap();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        rows[0].1
+    };
 
-    let check = |sink: &mut PostgresSink,
+    let check = |reader: &mut PostgresReader,
                  from_micros: i64,
                  to_micros: i64,
                  from: SystemTime,
@@ -470,7 +486,7 @@ fn window_matches_stats_computed_from_the_same_entries() {
             .map(|e| e.execution_time.as_secs_f64())
             .collect();
         times.sort_by(f64::total_cmp);
-        let got = sink.window("app::w", from, to).unwrap();
+        let got = window(reader, "app::w", from, to);
         assert!(inside.len() > 100);
         let mut want = WindowStats::default();
         want.calls = inside.len() as u64;
@@ -501,18 +517,18 @@ fn window_matches_stats_computed_from_the_same_entries() {
 
     // Whole window, then one whose bounds fall exactly on rows: `from` is in, `to` is out.
     check(
-        &mut sink,
+        &mut reader,
         T0,
         T0 + 10_000_000,
         at_micros(T0),
         at_micros(T0 + 10_000_000),
     );
     let (a, b) = (T0 + 200_000, T0 + 1_600_000);
-    check(&mut sink, a, b, at_micros(a), at_micros(b));
+    check(&mut reader, a, b, at_micros(a), at_micros(b));
     // Bounds inside a microsecond: the row at `a` is before `from`, the row at `b` before `to`.
     let half = Duration::from_nanos(500);
     check(
-        &mut sink,
+        &mut reader,
         a + 1,
         b + 1,
         at_micros(a) + half,
@@ -520,13 +536,10 @@ fn window_matches_stats_computed_from_the_same_entries() {
     );
 
     // No calls: zeros.
-    let empty = sink
-        .window("app::w", at_micros(T0 - 10), at_micros(T0))
-        .unwrap();
+    let empty = window(&mut reader, "app::w", at_micros(T0 - 10), at_micros(T0));
     assert_eq!(empty, WindowStats::default());
     assert_eq!(
-        sink.window("app::nobody", at_micros(0), SystemTime::now())
-            .unwrap(),
+        window(&mut reader, "app::nobody", at_micros(0), SystemTime::now()),
         WindowStats::default()
     );
 }
@@ -546,11 +559,14 @@ fn server_stopped_mid_run_fails_unavailable_then_the_batch_succeeds_after_restar
     // Still down: the reconnect is refused.
     let err = sink.write_batch(&batch).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err:?}");
-    assert_eq!(sink.count().unwrap_err().kind(), ErrorKind::Unavailable);
+    assert_eq!(
+        sink.ensure_connected().unwrap_err().kind(),
+        ErrorKind::Unavailable
+    );
 
     pg.restart();
     assert_eq!(sink.write_batch(&batch).unwrap().inserted, 2_000);
-    assert_eq!(sink.count().unwrap(), 2_100);
+    assert_eq!(pg.raw_rows(), 2_100);
     assert_eq!(sink.write_batch(&batch).unwrap().inserted, 0);
 
     // A restart between two calls: the first call notices the dead connection, the next works.
@@ -561,7 +577,7 @@ fn server_stopped_mid_run_fails_unavailable_then_the_batch_succeeds_after_restar
         ErrorKind::Unavailable
     );
     assert_eq!(sink.write_batch(&more).unwrap().inserted, 10);
-    assert_eq!(sink.count().unwrap(), 2_110);
+    assert_eq!(pg.raw_rows(), 2_110);
 }
 
 #[test]
@@ -592,7 +608,7 @@ fn a_locked_table_fails_the_batch_within_lock_timeout_then_it_goes_in() {
     tx.rollback().unwrap();
 
     assert_eq!(sink.write_batch(&batch).unwrap().inserted, 100);
-    assert_eq!(sink.count().unwrap(), 100);
+    assert_eq!(pg.raw_rows(), 100);
 }
 
 /// The key of the migration's `pg_advisory_xact_lock` ("fnmetric", in `schema.rs`).
@@ -624,8 +640,8 @@ fn a_held_migration_lock_fails_connect_with_timeout_instead_of_hanging() {
     );
 
     tx.rollback().unwrap();
-    let mut sink = PostgresSink::connect(&pg.url(), options).unwrap();
-    assert_eq!(sink.count().unwrap(), 0);
+    drop(PostgresSink::connect(&pg.url(), options).unwrap());
+    assert_eq!(pg.raw_rows(), 0);
 }
 
 /// `(index, sqlstate)` of each rejected row, and a check that every reason is the server's.
@@ -659,13 +675,13 @@ fn one_row_refused_by_a_check_constraint_is_rejected_and_the_other_10000_go_in()
         r.detail.as_deref().unwrap_or("").contains("Failing row"),
         "{r:?}"
     );
-    assert_eq!(sink.count().unwrap(), 10_000);
+    assert_eq!(pg.raw_rows(), 10_000);
 
     // Written again (a retry after a crash): nothing new, the same row refused.
     let again = sink.write_batch(&batch).unwrap();
     assert_eq!(again.inserted, 0);
     assert_eq!(rejected(&again), vec![(4_321, "23514".to_owned())]);
-    assert_eq!(sink.count().unwrap(), 10_000);
+    assert_eq!(pg.raw_rows(), 10_000);
 }
 
 /// An incompressible name too long for the `(func_name, created_at)` index.
@@ -709,7 +725,7 @@ fn scattered_refused_rows_are_each_rejected_and_every_other_row_goes_in() {
     let outcome = sink.write_batch(&batch).unwrap();
     assert_eq!(rejected(&outcome), want);
     assert_eq!(outcome.inserted, 3_000 - want.len() as u64);
-    assert_eq!(sink.count().unwrap(), 3_000 - want.len() as u64);
+    assert_eq!(pg.raw_rows(), 3_000 - want.len() as u64);
     assert!(
         outcome.rejected[want.iter().position(|w| w.0 == 500).unwrap()]
             .reason
@@ -764,7 +780,7 @@ fn a_revoked_insert_privilege_is_an_outage_not_dead_letters_while_a_row_policy_r
     assert_eq!(err.kind(), ErrorKind::Server, "{err:?}");
     assert!(err.to_string().contains("outage"), "{err}");
     assert!(format!("{err:?}").contains("permission denied"), "{err:?}");
-    assert_eq!(sink.count().unwrap(), 199);
+    assert_eq!(pg.raw_rows(), 199);
 
     // A batch smaller than the search bound is an outage too.
     let n_small = OUTAGE_LEAF_FAILURES as usize / 2;
@@ -777,7 +793,7 @@ fn a_revoked_insert_privilege_is_an_outage_not_dead_letters_while_a_row_policy_r
     let outcome = sink.write_batch(&batch).unwrap();
     assert_eq!((outcome.inserted, outcome.rejected.len()), (1_000, 0));
     assert_eq!(sink.write_batch(&small).unwrap().inserted, n_small as u64);
-    assert_eq!(sink.count().unwrap(), 1_199 + n_small as u64);
+    assert_eq!(pg.raw_rows(), 1_199 + n_small as u64);
 }
 
 #[test]
@@ -849,7 +865,7 @@ fn a_read_only_server_fails_transiently_and_the_sink_reconnects_when_it_is_writa
     assert_eq!(inserted, 100);
     let probe = entries(&mut ids, 5, &["app::r"], T0 + 2_000, 1);
     assert_eq!(sink.write_batch(&probe).unwrap().inserted, 5);
-    assert_eq!(sink.count().unwrap(), 115 + before_read_only);
+    assert_eq!(pg.raw_rows(), 115 + before_read_only);
 }
 
 /// Whether the sessions named `application_name` use TLS, from the server's view
@@ -884,7 +900,7 @@ fn tls_required_with_the_ca_file_connects_over_verified_tls_and_writes() {
         assert_eq!(sink.uses_tls(), Some(true));
         let batch = entries(&mut IdGen::with_instance(instance), 100, &[app], T0, 1);
         assert_eq!(sink.write_batch(&batch).unwrap().inserted, 100);
-        assert_eq!(sink.count_for(app).unwrap(), 100);
+        assert_eq!(pg.raw_rows_of(app), 100);
         assert_eq!(sessions_use_ssl(&pg, app), vec![true]);
     }
 

@@ -11,6 +11,7 @@ use crate::duration::{human_span, rfc3339, utc};
 use crate::error::{CliError, CliResult};
 use crate::output::print;
 use crate::stop::Stop;
+use fnmetrics::postgres::Query;
 use fnmetrics::redact_url;
 use fnmetrics::redis::ChangeCursor;
 use serde_json::{json, Value};
@@ -279,7 +280,7 @@ fn backfill(ev: &mut Evaluator, s: &Servers, at: SystemTime, lag: f64) -> Result
         .as_secs();
     let from = UNIX_EPOCH + Duration::from_secs(back - back % step.as_secs());
     let series = reader
-        .many_series(&names, from, at, step)
+        .series(&Query::functions(&names).between(from, at).every(step))
         .map_err(|e| e.to_string())?;
     let series = series
         .into_iter()

@@ -9,7 +9,7 @@ use crate::error::{CliError, CliResult};
 use crate::glob;
 use crate::output::{html_escape as escape, percent, print};
 use crate::svg::{Chart, Series};
-use fnmetrics::postgres::Point;
+use fnmetrics::postgres::{Point, Query};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -49,7 +49,7 @@ pub(crate) fn run(s: &Servers, a: &HtmlArgs) -> CliResult<u8> {
     report::sort(&mut summary, SortKey::Calls);
     let step = step(a.since);
     let series = reader
-        .many_series(&names, from, to, step)
+        .series(&Query::functions(&names).between(from, to).every(step))
         .map_err(|e| postgres_error(url, "cannot read the charts' series", e))?;
     let secs = |t: SystemTime| {
         t.duration_since(UNIX_EPOCH)

@@ -7,7 +7,7 @@ use crate::duration::{human_ns, human_span};
 use crate::error::{CliError, CliResult};
 use crate::glob::{self, Glob};
 use crate::output::{csv_field, json, percent, print, Table};
-use fnmetrics::postgres::PostgresReader;
+use fnmetrics::postgres::{PostgresReader, Query};
 use fnmetrics::redact_url;
 use serde::Serialize;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -90,11 +90,13 @@ pub(crate) fn query(
     from: SystemTime,
     to: SystemTime,
 ) -> CliResult<Vec<FnStats>> {
-    let windows = match service {
-        Some(s) => reader.windows_of(s, names, from, to),
-        None => reader.windows(names, from, to),
+    let mut query = Query::functions(names).between(from, to);
+    if let Some(s) = service {
+        query = query.service(s);
     }
-    .map_err(|e| postgres_error(url, "cannot read the report", e))?;
+    let windows = reader
+        .window(&query)
+        .map_err(|e| postgres_error(url, "cannot read the report", e))?;
     let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
     Ok(windows
         .into_iter()

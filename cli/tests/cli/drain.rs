@@ -3,7 +3,6 @@
 
 use crate::{fnmetrics, kill, ok, record, text, wait_exit, WAIT};
 use fnmetrics::measured;
-use fnmetrics::postgres::{PostgresOptions, PostgresSink};
 use fnmetrics_test_support::postgres::PostgresServer;
 use fnmetrics_test_support::redis::RedisServer;
 use fnmetrics_test_support::wait_until;
@@ -50,8 +49,7 @@ fn drain_moves_entries_and_stops_cleanly_on_sigterm_and_sigint() {
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("120 entries moved"), "{err}");
-    let mut sink = PostgresSink::connect(&p, PostgresOptions::default()).unwrap();
-    assert_eq!(sink.count_for("drain::work").unwrap(), 120);
+    assert_eq!(pg.raw_rows_of("drain::work"), 120);
 
     // Running: it picks up what comes later, then stops on a signal.
     for signal in ["TERM", "INT"] {
@@ -60,14 +58,14 @@ fn drain_moves_entries_and_stops_cleanly_on_sigterm_and_sigint() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let before = sink.count_for("drain::work").unwrap();
+        let before = pg.raw_rows_of("drain::work");
         record(&redis, None, || {
             for i in 0..80 {
                 let _ = work(i);
             }
         });
         wait_until("the drainer to move the new entries", WAIT, || {
-            sink.count_for("drain::work").unwrap() == before + 80
+            pg.raw_rows_of("drain::work") == before + 80
         });
         kill(child.id(), signal);
         let status = wait_exit(&mut child, WAIT);

@@ -166,6 +166,51 @@ impl PostgresServer {
         Client::connect(&self.url(), NoTls).expect("cannot connect to the test PostgreSQL")
     }
 
+    /// How many rows the raw table `metrics` of the `fnmetrics` database holds: the entries
+    /// stored, each once (tests of exactly-once count rows, not the weights a read sums).
+    /// 0 before a drainer made the table. It may be called inside a tokio runtime.
+    pub fn raw_rows(&self) -> u64 {
+        self.count("SELECT count(*) FROM metrics", None)
+    }
+
+    /// How many rows of the raw table `metrics` are of function `func_name` (compared as
+    /// stored: no name is rewritten). 0 before a drainer made the table. It may be called
+    /// inside a tokio runtime.
+    pub fn raw_rows_of(&self, func_name: &str) -> u64 {
+        self.count(
+            "SELECT count(*) FROM metrics WHERE func_name = $1",
+            Some(func_name),
+        )
+    }
+
+    /// The `count(*)` that `sql` (with `$1` = `name`, if any) returns on table `metrics`; 0
+    /// while there is no such table. On a thread of its own: the sync client panics when it
+    /// blocks inside a tokio runtime.
+    fn count(&self, sql: &str, name: Option<&str>) -> u64 {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut client = self.client();
+                let exists: bool = client
+                    .query_one("SELECT to_regclass('metrics') IS NOT NULL", &[])
+                    .and_then(|r| r.try_get(0))
+                    .expect("cannot look the table metrics up");
+                if !exists {
+                    return 0;
+                }
+                let row = match name {
+                    Some(name) => client.query_one(sql, &[&name]),
+                    None => client.query_one(sql, &[]),
+                };
+                let n: i64 = row
+                    .and_then(|r| r.try_get(0))
+                    .unwrap_or_else(|e| panic!("cannot count the rows ({sql}): {e}"));
+                u64::try_from(n).expect("a negative count")
+            })
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })
+    }
+
     /// A client connected to the `postgres` database.
     pub fn admin_client(&self) -> Client {
         Client::connect(&self.url_for("postgres"), NoTls)

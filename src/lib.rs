@@ -93,7 +93,12 @@ pub mod redis {
 /// The PostgreSQL sink: migration, batch writer and time-window reads.
 #[cfg(feature = "postgres")]
 pub mod postgres {
-    pub use fnmetrics_sink_postgres::*;
+    #[doc(hidden)]
+    pub use fnmetrics_sink_postgres::OUTAGE_LEAF_FAILURES;
+    pub use fnmetrics_sink_postgres::{
+        BatchOutcome, Maintenance, Migration, Point, PostgresOptions, PostgresReader, PostgresSink,
+        Query, RejectedRow, Retention, WindowStats, MAX_POINTS, SCHEMA_VERSION,
+    };
 }
 
 /// The layout of [`Histogram`]'s buckets, for code that reads them one by one (an exporter's

@@ -80,16 +80,8 @@ fn kind_of_sqlstate(code: &SqlState) -> ErrorKind {
 
 /// What a writer should do about a failed PostgreSQL call: try again later (on the same or a new
 /// connection), or set rows aside. Made by [`classify`].
-///
-/// ```
-/// use fnmetrics::postgres::Failure;
-/// let f = Failure::Reconnect;
-/// assert!(f.is_transient());
-/// assert!(!Failure::Rows.is_transient());
-/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Failure {
+pub(crate) enum Failure {
     /// Try the same work again later, on the same connection: a lock or statement timeout
     /// (`55P03`, `57014`), a serialization failure or deadlock (`40001`, `40P01`), the server out
     /// of disk or memory (`53100`, `53200`, other class `53`), and any other server trouble
@@ -121,31 +113,15 @@ pub enum Failure {
 impl Failure {
     /// Whether the same work may succeed later without changing the data:
     /// [`Failure::Retry`] and [`Failure::Reconnect`].
-    ///
-    /// ```
-    /// use fnmetrics::postgres::Failure;
-    /// assert!(Failure::Retry.is_transient());
-    /// assert!(!Failure::RowsOrOutage.is_transient());
-    /// ```
-    pub fn is_transient(self) -> bool {
+    pub(crate) fn is_transient(self) -> bool {
         matches!(self, Failure::Retry | Failure::Reconnect)
     }
 }
 
 /// What a writer should do about `e`: see [`Failure`] for the SQLSTATEs of each class.
-///
-/// [`PostgresSink::write_batch`](crate::PostgresSink::write_batch) acts on it; it is public so
-/// that other writers (a command-line loader, say) make the same decisions.
-///
-/// ```no_run
-/// use fnmetrics::postgres::{classify, Failure};
-/// let mut client = postgres::Client::connect("postgres://postgres@127.0.0.1/app", postgres::NoTls)?;
-/// if let Err(e) = client.batch_execute("INSERT INTO metrics (id) VALUES (NULL)") {
-///     assert_eq!(classify(&e), Failure::Rows); // 23502 not_null_violation
-/// }
-/// # Ok::<(), postgres::Error>(())
-/// ```
-pub fn classify(e: &postgres::Error) -> Failure {
+/// [`PostgresSink::write_batch`](crate::PostgresSink::write_batch) acts on it. Crate-private:
+/// its argument is the `postgres` crate's error, which is not part of fnmetrics' API.
+pub(crate) fn classify(e: &postgres::Error) -> Failure {
     let Some(code) = e.code() else {
         return Failure::Reconnect;
     };

@@ -35,7 +35,7 @@
 //! nothing twice. Rows the server refuses for good (a `CHECK` constraint, a row-level-security
 //! policy, a row too large for an index) are found by splitting the batch, and returned as dead
 //! letters ([`BatchOutcome::rejected`]) while the other rows go in; an error that hits every row
-//! alike is an outage, returned as a transient error ([`classify`] tells the classes apart).
+//! alike is an outage, returned as a transient error (the SQLSTATE tells the classes apart: `error.rs`).
 //! `cargo bench --bench pipeline -- stage2` compares the drainer with `psql \copy` of the same
 //! rows.
 //!
@@ -83,10 +83,13 @@ mod tables;
 mod tls;
 mod types;
 
-pub use error::{classify, Failure};
 pub use options::PostgresOptions;
 pub use partitions::{Maintenance, Retention};
 pub use query::Query;
 pub use reader::{Point, PostgresReader, WindowStats, MAX_POINTS};
 pub use schema::{Migration, SCHEMA_VERSION};
-pub use sink::{BatchOutcome, PostgresSink, RejectedRow, OUTAGE_LEAF_FAILURES};
+/// After how many single rows refused as an outage may be a bisection calls it one: for the
+/// tests. Not a stable API.
+#[doc(hidden)]
+pub use sink::OUTAGE_LEAF_FAILURES;
+pub use sink::{BatchOutcome, PostgresSink, RejectedRow};

@@ -170,7 +170,7 @@ pub struct RejectedRow {
     /// The server's detail, if it gave one (for a constraint, usually `Failing row contains
     /// (...)` with the row's values).
     pub detail: Option<String>,
-    /// The SQLSTATE, e.g. `23514` for a `CHECK` constraint (see [`classify`]).
+    /// The SQLSTATE, e.g. `23514` for a `CHECK` constraint.
     pub sqlstate: Option<String>,
 }
 
@@ -377,7 +377,8 @@ impl PostgresSink {
     ///
     /// A table may refuse some rows for good: a `CHECK` constraint or a trigger an operator
     /// added, a foreign key, a server encoding that cannot hold a name, a row-level-security
-    /// policy ([`Failure::Rows`], and [`Failure::RowsOrOutage`]; see [`classify`]). Then the batch
+    /// policy (SQLSTATE classes `22`, `23`, `44`, `54000`, and `42501`/`P0001` which may be an
+    /// outage instead; `error.rs` sorts them). Then the batch
     /// is split in halves, again and again (depth first), each part written in its own committed
     /// transaction, until each refused row stands alone. The good rows are written, and the
     /// refused ones are returned in [`BatchOutcome::rejected`] with the server's reason, for the
@@ -556,7 +557,7 @@ impl Drop for PostgresSink {
     }
 }
 
-/// After how many single rows refused with a [`Failure::RowsOrOutage`] error, and no part
+/// After how many single rows refused with an error that may be an outage (`42501`, `P0001`), and no part
 /// written, a bisection stops and calls it an outage (see [`PostgresSink::write_batch`]).
 pub const OUTAGE_LEAF_FAILURES: u32 = 32;
 

@@ -201,6 +201,9 @@ fn postgres_session(s: &Servers, read_only: bool) -> CliResult<postgres::Client>
     if config.get_ssl_mode() != SslMode::Disable {
         roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
     }
+    // ring on purpose (aws-lc-rs needs cmake and nasm to build); rustls 0.23.48 deprecates
+    // its provider for lacking post-quantum key exchange, and offers no other ring one.
+    #[allow(deprecated)]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -38,6 +38,9 @@ impl Tls {
             (true, Some(path)) => roots_from_file(path)?,
             (true, None) => system_roots(),
         };
+        // ring on purpose (aws-lc-rs needs cmake and nasm to build); rustls 0.23.48 deprecates
+        // its provider for lacking post-quantum key exchange, and offers no other ring one.
+        #[allow(deprecated)]
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()

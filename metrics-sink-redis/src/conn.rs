@@ -508,6 +508,9 @@ mod tls {
         static ONCE: OnceLock<()> = OnceLock::new();
         ONCE.get_or_init(|| {
             // Err: another provider was installed first, which is as good.
+            // ring on purpose (aws-lc-rs needs cmake and nasm to build); rustls 0.23.48 deprecates
+            // its provider for lacking post-quantum key exchange, and offers no other ring one.
+            #[allow(deprecated)]
             let _ = rustls::crypto::ring::default_provider().install_default();
         });
     }

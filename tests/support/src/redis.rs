@@ -243,6 +243,9 @@ impl RedisServer {
             #[cfg(feature = "tls")]
             Some(tls) => {
                 // As the sink does: rustls needs a crypto provider chosen.
+                // ring on purpose (aws-lc-rs needs cmake and nasm to build); rustls 0.23.48 deprecates
+                // its provider for lacking post-quantum key exchange, and offers no other ring one.
+                #[allow(deprecated)]
                 let _ = rustls::crypto::ring::default_provider().install_default();
                 let certs = redis::TlsCertificates {
                     client_tls: None,

@@ -163,21 +163,11 @@ fn lanes_drain_the_shards_in_parallel_every_entry_once() {
         })
         .unwrap();
     }
-    let mut drainer =
-        fnmetrics::redis::RedisQueue::new(&cluster.urls()[1], RedisOptions::default())
-            .and_then(|q| {
-                Drainer::connect(
-                    q,
-                    fnmetrics::postgres::PostgresSink::new(
-                        &postgres.url(),
-                        PostgresOptions::default(),
-                    )?,
-                )
-            })
-            .unwrap()
-            .lanes(3)
-            .claim_size(1_000)
-            .maintain_every(None);
+    let mut drainer = connect_drainer(&cluster.urls()[1], &postgres.url())
+        .unwrap()
+        .lanes(3)
+        .claim_size(1_000)
+        .maintain_every(None);
     let done = drainer.drain_all().unwrap();
     assert_eq!(done.moved, 20_000);
     assert_eq!(postgres.raw_rows_of("cluster::lanes"), 20_000);
@@ -306,16 +296,7 @@ fn several_processes_flush_and_drain_through_different_nodes() {
     for mut c in children {
         assert!(c.wait().unwrap().success(), "a producer failed");
     }
-    let mut d = fnmetrics::redis::RedisQueue::new(&urls[1], RedisOptions::default())
-        .and_then(|q| {
-            Drainer::connect(
-                q,
-                fnmetrics::postgres::PostgresSink::new(
-                    &postgres.url(),
-                    PostgresOptions::default(),
-                )?,
-            )
-        })
+    let mut d = connect_drainer(&urls[1], &postgres.url())
         .unwrap()
         .maintain_every(None);
     wait_until("every call in PostgreSQL", WAIT, || {
@@ -345,4 +326,13 @@ fn start_fails_at_once_on_settings_a_cluster_cannot_take() {
     let e = started.expect_err("start() refuses a braced prefix on a cluster");
     assert_eq!(e.kind(), fnmetrics::ErrorKind::InvalidConfig, "{e}");
     assert!(e.to_string().contains("Redis Cluster"), "{e}");
+}
+
+/// A drainer from the Redis at `redis` into the PostgreSQL at `postgres`, both with default
+/// options, connected.
+fn connect_drainer(redis: &str, postgres: &str) -> Result<Drainer, fnmetrics::Error> {
+    Drainer::connect(
+        fnmetrics::redis::RedisQueue::new(redis, RedisOptions::default())?,
+        fnmetrics::postgres::PostgresSink::new(postgres, PostgresOptions::default())?,
+    )
 }

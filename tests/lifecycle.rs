@@ -36,17 +36,12 @@ fn claims(redis: &RedisServer) -> u64 {
 /// A dedicated drainer with the default lease (60 s): anything stranded in a claim would wait
 /// that long, so the time bounds below fail if a claim is not handed back.
 fn drainer(redis: &RedisServer, postgres: &PostgresServer) -> Drainer {
-    fnmetrics::redis::RedisQueue::new(&redis.url(), RedisOptions::default())
-        .and_then(|q| {
-            Drainer::connect(
-                q,
-                fnmetrics::postgres::PostgresSink::new(
-                    &postgres.url(),
-                    PostgresOptions::default(),
-                )?,
-            )
-        })
-        .unwrap()
+    Drainer::connect(
+        fnmetrics::redis::RedisQueue::new(&redis.url(), RedisOptions::default()).unwrap(),
+        fnmetrics::postgres::PostgresSink::new(&postgres.url(), PostgresOptions::default())
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 #[derive(Debug)]

@@ -71,17 +71,12 @@ fn reader(postgres: &PostgresServer) -> PostgresReader {
 }
 
 fn drainer(redis: &RedisServer, postgres: &PostgresServer) -> Drainer {
-    fnmetrics::redis::RedisQueue::new(&redis.url(), RedisOptions::default())
-        .and_then(|q| {
-            Drainer::connect(
-                q,
-                fnmetrics::postgres::PostgresSink::new(
-                    &postgres.url(),
-                    PostgresOptions::default(),
-                )?,
-            )
-        })
-        .unwrap()
+    Drainer::connect(
+        fnmetrics::redis::RedisQueue::new(&redis.url(), RedisOptions::default()).unwrap(),
+        fnmetrics::postgres::PostgresSink::new(&postgres.url(), PostgresOptions::default())
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 fn queue(redis: &RedisServer) -> RedisQueue {

@@ -26,16 +26,7 @@ fn fleet(redis: &RedisServer, name: &str) -> fnmetrics::Snapshot {
 
 /// Drains with a dedicated drainer until Redis holds nothing for stage 2.
 fn drain_everything(redis: &RedisServer, postgres: &PostgresServer) {
-    let mut drainer = fnmetrics::redis::RedisQueue::new(&redis.url(), RedisOptions::default())
-        .and_then(|q| {
-            Drainer::connect(
-                q,
-                fnmetrics::postgres::PostgresSink::new(
-                    &postgres.url(),
-                    PostgresOptions::default(),
-                )?,
-            )
-        })
+    let mut drainer = connect_drainer(&redis.url(), &postgres.url())
         .unwrap()
         .lease(Duration::from_secs(2));
     let mut queue = RedisQueue::connect(&redis.url(), RedisOptions::default()).unwrap();
@@ -621,13 +612,7 @@ fn a_second_connection_that_cannot_be_had_slows_the_drain_but_loses_nothing() {
         )
         .unwrap();
     let url = format!("postgres://drainer@127.0.0.1:{}/fnmetrics", postgres.port());
-    let mut drainer = fnmetrics::redis::RedisQueue::new(&redis.url(), RedisOptions::default())
-        .and_then(|q| {
-            Drainer::connect(
-                q,
-                fnmetrics::postgres::PostgresSink::new(&url, PostgresOptions::default())?,
-            )
-        })
+    let mut drainer = connect_drainer(&redis.url(), &url)
         .unwrap()
         .writers(2)
         .maintain_every(None);
@@ -654,4 +639,13 @@ fn a_second_connection_that_cannot_be_had_slows_the_drain_but_loses_nothing() {
     let done = drainer.drain_once().unwrap();
     assert_eq!(done.moved, 4_000);
     assert_eq!(postgres.raw_rows_of("reliability::limited"), 4_000);
+}
+
+/// A drainer from the Redis at `redis` into the PostgreSQL at `postgres`, both with default
+/// options, connected.
+fn connect_drainer(redis: &str, postgres: &str) -> Result<Drainer, fnmetrics::Error> {
+    Drainer::connect(
+        fnmetrics::redis::RedisQueue::new(redis, RedisOptions::default())?,
+        fnmetrics::postgres::PostgresSink::new(postgres, PostgresOptions::default())?,
+    )
 }

@@ -8,7 +8,7 @@ use fnmetrics_test_support::prometheus::{check_metrics, http_get_full, Prometheu
 use fnmetrics_test_support::redis::RedisServer;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::Stdio;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long Prometheus may take to show what the endpoint serves (it scrapes every second).
@@ -45,23 +45,7 @@ fn prometheus_scrapes_the_fleet_from_redis_exactly_and_stops_on_sigterm() {
         }
     });
 
-    let mut child = fnmetrics()
-        .args(["serve", "--prometheus", "127.0.0.1:0", "--redis", &url])
-        .args(["--fn", "serve::*", "--timeout", "2s"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let addr: SocketAddr = first
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {first:?}"));
+    let (mut child, addr) = serve(&["--redis", &url, "--fn", "serve::*", "--timeout", "2s"]);
 
     let (status, headers, body) = http_get_full(addr, "/metrics").unwrap();
     assert_eq!(status, 200, "{body}");
@@ -162,14 +146,25 @@ fn serve_without_an_address_or_on_a_taken_one_fails_saying_so() {
 fn a_scrape_shows_the_fleet_while_a_hash_does_not_decode() {
     let redis = RedisServer::start();
     crate::top::seed_a_good_and_a_bad_hash(&redis);
+    let (mut child, addr) = serve(&["--redis", &redis.url()]);
+    let (status, _, body) = http_get_full(addr, "/metrics").unwrap();
+    kill(child.id(), "TERM");
+    assert_eq!(wait_exit(&mut child, WAIT).code(), Some(0));
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(r#"fnmetrics_calls_total{function="fleet::good"} 7"#),
+        "{body}"
+    );
+    assert!(!body.contains("fleet::bad"), "{body}");
+    check_metrics(&body).unwrap();
+}
+
+/// Starts `fnmetrics serve --prometheus 127.0.0.1:0` with `args`, and reads the address it
+/// listens on from its first line (on failure, the child is killed and its stderr shown).
+fn serve(args: &[&str]) -> (Child, SocketAddr) {
     let mut child = fnmetrics()
-        .args([
-            "serve",
-            "--prometheus",
-            "127.0.0.1:0",
-            "--redis",
-            &redis.url(),
-        ])
+        .args(["serve", "--prometheus", "127.0.0.1:0"])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -188,14 +183,5 @@ fn a_scrape_shows_the_fleet_while_a_hash_does_not_decode() {
         let out = child.wait_with_output().unwrap();
         panic!("no address in {first:?}: {}", text(&out.stderr));
     };
-    let (status, _, body) = http_get_full(addr, "/metrics").unwrap();
-    kill(child.id(), "TERM");
-    assert_eq!(wait_exit(&mut child, WAIT).code(), Some(0));
-    assert_eq!(status, 200, "{body}");
-    assert!(
-        body.contains(r#"fnmetrics_calls_total{function="fleet::good"} 7"#),
-        "{body}"
-    );
-    assert!(!body.contains("fleet::bad"), "{body}");
-    check_metrics(&body).unwrap();
+    (child, addr)
 }

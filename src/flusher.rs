@@ -520,15 +520,9 @@ impl FlusherBuilder {
         };
         // Nothing connects here: the stages do, in their threads.
         let sink = fnmetrics_sink_redis::RedisSink::new(targets.redis()?, targets.redis_options())?;
-        let (drain, mode): (Option<Box<dyn Drain>>, _) = match (self.drain.take(), &self.postgres) {
-            (Some(custom), _) => (Some(custom), Mode::Redis),
-            (None, None) => (None, Mode::Redis),
-            (None, Some(_)) if !self.run_drain => {
-                // No stage 2 here, but a bad URL, credentials or schema still fail the start.
-                self.probe_postgres(&targets)?;
-                (None, Mode::RedisDrainedElsewhere)
-            }
-            (None, Some(_)) => (Some(self.drainer(&targets)?), Mode::RedisAndPostgres),
+        let (drain, mode) = match self.drain.take() {
+            Some(custom) => (Some(custom), Mode::Redis),
+            None => self.stage2(&targets)?,
         };
         let inner =
             fnmetrics_core::FlusherThreads::start(self.config.clone(), Box::new(sink), drain)?;
@@ -536,6 +530,21 @@ impl FlusherBuilder {
             inner: Some(inner),
             mode,
             targets,
+        })
+    }
+
+    /// Stage 2 from the PostgreSQL URL: none without one, none here (but a probe) when other
+    /// processes drain, the drainer otherwise.
+    #[cfg(all(feature = "redis", feature = "postgres"))]
+    fn stage2(&self, t: &Targets) -> Result<(Option<Box<dyn Drain>>, Mode), Error> {
+        Ok(match &self.postgres {
+            None => (None, Mode::Redis),
+            Some(_) if !self.run_drain => {
+                // No stage 2 here, but a bad URL, credentials or schema still fail the start.
+                self.probe_postgres(t)?;
+                (None, Mode::RedisDrainedElsewhere)
+            }
+            Some(_) => (Some(self.drainer(t)?), Mode::RedisAndPostgres),
         })
     }
 
@@ -567,14 +576,6 @@ impl FlusherBuilder {
         }
     }
 
-    #[cfg(all(feature = "redis", not(feature = "postgres")))]
-    fn probe_postgres(&self, _: &Targets) -> Result<(), Error> {
-        Err(Error::new(
-            ErrorKind::InvalidConfig,
-            "a PostgreSQL URL was given but fnmetrics was built without its `postgres` feature",
-        ))
-    }
-
     #[cfg(not(feature = "redis"))]
     fn start_pipeline(self) -> Result<Flusher, Error> {
         Err(Error::new(
@@ -597,12 +598,10 @@ impl FlusherBuilder {
         ))
     }
 
+    /// Without the `postgres` feature there is no PostgreSQL URL to drain into.
     #[cfg(all(feature = "redis", not(feature = "postgres")))]
-    fn drainer(&self, _: &Targets) -> Result<Box<dyn Drain>, Error> {
-        Err(Error::new(
-            ErrorKind::InvalidConfig,
-            "a PostgreSQL URL was given but fnmetrics was built without its `postgres` feature",
-        ))
+    fn stage2(&self, _: &Targets) -> Result<(Option<Box<dyn Drain>>, Mode), Error> {
+        Ok((None, Mode::Redis))
     }
 }
 

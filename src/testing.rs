@@ -58,8 +58,7 @@ impl Recording {
     pub fn get(&self, name: &str) -> Option<Snapshot> {
         let now = crate::get(name)?;
         let delta = now.delta_since(self.before.get(name));
-        let moved = delta.calls + delta.cancelled + delta.dropped_entries > 0;
-        moved.then_some(delta)
+        (!delta.is_empty()).then_some(delta)
     }
 
     /// What every function called since the start recorded, sorted by name.
@@ -76,7 +75,7 @@ impl Recording {
             .into_iter()
             .filter_map(|s| {
                 let d = s.delta_since(self.before.get(&s.name));
-                (d.calls + d.cancelled + d.dropped_entries > 0).then_some(d)
+                (!d.is_empty()).then_some(d)
             })
             .collect()
     }

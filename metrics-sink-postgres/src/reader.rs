@@ -210,14 +210,19 @@ impl Acc {
     }
 
     fn window(&self) -> WindowStats {
+        let min = self.min.map_or(Duration::ZERO, secs_to_duration);
+        let max = self.max.map_or(Duration::ZERO, secs_to_duration);
+        // A quantile is its bucket's midpoint, which may pass the exact min or max by up to
+        // half a bucket: kept within them, as `Snapshot::quantile` does (and the dashboard).
+        let within = |q: Duration| q.clamp(min, max.max(min));
         WindowStats {
             calls: u64::try_from(self.calls).unwrap_or(0),
             errors: u64::try_from(self.errors).unwrap_or(0),
             mean: self.mean(),
-            p50: self.hist.quantile(0.5),
-            p99: self.hist.quantile(0.99),
-            min: self.min.map_or(Duration::ZERO, secs_to_duration),
-            max: self.max.map_or(Duration::ZERO, secs_to_duration),
+            p50: within(self.hist.quantile(0.5)),
+            p99: within(self.hist.quantile(0.99)),
+            min,
+            max,
         }
     }
 }

@@ -7,7 +7,7 @@ use crate::duration::{human_ns, human_span};
 use crate::error::{CliError, CliResult};
 use crate::glob::{self, Glob};
 use crate::output::{csv_field, json, percent, print, Table};
-use fnmetrics::postgres::{PostgresReader, Query, WindowStats};
+use fnmetrics::postgres::{PostgresReader, Query};
 use fnmetrics::redact_url;
 use serde::Serialize;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -98,10 +98,6 @@ pub(crate) fn query(
         .window(&query)
         .map_err(|e| postgres_error(url, "cannot read the report", e))?;
     let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-    // A quantile is its bucket's midpoint, which can pass the exact max by up to half a bucket
-    // (p99 241 ns over a max of 240): shown within [min, max], as `Snapshot::quantile` does.
-    // The reader and the Grafana panels leave it unclamped, and agree with each other.
-    let within = |q: Duration, w: &WindowStats| ns(q.clamp(w.min, w.max.max(w.min)));
     Ok(windows
         .into_iter()
         .map(|(function, w)| FnStats {
@@ -109,8 +105,8 @@ pub(crate) fn query(
             calls: w.calls,
             errors: w.errors,
             mean_ns: ns(w.mean),
-            p50_ns: within(w.p50, &w),
-            p99_ns: within(w.p99, &w),
+            p50_ns: ns(w.p50),
+            p99_ns: ns(w.p99),
             max_ns: ns(w.max),
         })
         .collect())
